@@ -1,0 +1,201 @@
+package netnstest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// RequiredEnv is the environment variable that turns skips into failures.
+const RequiredEnv = "NETFILTER_EXPORTER_KERNEL_TESTS"
+
+var counter atomic.Int64
+
+// Require skips t unless it runs as root with every tool in tools on PATH.
+// When RequiredEnv is "required", it fails t instead of skipping it.
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	required := os.Getenv(RequiredEnv) == "required"
+	stop := t.Skipf
+	if required {
+		stop = t.Fatalf
+	}
+	if os.Geteuid() != 0 {
+		stop("this test needs root: it creates network namespaces and netfilter state")
+		return
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			stop("this test needs %q on PATH (make test installs it): %v", tool, err)
+			return
+		}
+	}
+}
+
+// NS is a network namespace made for one test and deleted when it ends.
+type NS struct {
+	// Name is the namespace's name under /var/run/netns.
+	Name string
+	f    *os.File
+}
+
+// New makes a fresh network namespace with its loopback up. Call Require
+// first.
+func New(t testing.TB) *NS {
+	t.Helper()
+	name := fmt.Sprintf("nfe-%d-%d", os.Getpid(), counter.Add(1))
+	mustRun(t, "ip", "netns", "add", name)
+	n := &NS{Name: name}
+	t.Cleanup(func() {
+		if n.f != nil {
+			n.f.Close()
+		}
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("deleting namespace %s: %v: %s", name, err, out)
+		}
+	})
+	f, err := os.Open("/var/run/netns/" + name)
+	if err != nil {
+		t.Fatalf("opening namespace %s: %v", name, err)
+	}
+	n.f = f
+	n.Run(t, "ip", "link", "set", "lo", "up")
+	return n
+}
+
+// Path returns the namespace's file, as --netns takes it.
+func (n *NS) Path() string {
+	return "/var/run/netns/" + n.Name
+}
+
+// FD returns an open descriptor of the namespace, valid until the test ends.
+func (n *NS) FD() int {
+	return int(n.f.Fd())
+}
+
+// Run runs a command inside the namespace and returns its standard output;
+// it fails the test if the command fails.
+func (n *NS) Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := n.Try(name, args...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return out
+}
+
+// Try runs a command inside the namespace and returns its standard output,
+// or an error holding its combined output.
+func (n *NS) Try(name string, args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("in namespace %s: %s %s: %w: %s%s", n.Name, name, strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out), nil
+}
+
+// Do runs fn on an OS thread that has entered the namespace. Sockets fn
+// creates belong to the namespace for their whole life, whatever thread uses
+// them later. The thread is discarded afterwards.
+func (n *NS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with the goroutine instead of
+		// returning to the scheduler in the wrong namespace.
+		runtime.LockOSThread()
+		if err := unix.Setns(n.FD(), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering namespace %s: %w", n.Name, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// ListenPacket opens a packet socket inside the namespace.
+func (n *NS) ListenPacket(t testing.TB, network, addr string) net.PacketConn {
+	t.Helper()
+	var c net.PacketConn
+	err := n.Do(func() (err error) {
+		c, err = net.ListenPacket(network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listening on %s %s in %s: %v", network, addr, n.Name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Listen opens a stream listener inside the namespace.
+func (n *NS) Listen(t testing.TB, network, addr string) net.Listener {
+	t.Helper()
+	var l net.Listener
+	err := n.Do(func() (err error) {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listening on %s %s in %s: %v", network, addr, n.Name, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// Dial connects from inside the namespace.
+func (n *NS) Dial(t testing.TB, network, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	err := n.Do(func() (err error) {
+		c, err = net.Dial(network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dialing %s %s from %s: %v", network, addr, n.Name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Link joins a and b with a veth pair and gives each end an address; addrA
+// and addrB are CIDRs such as "192.0.2.1/24" or "2001:db8::1/64". It
+// returns the interface names in a and in b.
+func Link(t testing.TB, a, b *NS, addrA, addrB string) (ifA, ifB string) {
+	t.Helper()
+	id := counter.Add(1)
+	ifA, ifB = fmt.Sprintf("va%d", id), fmt.Sprintf("vb%d", id)
+	a.Run(t, "ip", "link", "add", ifA, "type", "veth", "peer", "name", ifB, "netns", b.Name)
+	for _, end := range []struct {
+		ns   *NS
+		ifc  string
+		addr string
+	}{{a, ifA, addrA}, {b, ifB, addrB}} {
+		if end.addr != "" {
+			args := []string{"addr", "add", end.addr, "dev", end.ifc}
+			if strings.Contains(end.addr, ":") {
+				// Skip duplicate address detection so the address is usable at once.
+				args = []string{"-6", "addr", "add", end.addr, "dev", end.ifc, "nodad"}
+			}
+			end.ns.Run(t, "ip", args...)
+		}
+		end.ns.Run(t, "ip", "link", "set", end.ifc, "up")
+	}
+	return ifA, ifB
+}
+
+func mustRun(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}

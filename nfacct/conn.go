@@ -1,0 +1,203 @@
+package nfacct
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/netfilter"
+)
+
+// DefaultTimeout bounds every request when Config.Timeout is zero.
+const DefaultTimeout = 5 * time.Second
+
+var errClosed = errors.New("nfacct connection is closed")
+
+// deadlinePast is a deadline in the past, set to cut pending I/O short.
+var deadlinePast = time.Unix(1, 0)
+
+// Config configures a Conn or a Listener.
+type Config struct {
+	// NetNS is an open file descriptor of the network namespace to talk to
+	// (for example of /var/run/netns/fw); zero means the caller's namespace.
+	NetNS int
+	// Timeout bounds each request; zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+func (c *Config) netlink() *netlink.Config {
+	if c == nil {
+		return &netlink.Config{}
+	}
+	return &netlink.Config{NetNS: c.NetNS}
+}
+
+func (c *Config) timeout() time.Duration {
+	if c == nil || c.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return c.Timeout
+}
+
+// Conn is a request connection to nfnetlink_acct. It is safe for concurrent
+// use; requests are serialised.
+type Conn struct {
+	mu      sync.Mutex
+	c       *netfilter.Conn
+	timeout time.Duration
+}
+
+// Dial opens a Conn in the namespace cfg names. cfg may be nil.
+func Dial(cfg *Config) (*Conn, error) {
+	c, err := netfilter.Dial(cfg.netlink())
+	if err != nil {
+		return nil, fmt.Errorf("opening netfilter netlink socket: %w", err)
+	}
+	return &Conn{c: c, timeout: cfg.timeout()}, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c == nil {
+		return nil
+	}
+	err := c.c.Close()
+	c.c = nil
+	return err
+}
+
+// List dumps every accounting object with its counters. It never resets
+// them.
+func (c *Conn) List(ctx context.Context) ([]Object, error) {
+	req, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysAcct,
+		MessageType: msgGet,
+		Family:      netfilter.ProtoUnspec,
+		Flags:       netlink.Request | netlink.Dump,
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("building nfacct dump request: %w", err)
+	}
+	msgs, err := c.query(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("dumping nfacct objects: %w", err)
+	}
+	objs := make([]Object, 0, len(msgs))
+	for _, m := range msgs {
+		o, err := unmarshalObject(m)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, o)
+	}
+	return objs, nil
+}
+
+// Create adds the accounting object o. Packets and Bytes, when non-zero, set
+// the initial counters; a quota object sets FlagQuotaPackets or
+// FlagQuotaBytes and Quota. It fails if an object of that name exists.
+func (c *Conn) Create(ctx context.Context, o Object) error {
+	attrs, err := marshalObject(o)
+	if err != nil {
+		return err
+	}
+	req, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysAcct,
+		MessageType: msgNew,
+		Family:      netfilter.ProtoUnspec,
+		Flags:       netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl,
+	}, attrs)
+	if err != nil {
+		return fmt.Errorf("building nfacct create request: %w", err)
+	}
+	if _, err := c.query(ctx, req); err != nil {
+		return fmt.Errorf("creating nfacct object %q: %w", o.Name, err)
+	}
+	return nil
+}
+
+// Delete removes the accounting object called name. The kernel refuses to
+// delete an object a rule still uses.
+func (c *Conn) Delete(ctx context.Context, name string) error {
+	// An empty name would ask the kernel to delete every unused object.
+	if err := validateName(name); err != nil {
+		return err
+	}
+	req, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysAcct,
+		MessageType: msgDel,
+		Family:      netfilter.ProtoUnspec,
+		Flags:       netlink.Request | netlink.Acknowledge,
+	}, []netfilter.Attribute{{Type: attrName, Data: append([]byte(name), 0)}})
+	if err != nil {
+		return fmt.Errorf("building nfacct delete request: %w", err)
+	}
+	if _, err := c.query(ctx, req); err != nil {
+		return fmt.Errorf("deleting nfacct object %q: %w", name, err)
+	}
+	return nil
+}
+
+// query sends req and waits for its answer, bounded by the Conn's timeout
+// and by ctx.
+func (c *Conn) query(ctx context.Context, req netlink.Message) ([]netlink.Message, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c == nil {
+		return nil, errClosed
+	}
+	stop, err := bound(ctx, c.c, c.timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	msgs, err := c.c.Query(req)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	return msgs, err
+}
+
+// deadliner is the part of a netlink connection bound needs.
+type deadliner interface {
+	SetDeadline(time.Time) error
+}
+
+// bound sets a deadline on conn of now+timeout or ctx's deadline, whichever
+// is earlier, and cuts the pending I/O short if ctx is cancelled. The
+// returned function must be called once the I/O is done.
+func bound(ctx context.Context, conn deadliner, timeout time.Duration) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := conn.SetDeadline(deadline); err != nil {
+		return nil, fmt.Errorf("setting netlink deadline: %w", err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	if ctx.Done() != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-ctx.Done():
+				_ = conn.SetDeadline(deadlinePast)
+			case <-done:
+			}
+		}()
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+		_ = conn.SetDeadline(time.Time{})
+	}, nil
+}

@@ -1,0 +1,63 @@
+package nfacct
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ti-mo/netfilter"
+)
+
+// Listener receives the kernel's over-quota notifications: the kernel sends
+// one, with the object's state, when a quota object first passes its quota.
+type Listener struct {
+	c *netfilter.Conn
+}
+
+// ListenOverQuota joins the NFNLGRP_ACCT_QUOTA multicast group in the
+// namespace cfg names. cfg may be nil.
+func ListenOverQuota(cfg *Config) (*Listener, error) {
+	c, err := netfilter.Dial(cfg.netlink())
+	if err != nil {
+		return nil, fmt.Errorf("opening netfilter netlink socket: %w", err)
+	}
+	if err := c.JoinGroups([]netfilter.NetlinkGroup{netfilter.GroupAcctQuota}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("joining the nfacct over-quota group: %w", err)
+	}
+	return &Listener{c: c}, nil
+}
+
+// Receive blocks until notifications arrive, ctx is done or the Listener is
+// closed, and returns the objects that went over quota. Messages of other
+// types are skipped.
+func (l *Listener) Receive(ctx context.Context) ([]Object, error) {
+	stop := context.AfterFunc(ctx, func() { _ = l.c.SetReadDeadline(deadlinePast) })
+	defer stop()
+	msgs, err := l.c.Receive()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("receiving nfacct notifications: %w", err)
+	}
+	var objs []Object
+	for _, m := range msgs {
+		h, _, err := netfilter.DecodeNetlink(m)
+		// The kernel sends its reports with message type NEW, not
+		// OVERQUOTA; everything nfnetlink_acct sends to this group is one.
+		if err != nil || h.SubsystemID != netfilter.NFSubsysAcct {
+			continue
+		}
+		o, err := unmarshalObject(m)
+		if err != nil {
+			return objs, err
+		}
+		objs = append(objs, o)
+	}
+	return objs, nil
+}
+
+// Close closes the Listener; a blocked Receive returns.
+func (l *Listener) Close() error {
+	return l.c.Close()
+}
