@@ -1,0 +1,129 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
+)
+
+// namespace prefixes every metric name of the exporter.
+const namespace = "netfilter"
+
+var errPanic = errors.New("collector panicked")
+
+// Collector reads one part of netfilter and adds its samples to a Builder.
+// Update must honour ctx; it may be called concurrently with itself only if
+// the implementation says so (a Set never does that for one snapshot).
+type Collector interface {
+	Update(ctx context.Context, b *tree.Builder) error
+}
+
+var (
+	successDesc = tree.NewDesc(namespace+"_exporter_collector_success",
+		"Whether the collector's last update succeeded (1) or failed (0).", tree.Gauge, "collector")
+	durationDesc = tree.NewDesc(namespace+"_exporter_collector_duration_seconds",
+		"How long the collector's last update took.", tree.Gauge, "collector")
+)
+
+// Set runs named collectors and assembles their samples into snapshots.
+type Set struct {
+	names      []string
+	collectors map[string]Collector
+	timeout    time.Duration
+	logger     *slog.Logger
+	now        func() time.Time
+}
+
+// NewSet returns a Set of the collectors given by name. timeout bounds each
+// snapshot; a collector that has not answered by then is counted as failed
+// and its samples are left out.
+func NewSet(collectors map[string]Collector, timeout time.Duration, logger *slog.Logger) *Set {
+	names := make([]string, 0, len(collectors))
+	for n := range collectors {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return &Set{names: names, collectors: collectors, timeout: timeout, logger: logger, now: time.Now}
+}
+
+// Names returns the names of the collectors in the Set, sorted.
+func (s *Set) Names() []string {
+	return slices.Clone(s.names)
+}
+
+type result struct {
+	name     string
+	samples  []tree.Sample
+	err      error
+	duration time.Duration
+}
+
+// Snapshot runs every collector once, concurrently, and returns their
+// samples followed by each collector's success and duration. A failing or
+// panicking collector is logged and reported as failed; it never takes the
+// others down.
+func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
+	snap := &tree.Snapshot{Time: s.now()}
+	results := make(chan result, len(s.names))
+	for _, name := range s.names {
+		go func() {
+			results <- s.run(ctx, name, s.collectors[name])
+		}()
+	}
+	byName := make(map[string]result, len(s.names))
+	for range s.names {
+		select {
+		case r := <-results:
+			byName[r.name] = r
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	var self tree.Builder
+	for _, name := range s.names {
+		r, ok := byName[name]
+		if !ok {
+			r = result{name: name, err: fmt.Errorf("no answer: %w", ctx.Err()), duration: s.now().Sub(snap.Time)}
+		}
+		success := 1.0
+		if r.err != nil {
+			success = 0
+			s.logger.Error("collector failed", "collector", name, "duration_seconds", r.duration.Seconds(), "err", r.err)
+		} else {
+			snap.Samples = append(snap.Samples, r.samples...)
+		}
+		self.Add(successDesc, success, []string{"exporter", "collector", name, "success"}, name)
+		self.Add(durationDesc, r.duration.Seconds(), []string{"exporter", "collector", name, "duration_seconds"}, name)
+	}
+	snap.Samples = append(snap.Samples, self.Samples()...)
+	return snap
+}
+
+// run updates one collector, turning a panic into an error.
+func (s *Set) run(ctx context.Context, name string, c Collector) (r result) {
+	r.name = name
+	start := s.now()
+	var b tree.Builder
+	defer func() {
+		if p := recover(); p != nil {
+			r.err = fmt.Errorf("%w: %v\n%s", errPanic, p, debug.Stack())
+		}
+		r.duration = s.now().Sub(start)
+		r.samples = b.Samples()
+	}()
+	r.err = c.Update(ctx, &b)
+	return r
+}

@@ -1,0 +1,81 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
+)
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type collectorFunc func(ctx context.Context, b *tree.Builder) error
+
+func (f collectorFunc) Update(ctx context.Context, b *tree.Builder) error { return f(ctx, b) }
+
+var testDesc = tree.NewDesc("netfilter_test_value", "A test value.", tree.Gauge)
+
+func TestSetIsolatesFailures(t *testing.T) {
+	good := collectorFunc(func(_ context.Context, b *tree.Builder) error {
+		b.Add(testDesc, 42, []string{"test", "value"})
+		return nil
+	})
+	failing := collectorFunc(func(_ context.Context, b *tree.Builder) error {
+		b.Add(testDesc, 1, nil) // half-done work must not leak out
+		return errors.New("operation not permitted")
+	})
+	panicking := collectorFunc(func(context.Context, *tree.Builder) error {
+		var m map[string]int
+		m["boom"]++
+		return nil
+	})
+	hanging := collectorFunc(func(ctx context.Context, _ *tree.Builder) error {
+		<-ctx.Done()
+		time.Sleep(time.Second) // ignores its deadline for a while
+		return ctx.Err()
+	})
+	set := NewSet(map[string]Collector{"good": good, "failing": failing, "panicking": panicking, "hanging": hanging}, 200*time.Millisecond, discard)
+
+	want := `
+# HELP netfilter_exporter_collector_success Whether the collector's last update succeeded (1) or failed (0).
+# TYPE netfilter_exporter_collector_success gauge
+netfilter_exporter_collector_success{collector="failing"} 0
+netfilter_exporter_collector_success{collector="good"} 1
+netfilter_exporter_collector_success{collector="hanging"} 0
+netfilter_exporter_collector_success{collector="panicking"} 0
+# HELP netfilter_test_value A test value.
+# TYPE netfilter_test_value gauge
+netfilter_test_value 42
+`
+	start := time.Now()
+	if err := testutil.CollectAndCompare(NewPrometheus(set), strings.NewReader(want),
+		"netfilter_exporter_collector_success", "netfilter_test_value"); err != nil {
+		t.Error(err)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("a scrape waited %v for a collector that ignores its deadline; want about the 200ms timeout", d)
+	}
+}
+
+func TestSetSnapshotPaths(t *testing.T) {
+	set := NewSet(map[string]Collector{"good": collectorFunc(func(_ context.Context, b *tree.Builder) error {
+		b.Add(testDesc, 1, []string{"test", "value"})
+		return nil
+	})}, time.Second, discard)
+	snap := set.Snapshot(context.Background())
+	var paths []string
+	for _, s := range snap.Samples {
+		paths = append(paths, strings.Join(s.Path, "."))
+	}
+	want := "test.value exporter.collector.good.success exporter.collector.good.duration_seconds"
+	if got := strings.Join(paths, " "); got != want {
+		t.Errorf("paths = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,182 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
+)
+
+var (
+	errLabelName = errors.New("invalid label name")
+	labelNameRE  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+)
+
+// NfacctLister lists nfacct objects; *nfacct.Conn is one.
+type NfacctLister interface {
+	List(ctx context.Context) ([]nfacct.Object, error)
+}
+
+// OverQuotaReceiver delivers the kernel's over-quota notifications;
+// *nfacct.Listener is one.
+type OverQuotaReceiver interface {
+	Receive(ctx context.Context) ([]nfacct.Object, error)
+}
+
+// NfacctConfig configures the nfacct collector.
+type NfacctConfig struct {
+	// NameLabels, when set, splits each object name on Separator into these
+	// labels, in order; the last label takes the rest of the name. The name
+	// label is kept, so series stay unique.
+	NameLabels []string
+	// Separator splits names for NameLabels; "." when empty.
+	Separator string
+}
+
+// Nfacct collects the counters and quotas of nfacct objects.
+type Nfacct struct {
+	src NfacctLister
+	cfg NfacctConfig
+
+	packets, bytes, quota, overQuota, use, objects, notifications *tree.Desc
+
+	mu           sync.Mutex
+	notified     map[string]uint64
+	watchRunning bool
+}
+
+// NewNfacct returns an nfacct collector reading from src.
+func NewNfacct(src NfacctLister, cfg NfacctConfig) (*Nfacct, error) {
+	if cfg.Separator == "" {
+		cfg.Separator = "."
+	}
+	labels := []string{"name"}
+	seen := map[string]bool{"name": true, "unit": true}
+	for _, l := range cfg.NameLabels {
+		if !labelNameRE.MatchString(l) || strings.HasPrefix(l, "__") {
+			return nil, fmt.Errorf("%w %q in --nfacct.name-labels", errLabelName, l)
+		}
+		if seen[l] {
+			return nil, fmt.Errorf("%w %q in --nfacct.name-labels: used twice or reserved", errLabelName, l)
+		}
+		seen[l] = true
+		labels = append(labels, l)
+	}
+	quotaLabels := append(append([]string{}, labels...), "unit")
+	return &Nfacct{
+		src: src,
+		cfg: cfg,
+		packets: tree.NewDesc(namespace+"_nfacct_packets_total",
+			"Packets counted by the nfacct object, as the kernel holds them.", tree.Counter, labels...),
+		bytes: tree.NewDesc(namespace+"_nfacct_bytes_total",
+			"Bytes counted by the nfacct object, as the kernel holds them.", tree.Counter, labels...),
+		quota: tree.NewDesc(namespace+"_nfacct_quota",
+			"Quota of the nfacct object, in the unit the unit label names.", tree.Gauge, quotaLabels...),
+		overQuota: tree.NewDesc(namespace+"_nfacct_over_quota",
+			"Whether the nfacct quota object has passed its quota (1) or not (0).", tree.Gauge, labels...),
+		use: tree.NewDesc(namespace+"_nfacct_references",
+			"Kernel reference count of the nfacct object: 1 for the object plus 1 per rule using it.", tree.Gauge, labels...),
+		objects: tree.NewDesc(namespace+"_nfacct_objects",
+			"Number of nfacct objects.", tree.Gauge),
+		notifications: tree.NewDesc(namespace+"_nfacct_over_quota_notifications_total",
+			"Over-quota notifications the kernel sent for the nfacct object since the exporter started.", tree.Counter, labels...),
+		notified: make(map[string]uint64),
+	}, nil
+}
+
+// labelValues returns the label values of an object name.
+func (c *Nfacct) labelValues(name string) []string {
+	vals := make([]string, 1, 1+len(c.cfg.NameLabels))
+	vals[0] = name
+	if n := len(c.cfg.NameLabels); n > 0 {
+		parts := strings.SplitN(name, c.cfg.Separator, n)
+		for len(parts) < n {
+			parts = append(parts, "")
+		}
+		vals = append(vals, parts...)
+	}
+	return vals
+}
+
+// graphitePath returns the Graphite path of one of an object's values: the
+// dots of the name make levels, as ulogd2's GRAPHITE output writes them.
+func graphitePath(name, leaf string) []string {
+	p := append([]string{"nfacct"}, strings.Split(name, ".")...)
+	return append(p, leaf)
+}
+
+// Update dumps the nfacct objects and adds their samples to b.
+func (c *Nfacct) Update(ctx context.Context, b *tree.Builder) error {
+	objs, err := c.src.List(ctx)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	notified := make(map[string]uint64, len(c.notified))
+	for k, v := range c.notified {
+		notified[k] = v
+	}
+	watching := c.watchRunning
+	c.mu.Unlock()
+
+	b.Add(c.objects, float64(len(objs)), []string{"nfacct", "objects"})
+	for _, o := range objs {
+		lv := c.labelValues(o.Name)
+		b.Add(c.packets, float64(o.Packets), graphitePath(o.Name, "pkts"), lv...)
+		b.Add(c.bytes, float64(o.Bytes), graphitePath(o.Name, "bytes"), lv...)
+		b.Add(c.use, float64(o.Use), nil, lv...)
+		if !o.HasQuota() {
+			continue
+		}
+		b.Add(c.quota, float64(o.Quota), graphitePath(o.Name, "quota"), append(lv, o.QuotaUnit())...)
+		over := 0.0
+		if o.OverQuota() {
+			over = 1
+		}
+		b.Add(c.overQuota, over, graphitePath(o.Name, "over_quota"), lv...)
+		if watching {
+			b.Add(c.notifications, float64(notified[o.Name]), nil, lv...)
+		}
+	}
+	return nil
+}
+
+// WatchOverQuota counts the notifications r delivers until ctx is done or r
+// fails for good. Counts are served for quota objects that still exist.
+func (c *Nfacct) WatchOverQuota(ctx context.Context, r OverQuotaReceiver, logger *slog.Logger) {
+	c.mu.Lock()
+	c.watchRunning = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.watchRunning = false
+		c.mu.Unlock()
+	}()
+	for {
+		objs, err := r.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			logger.Warn("receiving nfacct over-quota notifications", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		c.mu.Lock()
+		for _, o := range objs {
+			c.notified[o.Name]++
+		}
+		c.mu.Unlock()
+	}
+}

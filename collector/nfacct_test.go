@@ -1,0 +1,193 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
+)
+
+type fakeLister struct {
+	objs []nfacct.Object
+	err  error
+}
+
+func (f fakeLister) List(context.Context) ([]nfacct.Object, error) { return f.objs, f.err }
+
+var testObjects = []nfacct.Object{
+	{Name: "ipv4.http", Packets: 1234, Bytes: 987654, Use: 2},
+	{Name: "ipv6.dns", Packets: 5, Bytes: 400, Use: 1},
+	{Name: "guest-quota", Packets: 70, Bytes: 1 << 21, Use: 2, Flags: nfacct.FlagQuotaBytes | nfacct.FlagOverQuota, Quota: 1 << 20},
+	{Name: "pkt-quota", Packets: 3, Bytes: 300, Use: 2, Flags: nfacct.FlagQuotaPackets, Quota: 1000},
+}
+
+var nfacctMetrics = []string{
+	"netfilter_nfacct_packets_total", "netfilter_nfacct_bytes_total", "netfilter_nfacct_quota",
+	"netfilter_nfacct_over_quota", "netfilter_nfacct_references", "netfilter_nfacct_objects",
+	"netfilter_nfacct_over_quota_notifications_total", "netfilter_exporter_collector_success",
+}
+
+func TestNfacctGolden(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    NfacctConfig
+		golden string
+	}{
+		{name: "plain", golden: "testdata/nfacct.prom"},
+		{name: "name labels", cfg: NfacctConfig{NameLabels: []string{"family", "service"}}, golden: "testdata/nfacct_labels.prom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := NewNfacct(fakeLister{objs: testObjects}, tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := NewPrometheus(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
+			f, err := os.Open(tt.golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := testutil.CollectAndCompare(p, f, nfacctMetrics...); err != nil {
+				t.Error(err)
+			}
+			problems, err := testutil.CollectAndLint(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pr := range problems {
+				t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
+			}
+		})
+	}
+}
+
+func TestNfacctGraphitePaths(t *testing.T) {
+	c, err := NewNfacct(fakeLister{objs: testObjects[:3]}, NfacctConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b tree.Builder
+	if err := c.Update(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range b.Samples() {
+		if s.Path != nil {
+			got = append(got, strings.Join(s.Path, "/")+"="+strconv.FormatFloat(s.Value, 'f', -1, 64))
+		}
+	}
+	want := []string{
+		"nfacct/objects=3",
+		"nfacct/ipv4/http/pkts=1234", "nfacct/ipv4/http/bytes=987654",
+		"nfacct/ipv6/dns/pkts=5", "nfacct/ipv6/dns/bytes=400",
+		"nfacct/guest-quota/pkts=70", "nfacct/guest-quota/bytes=2097152",
+		"nfacct/guest-quota/quota=1048576", "nfacct/guest-quota/over_quota=1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Graphite paths (-want +got):\n%s", diff)
+	}
+}
+
+func TestNfacctNameLabels(t *testing.T) {
+	tests := []struct {
+		labels []string
+		sep    string
+		name   string
+		want   []string
+	}{
+		{labels: []string{"family", "service"}, name: "ipv4.http", want: []string{"ipv4.http", "ipv4", "http"}},
+		{labels: []string{"family", "service"}, name: "ipv4.http.alt", want: []string{"ipv4.http.alt", "ipv4", "http.alt"}},
+		{labels: []string{"family", "service"}, name: "total", want: []string{"total", "total", ""}},
+		{labels: []string{"family", "service"}, sep: "_", name: "ipv6_ssh", want: []string{"ipv6_ssh", "ipv6", "ssh"}},
+		{name: "ipv4.http", want: []string{"ipv4.http"}},
+	}
+	for _, tt := range tests {
+		c, err := NewNfacct(fakeLister{}, NfacctConfig{NameLabels: tt.labels, Separator: tt.sep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.labelValues(tt.name); !slices.Equal(got, tt.want) {
+			t.Errorf("labels %v, name %q: got %q, want %q", tt.labels, tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestNfacctBadLabels(t *testing.T) {
+	for _, labels := range [][]string{{"name"}, {"unit"}, {"a", "a"}, {"1x"}, {"__x"}, {"has-dash"}, {""}} {
+		if _, err := NewNfacct(fakeLister{}, NfacctConfig{NameLabels: labels}); !errors.Is(err, errLabelName) {
+			t.Errorf("labels %q: error = %v, want errLabelName", labels, err)
+		}
+	}
+}
+
+func TestNfacctListError(t *testing.T) {
+	c, err := NewNfacct(fakeLister{err: errors.New("netlink receive: operation not permitted")}, NfacctConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b tree.Builder
+	if err := c.Update(context.Background(), &b); err == nil {
+		t.Fatal("Update succeeded though List failed")
+	}
+}
+
+type fakeReceiver struct {
+	mu    sync.Mutex
+	batch [][]nfacct.Object
+}
+
+func (f *fakeReceiver) Receive(ctx context.Context) ([]nfacct.Object, error) {
+	f.mu.Lock()
+	if len(f.batch) > 0 {
+		b := f.batch[0]
+		f.batch = f.batch[1:]
+		f.mu.Unlock()
+		return b, nil
+	}
+	f.mu.Unlock()
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestNfacctOverQuotaNotifications(t *testing.T) {
+	c, err := NewNfacct(fakeLister{objs: testObjects}, NfacctConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &fakeReceiver{batch: [][]nfacct.Object{{{Name: "guest-quota"}}, {{Name: "guest-quota"}, {Name: "pkt-quota"}}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.WatchOverQuota(ctx, r, discard); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	want := `
+# HELP netfilter_nfacct_over_quota_notifications_total Over-quota notifications the kernel sent for the nfacct object since the exporter started.
+# TYPE netfilter_nfacct_over_quota_notifications_total counter
+netfilter_nfacct_over_quota_notifications_total{name="guest-quota"} 2
+netfilter_nfacct_over_quota_notifications_total{name="pkt-quota"} 1
+`
+	p := NewPrometheus(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := testutil.CollectAndCompare(p, strings.NewReader(want), "netfilter_nfacct_over_quota_notifications_total")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

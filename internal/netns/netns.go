@@ -1,0 +1,66 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+var errNotNetns = errors.New("not a network namespace file")
+
+// Handle is an open network namespace. The zero Handle (from Open(""))
+// stands for the exporter's own namespace.
+type Handle struct {
+	f *os.File
+}
+
+// Open opens the namespace at path, such as /var/run/netns/fw or
+// /proc/1234/ns/net. An empty path returns the zero Handle.
+func Open(path string) (*Handle, error) {
+	if path == "" {
+		return &Handle{}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening network namespace: %w", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("checking network namespace %s: %w", path, err)
+	}
+	// /proc/PID/ns/net lives on nsfs; a bind mount under /var/run/netns too.
+	if st.Type != unix.NSFS_MAGIC {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, errNotNetns)
+	}
+	return &Handle{f: f}, nil
+}
+
+// FD returns the namespace's descriptor, or 0 for the exporter's own
+// namespace, as netlink.Config.NetNS takes it.
+func (h *Handle) FD() int {
+	if h == nil || h.f == nil {
+		return 0
+	}
+	return int(h.f.Fd())
+}
+
+// Path returns the path the Handle was opened from, "" for the own
+// namespace.
+func (h *Handle) Path() string {
+	if h == nil || h.f == nil {
+		return ""
+	}
+	return h.f.Name()
+}
+
+// Close releases the namespace.
+func (h *Handle) Close() error {
+	if h == nil || h.f == nil {
+		return nil
+	}
+	return h.f.Close()
+}
