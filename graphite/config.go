@@ -1,0 +1,148 @@
+package graphite
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/units"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The errors New and the parsers wrap; tests check them with errors.Is.
+var (
+	errMode        = errors.New("invalid graphite mode")
+	errBacklogSize = errors.New("invalid graphite backlog size")
+	errAddress     = errors.New("invalid graphite address")
+	errInterval    = errors.New("invalid graphite interval")
+	errTimeout     = errors.New("invalid graphite timeout")
+	errEscapeChar  = errors.New("invalid graphite escape character")
+	errBacklog     = errors.New("invalid graphite backlog limits")
+	errSource      = errors.New("no graphite source")
+	errRegister    = errors.New("cannot register graphite metrics")
+	errRunning     = errors.New("graphite writer already run")
+	// errPeerClosed reports that carbon closed an idle connection.
+	errPeerClosed = errors.New("connection closed by peer")
+)
+
+// Mode selects how counter values are sent.
+type Mode int
+
+const (
+	// Cumulative sends every value as it is; it is the default.
+	Cumulative Mode = iota
+	// Delta sends, for counters, the increase since the previous snapshot.
+	// Gauges are sent as they are.
+	Delta
+)
+
+// String returns the name ParseMode accepts for m.
+func (m Mode) String() string {
+	switch m {
+	case Cumulative:
+		return "cumulative"
+	case Delta:
+		return "delta"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseMode returns the Mode named s: "cumulative" or "delta".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "cumulative":
+		return Cumulative, nil
+	case "delta":
+		return Delta, nil
+	}
+	return 0, fmt.Errorf("%w %q: want \"cumulative\" or \"delta\"", errMode, s)
+}
+
+// ParseBacklogSize parses the size of the backlog. A plain integer such as
+// "100000" is a number of points; a size with a unit such as "64MiB", "512KB"
+// or "1GiB" is a number of bytes of formatted lines. Units are powers of 1024
+// whether written KiB or KB. Exactly one of points and bytes is set, and it is
+// greater than zero.
+func ParseBacklogSize(s string) (points, bytes int, err error) {
+	t := strings.TrimSpace(s)
+	if t != "" && strings.IndexFunc(t, func(r rune) bool { return r < '0' || r > '9' }) < 0 {
+		n, err := strconv.Atoi(t)
+		if err != nil || n <= 0 {
+			return 0, 0, fmt.Errorf("%w %q: want a positive number of points or a size such as 64MiB", errBacklogSize, s)
+		}
+		return n, 0, nil
+	}
+	b, err := units.ParseBase2Bytes(t)
+	if err != nil || b <= 0 || int64(b) > math.MaxInt {
+		return 0, 0, fmt.Errorf("%w %q: want a positive number of points or a size such as 64MiB", errBacklogSize, s)
+	}
+	return 0, int(b), nil
+}
+
+// Config configures a Writer.
+type Config struct {
+	// Address is the host:port of carbon's plaintext listener.
+	Address string
+	// Prefix is put before every path, for example "netfilter". It may hold
+	// several levels separated by dots; each level is sanitised and empty
+	// levels are dropped.
+	Prefix string
+	// Interval is how often a snapshot is taken and queued.
+	Interval time.Duration
+	// Timeout bounds dialing carbon and each write to it, and the final
+	// flush when the Writer stops.
+	Timeout time.Duration
+	// BacklogPoints is the most lines kept while carbon is away; 0 means no
+	// limit on the number of lines.
+	BacklogPoints int
+	// BacklogBytes is the most bytes of formatted lines kept while carbon is
+	// away; 0 means no limit on bytes. At least one of BacklogPoints and
+	// BacklogBytes must be greater than zero.
+	BacklogBytes int
+	// EscapeChar replaces every character Graphite cannot take in a path
+	// element. It must itself be one of [A-Za-z0-9_-]; 0 means
+	// DefaultEscapeChar.
+	EscapeChar byte
+	// Mode selects how counters are sent; the zero value is Cumulative.
+	Mode Mode
+	// Registerer receives the Writer's own metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// validate checks c and returns it with its defaults filled in.
+func (c Config) validate() (Config, error) {
+	host, port, err := net.SplitHostPort(c.Address)
+	if err != nil {
+		return c, fmt.Errorf("%w %q: %w", errAddress, c.Address, err)
+	}
+	if host == "" {
+		return c, fmt.Errorf("%w %q: missing host", errAddress, c.Address)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return c, fmt.Errorf("%w %q: port must be a number from 1 to 65535", errAddress, c.Address)
+	}
+	if c.Interval <= 0 {
+		return c, fmt.Errorf("%w %v: must be greater than zero", errInterval, c.Interval)
+	}
+	if c.Timeout <= 0 {
+		return c, fmt.Errorf("%w %v: must be greater than zero", errTimeout, c.Timeout)
+	}
+	if c.EscapeChar == 0 {
+		c.EscapeChar = DefaultEscapeChar
+	}
+	if !ValidPathChar(c.EscapeChar) {
+		return c, fmt.Errorf("%w %q: must be one of [A-Za-z0-9_-]", errEscapeChar, c.EscapeChar)
+	}
+	if c.BacklogPoints < 0 || c.BacklogBytes < 0 || (c.BacklogPoints == 0 && c.BacklogBytes == 0) {
+		return c, fmt.Errorf("%w (%d points, %d bytes): neither may be negative and at least one must be greater than zero",
+			errBacklog, c.BacklogPoints, c.BacklogBytes)
+	}
+	if c.Mode != Cumulative && c.Mode != Delta {
+		return c, fmt.Errorf("%w %v", errMode, c.Mode)
+	}
+	return c, nil
+}

@@ -1,0 +1,285 @@
+// Command netfilter_exporter exports Linux netfilter accounting (nfacct
+// counters, and conntrack flows in later versions) to Prometheus and,
+// optionally, to Graphite.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/netfilter-exporter/netfilter_exporter/collector"
+	"github.com/netfilter-exporter/netfilter_exporter/graphite"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
+	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
+)
+
+const exporterName = "netfilter_exporter"
+
+// options holds every command-line setting.
+type options struct {
+	web           *web.FlagConfig
+	telemetryPath string
+	maxRequests   int
+	log           promslog.Config
+
+	netnsPath        string
+	collectorTimeout time.Duration
+
+	nfacctEnabled    bool
+	nfacctLabels     string
+	nfacctSeparator  string
+	nfacctOverQuota  bool
+	nfacctReqTimeout time.Duration
+
+	graphiteAddress  string
+	graphiteInterval time.Duration
+	graphitePrefix   string
+	graphiteTimeout  time.Duration
+	graphiteBacklog  string
+	graphiteEscape   string
+	graphiteMode     string
+}
+
+// newApp declares the command line.
+func newApp(o *options) *kingpin.Application {
+	app := kingpin.New(exporterName, "Exports Linux netfilter accounting (nfacct objects) to Prometheus and Graphite.")
+	app.Version(version.Print(exporterName))
+	app.HelpFlag.Short('h')
+	o.web = kingpinflag.AddFlags(app, ":9862")
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.telemetryPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&o.maxRequests)
+	promslogflag.AddFlags(app, &o.log)
+
+	app.Flag("netns", "Network namespace file to watch instead of the exporter's own, e.g. /var/run/netns/fw.").PlaceHolder("PATH").StringVar(&o.netnsPath)
+	app.Flag("collector.timeout", "Longest time one snapshot of all collectors may take.").Default("10s").DurationVar(&o.collectorTimeout)
+	app.Flag("collector.nfacct", "Enable the nfacct collector (nfnetlink_acct objects).").Default("true").BoolVar(&o.nfacctEnabled)
+
+	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&o.nfacctLabels)
+	app.Flag("nfacct.name-separator", "Separator between the parts of nfacct object names for --nfacct.name-labels.").Default(".").StringVar(&o.nfacctSeparator)
+	app.Flag("nfacct.over-quota-events", "Listen for the kernel's over-quota notifications and count them.").Default("true").BoolVar(&o.nfacctOverQuota)
+	app.Flag("nfacct.timeout", "Deadline of one nfacct netlink request.").Default("5s").DurationVar(&o.nfacctReqTimeout)
+
+	app.Flag("graphite.address", "host:port of a carbon plaintext listener to push to; empty disables the Graphite feed.").Default("").StringVar(&o.graphiteAddress)
+	app.Flag("graphite.interval", "How often a snapshot is pushed to Graphite.").Default("60s").DurationVar(&o.graphiteInterval)
+	app.Flag("graphite.prefix", "Prefix of every Graphite path.").Default("netfilter").StringVar(&o.graphitePrefix)
+	app.Flag("graphite.timeout", "Dial and write deadline of the Graphite connection.").Default("10s").DurationVar(&o.graphiteTimeout)
+	app.Flag("graphite.backlog-size", "Points kept while carbon is unreachable: a number of points (100000) or a size in bytes (64MiB). The oldest are dropped first.").Default("100000").StringVar(&o.graphiteBacklog)
+	app.Flag("graphite.escape-char", "Character that replaces each character Graphite cannot take in a path element.").Default("_").StringVar(&o.graphiteEscape)
+	app.Flag("graphite.mode", "cumulative: counters as the kernel holds them; delta: the increase since the previous push (what ulogd2 sends, without zeroing the kernel).").Default("cumulative").StringVar(&o.graphiteMode)
+	return app
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run is the whole program; it returns the exit code.
+func run(args []string, stderr io.Writer) int {
+	var o options
+	app := newApp(&o)
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
+		return 2
+	}
+	o.log.Writer = stderr
+	logger := promslog.New(&o.log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, &o, logger); err != nil {
+		logger.Error("exiting", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve builds the collectors and readers and runs them until ctx is done.
+func serve(ctx context.Context, o *options, logger *slog.Logger) error {
+	logger.Info("starting "+exporterName, "version", version.Info(), "build_context", version.BuildContext())
+
+	reg := prometheus.NewRegistry()
+	gcfg, err := graphiteConfig(o, reg)
+	if err != nil {
+		return err
+	}
+
+	ns, err := netns.Open(o.netnsPath)
+	if err != nil {
+		return fmt.Errorf("--netns: %w", err)
+	}
+	defer ns.Close()
+
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+
+	collectorsByName := make(map[string]collector.Collector)
+	if o.nfacctEnabled {
+		c, err := newNfacct(ctx, o, ns, logger, &wg)
+		if err != nil {
+			return err
+		}
+		collectorsByName["nfacct"] = c
+	}
+	set := collector.NewSet(collectorsByName, o.collectorTimeout, logger)
+	logger.Info("collectors enabled", "collectors", strings.Join(set.Names(), ","), "netns", ns.Path())
+
+	reg.MustRegister(
+		versioncollector.NewCollector(exporterName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collector.NewPrometheus(set),
+	)
+
+	if gcfg.Address != "" {
+		w, err := graphite.New(gcfg, set, logger)
+		if err != nil {
+			return fmt.Errorf("graphite: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(ctx); err != nil {
+				logger.Error("graphite writer stopped", "err", err)
+			}
+		}()
+	}
+
+	return serveHTTP(ctx, o, reg, logger)
+}
+
+// newNfacct opens the nfacct client and, if asked, the over-quota listener.
+func newNfacct(ctx context.Context, o *options, ns *netns.Handle, logger *slog.Logger, wg *sync.WaitGroup) (*collector.Nfacct, error) {
+	var labels []string
+	if o.nfacctLabels != "" {
+		labels = strings.Split(o.nfacctLabels, ",")
+	}
+	cfg := &nfacct.Config{NetNS: ns.FD(), Timeout: o.nfacctReqTimeout}
+	var src collector.NfacctLister
+	conn, err := nfacct.Dial(cfg)
+	if err != nil {
+		// Served as a failing collector: the others and the scrape go on.
+		logger.Error("nfacct collector cannot reach the kernel", "err", err)
+		src = failingLister{fmt.Errorf("nfacct: %w", err)}
+	} else {
+		src = conn
+		context.AfterFunc(ctx, func() { conn.Close() })
+	}
+	c, err := collector.NewNfacct(src, collector.NfacctConfig{NameLabels: labels, Separator: o.nfacctSeparator})
+	if err != nil {
+		return nil, err
+	}
+	if !o.nfacctOverQuota {
+		return c, nil
+	}
+	l, err := nfacct.ListenOverQuota(cfg)
+	if err != nil {
+		// Counting notifications is a bonus: the counters still work.
+		logger.Warn("not counting nfacct over-quota notifications", "err", err)
+		return c, nil
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer l.Close()
+		c.WatchOverQuota(ctx, l, logger)
+	}()
+	return c, nil
+}
+
+// failingLister stands for an nfacct connection that could not be opened.
+type failingLister struct{ err error }
+
+// List returns the error that opening the connection gave.
+func (f failingLister) List(context.Context) ([]nfacct.Object, error) { return nil, f.err }
+
+// graphiteConfig validates the Graphite flags, whether the feed is on or
+// not, so that a mistake shows at once.
+func graphiteConfig(o *options, reg prometheus.Registerer) (graphite.Config, error) {
+	points, bytes, err := graphite.ParseBacklogSize(o.graphiteBacklog)
+	if err != nil {
+		return graphite.Config{}, fmt.Errorf("--graphite.backlog-size: %w", err)
+	}
+	if len(o.graphiteEscape) != 1 {
+		return graphite.Config{}, fmt.Errorf("--graphite.escape-char must be a single character, got %q", o.graphiteEscape)
+	}
+	mode, err := graphite.ParseMode(o.graphiteMode)
+	if err != nil {
+		return graphite.Config{}, fmt.Errorf("--graphite.mode: %w", err)
+	}
+	return graphite.Config{
+		Address:       o.graphiteAddress,
+		Prefix:        o.graphitePrefix,
+		Interval:      o.graphiteInterval,
+		Timeout:       o.graphiteTimeout,
+		BacklogPoints: points,
+		BacklogBytes:  bytes,
+		EscapeChar:    o.graphiteEscape[0],
+		Mode:          mode,
+		Registerer:    reg,
+	}, nil
+}
+
+// serveHTTP serves /metrics and the landing page until ctx is done.
+func serveHTTP(ctx context.Context, o *options, reg *prometheus.Registry, logger *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle(o.telemetryPath, promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: o.maxRequests,
+	})))
+	if o.telemetryPath != "/" && o.telemetryPath != "" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "Netfilter Exporter",
+			Description: "Prometheus exporter for Linux netfilter accounting: nfacct counters and conntrack flows",
+			Version:     version.Info(),
+			Links:       []web.LandingLinks{{Address: o.telemetryPath, Text: "Metrics"}},
+		})
+		if err != nil {
+			return fmt.Errorf("building the landing page: %w", err)
+		}
+		mux.Handle("/", landing)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- web.ListenAndServe(srv, o.web, logger) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			return err
+		}
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		logger.Info("stopped")
+		return nil
+	}
+}

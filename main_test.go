@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
+	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
+)
+
+// binary is the exporter built once for the tests in this file.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nfe-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, exporterName)
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the exporter: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// exporter is a running exporter process.
+type exporter struct {
+	url    string
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startExporter runs the exporter with args and waits until it serves
+// /metrics. It is stopped with SIGTERM when the test ends and must exit 0.
+func startExporter(t *testing.T, args ...string) *exporter {
+	t.Helper()
+	addr := freeAddr(t)
+	e := &exporter{url: "http://" + addr, stderr: &lockedBuffer{}}
+	e.cmd = exec.Command(binary, append([]string{"--web.listen-address=" + addr}, args...)...)
+	e.cmd.Stderr = e.stderr
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- e.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("exporter exited with %v after SIGTERM; log:\n%s", err, e.stderr)
+			}
+		case <-time.After(10 * time.Second):
+			_ = e.cmd.Process.Kill()
+			t.Errorf("exporter did not stop within 10s of SIGTERM; log:\n%s", e.stderr)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(e.url + "/metrics")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return e
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("exporter exited early: %v; log:\n%s", err, e.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exporter not serving after 10s: %v; log:\n%s", err, e.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// scrape fetches /metrics and returns the raw text and the parsed families.
+func (e *exporter) scrape(t *testing.T) (string, map[string]*dto.MetricFamily) {
+	t.Helper()
+	resp, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s\n%s", resp.Status, body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	return string(body), mfs
+}
+
+// value returns the value of the sample of family name whose labels include
+// all of labels, and whether there is one.
+func value(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	mf, ok := mfs[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range mf.GetMetric() {
+		have := make(map[string]string)
+		for _, lp := range m.GetLabel() {
+			have[lp.GetName()] = lp.GetValue()
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// carbon is a plaintext listener standing in for carbon-cache.
+type carbon struct {
+	l     net.Listener
+	lines chan string
+}
+
+func newCarbon(t *testing.T) *carbon {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &carbon{l: l, lines: make(chan string, 100000)}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				s := bufio.NewScanner(conn)
+				for s.Scan() {
+					c.lines <- s.Text()
+				}
+			}()
+		}
+	}()
+	return c
+}
+
+// waitFor returns the first line received within timeout for which match is
+// true.
+func (c *carbon) waitFor(t *testing.T, timeout time.Duration, match func(path string, value float64, ts int64) bool) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-c.lines:
+			f := strings.Fields(line)
+			if len(f) != 3 {
+				t.Fatalf("carbon got a malformed line %q", line)
+			}
+			v, err1 := strconv.ParseFloat(f[1], 64)
+			ts, err2 := strconv.ParseInt(f[2], 10, 64)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("carbon got a malformed line %q", line)
+			}
+			if match(f[0], v, ts) {
+				return line
+			}
+		case <-deadline:
+			t.Fatalf("no matching Graphite line within %v", timeout)
+			return ""
+		}
+	}
+}
+
+// nfacctList runs `nfacct list` in ns: the independent reference reader.
+func nfacctList(t *testing.T, ns *netnstest.NS) map[string][2]float64 {
+	t.Helper()
+	m := make(map[string][2]float64)
+	for _, line := range strings.Split(strings.TrimSpace(ns.Run(t, "nfacct", "list")), "\n") {
+		if line == "" {
+			continue
+		}
+		var pkts, bytes uint64
+		if _, err := fmt.Sscanf(line, "{ pkts = %d, bytes = %d", &pkts, &bytes); err != nil {
+			t.Fatalf("parsing nfacct list line %q: %v", line, err)
+		}
+		i := strings.LastIndex(line, "} = ")
+		if i < 0 {
+			t.Fatalf("no name in nfacct list line %q", line)
+		}
+		m[strings.TrimSuffix(line[i+4:], ";")] = [2]float64{float64(pkts), float64(bytes)}
+	}
+	return m
+}
+
+func sendUDP(t *testing.T, from *netnstest.NS, dst string, count, size int) {
+	t.Helper()
+	c := from.Dial(t, "udp4", dst)
+	for i := 0; i < count; i++ {
+		if _, err := c.Write(make([]byte, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// promtoolCheck runs `promtool check metrics` on an exposition.
+func promtoolCheck(t *testing.T, body string) {
+	t.Helper()
+	cmd := exec.Command("promtool", "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestExporterNfacctEndToEnd(t *testing.T) {
+	netnstest.Require(t, "iptables", "nfacct", "promtool")
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+	ctx := context.Background()
+
+	client, err := nfacct.Dial(&nfacct.Config{NetNS: b.FD()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	for _, o := range []nfacct.Object{
+		{Name: "ipv4.app"},
+		{Name: "dns"},
+		{Name: "q", Flags: nfacct.FlagQuotaPackets, Quota: 3},
+	} {
+		if err := client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Run(t, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9000", "-m", "nfacct", "--nfacct-name", "ipv4.app")
+	b.Run(t, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9000", "-m", "nfacct", "--nfacct-name", "q")
+	b.Run(t, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "53", "-m", "nfacct", "--nfacct-name", "dns")
+	b.ListenPacket(t, "udp4", "192.0.2.2:9000")
+	b.ListenPacket(t, "udp4", "192.0.2.2:53")
+	sendUDP(t, a, "192.0.2.2:9000", 7, 100)
+	sendUDP(t, a, "192.0.2.2:53", 2, 30)
+
+	c := newCarbon(t)
+	e := startExporter(t, "--netns="+b.Path(), "--graphite.address="+c.l.Addr().String(), "--graphite.interval=300ms")
+
+	// What the packets must have added: 20 bytes of IPv4 and 8 of UDP
+	// header per datagram.
+	want := map[string][2]float64{"ipv4.app": {7, 7 * 128}, "q": {7, 7 * 128}, "dns": {2, 2 * 58}}
+	var body string
+	var mfs map[string]*dto.MetricFamily
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body, mfs = e.scrape(t)
+		if v, _ := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": "dns"}); v == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ref := nfacctList(t, b)
+	for name, w := range want {
+		pkts, ok1 := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": name})
+		bytes, ok2 := value(mfs, "netfilter_nfacct_bytes_total", map[string]string{"name": name})
+		if !ok1 || !ok2 || pkts != w[0] || bytes != w[1] {
+			t.Errorf("/metrics shows %s = %v packets %v bytes, want %v", name, pkts, bytes, w)
+		}
+		if ref[name] != w {
+			t.Errorf("nfacct list shows %s = %v after the scrape, want %v: the counters must not be reset", name, ref[name], w)
+		}
+	}
+	if v, _ := value(mfs, "netfilter_nfacct_quota", map[string]string{"name": "q", "unit": "packets"}); v != 3 {
+		t.Errorf("quota of q = %v, want 3", v)
+	}
+	if v, _ := value(mfs, "netfilter_nfacct_over_quota", map[string]string{"name": "q"}); v != 1 {
+		t.Errorf("over_quota of q = %v, want 1", v)
+	}
+	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nfacct"}); v != 1 {
+		t.Errorf("collector success = %v, want 1", v)
+	}
+	promtoolCheck(t, body)
+
+	// Every interval pushes the same kernel values, timestamped now.
+	now := time.Now().Unix()
+	seen := make(map[int64]bool)
+	for len(seen) < 2 {
+		c.waitFor(t, 5*time.Second, func(path string, v float64, ts int64) bool {
+			if path == "netfilter.nfacct.ipv4.app.bytes" {
+				if v != 7*128 {
+					t.Fatalf("Graphite got %s %v, want %v", path, v, 7*128)
+				}
+				if ts < now-5 || ts > now+10 {
+					t.Fatalf("Graphite timestamp %d is not around now (%d)", ts, now)
+				}
+				seen[ts] = true
+				return true
+			}
+			return false
+		})
+		if len(seen) < 2 {
+			// The next interval may still fall within the same second.
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	c.waitFor(t, 5*time.Second, func(path string, v float64, _ int64) bool {
+		return path == "netfilter.nfacct.ipv4.app.pkts" && v == 7
+	})
+}
+
+func TestExporterRejectsBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--netns=/nonexistent/ns"}, "--netns"},
+		{[]string{"--netns=/etc/hostname"}, "not a network namespace"},
+		{[]string{"--graphite.address=127.0.0.1:2003", "--graphite.backlog-size=lots"}, "--graphite.backlog-size"},
+		{[]string{"--graphite.address=127.0.0.1:2003", "--graphite.escape-char=ab"}, "--graphite.escape-char"},
+		{[]string{"--graphite.mode=sometimes"}, "graphite.mode"},
+		{[]string{"--nfacct.name-labels=family,bad-label"}, "bad-label"},
+		{[]string{"--no-such-flag"}, "no-such-flag"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			cmd := exec.Command(binary, append([]string{"--web.listen-address=" + freeAddr(t)}, tt.args...)...)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("exporter accepted %v; output:\n%s", tt.args, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("error output does not name %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}

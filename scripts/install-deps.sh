@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the tests of netfilter_exporter call,
+# when they are missing. Needs root (apt-get).
+set -euo pipefail
+
+# command -> Debian package
+declare -A want=(
+	[ip]=iproute2
+	[iptables]=iptables
+	[nft]=nftables
+	[nfacct]=nfacct
+	[conntrack]=conntrack
+	[promtool]=prometheus
+	[carbon-cache]=graphite-carbon
+	[whisper-fetch]=python3-whisper
+)
+missing=()
+for cmd in "${!want[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing ${missing[*]}; run as root or install them" >&2
+	exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
