@@ -207,3 +207,31 @@ func index(objs []nfacct.Object) map[string]nfacct.Object {
 	}
 	return m
 }
+
+// BenchmarkKernelList measures one dump of n objects from the kernel.
+func BenchmarkKernelList(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) {
+			netnstest.Require(b)
+			ns := netnstest.New(b)
+			c, err := nfacct.Dial(&nfacct.Config{NetNS: ns.FD()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			for i := 0; i < n; i++ {
+				if err := c.Create(context.Background(), nfacct.Object{Name: fmt.Sprintf("ipv4.svc%d", i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				objs, err := c.List(context.Background())
+				if err != nil || len(objs) != n {
+					b.Fatalf("List = %d objects, %v; want %d", len(objs), err, n)
+				}
+			}
+		})
+	}
+}
