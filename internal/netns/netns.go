@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,4 +64,26 @@ func (h *Handle) Close() error {
 		return nil
 	}
 	return h.f.Close()
+}
+
+// Do runs fn on an OS thread that has entered the namespace; with the zero
+// Handle it runs fn on the calling goroutine. Sockets and files fn opens
+// belong to the namespace for their whole life, whatever thread uses them
+// later. The thread is discarded afterwards, never reused in the wrong
+// namespace.
+func (h *Handle) Do(fn func() error) error {
+	if h.FD() == 0 {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with the goroutine.
+		runtime.LockOSThread()
+		if err := unix.Setns(h.FD(), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering network namespace %s: %w", h.Path(), err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }

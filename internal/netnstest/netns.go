@@ -5,12 +5,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 )
 
 // RequiredEnv is the environment variable that turns skips into failures.
@@ -43,7 +42,7 @@ func Require(t testing.TB, tools ...string) {
 type NS struct {
 	// Name is the namespace's name under /var/run/netns.
 	Name string
-	f    *os.File
+	h    *netns.Handle
 }
 
 // New makes a fresh network namespace with its loopback up. Call Require
@@ -54,18 +53,18 @@ func New(t testing.TB) *NS {
 	mustRun(t, "ip", "netns", "add", name)
 	n := &NS{Name: name}
 	t.Cleanup(func() {
-		if n.f != nil {
-			n.f.Close()
+		if n.h != nil {
+			n.h.Close()
 		}
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
 			t.Errorf("deleting namespace %s: %v: %s", name, err, out)
 		}
 	})
-	f, err := os.Open("/var/run/netns/" + name)
+	h, err := netns.Open("/var/run/netns/" + name)
 	if err != nil {
 		t.Fatalf("opening namespace %s: %v", name, err)
 	}
-	n.f = f
+	n.h = h
 	n.Run(t, "ip", "link", "set", "lo", "up")
 	return n
 }
@@ -77,7 +76,7 @@ func (n *NS) Path() string {
 
 // FD returns an open descriptor of the namespace, valid until the test ends.
 func (n *NS) FD() int {
-	return int(n.f.Fd())
+	return n.h.FD()
 }
 
 // Run runs a command inside the namespace and returns its standard output;
@@ -106,20 +105,9 @@ func (n *NS) Try(name string, args ...string) (string, error) {
 
 // Do runs fn on an OS thread that has entered the namespace. Sockets fn
 // creates belong to the namespace for their whole life, whatever thread uses
-// them later. The thread is discarded afterwards.
+// them later.
 func (n *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine instead of
-		// returning to the scheduler in the wrong namespace.
-		runtime.LockOSThread()
-		if err := unix.Setns(n.FD(), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering namespace %s: %w", n.Name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	return n.h.Do(fn)
 }
 
 // ListenPacket opens a packet socket inside the namespace.
