@@ -9,15 +9,14 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
 )
 
 // DefaultTimeout bounds every request when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
 
 var errClosed = errors.New("nfacct connection is closed")
-
-// deadlinePast is a deadline in the past, set to cut pending I/O short.
-var deadlinePast = time.Unix(1, 0)
 
 // Config configures a Conn or a Listener.
 type Config struct {
@@ -151,7 +150,7 @@ func (c *Conn) query(ctx context.Context, req netlink.Message) ([]netlink.Messag
 	if c.c == nil {
 		return nil, errClosed
 	}
-	stop, err := bound(ctx, c.c, c.timeout)
+	stop, err := deadline.Bound(ctx, c.c, c.timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -161,43 +160,4 @@ func (c *Conn) query(ctx context.Context, req netlink.Message) ([]netlink.Messag
 		return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
 	return msgs, err
-}
-
-// deadliner is the part of a netlink connection bound needs.
-type deadliner interface {
-	SetDeadline(time.Time) error
-}
-
-// bound sets a deadline on conn of now+timeout or ctx's deadline, whichever
-// is earlier, and cuts the pending I/O short if ctx is cancelled. The
-// returned function must be called once the I/O is done.
-func bound(ctx context.Context, conn deadliner, timeout time.Duration) (func(), error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	if err := conn.SetDeadline(deadline); err != nil {
-		return nil, fmt.Errorf("setting netlink deadline: %w", err)
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	if ctx.Done() != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-ctx.Done():
-				_ = conn.SetDeadline(deadlinePast)
-			case <-done:
-			}
-		}()
-	}
-	return func() {
-		close(done)
-		wg.Wait()
-		_ = conn.SetDeadline(time.Time{})
-	}, nil
 }

@@ -3,6 +3,7 @@ package nfacct
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ti-mo/netfilter"
 )
@@ -31,7 +32,7 @@ func ListenOverQuota(cfg *Config) (*Listener, error) {
 // closed, and returns the objects that went over quota. Messages of other
 // types are skipped.
 func (l *Listener) Receive(ctx context.Context) ([]Object, error) {
-	stop := context.AfterFunc(ctx, func() { _ = l.c.SetReadDeadline(deadlinePast) })
+	stop := context.AfterFunc(ctx, func() { _ = l.c.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	msgs, err := l.c.Receive()
 	if err != nil {

@@ -1,0 +1,261 @@
+package ctnl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
+)
+
+const (
+	// groupCTDestroy is NFNLGRP_CONNTRACK_DESTROY.
+	groupCTDestroy = 3
+	// slotSize is the room for one datagram. A conntrack event is a few
+	// hundred bytes; a larger one is counted as undecodable.
+	slotSize = 4096
+	// DefaultBatch is how many datagrams one receive call may return.
+	DefaultBatch = 256
+	// skMeminfoDrops is the index of SK_MEMINFO_DROPS in SO_MEMINFO.
+	skMeminfoDrops = 8
+	skMeminfoVars  = 9
+)
+
+var errListenerClosed = errors.New("conntrack listener is closed")
+
+// ListenConfig configures a Listener.
+type ListenConfig struct {
+	// NetNS is the namespace to listen in; nil means the caller's.
+	NetNS *netns.Handle
+	// ReadBuffer is the socket receive buffer in bytes, set with
+	// SO_RCVBUFFORCE (so above net.core.rmem_max); 0 keeps the default.
+	ReadBuffer int
+	// NoENOBUFS sets NETLINK_NO_ENOBUFS: the kernel drops what does not fit
+	// without reporting ENOBUFS and, unlike the default, without dropping
+	// everything else until the reader has emptied the queue.
+	NoENOBUFS bool
+	// Reliable sets NETLINK_BROADCAST_ERROR as well as NETLINK_NO_ENOBUFS:
+	// conntrack then keeps an entry whose DESTROY event could not be
+	// delivered and delivers it again later, so no event is lost, at the
+	// price of dying entries held in the table meanwhile.
+	Reliable bool
+	// Batch is how many datagrams one receive call may return;
+	// DefaultBatch when 0.
+	Batch int
+}
+
+// ListenerStats are a Listener's counters.
+type ListenerStats struct {
+	// Events is the number of DESTROY events decoded.
+	Events uint64
+	// DecodeErrors is the number of messages that could not be decoded and
+	// were skipped.
+	DecodeErrors uint64
+	// Overruns is the number of times the kernel reported ENOBUFS.
+	Overruns uint64
+	// Drops is the kernel's count of events it could not queue on the
+	// socket (SK_MEMINFO_DROPS): exactly the events lost.
+	Drops uint64
+	// ReadBuffer is the receive buffer the kernel granted, in bytes.
+	ReadBuffer int
+}
+
+// mmsghdr is struct mmsghdr of recvmmsg(2).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// Listener receives conntrack DESTROY events.
+type Listener struct {
+	fd    int
+	batch int
+
+	bufs  []byte
+	iovs  []unix.Iovec
+	msgs  []mmsghdr
+	flows []Flow
+
+	closed       atomic.Bool
+	events       atomic.Uint64
+	decodeErrors atomic.Uint64
+	overruns     atomic.Uint64
+}
+
+// Listen opens a netlink socket in the configured namespace and joins the
+// conntrack DESTROY group.
+func Listen(cfg ListenConfig) (*Listener, error) {
+	batch := cfg.Batch
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	var fd int
+	err := cfg.NetNS.Do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
+	}
+	l := &Listener{fd: fd, batch: batch}
+	if err := l.setup(cfg); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	l.bufs = make([]byte, batch*slotSize)
+	l.iovs = make([]unix.Iovec, batch)
+	l.msgs = make([]mmsghdr, batch)
+	l.flows = make([]Flow, 0, batch)
+	for i := range l.msgs {
+		l.iovs[i].Base = &l.bufs[i*slotSize]
+		l.iovs[i].SetLen(slotSize)
+		l.msgs[i].hdr.Iov = &l.iovs[i]
+		l.msgs[i].hdr.SetIovlen(1)
+	}
+	return l, nil
+}
+
+func (l *Listener) setup(cfg ListenConfig) error {
+	if err := unix.Bind(l.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("binding conntrack netlink socket: %w", err)
+	}
+	if cfg.ReadBuffer > 0 {
+		if err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.ReadBuffer); err != nil {
+			return fmt.Errorf("setting the conntrack receive buffer to %d bytes: %w", cfg.ReadBuffer, err)
+		}
+	}
+	if cfg.NoENOBUFS || cfg.Reliable {
+		if err := unix.SetsockoptInt(l.fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1); err != nil {
+			return fmt.Errorf("setting NETLINK_NO_ENOBUFS: %w", err)
+		}
+	}
+	if cfg.Reliable {
+		if err := unix.SetsockoptInt(l.fd, unix.SOL_NETLINK, unix.NETLINK_BROADCAST_ERROR, 1); err != nil {
+			return fmt.Errorf("setting NETLINK_BROADCAST_ERROR: %w", err)
+		}
+	}
+	// A receive timeout lets Run notice that its context is done.
+	tv := unix.NsecToTimeval(int64(250e6))
+	if err := unix.SetsockoptTimeval(l.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("setting the receive timeout: %w", err)
+	}
+	if err := unix.SetsockoptInt(l.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, groupCTDestroy); err != nil {
+		return fmt.Errorf("joining the conntrack DESTROY group: %w", err)
+	}
+	return nil
+}
+
+// Run receives events until ctx is done or the socket fails for good, and
+// calls fn with each batch of decoded flows. The slice is reused after fn
+// returns. An overrun (ENOBUFS) is counted and receiving goes on; a message
+// that does not decode is counted and skipped.
+func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
+	for ctx.Err() == nil {
+		if l.closed.Load() {
+			return errListenerClosed
+		}
+		n, err := l.recv()
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.ENOBUFS):
+			l.overruns.Add(1)
+			continue
+		default:
+			return fmt.Errorf("receiving conntrack events: %w", err)
+		}
+		l.flows = l.flows[:0]
+		for i := 0; i < n; i++ {
+			m := &l.msgs[i]
+			if m.hdr.Flags&unix.MSG_TRUNC != 0 {
+				l.decodeErrors.Add(1)
+				continue
+			}
+			l.decodeDatagram(l.bufs[i*slotSize : i*slotSize+int(m.len)])
+		}
+		if len(l.flows) > 0 {
+			l.events.Add(uint64(len(l.flows)))
+			fn(l.flows)
+		}
+	}
+	return nil
+}
+
+// decodeDatagram decodes every DESTROY event of one datagram into l.flows.
+func (l *Listener) decodeDatagram(b []byte) {
+	for len(b) > 0 {
+		m, rest, err := nextMessage(b)
+		if err != nil {
+			l.decodeErrors.Add(1)
+			return
+		}
+		b = rest
+		if m.typ>>8 != subsysCT || m.typ&0xff != msgCTDelete {
+			if m.typ >= 16 { // not a netlink control message
+				l.decodeErrors.Add(1)
+			}
+			continue
+		}
+		l.flows = append(l.flows, Flow{})
+		if err := decodeFlow(m.payload, &l.flows[len(l.flows)-1]); err != nil {
+			l.flows = l.flows[:len(l.flows)-1]
+			l.decodeErrors.Add(1)
+		}
+	}
+}
+
+// recv fills up to l.batch datagrams with one recvmmsg call, blocking for
+// the first one only.
+func (l *Listener) recv() (int, error) {
+	for i := range l.msgs {
+		l.msgs[i].hdr.Flags = 0
+		l.msgs[i].len = 0
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
+		uintptr(len(l.msgs)), unix.MSG_WAITFORONE, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// Stats returns the Listener's counters, with the kernel's drop count read
+// now.
+func (l *Listener) Stats() (ListenerStats, error) {
+	s := ListenerStats{
+		Events:       l.events.Load(),
+		DecodeErrors: l.decodeErrors.Load(),
+		Overruns:     l.overruns.Load(),
+	}
+	if l.closed.Load() {
+		return s, errListenerClosed
+	}
+	var mem [skMeminfoVars]uint32
+	size := uint32(unsafe.Sizeof(mem))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(l.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 {
+		return s, fmt.Errorf("reading the socket's drop counter: %w", errno)
+	}
+	s.Drops = uint64(mem[skMeminfoDrops])
+	rb, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err != nil {
+		return s, fmt.Errorf("reading the receive buffer size: %w", err)
+	}
+	s.ReadBuffer = rb
+	return s, nil
+}
+
+// Close closes the socket. Call it after Run has returned.
+func (l *Listener) Close() error {
+	if l.closed.Swap(true) {
+		return nil
+	}
+	return unix.Close(l.fd)
+}
