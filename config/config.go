@@ -1,0 +1,561 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v2"
+
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+)
+
+// The errors Parse wraps, phrased to follow the value they are about.
+var (
+	errYAML      = errors.New("invalid YAML")
+	errStructure = errors.New("unexpected structure")
+	errShape     = errors.New("has the wrong shape")
+	errEmpty     = errors.New("is empty")
+	errCIDR      = errors.New("is not a CIDR")
+	errHostBits  = errors.New("has host bits set")
+	errNetwork   = errors.New("is not a valid network")
+	errDuplicate = errors.New("is given twice")
+	errPort      = errors.New("is not a port or port range")
+	errPortRange = errors.New("starts above its end")
+	errOverlap   = errors.New("overlaps")
+	errProto     = errors.New("is not a protocol")
+	errZone      = errors.New("is not a zone")
+	errMark      = errors.New("is not a mark")
+	errGroupBy   = errors.New("is not a group-by key")
+	errMaxSeries = errors.New("is not a positive integer")
+)
+
+// Config is a validated configuration file.
+type Config struct {
+	// NetworkPrefixes maps each network name to its prefixes, as given;
+	// nil when the file names no networks.
+	NetworkPrefixes map[string][]netip.Prefix
+	// Networks is built from NetworkPrefixes; nil when the file names no
+	// networks.
+	Networks *flow.Networks
+	// PortRanges lists the ports of the ports field, as given; nil when the
+	// field is absent.
+	PortRanges []flow.PortRange
+	// Ports is built from PortRanges; nil when the field is absent, so
+	// ports read as their number.
+	Ports *flow.Ports
+	// Accept and Deny hold the filter rules, as given.
+	Accept, Deny []flow.Rule
+	// Filter is built from Accept and Deny; nil when there are no rules.
+	Filter *flow.Filter
+	// Conntrack holds the defaults of the --conntrack flags.
+	Conntrack Conntrack
+}
+
+// Conntrack holds the defaults the file gives to the --conntrack flags; flags
+// given on the command line win.
+type Conntrack struct {
+	// GroupBy is the default of --conntrack.group-by; nil when not given.
+	GroupBy []flow.Key
+	// MaxSeries is the default of --conntrack.max-series; 0 when not given.
+	MaxSeries int
+}
+
+// rawFile is the shape of the file.
+type rawFile struct {
+	Networks  map[string]strList `yaml:"networks"`
+	Ports     strList            `yaml:"ports"`
+	Filters   *rawFilters        `yaml:"filters"`
+	Conntrack *rawConntrack      `yaml:"conntrack"`
+}
+
+type rawFilters struct {
+	Accept []rawRule `yaml:"accept"`
+	Deny   []rawRule `yaml:"deny"`
+}
+
+type rawRule struct {
+	Src   strList `yaml:"src"`
+	Dst   strList `yaml:"dst"`
+	Proto strList `yaml:"proto"`
+	SPort strList `yaml:"sport"`
+	DPort strList `yaml:"dport"`
+	Zone  strList `yaml:"zone"`
+	Mark  strList `yaml:"mark"`
+}
+
+type rawConntrack struct {
+	GroupBy   strList `yaml:"group_by"`
+	MaxSeries scalar  `yaml:"max_series"`
+}
+
+// strList is a YAML list of scalars, each kept as its text. A value of
+// another shape does not fail the decoding: it is described in bad, for
+// Parse to report with its path.
+type strList struct {
+	items []string
+	given bool
+	bad   string
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *strList) UnmarshalYAML(unmarshal func(any) error) error {
+	l.given = true
+	if err := unmarshal(&l.items); err == nil {
+		return nil
+	}
+	l.items = nil
+	var v any
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	l.bad = describe(v)
+	return nil
+}
+
+// scalar is a single YAML scalar kept as its text, or described in bad.
+type scalar struct {
+	text  string
+	given bool
+	bad   string
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *scalar) UnmarshalYAML(unmarshal func(any) error) error {
+	s.given = true
+	if err := unmarshal(&s.text); err == nil {
+		return nil
+	}
+	var v any
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	s.bad = describe(v)
+	return nil
+}
+
+// describe names the shape of a decoded YAML value for error messages.
+func describe(v any) string {
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			switch e.(type) {
+			case []any, map[any]any:
+				return "a list holding lists or maps"
+			}
+		}
+		return "a list"
+	case map[any]any:
+		return "a map"
+	}
+	return fmt.Sprintf("%q", fmt.Sprint(v))
+}
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// Parse validates the configuration data, read from the file name; errors
+// begin with name.
+func Parse(data []byte, name string) (*Config, error) {
+	var raw rawFile
+	if err := yaml.UnmarshalStrict(data, &raw); err != nil {
+		return nil, yamlError(name, err)
+	}
+	p := parser{file: name}
+	c, err := p.config(&raw)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parser turns a rawFile into a Config, naming its file in errors.
+type parser struct {
+	file string
+}
+
+// errorf returns an error about the field at path.
+func (p *parser) errorf(path, format string, args ...any) error {
+	return fmt.Errorf("%s: %s: "+format, append([]any{p.file, path}, args...)...)
+}
+
+func (p *parser) config(raw *rawFile) (*Config, error) {
+	c := &Config{}
+	var err error
+	if raw.Networks != nil {
+		if c.NetworkPrefixes, err = p.networks(raw.Networks); err != nil {
+			return nil, err
+		}
+		if c.Networks, err = flow.NewNetworks(c.NetworkPrefixes); err != nil {
+			return nil, p.errorf("networks", "%w", err)
+		}
+	}
+	if raw.Ports.given {
+		if c.PortRanges, err = p.ports("ports", raw.Ports, true); err != nil {
+			return nil, err
+		}
+		if c.Ports, err = flow.NewPorts(c.PortRanges); err != nil {
+			return nil, p.errorf("ports", "%w", err)
+		}
+	}
+	if f := raw.Filters; f != nil {
+		if c.Accept, err = p.rules("filters.accept", f.Accept); err != nil {
+			return nil, err
+		}
+		if c.Deny, err = p.rules("filters.deny", f.Deny); err != nil {
+			return nil, err
+		}
+		if len(c.Accept)+len(c.Deny) > 0 {
+			if c.Filter, err = flow.NewFilter(c.Accept, c.Deny); err != nil {
+				return nil, p.errorf("filters", "%w", err)
+			}
+		}
+	}
+	if ct := raw.Conntrack; ct != nil {
+		if c.Conntrack, err = p.conntrack(ct); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// list checks the shape of l and returns its items.
+func (p *parser) list(path string, l strList, what string) ([]string, error) {
+	if l.bad != "" {
+		return nil, p.errorf(path, "%w: want a list of %s, not %s", errShape, what, l.bad)
+	}
+	if len(l.items) == 0 {
+		return nil, p.errorf(path, "%w: list at least one of %s", errEmpty, what)
+	}
+	return l.items, nil
+}
+
+func (p *parser) networks(raw map[string]strList) (map[string][]netip.Prefix, error) {
+	names := make([]string, 0, len(raw))
+	for name := range raw {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	out := make(map[string][]netip.Prefix, len(raw))
+	owner := make(map[netip.Prefix]string)
+	for _, name := range names {
+		path := "networks." + name
+		if name == "" || name == "other" {
+			return nil, p.errorf("networks", "%q %w: names must not be empty nor \"other\", which addresses outside every network read", name, errNetwork)
+		}
+		items, err := p.list(path, raw[name], "CIDRs")
+		if err != nil {
+			return nil, err
+		}
+		for i, s := range items {
+			ip := fmt.Sprintf("%s[%d]", path, i)
+			pfx, err := p.prefix(ip, s)
+			if err != nil {
+				return nil, err
+			}
+			if prev, ok := owner[pfx]; ok {
+				return nil, p.errorf(ip, "%v %w: it is also in %s", pfx, errDuplicate, prev)
+			}
+			owner[pfx] = ip
+			out[name] = append(out[name], pfx)
+		}
+	}
+	return out, nil
+}
+
+// prefix parses a CIDR, or a single address as a host prefix.
+func (p *parser) prefix(path, s string) (netip.Prefix, error) {
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil {
+		a, aerr := netip.ParseAddr(s)
+		if aerr != nil || a.Zone() != "" {
+			return netip.Prefix{}, p.errorf(path, "%q %w", s, errCIDR)
+		}
+		pfx = netip.PrefixFrom(a, a.BitLen())
+	}
+	if pfx.Addr().Is4In6() {
+		return netip.Prefix{}, p.errorf(path, "%q %w: IPv4-mapped IPv6 prefixes never match, as addresses are unmapped; give the IPv4 prefix", s, errCIDR)
+	}
+	if m := pfx.Masked(); m != pfx {
+		return netip.Prefix{}, p.errorf(path, "%q %w: the network is %v", s, errHostBits, m)
+	}
+	return pfx, nil
+}
+
+// ports parses a list of ports and port ranges; with noOverlap, entries
+// must not overlap.
+func (p *parser) ports(path string, l strList, noOverlap bool) ([]flow.PortRange, error) {
+	items, err := p.list(path, l, "ports or port ranges")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]flow.PortRange, 0, len(items))
+	for i, s := range items {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		r, err := p.portRange(ip, s)
+		if err != nil {
+			return nil, err
+		}
+		if noOverlap {
+			for j, o := range out {
+				if r.Lo <= o.Hi && o.Lo <= r.Hi {
+					return nil, p.errorf(ip, "%v %w %s[%d] (%v)", r, errOverlap, path, j, o)
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// portRange parses a port, like 443, or a range, like 8000-8100.
+func (p *parser) portRange(path, s string) (flow.PortRange, error) {
+	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	l, err1 := parsePort(lo)
+	h, err2 := l, error(nil)
+	if isRange {
+		h, err2 = parsePort(hi)
+	}
+	if err1 != nil || err2 != nil {
+		return flow.PortRange{}, p.errorf(path, "%q %w: want a number from 0 to 65535 or a range like \"8000-8100\"", s, errPort)
+	}
+	if l > h {
+		return flow.PortRange{}, p.errorf(path, "port range %q %w", s, errPortRange)
+	}
+	return flow.PortRange{Lo: l, Hi: h}, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+	return uint16(n), err
+}
+
+func (p *parser) rules(path string, raw []rawRule) ([]flow.Rule, error) {
+	var out []flow.Rule
+	for i := range raw {
+		r, err := p.rule(fmt.Sprintf("%s[%d]", path, i), &raw[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (p *parser) rule(path string, raw *rawRule) (flow.Rule, error) {
+	var r flow.Rule
+	set := false
+	field := func(name string, l strList, what string, parse func(path, s string) error) error {
+		if !l.given {
+			return nil
+		}
+		set = true
+		fp := path + "." + name
+		items, err := p.list(fp, l, what)
+		if err != nil {
+			return err
+		}
+		for i, s := range items {
+			if err := parse(fmt.Sprintf("%s[%d]", fp, i), s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	prefixes := func(dst *[]netip.Prefix) func(string, string) error {
+		return func(path, s string) error {
+			pfx, err := p.prefix(path, s)
+			*dst = append(*dst, pfx)
+			return err
+		}
+	}
+	ports := func(dst *[]flow.PortRange) func(string, string) error {
+		return func(path, s string) error {
+			pr, err := p.portRange(path, s)
+			*dst = append(*dst, pr)
+			return err
+		}
+	}
+	for _, err := range []error{
+		field("src", raw.Src, "CIDRs", prefixes(&r.Src)),
+		field("dst", raw.Dst, "CIDRs", prefixes(&r.Dst)),
+		field("proto", raw.Proto, "protocols", func(path, s string) error {
+			pr, err := flow.ParseProto(strings.TrimSpace(s))
+			if err != nil {
+				return p.errorf(path, "%q %w: want tcp, udp, udplite, sctp, dccp, icmp, icmpv6, gre or a number from 0 to 255", s, errProto)
+			}
+			r.Proto = append(r.Proto, pr)
+			return nil
+		}),
+		field("sport", raw.SPort, "ports or port ranges", ports(&r.SPort)),
+		field("dport", raw.DPort, "ports or port ranges", ports(&r.DPort)),
+		field("zone", raw.Zone, "zones", func(path, s string) error {
+			z, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+			if err != nil {
+				return p.errorf(path, "%q %w: want a number from 0 to 65535", s, errZone)
+			}
+			r.Zone = append(r.Zone, uint16(z))
+			return nil
+		}),
+		field("mark", raw.Mark, "marks", func(path, s string) error {
+			m, err := p.mark(path, s)
+			r.Mark = append(r.Mark, m)
+			return err
+		}),
+	} {
+		if err != nil {
+			return flow.Rule{}, err
+		}
+	}
+	if !set {
+		return flow.Rule{}, p.errorf(path, "rule %w: set at least one of src, dst, proto, sport, dport, zone, mark", errEmpty)
+	}
+	return r, nil
+}
+
+// mark parses a mark, like 5 or 0x10/0xf0: a value and an optional mask,
+// in decimal, hexadecimal (0x), octal (0) or binary (0b).
+func (p *parser) mark(path, s string) (flow.MarkMatch, error) {
+	bad := func(why string) (flow.MarkMatch, error) {
+		return flow.MarkMatch{}, p.errorf(path, "%q %w: %s", s, errMark, why)
+	}
+	v, m, hasMask := strings.Cut(strings.TrimSpace(s), "/")
+	value, err := strconv.ParseUint(strings.TrimSpace(v), 0, 32)
+	if err != nil {
+		return bad("want a 32-bit value, like 5 or 0x10, optionally with a mask, like 0x10/0xf0")
+	}
+	mask := uint64(0xffffffff)
+	if hasMask {
+		if mask, err = strconv.ParseUint(strings.TrimSpace(m), 0, 32); err != nil {
+			return bad("the mask is not a 32-bit number")
+		}
+		if mask == 0 {
+			return bad("a zero mask matches every mark")
+		}
+	}
+	return flow.MarkMatch{Value: uint32(value), Mask: uint32(mask)}, nil
+}
+
+func (p *parser) conntrack(raw *rawConntrack) (Conntrack, error) {
+	var c Conntrack
+	if raw.GroupBy.given {
+		items, err := p.list("conntrack.group_by", raw.GroupBy, "keys")
+		if err != nil {
+			return c, err
+		}
+		for i, s := range items {
+			path := fmt.Sprintf("conntrack.group_by[%d]", i)
+			k, err := flow.ParseKey(strings.TrimSpace(s))
+			if err != nil {
+				return c, p.errorf(path, "%q %w: valid keys are %s", s, errGroupBy, keyList())
+			}
+			if j := slices.Index(c.GroupBy, k); j >= 0 {
+				return c, p.errorf(path, "%q %w: it is also conntrack.group_by[%d]", s, errDuplicate, j)
+			}
+			c.GroupBy = append(c.GroupBy, k)
+		}
+	}
+	if ms := raw.MaxSeries; ms.given {
+		if ms.bad != "" {
+			return c, p.errorf("conntrack.max_series", "%s %w", ms.bad, errMaxSeries)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(ms.text))
+		if err != nil || n <= 0 {
+			return c, p.errorf("conntrack.max_series", "%q %w", ms.text, errMaxSeries)
+		}
+		c.MaxSeries = n
+	}
+	return c, nil
+}
+
+// sections describes the YAML types for the errors of the decoder, which
+// name Go types.
+var sections = map[string]struct{ name, shape, fields string }{
+	typeName(rawFile{}):            {"the top level", "a map", "networks, ports, filters, conntrack"},
+	typeName(rawFilters{}):         {"filters", "a map", "accept, deny"},
+	typeName([]rawRule{}):          {"filters.accept and filters.deny", "a list of rules", ""},
+	typeName(rawRule{}):            {"a filter rule", "a map", "src, dst, proto, sport, dport, zone, mark"},
+	typeName(rawConntrack{}):       {"conntrack", "a map", "group_by, max_series"},
+	typeName(map[string]strList{}): {"networks", "a map of names to lists of CIDRs", ""},
+}
+
+// keyList returns the valid group-by keys for error messages.
+func keyList() string {
+	var b strings.Builder
+	for i, k := range flow.Keys() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(k))
+	}
+	return b.String()
+}
+
+func typeName(v any) string { return reflect.TypeOf(v).String() }
+
+var (
+	notFoundRE    = regexp.MustCompile(`^line (\d+): field (.+) not found in type (\S+)$`)
+	alreadySetRE  = regexp.MustCompile(`^line (\d+): field (.+) already set in type (\S+)$`)
+	keySetRE      = regexp.MustCompile(`^line (\d+): key (.+) already set in map$`)
+	cannotUnmarRE = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+)
+
+// yamlError rewrites an error of the YAML decoder to name the file and, in
+// YAML terms, the field.
+func yamlError(file string, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		return fmt.Errorf("%s: %w: %s", file, errYAML, msg)
+	}
+	errs := make([]error, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		errs = append(errs, fmt.Errorf("%s: %w", file, rewrite(e)))
+	}
+	return errors.Join(errs...)
+}
+
+// rewrite turns one message of a yaml.TypeError into an error.
+func rewrite(msg string) error {
+	if m := notFoundRE.FindStringSubmatch(msg); m != nil {
+		s, ok := sections[m[3]]
+		if ok {
+			return fmt.Errorf("line %s: %w: unknown field %q in %s; valid fields are %s", m[1], errStructure, m[2], s.name, s.fields)
+		}
+	}
+	if m := alreadySetRE.FindStringSubmatch(msg); m != nil {
+		if s, ok := sections[m[3]]; ok {
+			return fmt.Errorf("line %s: %w: field %q is given twice in %s", m[1], errStructure, m[2], s.name)
+		}
+	}
+	if m := keySetRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("line %s: %w: networks.%s is given twice", m[1], errStructure, strings.Trim(m[2], `"`))
+	}
+	if m := cannotUnmarRE.FindStringSubmatch(msg); m != nil {
+		if s, ok := sections[m[4]]; ok {
+			got := "a " + m[2]
+			switch {
+			case m[2] == "seq":
+				got = "a list"
+			case m[2] == "map":
+				got = "a map"
+			case m[3] != "":
+				got = strconv.Quote(m[3])
+			}
+			return fmt.Errorf("line %s: %w: %s must be %s, not %s", m[1], errStructure, s.name, s.shape, got)
+		}
+	}
+	return fmt.Errorf("%w: %s", errStructure, msg)
+}

@@ -1,0 +1,538 @@
+package flow
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
+)
+
+// Field ids, the indexes of the keys in keys.
+const (
+	fieldFamily = iota
+	fieldProto
+	fieldSPort
+	fieldDPort
+	fieldSrc
+	fieldDst
+	fieldSrcNet
+	fieldDstNet
+	fieldZone
+	fieldMark
+	fieldNAT
+)
+
+var (
+	errMaxSeries = errors.New("invalid series limit")
+	errSeriesTTL = errors.New("invalid series TTL")
+)
+
+// durationBuckets are the upper bounds of the flow duration histogram, in
+// seconds: from 1 ms to 7 days.
+var durationBuckets = [...]float64{.001, .01, .1, .5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 14400, 43200, 86400, 604800}
+
+// Config configures an Aggregator.
+type Config struct {
+	// GroupBy lists the keys of a series, in label and Graphite level
+	// order. It must not be empty nor name a key twice.
+	GroupBy []Key
+	// MaxSeries bounds the number of series; it must be positive. Deltas of
+	// new key combinations past it are summed into one overflow series
+	// whose every key reads "other".
+	MaxSeries int
+	// SeriesTTL, when positive, removes a series at the first Update after
+	// it has not been updated for that long. 0 keeps series forever.
+	SeriesTTL time.Duration
+	// Networks names the networks of the src_net and dst_net keys; nil
+	// makes every address read "other".
+	Networks *Networks
+	// Ports lists the ports the sport and dport keys read as; nil makes
+	// ports read as their number.
+	Ports *Ports
+	// Filter decides which deltas count; nil counts every Delta.
+	Filter *Filter
+}
+
+// Stats are the counts an Aggregator keeps about itself.
+type Stats struct {
+	// Series is the number of series, the overflow series included.
+	Series int
+	// Overflowed counts the deltas summed into the overflow series.
+	Overflowed uint64
+	// Filtered counts the deltas the Filter rejected.
+	Filtered uint64
+	// Expired counts the series removed for being idle past SeriesTTL.
+	Expired uint64
+	// Flows counts the Final deltas counted.
+	Flows uint64
+}
+
+// seriesKey holds the value of every key of a series; keys the Aggregator
+// does not group by stay zero. It is comparable and holds no pointers to
+// per-event memory, so map lookups do not allocate.
+type seriesKey struct {
+	src, dst       netip.Addr
+	sport, dport   uint32
+	mark           uint32
+	zone           uint16
+	srcNet, dstNet uint16
+	family, proto  uint8
+	nat            uint8
+	// pad fills the struct, so it has no padding and hashes as plain
+	// memory; it is always zero.
+	pad [3]uint8
+}
+
+// counters are the sums of one series.
+type counters struct {
+	flows                    uint64
+	origPackets, origBytes   uint64
+	replyPackets, replyBytes uint64
+}
+
+// series is one series: its sums and when it was last updated, as time
+// since the Aggregator started.
+type series struct {
+	counters
+	last time.Duration
+}
+
+// histKey is the family and protocol of a duration histogram.
+type histKey struct {
+	family, proto uint8
+}
+
+// durationHist counts observations per bucket, not cumulated; the last
+// bucket counts those above every bound.
+type durationHist struct {
+	counts [len(durationBuckets) + 1]uint64
+	sum    float64
+}
+
+// Aggregator sums deltas into series; create it with NewAggregator. Its
+// methods are safe for concurrent use: typically one goroutine feeds Add or
+// AddBatch while scrapes call Update.
+type Aggregator struct {
+	cfg    Config
+	fields []int
+
+	flowsDesc, packetsDesc, bytesDesc, durationDesc  *tree.Desc
+	seriesDesc, limitDesc, overflowDesc, expiredDesc *tree.Desc
+	filteredDesc                                     *tree.Desc
+
+	now   func() time.Time
+	start time.Time
+
+	mu         sync.Mutex
+	series     map[seriesKey]*series
+	overflow   *series
+	hists      map[histKey]*durationHist
+	overflowed uint64
+	filtered   uint64
+	expired    uint64
+	flows      uint64
+}
+
+// NewAggregator returns an empty Aggregator configured by cfg.
+func NewAggregator(cfg Config) (*Aggregator, error) {
+	if err := checkGroupBy(cfg.GroupBy); err != nil {
+		return nil, err
+	}
+	if cfg.MaxSeries <= 0 {
+		return nil, fmt.Errorf("%w %d: must be positive", errMaxSeries, cfg.MaxSeries)
+	}
+	if cfg.SeriesTTL < 0 {
+		return nil, fmt.Errorf("%w %v: must not be negative", errSeriesTTL, cfg.SeriesTTL)
+	}
+	cfg.GroupBy = slices.Clone(cfg.GroupBy)
+	a := &Aggregator{
+		cfg:    cfg,
+		now:    time.Now,
+		series: make(map[seriesKey]*series),
+		hists:  make(map[histKey]*durationHist),
+	}
+	a.start = a.now()
+	labels := make([]string, len(cfg.GroupBy))
+	for i, k := range cfg.GroupBy {
+		f := k.field()
+		a.fields = append(a.fields, f)
+		labels[i] = string(k)
+	}
+	dirLabels := append([]string{"direction"}, labels...)
+	const ns = "netfilter_conntrack_"
+	a.flowsDesc = tree.NewDesc(ns+"flows_total",
+		"Conntrack flows that ended, by the keys of --conntrack.group-by.", tree.Counter, labels...)
+	a.packetsDesc = tree.NewDesc(ns+"flow_packets_total",
+		"Packets of conntrack flows, per direction, by the keys of --conntrack.group-by.", tree.Counter, dirLabels...)
+	a.bytesDesc = tree.NewDesc(ns+"flow_bytes_total",
+		"Bytes of conntrack flows, per direction, by the keys of --conntrack.group-by.", tree.Counter, dirLabels...)
+	a.durationDesc = tree.NewDesc(ns+"flow_duration_seconds",
+		"How long conntrack flows lasted, from their start and stop timestamps.", tree.Histogram, "family", "proto")
+	a.seriesDesc = tree.NewDesc(ns+"series",
+		"Number of conntrack flow series held, the overflow series included.", tree.Gauge)
+	a.limitDesc = tree.NewDesc(ns+"series_limit",
+		"Most conntrack flow series held before new key combinations go to the overflow series.", tree.Gauge)
+	a.overflowDesc = tree.NewDesc(ns+"overflow_events_total",
+		"Conntrack flow deltas summed into the overflow series because the series limit was reached.", tree.Counter)
+	a.expiredDesc = tree.NewDesc(ns+"series_expired_total",
+		"Conntrack flow series removed for not being updated within the series TTL.", tree.Counter)
+	a.filteredDesc = tree.NewDesc(ns+"events_filtered_total",
+		"Conntrack flow deltas the configured filters rejected.", tree.Counter)
+	return a, nil
+}
+
+// Add counts one Delta; a nil Delta is ignored.
+func (a *Aggregator) Add(d *Delta) {
+	if d == nil {
+		return
+	}
+	var now time.Duration
+	if a.cfg.SeriesTTL > 0 {
+		now = a.now().Sub(a.start)
+	}
+	a.mu.Lock()
+	a.add(d, now)
+	a.mu.Unlock()
+}
+
+// AddBatch counts every Delta of ds, taking the lock once.
+func (a *Aggregator) AddBatch(ds []Delta) {
+	var now time.Duration
+	if a.cfg.SeriesTTL > 0 {
+		now = a.now().Sub(a.start)
+	}
+	a.mu.Lock()
+	for i := range ds {
+		a.add(&ds[i], now)
+	}
+	a.mu.Unlock()
+}
+
+// add counts d at time now. a.mu must be held.
+func (a *Aggregator) add(d *Delta, now time.Duration) {
+	if a.cfg.Filter != nil && !a.cfg.Filter.Match(d) {
+		a.filtered++
+		return
+	}
+	k := a.key(d)
+	s := a.series[k]
+	if s == nil {
+		if len(a.series) < a.cfg.MaxSeries {
+			s = &series{}
+			a.series[k] = s
+		} else {
+			if a.overflow == nil {
+				a.overflow = &series{}
+			}
+			s = a.overflow
+			a.overflowed++
+		}
+	}
+	s.last = now
+	s.origPackets += d.OrigPackets
+	s.origBytes += d.OrigBytes
+	s.replyPackets += d.ReplyPackets
+	s.replyBytes += d.ReplyBytes
+	if !d.Final {
+		return
+	}
+	s.flows++
+	a.flows++
+	if d.Start.IsZero() || d.Stop.IsZero() {
+		return
+	}
+	dur := d.Stop.Sub(d.Start).Seconds()
+	if dur < 0 {
+		return
+	}
+	hk := histKey{d.Family, d.Proto}
+	h := a.hists[hk]
+	if h == nil {
+		h = &durationHist{}
+		a.hists[hk] = h
+	}
+	i, _ := slices.BinarySearch(durationBuckets[:], dur)
+	h.counts[i]++
+	h.sum += dur
+}
+
+// key returns the series key of d.
+func (a *Aggregator) key(d *Delta) seriesKey {
+	var k seriesKey
+	for _, f := range a.fields {
+		switch f {
+		case fieldFamily:
+			k.family = d.Family
+		case fieldProto:
+			k.proto = d.Proto
+		case fieldSPort:
+			k.sport = a.cfg.Ports.value(d.Proto, d.SPort)
+		case fieldDPort:
+			k.dport = a.cfg.Ports.value(d.Proto, d.DPort)
+		case fieldSrc:
+			k.src = d.Src.Unmap().WithZone("")
+		case fieldDst:
+			k.dst = d.Dst.Unmap().WithZone("")
+		case fieldSrcNet:
+			k.srcNet = a.cfg.Networks.lookup(d.Src)
+		case fieldDstNet:
+			k.dstNet = a.cfg.Networks.lookup(d.Dst)
+		case fieldZone:
+			k.zone = d.Zone
+		case fieldMark:
+			k.mark = d.Mark
+		case fieldNAT:
+			k.nat = natClass(d)
+		}
+	}
+	return k
+}
+
+// Stats returns the Aggregator's counts.
+func (a *Aggregator) Stats() Stats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.statsLocked()
+}
+
+func (a *Aggregator) statsLocked() Stats {
+	st := Stats{Series: len(a.series), Overflowed: a.overflowed, Filtered: a.filtered, Expired: a.expired, Flows: a.flows}
+	if a.overflow != nil {
+		st.Series++
+	}
+	return st
+}
+
+// entry is a copy of one series taken by Update.
+type entry struct {
+	key      seriesKey
+	overflow bool
+	counters
+}
+
+// histEntry is a copy of one histogram taken by Update.
+type histEntry struct {
+	key histKey
+	durationHist
+}
+
+// Update removes the series idle past SeriesTTL, then adds the samples of
+// every series, of the duration histograms and of the Aggregator's own
+// counts to b, in a stable order.
+func (a *Aggregator) Update(ctx context.Context, b *tree.Builder) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var now time.Duration
+	if a.cfg.SeriesTTL > 0 {
+		now = a.now().Sub(a.start)
+	}
+	a.mu.Lock()
+	if a.cfg.SeriesTTL > 0 {
+		for k, s := range a.series {
+			if now-s.last >= a.cfg.SeriesTTL {
+				delete(a.series, k)
+				a.expired++
+			}
+		}
+		if a.overflow != nil && now-a.overflow.last >= a.cfg.SeriesTTL {
+			a.overflow = nil
+			a.expired++
+		}
+	}
+	entries := make([]entry, 0, len(a.series)+1)
+	for k, s := range a.series {
+		entries = append(entries, entry{key: k, counters: s.counters})
+	}
+	var overflow *entry
+	if a.overflow != nil {
+		overflow = &entry{overflow: true, counters: a.overflow.counters}
+	}
+	hists := make([]histEntry, 0, len(a.hists))
+	for k, h := range a.hists {
+		hists = append(hists, histEntry{key: k, durationHist: *h})
+	}
+	st := a.statsLocked()
+	a.mu.Unlock()
+
+	slices.SortFunc(entries, func(x, y entry) int { return a.compare(&x.key, &y.key) })
+	if overflow != nil {
+		// A series whose every key reads "other" would have the labels
+		// of the overflow series: sum the overflow into it.
+		merged := false
+		for i := range entries {
+			if a.allOther(&entries[i].key) {
+				entries[i].add(&overflow.counters)
+				merged = true
+				break
+			}
+		}
+		if !merged {
+			entries = append(entries, *overflow)
+		}
+	}
+	for i := range entries {
+		a.addSeries(b, &entries[i])
+	}
+
+	slices.SortFunc(hists, func(x, y histEntry) int {
+		return cmp.Or(cmp.Compare(x.key.family, y.key.family), cmp.Compare(x.key.proto, y.key.proto))
+	})
+	for i := range hists {
+		h := &hists[i]
+		hv := tree.HistogramValue{Sum: h.sum, Buckets: make(map[float64]uint64, len(durationBuckets))}
+		for j, ub := range durationBuckets {
+			hv.Count += h.counts[j]
+			hv.Buckets[ub] = hv.Count
+		}
+		hv.Count += h.counts[len(durationBuckets)]
+		b.AddHistogram(a.durationDesc, hv, familyName(h.key.family), ProtoName(h.key.proto))
+	}
+
+	b.Add(a.seriesDesc, float64(st.Series), []string{"exporter", "conntrack", "series"})
+	b.Add(a.limitDesc, float64(a.cfg.MaxSeries), []string{"exporter", "conntrack", "series_limit"})
+	b.Add(a.overflowDesc, float64(st.Overflowed), []string{"exporter", "conntrack", "overflow_events"})
+	b.Add(a.expiredDesc, float64(st.Expired), []string{"exporter", "conntrack", "series_expired"})
+	b.Add(a.filteredDesc, float64(st.Filtered), []string{"exporter", "conntrack", "events_filtered"})
+	return nil
+}
+
+// add sums o into c.
+func (c *counters) add(o *counters) {
+	c.flows += o.flows
+	c.origPackets += o.origPackets
+	c.origBytes += o.origBytes
+	c.replyPackets += o.replyPackets
+	c.replyBytes += o.replyBytes
+}
+
+// addSeries adds the five samples of series e to b.
+func (a *Aggregator) addSeries(b *tree.Builder, e *entry) {
+	n := len(a.fields)
+	// One allocation for both label value lists: direction, then keys.
+	lv := make([]string, 2*(n+1))
+	orig, reply := lv[:n+1:n+1], lv[n+1:]
+	orig[0], reply[0] = "orig", "reply"
+	vals := orig[1:]
+	for i, f := range a.fields {
+		if e.overflow {
+			vals[i] = other
+		} else {
+			vals[i] = a.text(f, &e.key)
+		}
+	}
+	copy(reply[1:], vals)
+
+	// One allocation for the five paths.
+	pb := make([]string, (n+2)+4*(n+3))
+	path := func(leaf ...string) []string {
+		l := 1 + n + len(leaf)
+		p := pb[:l:l]
+		pb = pb[l:]
+		p[0] = "conntrack"
+		copy(p[1:], vals)
+		copy(p[1+n:], leaf)
+		return p
+	}
+	b.Add(a.flowsDesc, float64(e.flows), path("flows"), vals...)
+	b.Add(a.packetsDesc, float64(e.origPackets), path("orig", "pkts"), orig...)
+	b.Add(a.bytesDesc, float64(e.origBytes), path("orig", "bytes"), orig...)
+	b.Add(a.packetsDesc, float64(e.replyPackets), path("reply", "pkts"), reply...)
+	b.Add(a.bytesDesc, float64(e.replyBytes), path("reply", "bytes"), reply...)
+}
+
+// text returns the label value of field f of k.
+func (a *Aggregator) text(f int, k *seriesKey) string {
+	switch f {
+	case fieldFamily:
+		return familyName(k.family)
+	case fieldProto:
+		return ProtoName(k.proto)
+	case fieldSPort:
+		return a.cfg.Ports.text(k.sport)
+	case fieldDPort:
+		return a.cfg.Ports.text(k.dport)
+	case fieldSrc:
+		return addrText(k.src)
+	case fieldDst:
+		return addrText(k.dst)
+	case fieldSrcNet:
+		return a.cfg.Networks.name(k.srcNet)
+	case fieldDstNet:
+		return a.cfg.Networks.name(k.dstNet)
+	case fieldZone:
+		return strconv.Itoa(int(k.zone))
+	case fieldMark:
+		return "0x" + strconv.FormatUint(uint64(k.mark), 16)
+	case fieldNAT:
+		if int(k.nat) < len(natNames) {
+			return natNames[k.nat]
+		}
+	}
+	return other
+}
+
+// addrText returns the label value of address a.
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return "invalid"
+	}
+	return a.String()
+}
+
+// allOther reports whether every key of k reads "other".
+func (a *Aggregator) allOther(k *seriesKey) bool {
+	for _, f := range a.fields {
+		switch {
+		case f == fieldSPort && k.sport == portOther:
+		case f == fieldDPort && k.dport == portOther:
+		case f == fieldSrcNet && k.srcNet == 0:
+		case f == fieldDstNet && k.dstNet == 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// compare orders series keys by their fields in group-by order.
+func (a *Aggregator) compare(x, y *seriesKey) int {
+	for _, f := range a.fields {
+		var c int
+		switch f {
+		case fieldFamily:
+			c = cmp.Compare(x.family, y.family)
+		case fieldProto:
+			c = cmp.Compare(x.proto, y.proto)
+		case fieldSPort:
+			c = cmp.Compare(x.sport, y.sport)
+		case fieldDPort:
+			c = cmp.Compare(x.dport, y.dport)
+		case fieldSrc:
+			c = x.src.Compare(y.src)
+		case fieldDst:
+			c = x.dst.Compare(y.dst)
+		case fieldSrcNet:
+			c = cmp.Compare(x.srcNet, y.srcNet)
+		case fieldDstNet:
+			c = cmp.Compare(x.dstNet, y.dstNet)
+		case fieldZone:
+			c = cmp.Compare(x.zone, y.zone)
+		case fieldMark:
+			c = cmp.Compare(x.mark, y.mark)
+		case fieldNAT:
+			c = cmp.Compare(x.nat, y.nat)
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}

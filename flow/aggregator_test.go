@@ -1,0 +1,587 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
+)
+
+// sample is the comparable part of a tree.Sample.
+type sample struct {
+	Name   string
+	Labels []string
+	Path   []string
+	Value  float64
+}
+
+func update(t *testing.T, a *Aggregator) []tree.Sample {
+	t.Helper()
+	var b tree.Builder
+	if err := a.Update(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Samples()
+}
+
+// seriesSamples returns the per-series counter samples, simplified.
+func seriesSamples(samples []tree.Sample) []sample {
+	var out []sample
+	for _, s := range samples {
+		if strings.HasPrefix(s.Desc.Name, "netfilter_conntrack_flow") && s.Desc.Kind == tree.Counter {
+			out = append(out, sample{s.Desc.Name, s.LabelValues, s.Path, s.Value})
+		}
+	}
+	return out
+}
+
+func find(samples []tree.Sample, name string, labels ...string) (tree.Sample, bool) {
+	for _, s := range samples {
+		if s.Desc.Name == name && slices.Equal(s.LabelValues, labels) {
+			return s, true
+		}
+	}
+	return tree.Sample{}, false
+}
+
+func mustAggregator(t testing.TB, cfg Config) *Aggregator {
+	t.Helper()
+	if cfg.MaxSeries == 0 {
+		cfg.MaxSeries = 1000
+	}
+	a, err := NewAggregator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestLabelValues(t *testing.T) {
+	nets, err := NewNetworks(map[string][]netip.Prefix{
+		"lan":  prefixes("192.168.0.0/16", "fd00::/8"),
+		"srv":  prefixes("192.168.10.0/24"),
+		"host": prefixes("fd00::10/128"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := NewPorts([]PortRange{{22, 22}, {443, 443}, {8000, 8100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snat := tcp4("192.168.1.2", "198.51.100.1", 40000, 443)
+	snat.ReplyDst, snat.ReplyDPort = addr("203.0.113.1"), 40000
+	snatPort := tcp4("192.168.1.2", "198.51.100.1", 40000, 443)
+	snatPort.ReplyDPort = 61000
+	dnat := tcp4("198.51.100.1", "203.0.113.1", 40000, 80)
+	dnat.ReplySrc, dnat.ReplySPort = addr("192.168.10.5"), 8080
+	both := tcp4("192.168.1.2", "203.0.113.1", 40000, 80)
+	both.ReplySrc, both.ReplyDst = addr("192.168.10.5"), addr("203.0.113.1")
+	noReply := Delta{Family: FamilyIPv4, Proto: ProtoTCP, Src: addr("192.168.1.2"), Dst: addr("198.51.100.1")}
+	v6 := Delta{Family: FamilyIPv6, Proto: ProtoICMPv6, Src: addr("fd00::10"), Dst: addr("2001:db8::1")}
+	v6.ReplySrc, v6.ReplyDst = v6.Dst, v6.Src
+
+	tests := []struct {
+		name    string
+		groupBy string
+		ports   *Ports
+		nets    *Networks
+		d       Delta
+		want    []string
+	}{
+		{name: "default", groupBy: DefaultGroupBy, d: tcp4("192.0.2.1", "192.0.2.2", 40000, 443), want: []string{"ipv4", "tcp", "443"}},
+		{name: "order", groupBy: "dport,proto,family", d: tcp4("192.0.2.1", "192.0.2.2", 40000, 443), want: []string{"443", "tcp", "ipv4"}},
+		{name: "ipv6", groupBy: "family,proto", d: v6, want: []string{"ipv6", "icmpv6"}},
+		{name: "unknown family", groupBy: "family", d: Delta{Family: 2}, want: []string{"2"}},
+		{name: "udp", groupBy: "proto", d: Delta{Proto: ProtoUDP}, want: []string{"udp"}},
+		{name: "icmp", groupBy: "proto", d: Delta{Proto: ProtoICMP}, want: []string{"icmp"}},
+		{name: "sctp", groupBy: "proto", d: Delta{Proto: ProtoSCTP}, want: []string{"sctp"}},
+		{name: "gre", groupBy: "proto", d: Delta{Proto: ProtoGRE}, want: []string{"gre"}},
+		{name: "udplite", groupBy: "proto", d: Delta{Proto: ProtoUDPLite}, want: []string{"udplite"}},
+		{name: "dccp", groupBy: "proto", d: Delta{Proto: ProtoDCCP}, want: []string{"dccp"}},
+		{name: "unnamed proto", groupBy: "proto", d: Delta{Proto: 50}, want: []string{"50"}},
+		{name: "ports", groupBy: "sport,dport", d: tcp4("192.0.2.1", "192.0.2.2", 40000, 0), want: []string{"40000", "0"}},
+		{name: "no ports icmp", groupBy: "proto,sport,dport", d: Delta{Proto: ProtoICMP, SPort: 3, DPort: 4}, want: []string{"icmp", "none", "none"}},
+		{name: "no ports esp", groupBy: "proto,dport", d: Delta{Proto: 50, DPort: 4}, want: []string{"50", "none"}},
+		{name: "port list single", groupBy: "sport,dport", ports: ports, d: tcp4("192.0.2.1", "192.0.2.2", 22, 443), want: []string{"22", "443"}},
+		{name: "port list range", groupBy: "dport", ports: ports, d: tcp4("192.0.2.1", "192.0.2.2", 1, 8080), want: []string{"8000-8100"}},
+		{name: "port list other", groupBy: "sport,dport", ports: ports, d: tcp4("192.0.2.1", "192.0.2.2", 40000, 80), want: []string{"other", "other"}},
+		{name: "port list icmp", groupBy: "dport", ports: ports, d: Delta{Proto: ProtoICMP}, want: []string{"none"}},
+		{name: "addresses v4", groupBy: "src,dst", d: tcp4("192.0.2.1", "198.51.100.7", 1, 2), want: []string{"192.0.2.1", "198.51.100.7"}},
+		{name: "addresses v6", groupBy: "src,dst", d: v6, want: []string{"fd00::10", "2001:db8::1"}},
+		{name: "addresses mapped", groupBy: "src,dst", d: tcp4("::ffff:192.0.2.1", "::ffff:c633:6407", 1, 2), want: []string{"192.0.2.1", "198.51.100.7"}},
+		{name: "address zone dropped", groupBy: "src", d: Delta{Src: addr("fe80::1%eth0")}, want: []string{"fe80::1"}},
+		{name: "address missing", groupBy: "src", d: Delta{}, want: []string{"invalid"}},
+		{name: "networks", groupBy: "src_net,dst_net", nets: nets, d: tcp4("192.168.10.9", "192.168.1.1", 1, 2), want: []string{"srv", "lan"}},
+		{name: "networks other", groupBy: "src_net,dst_net", nets: nets, d: tcp4("10.0.0.1", "::ffff:192.168.10.1", 1, 2), want: []string{"other", "srv"}},
+		{name: "networks v6", groupBy: "src_net,dst_net", nets: nets, d: v6, want: []string{"host", "other"}},
+		{name: "no networks", groupBy: "src_net", d: tcp4("192.168.10.9", "192.168.1.1", 1, 2), want: []string{"other"}},
+		{name: "zone", groupBy: "zone", d: Delta{Zone: 7}, want: []string{"7"}},
+		{name: "mark", groupBy: "mark", d: Delta{Mark: 0x1f}, want: []string{"0x1f"}},
+		{name: "mark zero", groupBy: "mark", d: Delta{}, want: []string{"0x0"}},
+		{name: "nat none", groupBy: "nat", d: tcp4("192.0.2.1", "192.0.2.2", 1, 2), want: []string{"none"}},
+		{name: "nat none v6", groupBy: "nat", d: v6, want: []string{"none"}},
+		{name: "nat no reply tuple", groupBy: "nat", d: noReply, want: []string{"none"}},
+		{name: "snat", groupBy: "nat", d: snat, want: []string{"snat"}},
+		{name: "snat port only", groupBy: "nat", d: snatPort, want: []string{"snat"}},
+		{name: "dnat", groupBy: "nat", d: dnat, want: []string{"dnat"}},
+		{name: "both", groupBy: "nat", d: both, want: []string{"both"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gb, err := ParseGroupBy(tt.groupBy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := mustAggregator(t, Config{GroupBy: gb, Ports: tt.ports, Networks: tt.nets})
+			d := tt.d
+			d.Final = true
+			a.Add(&d)
+			s, ok := find(update(t, a), "netfilter_conntrack_flows_total", tt.want...)
+			if !ok {
+				t.Fatalf("no flows sample with labels %q in %v", tt.want, seriesSamples(update(t, a)))
+			}
+			wantPath := append(append([]string{"conntrack"}, tt.want...), "flows")
+			if !slices.Equal(s.Path, wantPath) {
+				t.Errorf("path = %q, want %q", s.Path, wantPath)
+			}
+			if s.Value != 1 {
+				t.Errorf("flows = %v, want 1", s.Value)
+			}
+		})
+	}
+}
+
+func TestUpdateSamples(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyFamily, KeyProto, KeyDPort}})
+	d1 := tcp4("192.0.2.1", "192.0.2.2", 40000, 443)
+	d1.OrigPackets, d1.OrigBytes, d1.ReplyPackets, d1.ReplyBytes = 10, 1000, 20, 20000
+	d2 := d1 // an intermediate delta of the same flow, then its final one
+	d2.Final = true
+	d3 := tcp4("192.0.2.1", "192.0.2.2", 40000, 80)
+	d3.OrigPackets, d3.OrigBytes, d3.Final = 1, 60, true
+	d4 := Delta{Family: FamilyIPv6, Proto: ProtoUDP, DPort: 53, OrigPackets: 1, OrigBytes: 80, ReplyPackets: 1, ReplyBytes: 300, Final: true}
+	a.AddBatch([]Delta{d4, d1, d3})
+	a.Add(&d2)
+
+	got := update(t, a)
+	want := []sample{}
+	for _, s := range []struct {
+		labels []string
+		vals   [5]float64
+	}{
+		{[]string{"ipv4", "tcp", "80"}, [5]float64{1, 1, 60, 0, 0}},
+		{[]string{"ipv4", "tcp", "443"}, [5]float64{1, 20, 2000, 40, 40000}},
+		{[]string{"ipv6", "udp", "53"}, [5]float64{1, 1, 80, 1, 300}},
+	} {
+		p := append([]string{"conntrack"}, s.labels...)
+		with := func(x ...string) []string { return append(slices.Clone(p), x...) }
+		dir := func(d string) []string { return append([]string{d}, s.labels...) }
+		want = append(want,
+			sample{"netfilter_conntrack_flows_total", s.labels, with("flows"), s.vals[0]},
+			sample{"netfilter_conntrack_flow_packets_total", dir("orig"), with("orig", "pkts"), s.vals[1]},
+			sample{"netfilter_conntrack_flow_bytes_total", dir("orig"), with("orig", "bytes"), s.vals[2]},
+			sample{"netfilter_conntrack_flow_packets_total", dir("reply"), with("reply", "pkts"), s.vals[3]},
+			sample{"netfilter_conntrack_flow_bytes_total", dir("reply"), with("reply", "bytes"), s.vals[4]},
+		)
+	}
+	if diff := cmp.Diff(want, seriesSamples(got)); diff != "" {
+		t.Errorf("series samples (-want +got):\n%s", diff)
+	}
+
+	var self []sample
+	for _, s := range got {
+		if s.Desc.Kind != tree.Histogram && !strings.HasPrefix(s.Desc.Name, "netfilter_conntrack_flow") {
+			self = append(self, sample{s.Desc.Name, s.LabelValues, s.Path, s.Value})
+		}
+	}
+	wantSelf := []sample{
+		{"netfilter_conntrack_series", nil, []string{"exporter", "conntrack", "series"}, 3},
+		{"netfilter_conntrack_series_limit", nil, []string{"exporter", "conntrack", "series_limit"}, 1000},
+		{"netfilter_conntrack_overflow_events_total", nil, []string{"exporter", "conntrack", "overflow_events"}, 0},
+		{"netfilter_conntrack_series_expired_total", nil, []string{"exporter", "conntrack", "series_expired"}, 0},
+		{"netfilter_conntrack_events_filtered_total", nil, []string{"exporter", "conntrack", "events_filtered"}, 0},
+	}
+	if diff := cmp.Diff(wantSelf, self); diff != "" {
+		t.Errorf("exporter samples (-want +got):\n%s", diff)
+	}
+
+	for _, s := range got {
+		if s.Desc.Help == "" || !strings.HasSuffix(s.Desc.Help, ".") {
+			t.Errorf("%s: help %q is not a sentence", s.Desc.Name, s.Desc.Help)
+		}
+		if len(s.LabelValues) != len(s.Desc.Labels) {
+			t.Errorf("%s: %d label values for labels %q", s.Desc.Name, len(s.LabelValues), s.Desc.Labels)
+		}
+		if s.Desc.Kind != tree.Histogram && s.Path == nil {
+			t.Errorf("%s%q has no Graphite path", s.Desc.Name, s.LabelValues)
+		}
+	}
+	if st := a.Stats(); st != (Stats{Series: 3, Flows: 3}) {
+		t.Errorf("Stats() = %+v", st)
+	}
+	// The output is stable.
+	if diff := cmp.Diff(seriesSamples(got), seriesSamples(update(t, a))); diff != "" {
+		t.Errorf("second Update differs:\n%s", diff)
+	}
+}
+
+func TestDurationHistogram(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort}})
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	flow := func(family, proto uint8, d time.Duration, final bool) Delta {
+		return Delta{Family: family, Proto: proto, Start: t0, Stop: t0.Add(d), Final: final}
+	}
+	a.AddBatch([]Delta{
+		flow(FamilyIPv4, ProtoTCP, 500*time.Microsecond, true),
+		flow(FamilyIPv4, ProtoTCP, time.Millisecond, true), // on the bound: le="0.001"
+		flow(FamilyIPv4, ProtoTCP, 2*time.Second, true),
+		flow(FamilyIPv4, ProtoTCP, 30*24*time.Hour, true),  // above every bound
+		flow(FamilyIPv4, ProtoTCP, time.Second, false),     // not final
+		flow(FamilyIPv4, ProtoTCP, -time.Second, true),     // clock went back
+		{Family: FamilyIPv4, Proto: ProtoTCP, Final: true}, // no timestamps
+		{Family: FamilyIPv4, Proto: ProtoTCP, Start: t0, Final: true},
+		flow(FamilyIPv6, ProtoUDP, time.Minute, true),
+	})
+	got := update(t, a)
+	var hists []tree.Sample
+	for _, s := range got {
+		if s.Desc.Kind == tree.Histogram {
+			hists = append(hists, s)
+		}
+	}
+	if len(hists) != 2 {
+		t.Fatalf("%d histograms, want 2", len(hists))
+	}
+	h := hists[0]
+	if h.Desc.Name != "netfilter_conntrack_flow_duration_seconds" || !slices.Equal(h.LabelValues, []string{"ipv4", "tcp"}) || h.Path != nil {
+		t.Errorf("first histogram %s%q path %q", h.Desc.Name, h.LabelValues, h.Path)
+	}
+	v := h.Histogram
+	if v.Count != 4 {
+		t.Errorf("count = %d, want 4", v.Count)
+	}
+	if want := 0.0005 + 0.001 + 2 + 30*86400; v.Sum != want {
+		t.Errorf("sum = %v, want %v", v.Sum, want)
+	}
+	for ub, want := range map[float64]uint64{.001: 2, .01: 2, 1: 2, 5: 3, 604800: 3} {
+		if v.Buckets[ub] != want {
+			t.Errorf("bucket le=%v = %d, want %d", ub, v.Buckets[ub], want)
+		}
+	}
+	if len(v.Buckets) != 17 {
+		t.Errorf("%d buckets, want 17", len(v.Buckets))
+	}
+	if !slices.Equal(hists[1].LabelValues, []string{"ipv6", "udp"}) || hists[1].Histogram.Buckets[60] != 1 || hists[1].Histogram.Buckets[30] != 0 {
+		t.Errorf("second histogram %q %+v", hists[1].LabelValues, hists[1].Histogram)
+	}
+	if st := a.Stats(); st.Flows != 8 {
+		t.Errorf("Flows = %d, want 8", st.Flows)
+	}
+}
+
+// totals sums the per-series samples by metric name and direction.
+func totals(samples []tree.Sample) map[string]float64 {
+	m := map[string]float64{}
+	for _, s := range seriesSamples(samples) {
+		k := s.Name
+		if strings.Contains(k, "_flow_") {
+			k += "/" + s.Labels[0]
+		}
+		m[k] += s.Value
+	}
+	return m
+}
+
+func TestOverflow(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyFamily, KeyProto, KeyDPort}, MaxSeries: 3})
+	want := map[string]float64{}
+	r := rand.New(rand.NewPCG(1, 2))
+	overflowed := 0
+	seen := map[uint16]bool{}
+	for i := range 1000 {
+		d := tcp4("192.0.2.1", "192.0.2.2", 1, uint16(r.IntN(10)))
+		d.OrigPackets, d.OrigBytes = r.Uint64N(100), r.Uint64N(1<<40)
+		d.ReplyPackets, d.ReplyBytes = r.Uint64N(100), r.Uint64N(1<<40)
+		d.Final = i%2 == 0
+		if !seen[d.DPort] && len(seen) == 3 {
+			overflowed++
+		} else {
+			seen[d.DPort] = true
+		}
+		want["netfilter_conntrack_flow_packets_total/orig"] += float64(d.OrigPackets)
+		want["netfilter_conntrack_flow_bytes_total/orig"] += float64(d.OrigBytes)
+		want["netfilter_conntrack_flow_packets_total/reply"] += float64(d.ReplyPackets)
+		want["netfilter_conntrack_flow_bytes_total/reply"] += float64(d.ReplyBytes)
+		if d.Final {
+			want["netfilter_conntrack_flows_total"]++
+		}
+		a.Add(&d)
+	}
+	got := update(t, a)
+	if diff := cmp.Diff(want, totals(got)); diff != "" {
+		t.Errorf("totals (-want +got):\n%s", diff)
+	}
+	s, ok := find(got, "netfilter_conntrack_flow_bytes_total", "orig", "other", "other", "other")
+	if !ok {
+		t.Fatal("no overflow series")
+	}
+	if wantPath := []string{"conntrack", "other", "other", "other", "orig", "bytes"}; !slices.Equal(s.Path, wantPath) {
+		t.Errorf("overflow path = %q, want %q", s.Path, wantPath)
+	}
+	if st := a.Stats(); st.Series != 4 || st.Overflowed != uint64(overflowed) || st.Flows != 500 {
+		t.Errorf("Stats() = %+v, want 4 series, %d overflowed, 500 flows", st, overflowed)
+	}
+	if s, _ := find(got, "netfilter_conntrack_overflow_events_total"); s.Value != float64(overflowed) {
+		t.Errorf("overflow_events_total = %v, want %d", s.Value, overflowed)
+	}
+	if n := len(seriesSamples(got)); n != 4*5 {
+		t.Errorf("%d series samples, want 20", n)
+	}
+}
+
+func TestOverflowMergesIntoAllOtherSeries(t *testing.T) {
+	ports, err := NewPorts([]PortRange{{22, 22}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustAggregator(t, Config{GroupBy: []Key{KeySrcNet, KeyDPort}, Ports: ports, MaxSeries: 1})
+	d1 := tcp4("192.0.2.1", "192.0.2.2", 1, 80) // reads other, other
+	d1.OrigBytes = 100
+	d2 := tcp4("192.0.2.1", "192.0.2.2", 1, 22) // past the limit
+	d2.OrigBytes = 10
+	a.AddBatch([]Delta{d1, d2})
+	got := seriesSamples(update(t, a))
+	if len(got) != 5 {
+		t.Fatalf("got %d samples, want the 5 of one series: %v", len(got), got)
+	}
+	if got[2].Value != 110 || !slices.Equal(got[2].Labels, []string{"orig", "other", "other"}) {
+		t.Errorf("merged series sample %+v, want orig bytes 110", got[2])
+	}
+}
+
+func TestSeriesTTL(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort}, SeriesTTL: 10 * time.Second, MaxSeries: 2})
+	a.now = func() time.Time { return now }
+	a.start = now
+	at := func(sec int, ds ...Delta) {
+		now = a.start.Add(time.Duration(sec) * time.Second)
+		a.AddBatch(ds)
+	}
+	ports := func() []string {
+		var out []string
+		for _, s := range update(t, a) {
+			if s.Desc.Name == "netfilter_conntrack_flows_total" {
+				out = append(out, s.LabelValues[0])
+			}
+		}
+		return out
+	}
+	d := func(port uint16) Delta { return Delta{Proto: ProtoTCP, DPort: port, OrigBytes: 1, Final: true} }
+
+	at(0, d(80), d(443), d(22)) // 22 overflows
+	at(5, d(443))
+	at(9)
+	if got := ports(); !slices.Equal(got, []string{"80", "443", "other"}) {
+		t.Errorf("at 9s series %q", got)
+	}
+	at(10)
+	if got := ports(); !slices.Equal(got, []string{"443"}) {
+		t.Errorf("at 10s series %q, want 443 only", got)
+	}
+	if st := a.Stats(); st.Expired != 2 || st.Series != 1 {
+		t.Errorf("at 10s Stats() = %+v, want 2 expired, 1 series", st)
+	}
+	at(11, d(80))
+	var b tree.Builder
+	if err := a.Update(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := find(b.Samples(), "netfilter_conntrack_flows_total", "80"); s.Value != 1 {
+		t.Errorf("re-created series flows = %v, want 1", s.Value)
+	}
+	at(100)
+	if got := ports(); len(got) != 0 {
+		t.Errorf("at 100s series %q, want none", got)
+	}
+	if s, _ := find(update(t, a), "netfilter_conntrack_series_expired_total"); s.Value != 4 {
+		t.Errorf("series_expired_total = %v, want 4", s.Value)
+	}
+}
+
+func TestFilteredDeltas(t *testing.T) {
+	f, err := NewFilter(nil, []Rule{{Zone: []uint16{7}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyZone}, Filter: f})
+	a.AddBatch([]Delta{{Zone: 7, OrigBytes: 5, Final: true}, {Zone: 8, OrigBytes: 6, Final: true}, {Zone: 7}})
+	got := update(t, a)
+	if _, ok := find(got, "netfilter_conntrack_flows_total", "7"); ok {
+		t.Error("filtered zone 7 has a series")
+	}
+	if s, _ := find(got, "netfilter_conntrack_events_filtered_total"); s.Value != 2 {
+		t.Errorf("events_filtered_total = %v, want 2", s.Value)
+	}
+	if st := a.Stats(); st != (Stats{Series: 1, Filtered: 2, Flows: 1}) {
+		t.Errorf("Stats() = %+v", st)
+	}
+}
+
+func TestNewAggregatorErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want error
+	}{
+		{"no keys", Config{MaxSeries: 1}, errEmptyGroupBy},
+		{"unknown key", Config{GroupBy: []Key{"port"}, MaxSeries: 1}, errUnknownKey},
+		{"duplicate key", Config{GroupBy: []Key{KeySrc, KeySrc}, MaxSeries: 1}, errDuplicateKey},
+		{"no limit", Config{GroupBy: []Key{KeySrc}}, errMaxSeries},
+		{"negative limit", Config{GroupBy: []Key{KeySrc}, MaxSeries: -1}, errMaxSeries},
+		{"negative ttl", Config{GroupBy: []Key{KeySrc}, MaxSeries: 1, SeriesTTL: -time.Second}, errSeriesTTL},
+		{"ok", Config{GroupBy: []Key{KeySrc}, MaxSeries: 1}, nil},
+	}
+	for _, tt := range tests {
+		if _, err := NewAggregator(tt.cfg); !errors.Is(err, tt.want) {
+			t.Errorf("%s: NewAggregator() error = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestUpdateCanceled(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeySrc}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var b tree.Builder
+	if err := a.Update(ctx, &b); !errors.Is(err, context.Canceled) {
+		t.Errorf("Update() error = %v, want %v", err, context.Canceled)
+	}
+}
+
+func TestAddNil(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeySrc}})
+	a.Add(nil)
+	a.AddBatch(nil)
+	if st := a.Stats(); st != (Stats{}) {
+		t.Errorf("Stats() = %+v", st)
+	}
+}
+
+func TestAddDoesNotAllocate(t *testing.T) {
+	nets, err := NewNetworks(map[string][]netip.Prefix{"lan": prefixes("192.168.0.0/16", "fd00::/8"), "h": prefixes("192.168.1.1/32")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := NewPorts([]PortRange{{443, 443}, {8000, 8100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFilter([]Rule{{Src: prefixes("192.168.0.0/16")}}, []Rule{{Zone: []uint16{9}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustAggregator(t, Config{GroupBy: keys, Networks: nets, Ports: ports, Filter: f, SeriesTTL: time.Hour})
+	d := tcp4("192.168.1.2", "::ffff:192.168.1.1", 40000, 8080)
+	d.ReplyDst = addr("203.0.113.1")
+	d.Final, d.Start, d.Stop = true, time.Unix(0, 0), time.Unix(10, 0)
+	a.Add(&d)
+	batch := []Delta{d, d, d}
+	if n := testing.AllocsPerRun(100, func() { a.Add(&d); a.AddBatch(batch) }); n != 0 {
+		t.Errorf("Add allocates %v times per call", n)
+	}
+}
+
+func TestConcurrentUpdate(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort, KeySrc}, MaxSeries: 50, SeriesTTL: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				var b tree.Builder
+				if err := a.Update(ctx, &b); err != nil && ctx.Err() == nil {
+					t.Error(err)
+				}
+				_ = a.Stats()
+			}
+		})
+	}
+	batch := make([]Delta, 64)
+	for i := range 200 {
+		for j := range batch {
+			batch[j] = tcp4(fmt.Sprintf("192.0.2.%d", j), "192.0.2.1", 1, uint16(i%7))
+		}
+		a.AddBatch(batch)
+		a.Add(&batch[0])
+	}
+	cancel()
+	wg.Wait()
+}
+
+// TestRandomDeltas feeds random deltas through every key, with overflow,
+// and checks that no two samples share labels or a Graphite path.
+func TestRandomDeltas(t *testing.T) {
+	nets, err := NewNetworks(map[string][]netip.Prefix{"a": prefixes("10.0.0.0/8", "fd00::/8"), "b": prefixes("10.1.0.0/16")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := NewPorts([]PortRange{{Lo: 0, Hi: 0}, {Lo: 1, Hi: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	pick := func(as ...string) netip.Addr { return addr(as[r.IntN(len(as))]) }
+	addrs := []string{"10.0.0.1", "10.1.0.1", "192.0.2.1", "::ffff:10.1.2.3", "fd00::1", "2001:db8::1", "0.0.0.0"}
+	for _, gb := range []string{"src_net,dport", "sport,dport", "family,proto,sport,dport,src,dst,src_net,dst_net,zone,mark,nat"} {
+		keys, err := ParseGroupBy(gb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, maxSeries := range []int{1, 5, 1000} {
+			a := mustAggregator(t, Config{GroupBy: keys, MaxSeries: maxSeries, Networks: nets, Ports: ports})
+			var sum float64
+			for range 2000 {
+				d := Delta{Family: uint8(r.IntN(8)), Proto: uint8(r.IntN(256)), Src: pick(addrs...), Dst: pick(addrs...),
+					SPort: uint16(r.IntN(5)), DPort: uint16(r.IntN(5)), ReplySrc: pick(addrs...), ReplyDst: pick(addrs...),
+					Zone: uint16(r.IntN(3)), Mark: uint32(r.IntN(3)), OrigBytes: uint64(r.IntN(1000)), Final: r.IntN(2) == 0}
+				if r.IntN(4) == 0 {
+					d.Proto = ProtoTCP
+				}
+				sum += float64(d.OrigBytes)
+				a.Add(&d)
+			}
+			got := update(t, a)
+			labels, paths := map[string]bool{}, map[string]bool{}
+			for _, s := range got {
+				l := s.Desc.Name + "\xff" + strings.Join(s.LabelValues, "\xff")
+				if labels[l] {
+					t.Errorf("%s max %d: duplicate sample %s%q", gb, maxSeries, s.Desc.Name, s.LabelValues)
+				}
+				labels[l] = true
+				if s.Path == nil {
+					continue
+				}
+				p := strings.Join(s.Path, "\xff")
+				if paths[p] {
+					t.Errorf("%s max %d: duplicate path %q", gb, maxSeries, s.Path)
+				}
+				paths[p] = true
+			}
+			if tot := totals(got)["netfilter_conntrack_flow_bytes_total/orig"]; tot != sum {
+				t.Errorf("%s max %d: orig bytes %v, want %v", gb, maxSeries, tot, sum)
+			}
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+var errRule = errors.New("invalid filter rule")
+
+// MarkMatch matches a conntrack mark m when m&Mask == Value&Mask. A zero
+// Mask stands for 0xffffffff: the mark must equal Value.
+type MarkMatch struct {
+	Value, Mask uint32
+}
+
+// Rule matches a Delta when every field it sets matches; a field matches when
+// one of its values does. A Rule that sets no field matches every Delta.
+// Ports match only protocols that have ports (see HasPorts).
+type Rule struct {
+	// Src and Dst hold prefixes the original source and destination
+	// addresses must be in.
+	Src, Dst []netip.Prefix
+	// Proto holds IP protocol numbers.
+	Proto []uint8
+	// SPort and DPort hold ranges the original ports must be in.
+	SPort, DPort []PortRange
+	// Zone holds conntrack zones.
+	Zone []uint16
+	// Mark holds conntrack mark matches.
+	Mark []MarkMatch
+}
+
+// Filter decides which deltas an Aggregator counts: those matching one of the
+// accept rules, or any when there are none, and none of the deny rules.
+type Filter struct {
+	accept, deny []Rule
+}
+
+// NewFilter returns a Filter of the accept and deny rules. Prefixes must be
+// valid and not IPv4-mapped IPv6 (addresses are unmapped before the match),
+// and port ranges must have Lo <= Hi. The rules are copied.
+func NewFilter(accept, deny []Rule) (*Filter, error) {
+	f := &Filter{}
+	var err error
+	if f.accept, err = cloneRules("accept", accept); err != nil {
+		return nil, err
+	}
+	if f.deny, err = cloneRules("deny", deny); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// cloneRules returns a deep copy of rules with masked prefixes and explicit
+// mark masks, or an error naming the first bad rule.
+func cloneRules(kind string, rules []Rule) ([]Rule, error) {
+	out := make([]Rule, len(rules))
+	for i, r := range rules {
+		c := Rule{
+			Src:   slices.Clone(r.Src),
+			Dst:   slices.Clone(r.Dst),
+			Proto: slices.Clone(r.Proto),
+			SPort: slices.Clone(r.SPort),
+			DPort: slices.Clone(r.DPort),
+			Zone:  slices.Clone(r.Zone),
+			Mark:  slices.Clone(r.Mark),
+		}
+		for _, ps := range [][]netip.Prefix{c.Src, c.Dst} {
+			for j, p := range ps {
+				if !p.IsValid() || p.Addr().Is4In6() {
+					return nil, fmt.Errorf("%w: %s rule %d: prefix %v is invalid or IPv4-mapped IPv6", errRule, kind, i, p)
+				}
+				ps[j] = p.Masked()
+			}
+		}
+		for _, rs := range [][]PortRange{c.SPort, c.DPort} {
+			for _, pr := range rs {
+				if pr.Lo > pr.Hi {
+					return nil, fmt.Errorf("%w: %s rule %d: port range %d-%d starts above its end", errRule, kind, i, pr.Lo, pr.Hi)
+				}
+			}
+		}
+		for j := range c.Mark {
+			if c.Mark[j].Mask == 0 {
+				c.Mark[j].Mask = ^uint32(0)
+			}
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// Match reports whether d is to be counted. A nil Filter accepts every
+// Delta; a nil Delta is never counted.
+func (f *Filter) Match(d *Delta) bool {
+	if d == nil {
+		return false
+	}
+	if f == nil {
+		return true
+	}
+	if len(f.accept) > 0 {
+		ok := false
+		for i := range f.accept {
+			if f.accept[i].match(d) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for i := range f.deny {
+		if f.deny[i].match(d) {
+			return false
+		}
+	}
+	return true
+}
+
+// match reports whether d matches every field r sets.
+func (r *Rule) match(d *Delta) bool {
+	if len(r.Proto) > 0 && !slices.Contains(r.Proto, d.Proto) {
+		return false
+	}
+	if len(r.Zone) > 0 && !slices.Contains(r.Zone, d.Zone) {
+		return false
+	}
+	if len(r.SPort) > 0 && !(HasPorts(d.Proto) && inRanges(r.SPort, d.SPort)) {
+		return false
+	}
+	if len(r.DPort) > 0 && !(HasPorts(d.Proto) && inRanges(r.DPort, d.DPort)) {
+		return false
+	}
+	if len(r.Mark) > 0 && !markMatches(r.Mark, d.Mark) {
+		return false
+	}
+	if len(r.Src) > 0 && !inPrefixes(r.Src, d.Src) {
+		return false
+	}
+	if len(r.Dst) > 0 && !inPrefixes(r.Dst, d.Dst) {
+		return false
+	}
+	return true
+}
+
+func inRanges(rs []PortRange, p uint16) bool {
+	for _, r := range rs {
+		if r.Contains(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func markMatches(ms []MarkMatch, mark uint32) bool {
+	for _, m := range ms {
+		if mark&m.Mask == m.Value&m.Mask {
+			return true
+		}
+	}
+	return false
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
