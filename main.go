@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,13 +29,21 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/alecthomas/units"
+
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
+	"github.com/netfilter-exporter/netfilter_exporter/config"
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/graphite"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 )
 
-const exporterName = "netfilter_exporter"
+const (
+	exporterName     = "netfilter_exporter"
+	defaultMaxSeries = 4096
+)
 
 // options holds every command-line setting.
 type options struct {
@@ -46,11 +55,23 @@ type options struct {
 	netnsPath        string
 	collectorTimeout time.Duration
 
+	configFile  string
+	configCheck bool
+
+	conntrackEnabled      bool
+	conntrackStatsEnabled bool
+	ctGroupBy             string
+	ctMaxSeries           int
+	ctSeriesTTL           time.Duration
+	ctEnableAccounting    bool
+	ctReceiveBuffer       string
+	ctReliable            bool
+
 	nfacctEnabled    bool
 	nfacctLabels     string
 	nfacctSeparator  string
 	nfacctOverQuota  bool
-	nfacctReqTimeout time.Duration
+	netlinkTimeout   time.Duration
 
 	graphiteAddress  string
 	graphiteInterval time.Duration
@@ -73,12 +94,24 @@ func newApp(o *options) *kingpin.Application {
 
 	app.Flag("netns", "Network namespace file to watch instead of the exporter's own, e.g. /var/run/netns/fw.").PlaceHolder("PATH").StringVar(&o.netnsPath)
 	app.Flag("collector.timeout", "Longest time one snapshot of all collectors may take.").Default("10s").DurationVar(&o.collectorTimeout)
+	app.Flag("collector.netlink-timeout", "Deadline of one netlink request (nfacct dump, conntrack statistics).").Default("5s").DurationVar(&o.netlinkTimeout)
 	app.Flag("collector.nfacct", "Enable the nfacct collector (nfnetlink_acct objects).").Default("true").BoolVar(&o.nfacctEnabled)
+	app.Flag("collector.conntrack", "Enable the conntrack collector (flows summed from DESTROY events).").Default("true").BoolVar(&o.conntrackEnabled)
+	app.Flag("collector.conntrack_stats", "Enable the conntrack table statistics collector.").Default("true").BoolVar(&o.conntrackStatsEnabled)
+
+	app.Flag("config.file", "YAML file with named networks, port lists and filters for conntrack accounting.").PlaceHolder("FILE").StringVar(&o.configFile)
+	app.Flag("config.check", "Check --config.file and the flags, then exit.").BoolVar(&o.configCheck)
+
+	app.Flag("conntrack.group-by", "Comma-separated keys that conntrack flows are summed by, in Graphite hierarchy order: family, proto, sport, dport, src, dst, src_net, dst_net, zone, mark, nat. Default: the config file's, else "+flow.DefaultGroupBy+".").Default("").StringVar(&o.ctGroupBy)
+	app.Flag("conntrack.max-series", "Most conntrack flow series; past it new key combinations are summed into one series whose keys read other. Default: the config file's, else "+strconv.Itoa(defaultMaxSeries)+".").Default("0").IntVar(&o.ctMaxSeries)
+	app.Flag("conntrack.series-ttl", "Remove a conntrack flow series not updated for this long; 0 keeps series forever.").Default("0s").DurationVar(&o.ctSeriesTTL)
+	app.Flag("conntrack.enable-accounting", "Set nf_conntrack_acct and nf_conntrack_timestamp to 1 in the watched namespace at start (they apply to flows created afterwards).").BoolVar(&o.ctEnableAccounting)
+	app.Flag("conntrack.receive-buffer", "Receive buffer of the conntrack event socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&o.ctReceiveBuffer)
+	app.Flag("conntrack.reliable", "Reliable event delivery (NETLINK_BROADCAST_ERROR): the kernel keeps an ended flow until its DESTROY event is delivered. Lossless, but the table holds those entries meanwhile.").BoolVar(&o.ctReliable)
 
 	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&o.nfacctLabels)
 	app.Flag("nfacct.name-separator", "Separator between the parts of nfacct object names for --nfacct.name-labels.").Default(".").StringVar(&o.nfacctSeparator)
 	app.Flag("nfacct.over-quota-events", "Listen for the kernel's over-quota notifications and count them.").Default("true").BoolVar(&o.nfacctOverQuota)
-	app.Flag("nfacct.timeout", "Deadline of one nfacct netlink request.").Default("5s").DurationVar(&o.nfacctReqTimeout)
 
 	app.Flag("graphite.address", "host:port of a carbon plaintext listener to push to; empty disables the Graphite feed.").Default("").StringVar(&o.graphiteAddress)
 	app.Flag("graphite.interval", "How often a snapshot is pushed to Graphite.").Default("60s").DurationVar(&o.graphiteInterval)
@@ -105,6 +138,15 @@ func run(args []string, stderr io.Writer) int {
 	o.log.Writer = stderr
 	logger := promslog.New(&o.log)
 
+	if o.configCheck {
+		if _, err := conntrackSettings(&o); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "%s: configuration OK\n", exporterName)
+		return 0
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, &o, logger); err != nil {
@@ -120,6 +162,10 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	gcfg, err := graphiteConfig(o, reg)
+	if err != nil {
+		return err
+	}
+	ct, err := conntrackSettings(o)
 	if err != nil {
 		return err
 	}
@@ -144,6 +190,21 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 			return err
 		}
 		collectorsByName["nfacct"] = c
+	}
+	if o.conntrackEnabled {
+		c, err := newConntrack(ctx, ct, ns, logger, &wg)
+		if err != nil {
+			return err
+		}
+		collectorsByName["conntrack"] = c
+	}
+	if o.conntrackStatsEnabled {
+		client, err := ctnl.Dial(ns, o.netlinkTimeout)
+		if err != nil {
+			return fmt.Errorf("conntrack_stats collector: %w", err)
+		}
+		context.AfterFunc(ctx, func() { client.Close() })
+		collectorsByName["conntrack_stats"] = collector.NewConntrackStats(client)
 	}
 	set := collector.NewSet(collectorsByName, o.collectorTimeout, logger)
 	logger.Info("collectors enabled", "collectors", strings.Join(set.Names(), ","), "netns", ns.Path())
@@ -178,7 +239,7 @@ func newNfacct(ctx context.Context, o *options, ns *netns.Handle, logger *slog.L
 	if o.nfacctLabels != "" {
 		labels = strings.Split(o.nfacctLabels, ",")
 	}
-	cfg := &nfacct.Config{NetNS: ns.FD(), Timeout: o.nfacctReqTimeout}
+	cfg := &nfacct.Config{NetNS: ns.FD(), Timeout: o.netlinkTimeout}
 	var src collector.NfacctLister
 	conn, err := nfacct.Dial(cfg)
 	if err != nil {
@@ -207,6 +268,104 @@ func newNfacct(ctx context.Context, o *options, ns *netns.Handle, logger *slog.L
 		defer wg.Done()
 		defer l.Close()
 		c.WatchOverQuota(ctx, l, logger)
+	}()
+	return c, nil
+}
+
+// conntrackSetup is what the conntrack collector is built from, checked.
+type conntrackSetup struct {
+	flow          flow.Config
+	receiveBuffer int
+	reliable      bool
+	enableAcct    bool
+}
+
+// conntrackSettings reads the config file and merges it with the flags;
+// flags given on the command line win.
+func conntrackSettings(o *options) (*conntrackSetup, error) {
+	cfg := &config.Config{}
+	if o.configFile != "" {
+		var err error
+		if cfg, err = config.Load(o.configFile); err != nil {
+			return nil, err
+		}
+	}
+	s := &conntrackSetup{reliable: o.ctReliable, enableAcct: o.ctEnableAccounting}
+	s.flow.Networks, s.flow.Ports, s.flow.Filter = cfg.Networks, cfg.Ports, cfg.Filter
+	switch {
+	case o.ctGroupBy != "":
+		keys, err := flow.ParseGroupBy(o.ctGroupBy)
+		if err != nil {
+			return nil, fmt.Errorf("--conntrack.group-by: %w", err)
+		}
+		s.flow.GroupBy = keys
+	case len(cfg.Conntrack.GroupBy) > 0:
+		s.flow.GroupBy = cfg.Conntrack.GroupBy
+	default:
+		s.flow.GroupBy, _ = flow.ParseGroupBy(flow.DefaultGroupBy)
+	}
+	switch {
+	case o.ctMaxSeries < 0:
+		return nil, fmt.Errorf("--conntrack.max-series must be positive, got %d", o.ctMaxSeries)
+	case o.ctMaxSeries > 0:
+		s.flow.MaxSeries = o.ctMaxSeries
+	case cfg.Conntrack.MaxSeries > 0:
+		s.flow.MaxSeries = cfg.Conntrack.MaxSeries
+	default:
+		s.flow.MaxSeries = defaultMaxSeries
+	}
+	if o.ctSeriesTTL < 0 {
+		return nil, fmt.Errorf("--conntrack.series-ttl must not be negative, got %v", o.ctSeriesTTL)
+	}
+	s.flow.SeriesTTL = o.ctSeriesTTL
+	size, err := units.ParseBase2Bytes(o.ctReceiveBuffer)
+	if err != nil || size <= 0 || size > 1<<31-1 {
+		return nil, fmt.Errorf("--conntrack.receive-buffer: %q is not a size between 1B and 2GiB", o.ctReceiveBuffer)
+	}
+	s.receiveBuffer = int(size)
+	// The aggregator checks the combination.
+	if _, err := flow.NewAggregator(s.flow); err != nil {
+		return nil, fmt.Errorf("conntrack settings: %w", err)
+	}
+	return s, nil
+}
+
+// newConntrack checks the kernel settings accounting needs and starts the
+// DESTROY listener.
+func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logger *slog.Logger, wg *sync.WaitGroup) (*collector.Conntrack, error) {
+	for _, sysctl := range []struct{ name, without string }{
+		{ctnl.SysctlAcct, "packet and byte counters will read 0"},
+		{ctnl.SysctlTimestamp, "flow durations will not be measured"},
+	} {
+		if s.enableAcct {
+			if err := ctnl.WriteSysctl(ns, sysctl.name, true); err != nil {
+				return nil, fmt.Errorf("--conntrack.enable-accounting: %w", err)
+			}
+			logger.Info("switched on for flows created from now on", "sysctl", sysctl.name)
+			continue
+		}
+		on, err := ctnl.ReadSysctl(ns, sysctl.name)
+		switch {
+		case err != nil:
+			logger.Warn("cannot check conntrack setting", "sysctl", sysctl.name, "err", err)
+		case !on:
+			logger.Warn("conntrack setting is off: "+sysctl.without+"; set it to 1 or pass --conntrack.enable-accounting", "sysctl", sysctl.name)
+		}
+	}
+	agg, err := flow.NewAggregator(s.flow)
+	if err != nil {
+		return nil, err
+	}
+	l, err := ctnl.Listen(ctnl.ListenConfig{NetNS: ns, ReadBuffer: s.receiveBuffer, Reliable: s.reliable})
+	if err != nil {
+		return nil, fmt.Errorf("conntrack collector: %w", err)
+	}
+	c := collector.NewConntrack(l, agg)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer l.Close()
+		c.Run(ctx, logger.With("collector", "conntrack"))
 	}()
 	return c, nil
 }

@@ -1,0 +1,199 @@
+package collector
+
+import (
+	"context"
+	"log/slog"
+
+	"sync/atomic"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
+)
+
+// ConntrackListener delivers conntrack DESTROY events; *ctnl.Listener is one.
+type ConntrackListener interface {
+	Run(ctx context.Context, fn func([]ctnl.Flow)) error
+	Stats() (ctnl.ListenerStats, error)
+}
+
+// Conntrack sums conntrack DESTROY events into the flow aggregator and serves
+// the sums with the listener's own counters.
+type Conntrack struct {
+	l   ConntrackListener
+	agg *flow.Aggregator
+
+	up                                                   atomic.Bool
+	events, lost, overruns, decodeErrors, buffer, upDesc *tree.Desc
+
+	// deltas belongs to the goroutine in Run.
+	deltas []flow.Delta
+}
+
+// NewConntrack returns a conntrack collector. Call Run to start listening.
+func NewConntrack(l ConntrackListener, agg *flow.Aggregator) *Conntrack {
+	const ns = namespace + "_conntrack_"
+	return &Conntrack{
+		l:   l,
+		agg: agg,
+		events: tree.NewDesc(ns+"events_total",
+			"Conntrack DESTROY events received and decoded.", tree.Counter),
+		lost: tree.NewDesc(ns+"events_lost_total",
+			"Conntrack DESTROY events the kernel could not queue for the exporter (the socket's drop counter).", tree.Counter),
+		overruns: tree.NewDesc(ns+"listener_overruns_total",
+			"Times the kernel reported that the event socket overran (ENOBUFS).", tree.Counter),
+		decodeErrors: tree.NewDesc(ns+"decode_errors_total",
+			"Conntrack messages that could not be decoded and were skipped.", tree.Counter),
+		buffer: tree.NewDesc(ns+"receive_buffer_bytes",
+			"Receive buffer of the event socket, as the kernel granted it.", tree.Gauge),
+		upDesc: tree.NewDesc(ns+"listener_up",
+			"Whether the conntrack event listener is receiving (1) or failed and is retrying (0).", tree.Gauge),
+	}
+}
+
+// Run listens until ctx is done, feeding every event to the aggregator as a
+// finished flow. If the listener fails it is logged and started again.
+func (c *Conntrack) Run(ctx context.Context, logger *slog.Logger) {
+	for ctx.Err() == nil {
+		c.up.Store(true)
+		err := c.l.Run(ctx, c.add)
+		c.up.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Error("conntrack listener failed; retrying in 1s", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// add converts a batch of DESTROY events to deltas and counts them.
+func (c *Conntrack) add(fs []ctnl.Flow) {
+	if cap(c.deltas) < len(fs) {
+		c.deltas = make([]flow.Delta, len(fs))
+	}
+	ds := c.deltas[:len(fs)]
+	for i := range fs {
+		toDelta(&fs[i], &ds[i])
+		ds[i].Final = true
+	}
+	c.agg.AddBatch(ds)
+}
+
+// toDelta copies what aggregation needs of a conntrack flow.
+func toDelta(f *ctnl.Flow, d *flow.Delta) {
+	*d = flow.Delta{
+		Family:       f.Family,
+		Proto:        f.Orig.Proto,
+		Src:          f.Orig.Src,
+		Dst:          f.Orig.Dst,
+		SPort:        f.Orig.SPort,
+		DPort:        f.Orig.DPort,
+		ReplySrc:     f.Reply.Src,
+		ReplyDst:     f.Reply.Dst,
+		ReplySPort:   f.Reply.SPort,
+		ReplyDPort:   f.Reply.DPort,
+		Zone:         f.Zone,
+		Mark:         f.Mark,
+		OrigPackets:  f.OrigPackets,
+		OrigBytes:    f.OrigBytes,
+		ReplyPackets: f.ReplyPackets,
+		ReplyBytes:   f.ReplyBytes,
+	}
+	if f.Start != 0 && f.Stop != 0 {
+		d.Start, d.Stop = time.Unix(0, f.Start), time.Unix(0, f.Stop)
+	}
+}
+
+// Update adds the flow series and the listener's counters to b.
+func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
+	if err := c.agg.Update(ctx, b); err != nil {
+		return err
+	}
+	up := 0.0
+	if c.up.Load() {
+		up = 1
+	}
+	b.Add(c.upDesc, up, []string{"exporter", "conntrack", "listener_up"})
+	st, err := c.l.Stats()
+	b.Add(c.events, float64(st.Events), []string{"exporter", "conntrack", "events"})
+	b.Add(c.overruns, float64(st.Overruns), []string{"exporter", "conntrack", "listener_overruns"})
+	b.Add(c.decodeErrors, float64(st.DecodeErrors), []string{"exporter", "conntrack", "decode_errors"})
+	if err != nil {
+		// Without the kernel's drop counter, losses are unknown: fail
+		// rather than report none.
+		return err
+	}
+	b.Add(c.lost, float64(st.Drops), []string{"exporter", "conntrack", "events_lost"})
+	b.Add(c.buffer, float64(st.ReadBuffer), []string{"exporter", "conntrack", "receive_buffer_bytes"})
+	return nil
+}
+
+// ConntrackTableReader reads conntrack table statistics; *ctnl.Client is one.
+type ConntrackTableReader interface {
+	TableStats(ctx context.Context) (ctnl.TableStats, error)
+}
+
+// ConntrackStats collects the conntrack table's size and per-CPU counters
+// over netlink.
+type ConntrackStats struct {
+	r       ConntrackTableReader
+	entries *tree.Desc
+	limit   *tree.Desc
+	stats   []statDesc
+}
+
+type statDesc struct {
+	desc *tree.Desc
+	leaf string
+	get  func(*ctnl.TableStats) uint64
+}
+
+// NewConntrackStats returns a collector of conntrack table statistics.
+func NewConntrackStats(r ConntrackTableReader) *ConntrackStats {
+	const ns = namespace + "_conntrack_"
+	c := &ConntrackStats{
+		r:       r,
+		entries: tree.NewDesc(ns+"entries", "Entries in the conntrack table.", tree.Gauge),
+		limit:   tree.NewDesc(ns+"entries_limit", "Size limit of the conntrack table (nf_conntrack_max).", tree.Gauge),
+	}
+	for _, s := range []struct {
+		name, help string
+		get        func(*ctnl.TableStats) uint64
+	}{
+		{"found", "Lookups that found an existing entry.", func(s *ctnl.TableStats) uint64 { return s.Found }},
+		{"invalid", "Packets conntrack could not track.", func(s *ctnl.TableStats) uint64 { return s.Invalid }},
+		{"insert", "Entries inserted.", func(s *ctnl.TableStats) uint64 { return s.Insert }},
+		{"insert_failed", "Entries that could not be inserted.", func(s *ctnl.TableStats) uint64 { return s.InsertFailed }},
+		{"drop", "Packets dropped because inserting their entry failed.", func(s *ctnl.TableStats) uint64 { return s.Drop }},
+		{"early_drop", "Entries dropped early to make room when the table was full.", func(s *ctnl.TableStats) uint64 { return s.EarlyDrop }},
+		{"error", "Packets with ICMP errors that did not match a connection.", func(s *ctnl.TableStats) uint64 { return s.Error }},
+		{"search_restart", "Table lookups restarted because of a hash resize.", func(s *ctnl.TableStats) uint64 { return s.SearchRestart }},
+		{"clash_resolve", "Insert clashes resolved.", func(s *ctnl.TableStats) uint64 { return s.ClashResolve }},
+		{"chaintoolong", "Entries refused because their hash chain was too long.", func(s *ctnl.TableStats) uint64 { return s.ChainTooLong }},
+	} {
+		c.stats = append(c.stats, statDesc{
+			desc: tree.NewDesc(ns+"stat_"+s.name+"_total", s.help+" Summed over CPUs.", tree.Counter),
+			leaf: s.name,
+			get:  s.get,
+		})
+	}
+	return c
+}
+
+// Update reads the table statistics and adds them to b.
+func (c *ConntrackStats) Update(ctx context.Context, b *tree.Builder) error {
+	s, err := c.r.TableStats(ctx)
+	if err != nil {
+		return err
+	}
+	b.Add(c.entries, float64(s.Entries), []string{"conntrack_stats", "entries"})
+	b.Add(c.limit, float64(s.MaxEntries), []string{"conntrack_stats", "entries_limit"})
+	for _, sd := range c.stats {
+		b.Add(sd.desc, float64(sd.get(&s)), []string{"conntrack_stats", sd.leaf})
+	}
+	return nil
+}
