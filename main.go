@@ -67,11 +67,11 @@ type options struct {
 	ctReceiveBuffer       string
 	ctReliable            bool
 
-	nfacctEnabled    bool
-	nfacctLabels     string
-	nfacctSeparator  string
-	nfacctOverQuota  bool
-	netlinkTimeout   time.Duration
+	nfacctEnabled   bool
+	nfacctLabels    string
+	nfacctSeparator string
+	nfacctOverQuota bool
+	netlinkTimeout  time.Duration
 
 	graphiteAddress  string
 	graphiteInterval time.Duration

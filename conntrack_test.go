@@ -1,0 +1,356 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
+)
+
+// seriesSums are the expected sums of one conntrack series.
+type seriesSums struct {
+	flows, origPackets, origBytes, replyPackets, replyBytes float64
+}
+
+// sumsByKey sums conntrack -L entries by the label values key gives them.
+func sumsByKey(entries []netnstest.CTEntry, key func(netnstest.CTEntry) string) map[string]*seriesSums {
+	m := make(map[string]*seriesSums)
+	for _, e := range entries {
+		k := key(e)
+		if m[k] == nil {
+			m[k] = &seriesSums{}
+		}
+		s := m[k]
+		s.flows++
+		s.origPackets += float64(e.OrigPackets)
+		s.origBytes += float64(e.OrigBytes)
+		s.replyPackets += float64(e.ReplyPackets)
+		s.replyBytes += float64(e.ReplyBytes)
+	}
+	return m
+}
+
+// familyProtoDport gives an entry the label values of the default group-by.
+func familyProtoDport(e netnstest.CTEntry) string {
+	dport := e.Orig[3]
+	if dport == "" {
+		dport = "none"
+	}
+	return e.Family + "," + e.Proto + "," + dport
+}
+
+// seriesOf returns the label values of every sample of family name, joined
+// in the order of keys, with their values.
+func seriesOf(mfs map[string]*dto.MetricFamily, name string, keys []string, extra map[string]string) map[string]float64 {
+	out := make(map[string]float64)
+	mf, ok := mfs[name]
+	if !ok {
+		return out
+	}
+next:
+	for _, m := range mf.GetMetric() {
+		have := make(map[string]string)
+		for _, lp := range m.GetLabel() {
+			have[lp.GetName()] = lp.GetValue()
+		}
+		for k, v := range extra {
+			if have[k] != v {
+				continue next
+			}
+		}
+		vals := make([]string, len(keys))
+		for i, k := range keys {
+			vals[i] = have[k]
+		}
+		out[strings.Join(vals, ",")] = m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// flushAndWait destroys every entry of ns and waits until the exporter has
+// counted n events.
+func flushAndWait(t *testing.T, e *exporter, ns *netnstest.NS, n int) (string, map[string]*dto.MetricFamily) {
+	t.Helper()
+	ns.Run(t, "conntrack", "-F")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		body, mfs := e.scrape(t)
+		got, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+		if int(got) >= n {
+			return body, mfs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exporter counted %v DESTROY events, want %d; log:\n%s", got, n, e.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkSeries compares the exporter's flow series with the expected sums.
+func checkSeries(t *testing.T, mfs map[string]*dto.MetricFamily, keys []string, want map[string]*seriesSums) {
+	t.Helper()
+	flows := seriesOf(mfs, "netfilter_conntrack_flows_total", keys, nil)
+	op := seriesOf(mfs, "netfilter_conntrack_flow_packets_total", keys, map[string]string{"direction": "orig"})
+	ob := seriesOf(mfs, "netfilter_conntrack_flow_bytes_total", keys, map[string]string{"direction": "orig"})
+	rp := seriesOf(mfs, "netfilter_conntrack_flow_packets_total", keys, map[string]string{"direction": "reply"})
+	rb := seriesOf(mfs, "netfilter_conntrack_flow_bytes_total", keys, map[string]string{"direction": "reply"})
+	if len(flows) != len(want) {
+		t.Errorf("exporter has %d series %v, want %d", len(flows), flows, len(want))
+	}
+	for k, w := range want {
+		got := seriesSums{flows[k], op[k], ob[k], rp[k], rb[k]}
+		if got != *w {
+			t.Errorf("series %s: exporter %+v, conntrack -L %+v", k, got, *w)
+		}
+	}
+}
+
+func TestExporterConntrackMatchesConntrackList(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl", "promtool")
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+	netnstest.Link(t, a, b, "2001:db8::1/64", "2001:db8::2/64")
+	netnstest.TrackConnections(t, b)
+	c := newCarbon(t)
+	e := startExporter(t, "--netns="+b.Path(), "--graphite.address="+c.l.Addr().String(), "--graphite.interval=300ms")
+
+	netnstest.TCPExchange(t, a, b, "tcp4", "192.0.2.2:8080", 20000)
+	netnstest.TCPExchange(t, a, b, "tcp4", "192.0.2.2:8080", 1234)
+	netnstest.TCPExchange(t, a, b, "tcp6", "[2001:db8::2]:8443", 3000)
+	netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 5, 100)
+	netnstest.UDPExchange(t, a, b, "udp6", "[2001:db8::2]:9001", 3, 200)
+	netnstest.ICMPEcho(t, a, "192.0.2.2", 4)
+
+	ref := netnstest.SettledConntrackList(t, b)
+	if len(ref) != 6 {
+		t.Fatalf("conntrack lists %d entries, want 6: %+v", len(ref), ref)
+	}
+	want := sumsByKey(ref, familyProtoDport)
+	body, mfs := flushAndWait(t, e, b, len(ref))
+	checkSeries(t, mfs, []string{"family", "proto", "dport"}, want)
+
+	if v, ok := value(mfs, "netfilter_conntrack_events_lost_total", nil); !ok || v != 0 {
+		t.Errorf("events lost = %v (present %v), want 0", v, ok)
+	}
+	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack"}); v != 1 {
+		t.Errorf("conntrack collector success = %v", v)
+	}
+	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack_stats"}); v != 1 {
+		t.Errorf("conntrack_stats collector success = %v", v)
+	}
+	// Two IPv4 TCP flows with both timestamps: two durations observed.
+	var durations uint64
+	for _, m := range mfs["netfilter_conntrack_flow_duration_seconds"].GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		if labels["family"] == "ipv4" && labels["proto"] == "tcp" {
+			durations = m.GetHistogram().GetSampleCount()
+		}
+	}
+	if durations != 2 {
+		t.Errorf("duration histogram of ipv4 tcp counts %d flows, want 2", durations)
+	}
+	promtoolCheck(t, body)
+
+	// The same sums reach Graphite under the documented paths.
+	w := want["ipv4,tcp,8080"]
+	for path, v := range map[string]float64{
+		"netfilter.conntrack.ipv4.tcp.8080.flows":       w.flows,
+		"netfilter.conntrack.ipv4.tcp.8080.orig.pkts":   w.origPackets,
+		"netfilter.conntrack.ipv4.tcp.8080.orig.bytes":  w.origBytes,
+		"netfilter.conntrack.ipv4.tcp.8080.reply.pkts":  w.replyPackets,
+		"netfilter.conntrack.ipv4.tcp.8080.reply.bytes": w.replyBytes,
+		"netfilter.conntrack.ipv6.udp.9001.orig.bytes":  want["ipv6,udp,9001"].origBytes,
+		"netfilter.conntrack.ipv4.icmp.none.flows":      1,
+	} {
+		c.waitFor(t, 5*time.Second, func(p string, got float64, _ int64) bool { return p == path && got == v })
+	}
+}
+
+func TestExporterConntrackSNAT(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl")
+	a, r, b := netnstest.New(t), netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, r, "192.0.2.1/24", "192.0.2.254/24")
+	_, rOut := netnstest.Link(t, b, r, "198.51.100.2/24", "198.51.100.1/24")
+	a.Run(t, "ip", "route", "add", "default", "via", "192.0.2.254")
+	r.Run(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	r.Run(t, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", rOut, "-j", "MASQUERADE")
+	netnstest.TrackConnections(t, r)
+	e := startExporter(t, "--netns="+r.Path(), "--conntrack.group-by=proto,dport,nat")
+
+	netnstest.TCPExchange(t, a, b, "tcp4", "198.51.100.2:80", 5000)
+	netnstest.UDPExchange(t, a, b, "udp4", "198.51.100.2:53", 2, 40)
+	netnstest.UDPExchange(t, a, r, "udp4", "192.0.2.254:5000", 1, 10) // to the router itself
+
+	ref := netnstest.SettledConntrackList(t, r)
+	want := sumsByKey(ref, func(e netnstest.CTEntry) string {
+		nat := "none"
+		if e.Reply[1] != e.Orig[0] {
+			nat = "snat"
+		}
+		return e.Proto + "," + e.Orig[3] + "," + nat
+	})
+	if want["tcp,80,snat"] == nil || want["udp,53,snat"] == nil || want["udp,5000,none"] == nil {
+		t.Fatalf("the reference does not show the masqueraded flows: %+v", ref)
+	}
+	_, mfs := flushAndWait(t, e, r, len(ref))
+	checkSeries(t, mfs, []string{"proto", "dport", "nat"}, want)
+}
+
+// TestExporterConntrackConfig runs the config file features against real
+// flows: named networks, port lists, filters and the series cap.
+func TestExporterConntrackConfig(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl")
+	tests := []struct {
+		name    string
+		config  string
+		args    []string
+		traffic func(t *testing.T, a, b *netnstest.NS)
+		events  int
+		keys    []string
+		want    map[string]float64 // flows per series
+		self    map[string]float64 // exporter metrics
+	}{
+		{
+			name:   "named networks, longest prefix first",
+			config: "networks:\n  web: [192.0.2.2/32]\n  lab: [192.0.2.0/24]\n",
+			args:   []string{"--conntrack.group-by=dst_net,proto"},
+			traffic: func(t *testing.T, a, b *netnstest.NS) {
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.3:9000", 1, 10)
+				netnstest.UDPExchange(t, a, b, "udp6", "[2001:db8::2]:9000", 1, 10)
+			},
+			events: 3,
+			keys:   []string{"dst_net", "proto"},
+			want:   map[string]float64{"web,udp": 1, "lab,udp": 1, "other,udp": 1},
+		},
+		{
+			name:   "port list",
+			config: "ports: [9000, \"9100-9199\"]\n",
+			args:   []string{"--conntrack.group-by=proto,dport"},
+			traffic: func(t *testing.T, a, b *netnstest.NS) {
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9150", 1, 10)
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9001", 1, 10)
+				netnstest.ICMPEcho(t, a, "192.0.2.2", 1)
+			},
+			events: 4,
+			keys:   []string{"proto", "dport"},
+			want:   map[string]float64{"udp,9000": 1, "udp,9100-9199": 1, "udp,other": 1, "icmp,none": 1},
+		},
+		{
+			name:   "filters",
+			config: "filters:\n  accept:\n    - {proto: [udp]}\n  deny:\n    - {dport: [9001]}\n",
+			args:   []string{"--conntrack.group-by=dport"},
+			traffic: func(t *testing.T, a, b *netnstest.NS) {
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9001", 1, 10)
+				netnstest.TCPExchange(t, a, b, "tcp4", "192.0.2.2:9002", 10)
+			},
+			events: 3,
+			keys:   []string{"dport"},
+			want:   map[string]float64{"9000": 1},
+			self:   map[string]float64{"netfilter_conntrack_events_filtered_total": 2},
+		},
+		{
+			name: "series cap",
+			args: []string{"--conntrack.group-by=dport", "--conntrack.max-series=2"},
+			traffic: func(t *testing.T, a, b *netnstest.NS) {
+				for port := 9000; port < 9005; port++ {
+					netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:"+strconv.Itoa(port), 1, 10)
+				}
+			},
+			events: 5,
+			keys:   []string{"dport"},
+			self: map[string]float64{
+				"netfilter_conntrack_overflow_events_total": 3,
+				"netfilter_conntrack_series_limit":          2,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := netnstest.New(t), netnstest.New(t)
+			_, ifB := netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+			b.Run(t, "ip", "addr", "add", "192.0.2.3/24", "dev", ifB)
+			netnstest.Link(t, a, b, "2001:db8::1/64", "2001:db8::2/64")
+			netnstest.TrackConnections(t, b)
+			args := append([]string{"--netns=" + b.Path(), "--no-collector.nfacct"}, tt.args...)
+			if tt.config != "" {
+				path := filepath.Join(t.TempDir(), "config.yml")
+				if err := os.WriteFile(path, []byte(tt.config), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--config.file="+path)
+			}
+			e := startExporter(t, args...)
+			tt.traffic(t, a, b)
+			netnstest.SettledConntrackList(t, b)
+			_, mfs := flushAndWait(t, e, b, tt.events)
+
+			flows := seriesOf(mfs, "netfilter_conntrack_flows_total", tt.keys, nil)
+			if tt.want != nil && fmt.Sprint(flows) != fmt.Sprint(tt.want) {
+				t.Errorf("flows = %v, want %v", flows, tt.want)
+			}
+			if tt.name == "series cap" {
+				// Which two ports get their own series depends on event
+				// order; the overflow series takes the rest, and no flow is
+				// lost.
+				var total float64
+				for k, v := range flows {
+					total += v
+					if k != "other" && v != 1 {
+						t.Errorf("series %s has %v flows, want 1", k, v)
+					}
+				}
+				if len(flows) != 3 || flows["other"] != 3 || total != 5 {
+					t.Errorf("flows = %v, want 2 ports with 1 flow and other with 3", flows)
+				}
+			}
+			for name, want := range tt.self {
+				if got, _ := value(mfs, name, nil); got != want {
+					t.Errorf("%s = %v, want %v", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(good, []byte("networks:\n  lan: [192.168.0.0/16]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("networks:\n  lan: [192.168.0.0/33]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args    []string
+		ok      bool
+		message string
+	}{
+		{[]string{"--config.file=" + good}, true, "configuration OK"},
+		{[]string{"--config.file=" + bad}, false, "networks.lan[0]"},
+		{[]string{"--config.file=" + filepath.Join(dir, "missing.yml")}, false, "missing.yml"},
+		{[]string{"--conntrack.group-by=family,colour"}, false, "colour"},
+		{[]string{"--conntrack.receive-buffer=huge"}, false, "--conntrack.receive-buffer"},
+	}
+	for _, tt := range tests {
+		out, err := exec.Command(binary, append([]string{"--config.check"}, tt.args...)...).CombinedOutput()
+		if (err == nil) != tt.ok || !strings.Contains(string(out), tt.message) {
+			t.Errorf("--config.check %v: error %v, output %q; want ok=%v and %q", tt.args, err, out, tt.ok, tt.message)
+		}
+	}
+}
