@@ -1,0 +1,137 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+)
+
+// fakeListener delivers a fixed list of batches, then waits.
+type fakeListener struct {
+	batches [][]ctnl.Flow
+	stats   ctnl.ListenerStats
+	err     error
+	done    chan struct{}
+}
+
+func (f *fakeListener) Run(ctx context.Context, fn func([]ctnl.Flow)) error {
+	for _, b := range f.batches {
+		fn(b)
+	}
+	close(f.done)
+	<-ctx.Done()
+	return nil
+}
+
+func (f *fakeListener) Stats() (ctnl.ListenerStats, error) { return f.stats, f.err }
+
+func testFlow(src, dst string, proto uint8, dport uint16, op, ob, rp, rb uint64, secs int64) ctnl.Flow {
+	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
+	fam := uint8(4)
+	if s.Is6() {
+		fam = 6
+	}
+	return ctnl.Flow{
+		Family:      fam,
+		Orig:        ctnl.Tuple{Src: s, Dst: d, Proto: proto, SPort: 40000, DPort: dport},
+		Reply:       ctnl.Tuple{Src: d, Dst: s, Proto: proto, SPort: dport, DPort: 40000},
+		OrigPackets: op, OrigBytes: ob, ReplyPackets: rp, ReplyBytes: rb,
+		Start: 1_700_000_000e9, Stop: 1_700_000_000e9 + secs*1e9,
+	}
+}
+
+func TestConntrackGolden(t *testing.T) {
+	keys, err := flow.ParseGroupBy("family,proto,dport")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &fakeListener{
+		batches: [][]ctnl.Flow{
+			{testFlow("192.0.2.1", "198.51.100.2", 6, 443, 10, 1000, 8, 20000, 2)},
+			{testFlow("192.0.2.1", "198.51.100.2", 6, 443, 5, 500, 4, 4000, 30), testFlow("2001:db8::1", "2001:db8::2", 17, 53, 1, 60, 1, 120, 0)},
+		},
+		stats: ctnl.ListenerStats{Events: 3, Drops: 2, Overruns: 1, ReadBuffer: 1 << 20},
+		done:  make(chan struct{}),
+	}
+	c := NewConntrack(l, agg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx, discard)
+	<-l.done
+
+	p := NewPrometheus(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
+	f, err := os.Open("testdata/conntrack.prom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := testutil.CollectAndCompare(p, f,
+		"netfilter_conntrack_flows_total", "netfilter_conntrack_flow_packets_total", "netfilter_conntrack_flow_bytes_total",
+		"netfilter_conntrack_events_total", "netfilter_conntrack_events_lost_total", "netfilter_conntrack_listener_overruns_total",
+		"netfilter_conntrack_flow_duration_seconds", "netfilter_conntrack_listener_up"); err != nil {
+		t.Error(err)
+	}
+	problems, err := testutil.CollectAndLint(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
+	}
+}
+
+func TestConntrackWithoutDropCounterFails(t *testing.T) {
+	keys, _ := flow.ParseGroupBy("proto")
+	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &fakeListener{err: errors.New("bad file descriptor"), done: make(chan struct{})}
+	set := NewSet(map[string]Collector{"conntrack": NewConntrack(l, agg)}, time.Second, discard)
+	want := `
+# HELP netfilter_exporter_collector_success Whether the collector's last update succeeded (1) or failed (0).
+# TYPE netfilter_exporter_collector_success gauge
+netfilter_exporter_collector_success{collector="conntrack"} 0
+`
+	if err := testutil.CollectAndCompare(NewPrometheus(set), strings.NewReader(want), "netfilter_exporter_collector_success"); err != nil {
+		t.Error(err)
+	}
+}
+
+type fakeTable struct{ s ctnl.TableStats }
+
+func (f fakeTable) TableStats(context.Context) (ctnl.TableStats, error) { return f.s, nil }
+
+func TestConntrackStatsGolden(t *testing.T) {
+	c := NewConntrackStats(fakeTable{ctnl.TableStats{Entries: 12, MaxEntries: 262144, CPUs: 2, Found: 3, Invalid: 4, Insert: 5, InsertFailed: 6, Drop: 7, EarlyDrop: 8, Error: 9, SearchRestart: 10, ClashResolve: 11, ChainTooLong: 1}})
+	p := NewPrometheus(NewSet(map[string]Collector{"conntrack_stats": c}, time.Second, discard))
+	f, err := os.Open("testdata/conntrack_stats.prom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := testutil.CollectAndCompare(p, f, "netfilter_conntrack_entries", "netfilter_conntrack_entries_limit",
+		"netfilter_conntrack_stat_insert_total", "netfilter_conntrack_stat_early_drop_total", "netfilter_conntrack_stat_chaintoolong_total"); err != nil {
+		t.Error(err)
+	}
+	problems, err := testutil.CollectAndLint(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
+	}
+}
