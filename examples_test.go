@@ -18,6 +18,7 @@ func TestExamplesAreChecked(t *testing.T) {
 	checked := map[string]bool{
 		"prometheus.yml":     true, // TestExamplePrometheusConfig
 		"nfacct-iptables.sh": true, // TestExampleNfacctRecipe
+		"config.yml":         true, // TestExampleConfig
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
@@ -35,6 +36,13 @@ func TestExamplePrometheusConfig(t *testing.T) {
 	out, err := exec.Command("promtool", "check", "config", "examples/prometheus.yml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check config examples/prometheus.yml: %v\n%s", err, out)
+	}
+}
+
+func TestExampleConfig(t *testing.T) {
+	out, err := exec.Command(binary, "--config.file=examples/config.yml", "--config.check").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration OK") {
+		t.Fatalf("--config.check examples/config.yml: %v\n%s", err, out)
 	}
 }
 
