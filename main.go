@@ -65,6 +65,8 @@ type options struct {
 	ctSeriesTTL           time.Duration
 	ctEnableAccounting    bool
 	ctReceiveBuffer       string
+	ctReceiveBufferMax    string
+	ctNoENOBUFS           bool
 	ctReliable            bool
 
 	nfacctEnabled   bool
@@ -107,6 +109,8 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("conntrack.series-ttl", "Remove a conntrack flow series not updated for this long; 0 keeps series forever.").Default("0s").DurationVar(&o.ctSeriesTTL)
 	app.Flag("conntrack.enable-accounting", "Set nf_conntrack_acct and nf_conntrack_timestamp to 1 in the watched namespace at start (they apply to flows created afterwards).").BoolVar(&o.ctEnableAccounting)
 	app.Flag("conntrack.receive-buffer", "Receive buffer of the conntrack event socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&o.ctReceiveBuffer)
+	app.Flag("conntrack.receive-buffer-max", "Largest size the receive buffer is doubled up to, each time the kernel drops events; equal to --conntrack.receive-buffer to never grow it.").Default("1GiB").StringVar(&o.ctReceiveBufferMax)
+	app.Flag("conntrack.no-enobufs", "Set NETLINK_NO_ENOBUFS on the event socket: when the buffer is full the kernel drops only the events that do not fit, instead of every event until the exporter has emptied the buffer. Losses are counted either way.").Default("true").BoolVar(&o.ctNoENOBUFS)
 	app.Flag("conntrack.reliable", "Reliable event delivery (NETLINK_BROADCAST_ERROR): the kernel keeps an ended flow until its DESTROY event is delivered. Lossless, but the table holds those entries meanwhile.").BoolVar(&o.ctReliable)
 
 	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&o.nfacctLabels)
@@ -274,10 +278,12 @@ func newNfacct(ctx context.Context, o *options, ns *netns.Handle, logger *slog.L
 
 // conntrackSetup is what the conntrack collector is built from, checked.
 type conntrackSetup struct {
-	flow          flow.Config
-	receiveBuffer int
-	reliable      bool
-	enableAcct    bool
+	flow             flow.Config
+	receiveBuffer    int
+	receiveBufferMax int
+	noENOBUFS        bool
+	reliable         bool
+	enableAcct       bool
 }
 
 // conntrackSettings reads the config file and merges it with the flags;
@@ -290,7 +296,7 @@ func conntrackSettings(o *options) (*conntrackSetup, error) {
 			return nil, err
 		}
 	}
-	s := &conntrackSetup{reliable: o.ctReliable, enableAcct: o.ctEnableAccounting}
+	s := &conntrackSetup{reliable: o.ctReliable, enableAcct: o.ctEnableAccounting, noENOBUFS: o.ctNoENOBUFS}
 	s.flow.Networks, s.flow.Ports, s.flow.Filter = cfg.Networks, cfg.Ports, cfg.Filter
 	switch {
 	case o.ctGroupBy != "":
@@ -318,11 +324,20 @@ func conntrackSettings(o *options) (*conntrackSetup, error) {
 		return nil, fmt.Errorf("--conntrack.series-ttl must not be negative, got %v", o.ctSeriesTTL)
 	}
 	s.flow.SeriesTTL = o.ctSeriesTTL
-	size, err := units.ParseBase2Bytes(o.ctReceiveBuffer)
-	if err != nil || size <= 0 || size > 1<<31-1 {
-		return nil, fmt.Errorf("--conntrack.receive-buffer: %q is not a size between 1B and 2GiB", o.ctReceiveBuffer)
+	for _, b := range []struct {
+		flag, value string
+		dst         *int
+	}{
+		{"--conntrack.receive-buffer", o.ctReceiveBuffer, &s.receiveBuffer},
+		{"--conntrack.receive-buffer-max", o.ctReceiveBufferMax, &s.receiveBufferMax},
+	} {
+		// The kernel doubles the value it is given and keeps an int.
+		size, err := units.ParseBase2Bytes(b.value)
+		if err != nil || size <= 0 || size > 1<<30 {
+			return nil, fmt.Errorf("%s: %q is not a size between 1B and 1GiB", b.flag, b.value)
+		}
+		*b.dst = int(size)
 	}
-	s.receiveBuffer = int(size)
 	// The aggregator checks the combination.
 	if _, err := flow.NewAggregator(s.flow); err != nil {
 		return nil, fmt.Errorf("conntrack settings: %w", err)
@@ -356,7 +371,13 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 	if err != nil {
 		return nil, err
 	}
-	l, err := ctnl.Listen(ctnl.ListenConfig{NetNS: ns, ReadBuffer: s.receiveBuffer, Reliable: s.reliable})
+	l, err := ctnl.Listen(ctnl.ListenConfig{
+		NetNS:         ns,
+		ReadBuffer:    s.receiveBuffer,
+		MaxReadBuffer: s.receiveBufferMax,
+		NoENOBUFS:     s.noENOBUFS,
+		Reliable:      s.reliable,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("conntrack collector: %w", err)
 	}

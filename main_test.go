@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // freeAddr returns a loopback address with a port nobody listens on.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,7 +81,7 @@ func (l *lockedBuffer) String() string {
 
 // startExporter runs the exporter with args and waits until it serves
 // /metrics. It is stopped with SIGTERM when the test ends and must exit 0.
-func startExporter(t *testing.T, args ...string) *exporter {
+func startExporter(t testing.TB, args ...string) *exporter {
 	t.Helper()
 	addr := freeAddr(t)
 	e := &exporter{url: "http://" + addr, stderr: &lockedBuffer{}}
@@ -126,7 +126,7 @@ func startExporter(t *testing.T, args ...string) *exporter {
 }
 
 // scrape fetches /metrics and returns the raw text and the parsed families.
-func (e *exporter) scrape(t *testing.T) (string, map[string]*dto.MetricFamily) {
+func (e *exporter) scrape(t testing.TB) (string, map[string]*dto.MetricFamily) {
 	t.Helper()
 	resp, err := http.Get(e.url + "/metrics")
 	if err != nil {

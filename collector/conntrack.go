@@ -24,8 +24,9 @@ type Conntrack struct {
 	l   ConntrackListener
 	agg *flow.Aggregator
 
-	up                                                   atomic.Bool
-	events, lost, overruns, decodeErrors, buffer, upDesc *tree.Desc
+	up                                                          atomic.Bool
+	events, lost, drops, overruns, decodeErrors, buffer, upDesc *tree.Desc
+	growths                                                     *tree.Desc
 
 	// deltas belongs to the goroutine in Run.
 	deltas []flow.Delta
@@ -40,7 +41,11 @@ func NewConntrack(l ConntrackListener, agg *flow.Aggregator) *Conntrack {
 		events: tree.NewDesc(ns+"events_total",
 			"Conntrack DESTROY events received and decoded.", tree.Counter),
 		lost: tree.NewDesc(ns+"events_lost_total",
-			"Conntrack DESTROY events the kernel could not queue for the exporter (the socket's drop counter).", tree.Counter),
+			"Conntrack DESTROY events lost because the kernel could not queue them for the exporter (the socket's drop counter; 0 in reliable mode, where the kernel sends them again).", tree.Counter),
+		drops: tree.NewDesc(ns+"event_delivery_failures_total",
+			"Times the kernel could not queue a conntrack event on the exporter's socket, whether or not it sent the event again later.", tree.Counter),
+		growths: tree.NewDesc(ns+"receive_buffer_growths_total",
+			"Times the event socket's receive buffer was doubled after the kernel dropped events.", tree.Counter),
 		overruns: tree.NewDesc(ns+"listener_overruns_total",
 			"Times the kernel reported that the event socket overran (ENOBUFS).", tree.Counter),
 		decodeErrors: tree.NewDesc(ns+"decode_errors_total",
@@ -127,7 +132,9 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 		// rather than report none.
 		return err
 	}
-	b.Add(c.lost, float64(st.Drops), []string{"exporter", "conntrack", "events_lost"})
+	b.Add(c.lost, float64(st.Lost), []string{"exporter", "conntrack", "events_lost"})
+	b.Add(c.drops, float64(st.Drops), []string{"exporter", "conntrack", "event_delivery_failures"})
+	b.Add(c.growths, float64(st.BufferGrowths), []string{"exporter", "conntrack", "receive_buffer_growths"})
 	b.Add(c.buffer, float64(st.ReadBuffer), []string{"exporter", "conntrack", "receive_buffer_bytes"})
 	return nil
 }

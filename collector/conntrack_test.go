@@ -63,7 +63,7 @@ func TestConntrackGolden(t *testing.T) {
 			{testFlow("192.0.2.1", "198.51.100.2", 6, 443, 10, 1000, 8, 20000, 2)},
 			{testFlow("192.0.2.1", "198.51.100.2", 6, 443, 5, 500, 4, 4000, 30), testFlow("2001:db8::1", "2001:db8::2", 17, 53, 1, 60, 1, 120, 0)},
 		},
-		stats: ctnl.ListenerStats{Events: 3, Drops: 2, Overruns: 1, ReadBuffer: 1 << 20},
+		stats: ctnl.ListenerStats{Events: 3, Drops: 2, Lost: 2, Overruns: 1, ReadBuffer: 1 << 20},
 		done:  make(chan struct{}),
 	}
 	c := NewConntrack(l, agg)

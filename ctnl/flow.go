@@ -102,26 +102,31 @@ type attrs struct {
 }
 
 func (a *attrs) next() bool {
-	if len(a.b) == 0 || a.err != nil {
+	b := a.b
+	if len(b) < nlaHdrLen {
+		if len(b) != 0 && a.err == nil {
+			a.fail(len(b), len(b))
+		}
 		return false
 	}
-	if len(a.b) < nlaHdrLen {
-		a.err = errAttribute
+	l := int(binary.NativeEndian.Uint16(b))
+	if l < nlaHdrLen || l > len(b) {
+		a.fail(l, len(b))
 		return false
 	}
-	l := int(binary.NativeEndian.Uint16(a.b))
-	if l < nlaHdrLen || l > len(a.b) {
-		a.err = fmt.Errorf("%w: length %d with %d bytes left", errAttribute, l, len(a.b))
-		return false
-	}
-	a.typ = binary.NativeEndian.Uint16(a.b[2:]) & nlaTypeMask
-	a.val = a.b[nlaHdrLen:l]
-	aligned := (l + 3) &^ 3
-	if aligned > len(a.b) {
-		aligned = len(a.b)
-	}
-	a.b = a.b[aligned:]
+	a.typ = binary.NativeEndian.Uint16(b[2:]) & nlaTypeMask
+	a.val = b[nlaHdrLen:l]
+	a.b = b[min((l+3)&^3, len(b)):]
 	return true
+}
+
+// fail records a malformed attribute and stops the iteration. It is kept
+// out of next so that next stays small enough to inline.
+//
+//go:noinline
+func (a *attrs) fail(l, left int) {
+	a.err = fmt.Errorf("%w: length %d with %d bytes left", errAttribute, l, left)
+	a.b = nil
 }
 
 func be16(b []byte) (uint16, error) {

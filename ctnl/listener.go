@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,9 @@ type ListenConfig struct {
 	// ReadBuffer is the socket receive buffer in bytes, set with
 	// SO_RCVBUFFORCE (so above net.core.rmem_max); 0 keeps the default.
 	ReadBuffer int
+	// MaxReadBuffer, when larger than ReadBuffer, lets the listener double
+	// its buffer, up to this size, each time the kernel drops events.
+	MaxReadBuffer int
 	// NoENOBUFS sets NETLINK_NO_ENOBUFS: the kernel drops what does not fit
 	// without reporting ENOBUFS and, unlike the default, without dropping
 	// everything else until the reader has emptied the queue.
@@ -46,7 +50,16 @@ type ListenConfig struct {
 	// Batch is how many datagrams one receive call may return;
 	// DefaultBatch when 0.
 	Batch int
+	// Linger is how long the listener waits after a receive call that did
+	// not fill a batch, so that events gather in the socket buffer and the
+	// next call takes many at once: fewer wake-ups and system calls per
+	// event at the price of that much latency. DefaultLinger when 0;
+	// negative disables it.
+	Linger time.Duration
 }
+
+// DefaultLinger is the default ListenConfig.Linger.
+const DefaultLinger = 2 * time.Millisecond
 
 // ListenerStats are a Listener's counters.
 type ListenerStats struct {
@@ -58,10 +71,15 @@ type ListenerStats struct {
 	// Overruns is the number of times the kernel reported ENOBUFS.
 	Overruns uint64
 	// Drops is the kernel's count of events it could not queue on the
-	// socket (SK_MEMINFO_DROPS): exactly the events lost.
+	// socket (SK_MEMINFO_DROPS).
 	Drops uint64
+	// Lost is the number of events lost for good: Drops, except in
+	// reliable mode, where the kernel delivers a dropped event again.
+	Lost uint64
 	// ReadBuffer is the receive buffer the kernel granted, in bytes.
 	ReadBuffer int
+	// BufferGrowths counts how often the buffer was doubled after drops.
+	BufferGrowths uint64
 }
 
 // mmsghdr is struct mmsghdr of recvmmsg(2).
@@ -73,8 +91,16 @@ type mmsghdr struct {
 
 // Listener receives conntrack DESTROY events.
 type Listener struct {
-	fd    int
-	batch int
+	fd       int
+	batch    int
+	linger   time.Duration
+	reliable bool
+
+	// Buffer growth, owned by Run.
+	buf, maxBuf int
+	lastDrops   uint64
+	lastCheck   time.Time
+	growths     atomic.Uint64
 
 	bufs  []byte
 	iovs  []unix.Iovec
@@ -102,7 +128,11 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
 	}
-	l := &Listener{fd: fd, batch: batch}
+	linger := cfg.Linger
+	if linger == 0 {
+		linger = DefaultLinger
+	}
+	l := &Listener{fd: fd, batch: batch, linger: linger, reliable: cfg.Reliable, buf: cfg.ReadBuffer, maxBuf: cfg.MaxReadBuffer}
 	if err := l.setup(cfg); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -155,6 +185,7 @@ func (l *Listener) setup(cfg ListenConfig) error {
 // returns. An overrun (ENOBUFS) is counted and receiving goes on; a message
 // that does not decode is counted and skipped.
 func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
+	var linger *time.Timer
 	for ctx.Err() == nil {
 		if l.closed.Load() {
 			return errListenerClosed
@@ -162,10 +193,14 @@ func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
 		n, err := l.recv()
 		switch {
 		case err == nil:
+			if n == len(l.msgs) {
+				l.grow(false) // a full batch: we may be falling behind
+			}
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.ENOBUFS):
 			l.overruns.Add(1)
+			l.grow(true)
 			continue
 		default:
 			return fmt.Errorf("receiving conntrack events: %w", err)
@@ -183,8 +218,53 @@ func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
 			l.events.Add(uint64(len(l.flows)))
 			fn(l.flows)
 		}
+		if n < len(l.msgs) && l.linger > 0 {
+			if linger == nil {
+				linger = time.NewTimer(l.linger)
+				defer linger.Stop()
+			} else {
+				linger.Reset(l.linger)
+			}
+			select {
+			case <-ctx.Done():
+			case <-linger.C:
+			}
+		}
 	}
 	return nil
+}
+
+// grow doubles the receive buffer, up to its maximum, when the kernel has
+// dropped events since the last check. Unless overrun is true it checks at
+// most every 100ms.
+func (l *Listener) grow(overrun bool) {
+	if l.maxBuf <= l.buf || (!overrun && time.Since(l.lastCheck) < 100*time.Millisecond) {
+		return
+	}
+	l.lastCheck = time.Now()
+	drops, err := l.drops()
+	if err != nil || drops == l.lastDrops {
+		return
+	}
+	l.lastDrops = drops
+	size := min(2*max(l.buf, 1<<20), l.maxBuf)
+	if err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err != nil {
+		return
+	}
+	l.buf = size
+	l.growths.Add(1)
+}
+
+// drops reads the socket's drop counter (SK_MEMINFO_DROPS).
+func (l *Listener) drops() (uint64, error) {
+	var mem [skMeminfoVars]uint32
+	size := uint32(unsafe.Sizeof(mem))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(l.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 {
+		return 0, fmt.Errorf("reading the socket's drop counter: %w", errno)
+	}
+	return uint64(mem[skMeminfoDrops]), nil
 }
 
 // decodeDatagram decodes every DESTROY event of one datagram into l.flows.
@@ -232,18 +312,20 @@ func (l *Listener) Stats() (ListenerStats, error) {
 		Events:       l.events.Load(),
 		DecodeErrors: l.decodeErrors.Load(),
 		Overruns:     l.overruns.Load(),
+
+		BufferGrowths: l.growths.Load(),
 	}
 	if l.closed.Load() {
 		return s, errListenerClosed
 	}
-	var mem [skMeminfoVars]uint32
-	size := uint32(unsafe.Sizeof(mem))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(l.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
-		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0)
-	if errno != 0 {
-		return s, fmt.Errorf("reading the socket's drop counter: %w", errno)
+	drops, err := l.drops()
+	if err != nil {
+		return s, err
 	}
-	s.Drops = uint64(mem[skMeminfoDrops])
+	s.Drops = drops
+	if !l.reliable {
+		s.Lost = drops
+	}
 	rb, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
 	if err != nil {
 		return s, fmt.Errorf("reading the receive buffer size: %w", err)

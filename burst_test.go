@@ -1,0 +1,154 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/ctload"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
+)
+
+// netlinkDrops reads the Drops column of the socket in the conntrack
+// DESTROY group from ns's /proc/net/netlink: the kernel's own count, read
+// without the exporter.
+func netlinkDrops(t *testing.T, ns *netnstest.NS) float64 {
+	t.Helper()
+	out := ns.Run(t, "cat", "/proc/net/netlink")
+	// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+	for _, line := range strings.Split(out, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 9 && f[1] == "12" && f[3] == "00000004" {
+			v, err := strconv.ParseFloat(f[8], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no socket in the conntrack DESTROY group:\n%s", out)
+	return 0
+}
+
+// burst creates n flows in ns and flushes them, then waits until the
+// exporter has accounted for all n events, received or lost.
+func burst(t *testing.T, e *exporter, ns *netnstest.NS, n int) map[string]*dto.MetricFamily {
+	t.Helper()
+	before, _ := value(e.mustScrape(t), "netfilter_conntrack_events_total", nil)
+	lostBefore, _ := value(e.mustScrape(t), "netfilter_conntrack_events_lost_total", nil)
+	if err := ctload.Create(ns.FD(), n); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctload.Flush(ns.FD()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mfs := e.mustScrape(t)
+		events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+		lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+		if events-before+lost-lostBefore >= float64(n) {
+			return mfs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s the exporter accounts for %v received and %v lost of %d events", events-before, lost-lostBefore, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *exporter) mustScrape(t *testing.T) map[string]*dto.MetricFamily {
+	_, mfs := e.scrape(t)
+	return mfs
+}
+
+func sumFlows(mfs map[string]*dto.MetricFamily) float64 {
+	var sum float64
+	for _, m := range mfs["netfilter_conntrack_flows_total"].GetMetric() {
+		sum += m.GetCounter().GetValue()
+	}
+	return sum
+}
+
+// TestExporterConntrackOverrun overruns a tiny receive buffer on purpose:
+// the lost counter must equal what the kernel dropped, every other event
+// must be counted, and the listener must go on.
+func TestExporterConntrackOverrun(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t)
+	e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct",
+		"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
+	const n = 50000
+	mfs := burst(t, e, ns, n)
+	events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+	lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+	if lost == 0 {
+		t.Fatalf("a 32 KiB buffer did not overrun with %d events; the test proves nothing", n)
+	}
+	if drops := netlinkDrops(t, ns); lost != drops {
+		t.Errorf("events_lost_total = %v, the kernel's Drops column says %v", lost, drops)
+	}
+	if events+lost != n {
+		t.Errorf("received %v + lost %v = %v, want exactly %d", events, lost, events+lost, n)
+	}
+	if flows := sumFlows(mfs); flows != events {
+		t.Errorf("flows_total sums to %v, want every received event (%v)", flows, events)
+	}
+	t.Logf("%d events: %v received, %v lost", n, events, lost)
+
+	// The listener goes on after overruns.
+	if up, _ := value(mfs, "netfilter_conntrack_listener_up", nil); up != 1 {
+		t.Errorf("listener_up = %v after the overrun", up)
+	}
+	mfs = burst(t, e, ns, 10)
+	events2, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+	lost2, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+	if events2+lost2 != n+10 {
+		t.Errorf("after a second burst of 10: received %v + lost %v, want %d", events2, lost2, n+10)
+	}
+}
+
+// TestExporterConntrackReliable shows that reliable mode loses nothing
+// with the same tiny buffer: the kernel delivers dropped events again.
+func TestExporterConntrackReliable(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t)
+	e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct", "--conntrack.reliable",
+		"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
+	const n = 20000
+	mfs := burst(t, e, ns, n)
+	events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+	lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+	failures, _ := value(mfs, "netfilter_conntrack_event_delivery_failures_total", nil)
+	if events != n || lost != 0 || sumFlows(mfs) != n {
+		t.Errorf("reliable mode: received %v, lost %v, flows %v; want %d, 0, %d", events, lost, sumFlows(mfs), n, n)
+	}
+	if failures == 0 {
+		t.Errorf("no delivery failed with a 32 KiB buffer; the test proves nothing")
+	}
+	t.Logf("%d events, %v deliveries failed and were repeated by the kernel", n, failures)
+}
+
+// TestExporterConntrackBufferGrows checks that drops make the receive
+// buffer grow.
+func TestExporterConntrackBufferGrows(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t)
+	e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct",
+		"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=16MiB")
+	before, _ := value(e.mustScrape(t), "netfilter_conntrack_receive_buffer_bytes", nil)
+	mfs := burst(t, e, ns, 50000)
+	after, _ := value(mfs, "netfilter_conntrack_receive_buffer_bytes", nil)
+	growths, _ := value(mfs, "netfilter_conntrack_receive_buffer_growths_total", nil)
+	lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+	if lost > 0 && (growths == 0 || after <= before) {
+		t.Errorf("%v events lost but the buffer did not grow: %v -> %v bytes, %v growths", lost, before, after, growths)
+	}
+	if after > 2*16<<20 {
+		t.Errorf("buffer grew to %v bytes, past twice the 16 MiB maximum", after)
+	}
+	t.Logf("buffer %v -> %v bytes after %v growths, %v lost", before, after, growths, lost)
+}

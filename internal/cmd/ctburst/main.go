@@ -1,0 +1,501 @@
+// Command ctburst measures how conntrack DESTROY listeners cope with a
+// burst: it creates N flows through ctnetlink in a fresh network namespace,
+// flushes them, and reports for each listener how many events it counted,
+// how long it took to drain them, its CPU time per million events and its
+// peak resident memory.
+//
+// It runs, one after the other on identical bursts, netfilter_exporter (with
+// default flags), `conntrack -E -e DESTROY` and ulogd2 (NFCT, hash off,
+// DESTROY only, the sample configuration's buffer sizes). It needs root and
+// raises the global nf_conntrack_max and hash size for the burst, restoring
+// them afterwards. Flows are only table entries in the benchmark address
+// range 198.18.0.0/15; no packet is sent.
+//
+//	go run ./internal/cmd/ctburst -n 1000000
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/ctload"
+)
+
+var (
+	n        = flag.Int("n", 1000000, "flows in the burst")
+	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, conntrack, ulogd")
+	exporter = flag.String("exporter", "./netfilter_exporter", "exporter binary")
+	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
+	settle   = flag.Duration("settle", 3*time.Second, "a listener that counted nothing new for this long is done")
+	limit    = flag.Duration("timeout", 60*time.Second, "longest wait for a listener to drain")
+)
+
+// result is what one listener did with one burst.
+type result struct {
+	tool            string
+	counted         int64
+	drain           time.Duration
+	cpu             time.Duration
+	peakRSS         float64 // MB
+	create, flush   time.Duration
+	note            string
+	exporterDropped int64
+}
+
+func main() {
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fatal(errors.New("ctburst needs root"))
+	}
+	restore, err := raiseLimits(*n)
+	if err != nil {
+		fatal(err)
+	}
+	defer restore()
+
+	var results []result
+	for _, tool := range strings.Split(*tools, ",") {
+		r, err := measure(strings.TrimSpace(tool))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ctburst: %s: %v\n", tool, err)
+			continue
+		}
+		results = append(results, r)
+	}
+	fmt.Printf("\nburst of %d DESTROY events\n\n", *n)
+	fmt.Println("| listener | counted/N | drain (s) | CPU-s per 1M events | peak RSS (MB) | create (s) | flush (s) | notes |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range results {
+		fmt.Printf("| %s | %d/%d (%.1f%%) | %.2f | %.2f | %.1f | %.2f | %.2f | %s |\n",
+			r.tool, r.counted, *n, 100*float64(r.counted)/float64(*n), r.drain.Seconds(),
+			r.cpu.Seconds()*1e6/float64(*n), r.peakRSS, r.create.Seconds(), r.flush.Seconds(), r.note)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintf(os.Stderr, "ctburst: %v\n", err)
+	os.Exit(1)
+}
+
+// raiseLimits makes room for n entries in the (global) conntrack table.
+func raiseLimits(n int) (func(), error) {
+	files := []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/proc/sys/net/netfilter/nf_conntrack_buckets"}
+	var old []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		old = append(old, strings.TrimSpace(string(b)))
+	}
+	restore := func() {
+		for i, f := range files {
+			_ = os.WriteFile(f, []byte(old[i]), 0o644)
+		}
+	}
+	want := strconv.Itoa(n + n/4)
+	for i, f := range files {
+		if cur, _ := strconv.Atoi(old[i]); cur >= n+n/4 {
+			continue
+		}
+		if err := os.WriteFile(f, []byte(want), 0o644); err != nil {
+			restore()
+			return nil, fmt.Errorf("raising %s to %s: %w", f, want, err)
+		}
+	}
+	return restore, nil
+}
+
+// namespace is a throwaway network namespace.
+type namespace struct {
+	name string
+	f    *os.File
+}
+
+func newNamespace(tool string) (*namespace, error) {
+	name := fmt.Sprintf("ctburst-%d-%s", os.Getpid(), tool)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add: %v: %s", err, out)
+	}
+	f, err := os.Open("/var/run/netns/" + name)
+	if err != nil {
+		return nil, err
+	}
+	return &namespace{name: name, f: f}, nil
+}
+
+func (ns *namespace) close() {
+	ns.f.Close()
+	_ = exec.Command("ip", "netns", "del", ns.name).Run()
+}
+
+// tableEntries reads the entry count of the namespace's table.
+func tableEntries(ns *namespace) (int, error) {
+	out, err := exec.Command("ip", "netns", "exec", ns.name, "cat", "/proc/sys/net/netfilter/nf_conntrack_count").Output()
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
+
+// listener is one tool under measurement.
+type listener interface {
+	pid() int
+	// count is what the tool has counted so far, or -1 while it is known
+	// to be still working. It is polled, so it must cost the listener
+	// nothing: the exporter is asked only once its socket is empty.
+	count() int64
+	stop() string
+}
+
+func measure(tool string) (r result, err error) {
+	r.tool = tool
+	ns, err := newNamespace(tool)
+	if err != nil {
+		return r, err
+	}
+	defer ns.close()
+	dir, err := os.MkdirTemp("", "ctburst")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+
+	var l listener
+	switch tool {
+	case "exporter":
+		r.tool = "netfilter_exporter (default flags)"
+		if *expArgs != "" {
+			r.tool = "netfilter_exporter " + *expArgs
+		}
+		l, err = startExporter(ns)
+	case "conntrack":
+		r.tool = "conntrack -E -e DESTROY"
+		l, err = startConntrack(ns)
+	case "ulogd":
+		r.tool = "ulogd2 NFCT (hash off, DESTROY, sample buffers)"
+		l, err = startUlogd(ns, dir)
+	default:
+		return r, fmt.Errorf("unknown tool %q", tool)
+	}
+	if err != nil {
+		return r, err
+	}
+	defer func() { r.note += l.stop() }()
+
+	start := time.Now()
+	if err := ctload.Create(int(ns.f.Fd()), *n); err != nil {
+		return r, fmt.Errorf("creating flows: %w", err)
+	}
+	r.create = time.Since(start)
+	if got, err := tableEntries(ns); err != nil || got != *n {
+		return r, fmt.Errorf("table holds %d entries after creating %d (%v)", got, *n, err)
+	}
+
+	cpu0, err := cpuTime(l.pid())
+	if err != nil {
+		return r, err
+	}
+	flushStart := time.Now()
+	flushDone := make(chan error, 1)
+	go func() {
+		err := ctload.Flush(int(ns.f.Fd()))
+		r.flush = time.Since(flushStart)
+		flushDone <- err
+	}()
+
+	last, lastChange := int64(0), time.Now()
+	for time.Since(flushStart) < *limit {
+		time.Sleep(10 * time.Millisecond)
+		c := l.count()
+		if c < 0 || c != last {
+			lastChange = time.Now()
+		}
+		if c >= 0 {
+			last = c
+		}
+		if c >= int64(*n) || (c >= 0 && time.Since(lastChange) > *settle) {
+			break
+		}
+	}
+	if err := <-flushDone; err != nil {
+		return r, fmt.Errorf("flush: %w", err)
+	}
+	r.counted = last
+	r.drain = lastChange.Sub(flushStart)
+	cpu1, err := cpuTime(l.pid())
+	if err != nil {
+		return r, err
+	}
+	r.cpu = cpu1 - cpu0
+	r.peakRSS, err = peakRSS(l.pid())
+	return r, err
+}
+
+// cpuTime is the user plus system time of a process.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ
+	if os.Getenv("CTBURST_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "pid %d: user %d sys %d ticks\n", pid, utime, stime)
+	}
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
+// peakRSS is the high-water mark of a process's resident memory, in MB.
+func peakRSS(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, errors.New("no VmHWM")
+}
+
+// process is a listener that is a child process.
+type process struct {
+	cmd     *exec.Cmd
+	counter func() int64
+	cleanup func() string
+}
+
+func (p *process) pid() int     { return p.cmd.Process.Pid }
+func (p *process) count() int64 { return p.counter() }
+func (p *process) stop() string {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+	if p.cleanup != nil {
+		return p.cleanup()
+	}
+	return ""
+}
+
+func startExporter(ns *namespace) (listener, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	args := []string{"--web.listen-address=" + addr, "--netns=/var/run/netns/" + ns.name, "--log.level=warn"}
+	if *expArgs != "" {
+		args = append(args, strings.Fields(*expArgs)...)
+	}
+	cmd := exec.Command(*exporter, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// A process inside the namespace, to read its /proc/net/netlink.
+	sleeper := exec.Command("ip", "netns", "exec", ns.name, "sleep", "3600")
+	if err := sleeper.Start(); err != nil {
+		return nil, err
+	}
+	url := "http://" + addr + "/metrics"
+	var lost atomic.Int64
+	scrape := func() (int64, error) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var flows float64
+		s := bufio.NewScanner(resp.Body)
+		s.Buffer(make([]byte, 1<<20), 1<<20)
+		for s.Scan() {
+			line := s.Text()
+			if strings.HasPrefix(line, "netfilter_conntrack_flows_total") {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				flows += v
+			}
+			if strings.HasPrefix(line, "netfilter_conntrack_events_lost_total ") {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				lost.Store(int64(v))
+			}
+		}
+		return int64(flows), s.Err()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := scrape(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return nil, errors.New("exporter not serving after 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var counted int64
+	return &process{
+		cmd: cmd,
+		counter: func() int64 {
+			// Scraping costs the exporter CPU; ask only when its event
+			// socket (the one in the DESTROY group) is empty.
+			rmem, ok := groupSocketRmem(sleeper.Process.Pid)
+			if ok && rmem > 0 {
+				return -1
+			}
+			counted, _ = scrape()
+			return counted
+		},
+		cleanup: func() string {
+			_ = sleeper.Process.Kill()
+			_ = sleeper.Wait()
+			return fmt.Sprintf("events_lost_total %d", lost.Load())
+		},
+	}, nil
+}
+
+// groupSocketRmem returns the queued bytes of the socket that joined the
+// conntrack DESTROY group, from /proc/PID/net/netlink of a process in the
+// namespace.
+func groupSocketRmem(pid int) (int64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/netlink", pid))
+	if err != nil {
+		return 0, false
+	}
+	// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 9 && f[1] == "12" && f[3] == "00000004" {
+			rmem, err := strconv.ParseInt(f[4], 10, 64)
+			return rmem, err == nil
+		}
+	}
+	return 0, false
+}
+
+// lineCounter counts the lines of a stream.
+func lineCounter(r io.Reader) *atomic.Int64 {
+	var c atomic.Int64
+	go func() {
+		br := bufio.NewReaderSize(r, 1<<20)
+		buf := make([]byte, 1<<20)
+		for {
+			n, err := br.Read(buf)
+			c.Add(int64(strings.Count(string(buf[:n]), "\n")))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return &c
+}
+
+func startConntrack(ns *namespace) (listener, error) {
+	cmd := exec.Command("ip", "netns", "exec", ns.name, "conntrack", "-E", "-e", "DESTROY")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := lineCounter(out)
+	time.Sleep(500 * time.Millisecond)
+	return &process{cmd: cmd, counter: c.Load, cleanup: func() string {
+		if strings.Contains(stderr.String(), "No buffer space") {
+			return "reported ENOBUFS"
+		}
+		return ""
+	}}, nil
+}
+
+func startUlogd(ns *namespace, dir string) (listener, error) {
+	logFile := filepath.Join(dir, "flows.log")
+	conf := filepath.Join(dir, "ulogd.conf")
+	plugins := "/usr/lib/x86_64-linux-gnu/ulogd"
+	cfg := fmt.Sprintf(`[global]
+logfile="%s/ulogd.log"
+loglevel=5
+plugin="%[2]s/ulogd_inpflow_NFCT.so"
+plugin="%[2]s/ulogd_output_GPRINT.so"
+stack=ct1:NFCT,gp1:GPRINT
+
+[ct1]
+hash_enable=0
+event_mask=0x00000004
+netlink_socket_buffer_size=217088
+netlink_socket_buffer_maxsize=1085440
+
+[gp1]
+file="%[3]s"
+sync=0
+`, dir, plugins, logFile)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(logFile, nil, 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns.name, "ulogd", "-c", conf)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	time.Sleep(time.Second)
+	if cmd.ProcessState != nil {
+		return nil, errors.New("ulogd exited at start")
+	}
+	f, err := os.Open(logFile)
+	if err != nil {
+		return nil, err
+	}
+	var lines atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		br := bufio.NewReaderSize(f, 1<<20)
+		buf := make([]byte, 1<<20)
+		for ctx.Err() == nil {
+			n, err := br.Read(buf)
+			lines.Add(int64(strings.Count(string(buf[:n]), "\n")))
+			if err == io.EOF {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}()
+	return &process{cmd: cmd, counter: lines.Load, cleanup: func() string {
+		cancel()
+		f.Close()
+		log, _ := os.ReadFile(filepath.Join(dir, "ulogd.log"))
+		if strings.Contains(string(log), "ENOBUFS") || strings.Contains(string(log), "No buffer space") {
+			return "logged ENOBUFS"
+		}
+		return ""
+	}}, nil
+}

@@ -1,0 +1,95 @@
+// Package ctload fills a namespace's conntrack table through ctnetlink and
+// flushes it, to make bursts of DESTROY events for tests and benchmarks.
+package ctload
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"syscall"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+)
+
+// Create adds n UDP entries to the conntrack table of the namespace whose
+// descriptor is netns (0: the caller's), many requests per system call.
+// They run from 198.18.0.0/16 to 198.19.0.1, ports 53, 80, 123, 443 and
+// 8080, with a 600 s timeout; no packet is sent.
+func Create(netns, n int) error {
+	c, err := netlink.Dial(syscall.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SetWriteBuffer(8 << 20); err != nil {
+		return err
+	}
+	dst := netip.MustParseAddr("198.19.0.1")
+	const batch = 256
+	msgs := make([]netlink.Message, 0, batch)
+	ports := []uint16{53, 80, 123, 443, 8080}
+	for i := 0; i < n; i++ {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], 0xc6120000|uint32(i>>14)) // 198.18.x.y
+		src := netip.AddrFrom4(a)
+		f := conntrack.NewFlow(17, 0, src, dst, uint16(1024+i%16384), ports[i%len(ports)], 600, 0)
+		attrs, err := marshalFlow(f)
+		if err != nil {
+			return err
+		}
+		m, err := netfilter.MarshalNetlink(netfilter.Header{
+			SubsystemID: netfilter.NFSubsysCTNetlink, MessageType: 0, Family: netfilter.ProtoIPv4,
+			Flags: netlink.Request | netlink.Create | netlink.Excl,
+		}, attrs)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+		if len(msgs) == batch || i == n-1 {
+			if _, err := c.SendMessages(msgs); err != nil {
+				return err
+			}
+			msgs = msgs[:0]
+		}
+	}
+	// A final acknowledged request makes sure every create was processed.
+	_, err = c.Execute(netlink.Message{Header: netlink.Header{
+		Type:  netlink.HeaderType(uint16(netfilter.NFSubsysCTNetlink)<<8 | 5),
+		Flags: netlink.Request | netlink.Dump | netlink.Acknowledge,
+	}, Data: []byte{0, 0, 0, 0}})
+	return err
+}
+
+// marshalFlow encodes a flow as the attributes of a NEW request.
+func marshalFlow(f conntrack.Flow) ([]netfilter.Attribute, error) {
+	tuple := func(typ uint16, src, dst netip.Addr, sport, dport uint16) netfilter.Attribute {
+		p := func(t uint16, v uint16) netfilter.Attribute {
+			a := netfilter.Attribute{Type: t}
+			a.PutUint16(v)
+			return a
+		}
+		return netfilter.Attribute{Type: typ, Nested: true, Children: []netfilter.Attribute{
+			{Type: 1, Nested: true, Children: []netfilter.Attribute{{Type: 1, Data: src.AsSlice()}, {Type: 2, Data: dst.AsSlice()}}},
+			{Type: 2, Nested: true, Children: []netfilter.Attribute{{Type: 1, Data: []byte{17}}, p(2, sport), p(3, dport)}},
+		}}
+	}
+	timeout := netfilter.Attribute{Type: 7}
+	timeout.PutUint32(f.Timeout)
+	return []netfilter.Attribute{
+		tuple(1, f.TupleOrig.IP.SourceAddress, f.TupleOrig.IP.DestinationAddress, f.TupleOrig.Proto.SourcePort, f.TupleOrig.Proto.DestinationPort),
+		tuple(2, f.TupleReply.IP.SourceAddress, f.TupleReply.IP.DestinationAddress, f.TupleReply.Proto.SourcePort, f.TupleReply.Proto.DestinationPort),
+		timeout,
+	}, nil
+}
+
+// Flush destroys every entry of the namespace's conntrack table, which
+// makes the kernel send one DESTROY event per entry.
+func Flush(netns int) error {
+	c, err := conntrack.Dial(&netlink.Config{NetNS: netns})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Flush()
+}
