@@ -15,7 +15,7 @@ ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check test bench clean
+.PHONY: all build run deps check test bench burst clean
 
 all: build
 
@@ -44,6 +44,12 @@ test: deps check build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# A burst of N conntrack DESTROY events, measured for the exporter,
+# conntrack -E and ulogd2 (root; see BENCHMARKS.md).
+N ?= 1000000
+burst: build deps
+	$(GO) run ./internal/cmd/ctburst -n $(N)
 
 clean:
 	rm -f $(BIN)
