@@ -193,9 +193,7 @@ func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
 		n, err := l.recv()
 		switch {
 		case err == nil:
-			if n == len(l.msgs) {
-				l.grow(false) // a full batch: we may be falling behind
-			}
+			l.grow(false)
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.ENOBUFS):
