@@ -82,6 +82,7 @@ type options struct {
 	graphiteBacklog  string
 	graphiteEscape   string
 	graphiteMode     string
+	graphiteTagged   bool
 }
 
 // newApp declares the command line.
@@ -124,6 +125,7 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("graphite.backlog-size", "Points kept while carbon is unreachable: a number of points (100000) or a size in bytes (64MiB). The oldest are dropped first.").Default("100000").StringVar(&o.graphiteBacklog)
 	app.Flag("graphite.escape-char", "Character that replaces each character Graphite cannot take in a path element.").Default("_").StringVar(&o.graphiteEscape)
 	app.Flag("graphite.mode", "cumulative: counters as the kernel holds them; delta: the increase since the previous push (what ulogd2 sends, without zeroing the kernel).").Default("cumulative").StringVar(&o.graphiteMode)
+	app.Flag("graphite.tagged", "Send Graphite 1.1 tagged series (netfilter.nfacct_bytes_total;name=web) instead of dotted paths; carbon needs ENABLE_TAGS.").BoolVar(&o.graphiteTagged)
 	return app
 }
 
@@ -420,6 +422,7 @@ func graphiteConfig(o *options, reg prometheus.Registerer) (graphite.Config, err
 		BacklogBytes:  bytes,
 		EscapeChar:    o.graphiteEscape[0],
 		Mode:          mode,
+		Tagged:        o.graphiteTagged,
 		Registerer:    reg,
 	}, nil
 }

@@ -109,6 +109,10 @@ type Config struct {
 	EscapeChar byte
 	// Mode selects how counters are sent; the zero value is Cumulative.
 	Mode Mode
+	// Tagged sends Graphite 1.1 tagged series, name;tag=value, instead of
+	// dotted paths: the name is the prefix and the Prometheus metric name,
+	// the tags are its labels.
+	Tagged bool
 	// Registerer receives the Writer's own metrics; nil registers none.
 	Registerer prometheus.Registerer
 }

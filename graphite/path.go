@@ -112,6 +112,60 @@ func appendLine(dst []byte, prefix string, path []string, v float64, ts int64, e
 	return append(dst, '\n')
 }
 
+// namespacePrefix is left off Prometheus names in tagged series, where the
+// Graphite prefix stands for it.
+const namespacePrefix = "netfilter_"
+
+// appendTaggedLine appends one Graphite 1.1 tagged line,
+// "prefix.name;tag=value;... value timestamp\n", to dst. Tags are the
+// sample's labels in name order, as carbon stores them; a label with an
+// empty value is left out, as Prometheus treats it as absent.
+func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts int64, esc byte) []byte {
+	dst = append(dst, prefix...)
+	if prefix != "" {
+		dst = append(dst, '.')
+	}
+	dst = appendElement(dst, strings.TrimPrefix(s.Desc.Name, namespacePrefix), esc)
+	// Insertion sort of label indices: few labels, no allocation.
+	var idx [16]int
+	n := min(len(s.Desc.Labels), len(s.LabelValues), len(idx))
+	for i := 0; i < n; i++ {
+		j := i
+		for ; j > 0 && s.Desc.Labels[idx[j-1]] > s.Desc.Labels[i]; j-- {
+			idx[j] = idx[j-1]
+		}
+		idx[j] = i
+	}
+	for _, i := range idx[:n] {
+		if s.LabelValues[i] == "" {
+			continue
+		}
+		dst = append(dst, ';')
+		dst = append(dst, s.Desc.Labels[i]...)
+		dst = append(dst, '=')
+		dst = appendTagValue(dst, s.LabelValues[i], esc)
+	}
+	dst = append(dst, ' ')
+	dst = strconv.AppendFloat(dst, v, 'f', -1, 64)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, ts, 10)
+	return append(dst, '\n')
+}
+
+// appendTagValue appends a tag value with the characters Graphite forbids
+// in one (';', a leading '~') and those that would break the line
+// (whitespace, control and non-ASCII characters) replaced by esc.
+func appendTagValue(dst []byte, v string, esc byte) []byte {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c <= ' ' || c >= 0x7f || c == ';' || (i == 0 && c == '~') {
+			c = esc
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
 // FormatLine returns the plaintext line of one point, terminated by a newline.
 // prefix is sanitised as SanitizePrefix does. ok is false, and the line empty,
 // when v is NaN or infinite or when path has no element.
@@ -140,6 +194,7 @@ type formatter struct {
 	prefix string // already sanitised
 	esc    byte
 	mode   Mode
+	tagged bool
 
 	gen   uint64
 	prev  map[string]*deltaEntry
@@ -194,7 +249,11 @@ func (f *formatter) format(snap *tree.Snapshot) []string {
 				continue
 			}
 		}
-		f.buf = appendLine(f.buf, f.prefix, s.Path, v, ts, f.esc)
+		if f.tagged && s.Desc != nil {
+			f.buf = appendTaggedLine(f.buf, f.prefix, s, v, ts, f.esc)
+		} else {
+			f.buf = appendLine(f.buf, f.prefix, s.Path, v, ts, f.esc)
+		}
 		f.ends = append(f.ends, len(f.buf))
 	}
 	if f.mode == Delta {

@@ -98,11 +98,13 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Writer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	form := newFormatter(cfg.Prefix, cfg.EscapeChar, cfg.Mode)
+	form.tagged = cfg.Tagged
 	w := &Writer{
 		cfg:     cfg,
 		src:     src,
 		log:     logger.With("component", "graphite", "address", cfg.Address),
-		form:    newFormatter(cfg.Prefix, cfg.EscapeChar, cfg.Mode),
+		form:    form,
 		bl:      newBacklog(cfg.BacklogPoints, cfg.BacklogBytes),
 		dialer:  net.Dialer{Timeout: cfg.Timeout},
 		backoff: minBackoff,
