@@ -116,10 +116,20 @@ func appendLine(dst []byte, prefix string, path []string, v float64, ts int64, e
 // Graphite prefix stands for it.
 const namespacePrefix = "netfilter_"
 
+// tagName returns the Graphite tag a label is sent as. Graphite reserves the
+// tag "name" for the series name, so a label called name (the nfacct object
+// name) is sent as "object".
+func tagName(label string) string {
+	if label == "name" {
+		return "object"
+	}
+	return label
+}
+
 // appendTaggedLine appends one Graphite 1.1 tagged line,
 // "prefix.name;tag=value;... value timestamp\n", to dst. Tags are the
-// sample's labels in name order, as carbon stores them; a label with an
-// empty value is left out, as Prometheus treats it as absent.
+// sample's labels (see tagName) in tag order, as carbon stores them; a label
+// with an empty value is left out, as Prometheus treats it as absent.
 func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts int64, esc byte) []byte {
 	dst = append(dst, prefix...)
 	if prefix != "" {
@@ -131,7 +141,7 @@ func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts i
 	n := min(len(s.Desc.Labels), len(s.LabelValues), len(idx))
 	for i := 0; i < n; i++ {
 		j := i
-		for ; j > 0 && s.Desc.Labels[idx[j-1]] > s.Desc.Labels[i]; j-- {
+		for ; j > 0 && tagName(s.Desc.Labels[idx[j-1]]) > tagName(s.Desc.Labels[i]); j-- {
 			idx[j] = idx[j-1]
 		}
 		idx[j] = i
@@ -141,7 +151,7 @@ func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts i
 			continue
 		}
 		dst = append(dst, ';')
-		dst = append(dst, s.Desc.Labels[i]...)
+		dst = append(dst, tagName(s.Desc.Labels[i])...)
 		dst = append(dst, '=')
 		dst = appendTagValue(dst, s.LabelValues[i], esc)
 	}

@@ -269,19 +269,22 @@ func BenchmarkFormatSnapshot(b *testing.B) {
 
 func TestTaggedLines(t *testing.T) {
 	bytes := tree.NewDesc("netfilter_conntrack_flow_bytes_total", "h", tree.Counter, "direction", "src", "family", "service")
+	nfacctBytes := tree.NewDesc("netfilter_nfacct_bytes_total", "h", tree.Counter, "name", "family")
 	plain := tree.NewDesc("netfilter_conntrack_events_total", "h", tree.Counter)
 	snap := &tree.Snapshot{Time: time.Unix(1700000000, 0), Samples: []tree.Sample{
 		{Desc: bytes, LabelValues: []string{"orig", "2001:db8::1", "ipv6", ""}, Path: []string{"x"}, Value: 1500},
 		{Desc: bytes, LabelValues: []string{"reply", "bad;value with space", "~ipv4", "http"}, Path: []string{"y"}, Value: 7},
 		{Desc: plain, Path: []string{"exporter", "events"}, Value: 3},
 		{Desc: plain, Value: 9}, // no path: not sent, as in plain mode
+		{Desc: nfacctBytes, LabelValues: []string{"ipv4.http", "ipv4"}, Path: []string{"z"}, Value: 5},
 	}}
 	f := newFormatter("netfilter", '_', Cumulative)
 	f.tagged = true
 	got := strings.Join(f.format(snap), "")
 	want := "netfilter.conntrack_flow_bytes_total;direction=orig;family=ipv6;src=2001:db8::1 1500 1700000000\n" +
 		"netfilter.conntrack_flow_bytes_total;direction=reply;family=_ipv4;service=http;src=bad_value_with_space 7 1700000000\n" +
-		"netfilter.conntrack_events_total 3 1700000000\n"
+		"netfilter.conntrack_events_total 3 1700000000\n" +
+		"netfilter.nfacct_bytes_total;family=ipv4;object=ipv4.http 5 1700000000\n"
 	if got != want {
 		t.Errorf("tagged lines:\n%s\nwant:\n%s", got, want)
 	}
