@@ -2,12 +2,17 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v2"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 )
@@ -16,9 +21,15 @@ import (
 // test that parses or runs it.
 func TestExamplesAreChecked(t *testing.T) {
 	checked := map[string]bool{
-		"prometheus.yml":     true, // TestExamplePrometheusConfig
-		"nfacct-iptables.sh": true, // TestExampleNfacctRecipe
-		"config.yml":         true, // TestExampleConfig
+		"prometheus.yml":             true, // TestExamplePrometheusConfig
+		"nfacct-iptables.sh":         true, // TestExampleNfacctRecipe
+		"config.yml":                 true, // TestExampleConfig
+		"alerts.yml":                 true, // TestExampleAlertRules
+		"alerts_test.yml":            true, // TestExampleAlertRules
+		"grafana-dashboard.json":     true, // TestExampleGrafanaDashboard
+		"netfilter_exporter.service": true, // TestExampleSystemdUnit
+		"daemonset.yaml":             true, // TestExampleDaemonSet
+		"ulogd2-migration.md":        true, // TestExampleMigrationCommands
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
@@ -139,5 +150,231 @@ func TestDockerfileBuildsLikeCI(t *testing.T) {
 	}
 	if !strings.Contains(string(df), "ENTRYPOINT [\"/bin/netfilter_exporter\"]") {
 		t.Error("the image does not run the exporter")
+	}
+}
+
+func TestExampleAlertRules(t *testing.T) {
+	netnstest.Require(t, "promtool")
+	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
+		cmd := exec.Command("promtool", args...)
+		cmd.Dir = "examples"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// collectExprs returns every "expr" string anywhere in a decoded JSON value.
+func collectExprs(v any) []string {
+	var out []string
+	switch x := v.(type) {
+	case map[string]any:
+		for k, c := range x {
+			if s, ok := c.(string); ok && k == "expr" {
+				out = append(out, s)
+			} else {
+				out = append(out, collectExprs(c)...)
+			}
+		}
+	case []any:
+		for _, c := range x {
+			out = append(out, collectExprs(c)...)
+		}
+	}
+	return out
+}
+
+// TestExampleGrafanaDashboard parses every query of the dashboard with
+// Prometheus's own parser (promtool check rules), after substituting the
+// dashboard variables as Grafana would.
+func TestExampleGrafanaDashboard(t *testing.T) {
+	netnstest.Require(t, "promtool")
+	data, err := os.ReadFile("examples/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Title  string
+		Panels []struct {
+			Title   string
+			Type    string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("dashboard JSON: %v", err)
+	}
+	var all any
+	_ = json.Unmarshal(data, &all)
+	exprs := collectExprs(all)
+	if len(exprs) < 10 {
+		t.Fatalf("dashboard has %d queries", len(exprs))
+	}
+	// The panels an operator needs.
+	joined := strings.Join(exprs, "\n")
+	for _, want := range []string{"netfilter_conntrack_flow_bytes_total", "netfilter_conntrack_flows_total",
+		"netfilter_conntrack_flow_duration_seconds_bucket", "netfilter_nfacct_bytes_total",
+		"netfilter_exporter_collector_success", "netfilter_conntrack_events_lost_total"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("no dashboard query uses %s", want)
+		}
+	}
+	heatmap := false
+	for _, p := range dash.Panels {
+		heatmap = heatmap || p.Type == "heatmap"
+	}
+	if !heatmap {
+		t.Error("no heatmap panel for flow durations")
+	}
+	vars := strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$group_by", "proto", "$instance", ".*")
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	for i, e := range exprs {
+		fmt.Fprintf(&rules, "      - record: dashboard_query_%d\n        expr: %q\n", i, vars.Replace(e))
+	}
+	path := filepath.Join(t.TempDir(), "dashboard_rules.yml")
+	if err := os.WriteFile(path, []byte(rules.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("promtool", "check", "rules", path).CombinedOutput(); err != nil {
+		t.Errorf("a dashboard query does not parse: %v\n%s", err, out)
+	}
+}
+
+// TestExampleSystemdUnit checks the unit's capabilities and that the
+// exporter accepts its command line.
+func TestExampleSystemdUnit(t *testing.T) {
+	data, err := os.ReadFile("examples/netfilter_exporter.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			kv[k] = v
+		}
+	}
+	for _, k := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
+		if kv[k] != "CAP_NET_ADMIN" {
+			t.Errorf("%s = %q, want CAP_NET_ADMIN only", k, kv[k])
+		}
+	}
+	args := strings.Fields(kv["ExecStart"])
+	if len(args) == 0 || filepath.Base(args[0]) != exporterName {
+		t.Fatalf("ExecStart = %q does not run the exporter", kv["ExecStart"])
+	}
+	checkArgs(t, args[1:])
+	if _, err := exec.LookPath("systemd-analyze"); err == nil {
+		// verify wants the binary at the ExecStart path; give it one.
+		dir := t.TempDir()
+		unit := strings.ReplaceAll(string(data), args[0], binary)
+		path := filepath.Join(dir, "netfilter_exporter.service")
+		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil {
+			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		}
+	}
+}
+
+// checkArgs runs the exporter with args and --config.check, pointing
+// --config.file at the example config.
+func checkArgs(t *testing.T, args []string) {
+	t.Helper()
+	for i, a := range args {
+		if strings.HasPrefix(a, "--config.file=") {
+			args[i] = "--config.file=examples/config.yml"
+		}
+	}
+	out, err := exec.Command(binary, append(args, "--config.check")...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration OK") {
+		t.Errorf("%s %s --config.check: %v\n%s", exporterName, strings.Join(args, " "), err, out)
+	}
+}
+
+// TestExampleDaemonSet checks the manifest's security settings and that
+// its config map and arguments pass --config.check.
+func TestExampleDaemonSet(t *testing.T) {
+	data, err := os.ReadFile("examples/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type container struct {
+		Args            []string
+		SecurityContext struct {
+			RunAsNonRoot bool `yaml:"runAsNonRoot"`
+			Capabilities struct {
+				Add, Drop []string
+			}
+		} `yaml:"securityContext"`
+	}
+	type doc struct {
+		Kind string
+		Data map[string]string
+		Spec struct {
+			Template struct {
+				Spec struct {
+					HostNetwork bool `yaml:"hostNetwork"`
+					Containers  []container
+				}
+			}
+		}
+	}
+	var ds, cm *doc
+	for _, part := range strings.Split(string(data), "\n---\n") {
+		var d doc
+		if err := yaml.Unmarshal([]byte(part), &d); err != nil {
+			t.Fatalf("daemonset.yaml: %v", err)
+		}
+		switch d.Kind {
+		case "DaemonSet":
+			ds = &d
+		case "ConfigMap":
+			cm = &d
+		}
+	}
+	if ds == nil || cm == nil {
+		t.Fatal("daemonset.yaml needs a DaemonSet and a ConfigMap")
+	}
+	spec := ds.Spec.Template.Spec
+	if !spec.HostNetwork || len(spec.Containers) != 1 {
+		t.Fatalf("want hostNetwork and one container: %+v", spec)
+	}
+	c := spec.Containers[0]
+	if !c.SecurityContext.RunAsNonRoot || strings.Join(c.SecurityContext.Capabilities.Add, ",") != "NET_ADMIN" ||
+		strings.Join(c.SecurityContext.Capabilities.Drop, ",") != "ALL" {
+		t.Errorf("security context %+v: want non-root, drop ALL, add NET_ADMIN only", c.SecurityContext)
+	}
+	path := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(path, []byte(cm.Data["config.yml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "--config.file="+path, "--config.check").CombinedOutput()
+	if err != nil {
+		t.Errorf("the ConfigMap's config.yml: %v\n%s", err, out)
+	}
+	checkArgs(t, c.Args)
+}
+
+// TestExampleMigrationCommands runs every command line of the ulogd2
+// migration page with --config.check.
+func TestExampleMigrationCommands(t *testing.T) {
+	data, err := os.ReadFile("examples/ulogd2-migration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, inShell := 0, false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "```"):
+			inShell = line == "```sh"
+		case inShell && strings.HasPrefix(line, exporterName+" "):
+			checkArgs(t, strings.Fields(strings.TrimPrefix(line, exporterName+" ")))
+			n++
+		}
+	}
+	if n < 4 {
+		t.Errorf("found %d command lines in the migration page, want at least 4", n)
 	}
 }
