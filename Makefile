@@ -15,7 +15,7 @@ ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check test bench burst clean
+.PHONY: all build run deps check test bench burst demo clean
 
 all: build
 
@@ -50,6 +50,11 @@ bench:
 N ?= 1000000
 burst: build deps
 	$(GO) run ./internal/cmd/ctburst -n $(N)
+
+# A throwaway namespace with nfacct objects, rules and traffic, the exporter
+# on it, live /metrics and Graphite lines; cleaned up on exit or Ctrl-C (root).
+demo: build deps
+	BIN=./$(BIN) ./scripts/demo.sh
 
 clean:
 	rm -f $(BIN)

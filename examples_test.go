@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,7 +145,7 @@ func TestDockerfileBuildsLikeCI(t *testing.T) {
 			runs = append(runs, strings.TrimPrefix(line, "RUN "))
 		}
 	}
-	if want := []string{"go mod download", "make build"}; strings.Join(runs, "|") != strings.Join(want, "|") {
+	if want := []string{"go mod download", "make build", "setcap " + fileCapability + " netfilter_exporter"}; strings.Join(runs, "|") != strings.Join(want, "|") {
 		t.Errorf("Dockerfile runs %q, want %q", runs, want)
 	}
 	if !regexp.MustCompile(`(?m)^test:.*\bbuild\b`).Match(makefile) {
@@ -151,6 +154,89 @@ func TestDockerfileBuildsLikeCI(t *testing.T) {
 	if !strings.Contains(string(df), "ENTRYPOINT [\"/bin/netfilter_exporter\"]") {
 		t.Error("the image does not run the exporter")
 	}
+	if !strings.Contains(string(df), "USER "+nonRootUser) {
+		t.Errorf("the image does not run as %s", nonRootUser)
+	}
+}
+
+// What the image does to run unprivileged: TestNonRootWithNetAdmin repeats it.
+const (
+	fileCapability = "cap_net_admin=ep"
+	nonRootUser    = "65532:65532"
+)
+
+// TestNonRootWithNetAdmin runs the exporter as the image does: as user
+// 65532, with CAP_NET_ADMIN only, granted by the binary's file capability
+// within a bounding set of CAP_NET_ADMIN alone. Every collector must work.
+func TestNonRootWithNetAdmin(t *testing.T) {
+	netnstest.Require(t, "setcap", "setpriv", "iptables", "sysctl")
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, exporterName)
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("setcap", fileCapability, bin).CombinedOutput(); err != nil {
+		t.Fatalf("setcap: %v\n%s", err, out)
+	}
+	ns := netnstest.New(t)
+	netnstest.TrackConnections(t, ns)
+	ns.Run(t, "nfacct", "add", "nonroot")
+	uid, gid, _ := strings.Cut(nonRootUser, ":")
+	ns.Start(t, os.Stderr, "setpriv", "--reuid="+uid, "--regid="+gid, "--clear-groups",
+		"--bounding-set=-all,+net_admin", "--inh-caps=-all", bin, "--web.listen-address=127.0.0.1:9862")
+	var body string
+	eventually(t, 10*time.Second, func() string {
+		resp, err := ns.HTTPClient().Get("http://127.0.0.1:9862/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return ""
+	})
+	for _, want := range []string{
+		`netfilter_exporter_collector_success{collector="nfacct"} 1`,
+		`netfilter_exporter_collector_success{collector="conntrack"} 1`,
+		`netfilter_exporter_collector_success{collector="conntrack_stats"} 1`,
+		`netfilter_nfacct_bytes_total{name="nonroot"} 0`,
+		`netfilter_conntrack_receive_buffer_bytes 1.34217728e+08`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("unprivileged exporter: /metrics lacks %s", want)
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", findPid(t, bin)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "Uid:\t65532") || !strings.Contains(string(status), "CapEff:\t0000000000001000") {
+		t.Errorf("the exporter does not run as 65532 with CAP_NET_ADMIN (0x1000) only:\n%s", status)
+	}
+}
+
+// findPid returns the pid of the process running the executable path.
+func findPid(t *testing.T, path string) int {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == path {
+			return pid
+		}
+	}
+	t.Fatalf("no process runs %s", path)
+	return 0
 }
 
 func TestExampleAlertRules(t *testing.T) {
@@ -376,5 +462,33 @@ func TestExampleMigrationCommands(t *testing.T) {
 	}
 	if n < 4 {
 		t.Errorf("found %d command lines in the migration page, want at least 4", n)
+	}
+}
+
+// TestDemo runs make demo's script for a few seconds and checks that a
+// newcomer sees live metrics and Graphite lines, and that nothing is left
+// behind.
+func TestDemo(t *testing.T) {
+	netnstest.Require(t, "iptables", "nfacct", "conntrack", "sysctl", "python3")
+	port := func() string { _, p, _ := net.SplitHostPort(freeAddr(t)); return p }
+	cmd := exec.Command("./scripts/demo.sh")
+	cmd.Env = append(os.Environ(), "BIN="+binary, "DEMO_DURATION=12", "DEMO_PORT="+port(), "DEMO_GRAPHITE_PORT="+port())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`metrics> netfilter_nfacct_packets_total{name="demo.http"}`,
+		`metrics> netfilter_nfacct_bytes_total{name="demo.dns"}`,
+		"graphite> netfilter.nfacct.demo.http.pkts ",
+		"graphite> netfilter.conntrack.ipv4.tcp.80.flows ",
+		"demo: cleaned up",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if list, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(list), "nfe-demo-") {
+		t.Errorf("demo left namespaces behind:\n%s", list)
 	}
 }

@@ -13,6 +13,11 @@ declare -A want=(
 	[promtool]=prometheus
 	[carbon-cache]=graphite-carbon
 	[whisper-fetch]=python3-whisper
+	[setcap]=libcap2-bin
+	[setpriv]=util-linux
+	[sysctl]=procps
+	[python3]=python3
+	[ulogd]=ulogd2
 )
 missing=()
 for cmd in "${!want[@]}"; do
