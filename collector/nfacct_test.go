@@ -54,22 +54,29 @@ func TestNfacctGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := NewPrometheus(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
-			f, err := os.Open(tt.golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if err := testutil.CollectAndCompare(p, f, nfacctMetrics...); err != nil {
-				t.Error(err)
-			}
-			problems, err := testutil.CollectAndLint(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, pr := range problems {
-				t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
-			}
+			checkGolden(t, p, tt.golden, nfacctMetrics...)
 		})
+	}
+}
+
+// checkGolden compares what p collects of the named families with a golden
+// file, and lints everything p collects with promlint.
+func checkGolden(t *testing.T, p *Prometheus, golden string, names ...string) {
+	t.Helper()
+	f, err := os.Open(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := testutil.CollectAndCompare(p, f, names...); err != nil {
+		t.Error(err)
+	}
+	problems, err := testutil.CollectAndLint(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
 	}
 }
 
