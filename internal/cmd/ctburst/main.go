@@ -42,6 +42,7 @@ var (
 	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
 	settle   = flag.Duration("settle", 3*time.Second, "a listener that counted nothing new for this long is done")
 	limit    = flag.Duration("timeout", 60*time.Second, "longest wait for a listener to drain")
+	paused   = flag.Bool("paused", false, "stop each listener (SIGSTOP) during the flush and resume it afterwards, so that drain time and CPU measure the listener alone on a full buffer; give the exporter a buffer that holds the burst")
 )
 
 // result is what one listener did with one burst.
@@ -210,9 +211,27 @@ func measure(tool string) (r result, err error) {
 	if err != nil {
 		return r, err
 	}
+	if *paused {
+		if err := syscall.Kill(l.pid(), syscall.SIGSTOP); err != nil {
+			return r, err
+		}
+		start := time.Now()
+		if err := ctload.Flush(int(ns.f.Fd())); err != nil {
+			return r, fmt.Errorf("flush: %w", err)
+		}
+		r.flush = time.Since(start)
+		r.note = "paused during the flush, drain from resume; "
+		if err := syscall.Kill(l.pid(), syscall.SIGCONT); err != nil {
+			return r, err
+		}
+	}
 	flushStart := time.Now()
 	flushDone := make(chan error, 1)
 	go func() {
+		if *paused {
+			flushDone <- nil
+			return
+		}
 		err := ctload.Flush(int(ns.f.Fd()))
 		r.flush = time.Since(flushStart)
 		flushDone <- err
