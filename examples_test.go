@@ -492,3 +492,20 @@ func TestDemo(t *testing.T) {
 		t.Errorf("demo left namespaces behind:\n%s", list)
 	}
 }
+
+// TestREADMEDocumentsEveryFlag keeps the README's flag table true.
+func TestREADMEDocumentsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range newApp(&options{}).Model().Flags {
+		switch f.Name {
+		case "help", "help-long", "help-man", "version", "completion-script-bash", "completion-script-zsh":
+			continue
+		}
+		if !strings.Contains(string(readme), "`--"+f.Name) {
+			t.Errorf("README does not document --%s", f.Name)
+		}
+	}
+}
