@@ -18,9 +18,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"golang.org/x/crypto/bcrypt"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
@@ -238,35 +238,14 @@ func (c *carbon) waitFor(t *testing.T, timeout time.Duration, match func(path st
 	}
 }
 
-// nfacctList runs `nfacct list` in ns: the independent reference reader.
+// nfacctList is netnstest.NfacctList with values as Prometheus has them.
 func nfacctList(t *testing.T, ns *netnstest.NS) map[string][2]float64 {
 	t.Helper()
 	m := make(map[string][2]float64)
-	for _, line := range strings.Split(strings.TrimSpace(ns.Run(t, "nfacct", "list")), "\n") {
-		if line == "" {
-			continue
-		}
-		var pkts, bytes uint64
-		if _, err := fmt.Sscanf(line, "{ pkts = %d, bytes = %d", &pkts, &bytes); err != nil {
-			t.Fatalf("parsing nfacct list line %q: %v", line, err)
-		}
-		i := strings.LastIndex(line, "} = ")
-		if i < 0 {
-			t.Fatalf("no name in nfacct list line %q", line)
-		}
-		m[strings.TrimSuffix(line[i+4:], ";")] = [2]float64{float64(pkts), float64(bytes)}
+	for name, v := range netnstest.NfacctList(t, ns) {
+		m[name] = [2]float64{float64(v[0]), float64(v[1])}
 	}
 	return m
-}
-
-func sendUDP(t *testing.T, from *netnstest.NS, dst string, count, size int) {
-	t.Helper()
-	c := from.Dial(t, "udp4", dst)
-	for i := 0; i < count; i++ {
-		if _, err := c.Write(make([]byte, size)); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // promtoolCheck runs `promtool check metrics` on an exposition.
@@ -304,8 +283,8 @@ func TestExporterNfacctEndToEnd(t *testing.T) {
 	b.Run(t, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "53", "-m", "nfacct", "--nfacct-name", "dns")
 	b.ListenPacket(t, "udp4", "192.0.2.2:9000")
 	b.ListenPacket(t, "udp4", "192.0.2.2:53")
-	sendUDP(t, a, "192.0.2.2:9000", 7, 100)
-	sendUDP(t, a, "192.0.2.2:53", 2, 30)
+	netnstest.SendUDP(t, a, "192.0.2.2:9000", 7, 100)
+	netnstest.SendUDP(t, a, "192.0.2.2:53", 2, 30)
 
 	c := newCarbon(t)
 	e := startExporter(t, "--netns="+b.Path(), "--graphite.address="+c.l.Addr().String(), "--graphite.interval=300ms")

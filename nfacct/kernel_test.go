@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -12,44 +11,6 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 )
-
-// parseNfacctList reads `nfacct list` output, the independent reference:
-// { pkts = 00000000000000000005, bytes = 00000000000000000640 } = name;
-// quota objects add "quota = N;" style fields, which are ignored here.
-func parseNfacctList(t *testing.T, out string) map[string][2]uint64 {
-	t.Helper()
-	m := make(map[string][2]uint64)
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line == "" {
-			continue
-		}
-		var pkts, bytes uint64
-		var name string
-		_, err := fmt.Sscanf(line, "{ pkts = %d, bytes = %d", &pkts, &bytes)
-		if err != nil {
-			t.Fatalf("parsing nfacct list line %q: %v", line, err)
-		}
-		i := strings.LastIndex(line, "} = ")
-		if i < 0 {
-			t.Fatalf("no name in nfacct list line %q", line)
-		}
-		name = strings.TrimSuffix(line[i+4:], ";")
-		m[name] = [2]uint64{pkts, bytes}
-	}
-	return m
-}
-
-// sendUDP sends count datagrams of size bytes of payload from a to b's port.
-func sendUDP(t *testing.T, a *netnstest.NS, dst string, count, size int) {
-	t.Helper()
-	c := a.Dial(t, "udp4", dst)
-	payload := make([]byte, size)
-	for i := 0; i < count; i++ {
-		if _, err := c.Write(payload); err != nil {
-			t.Fatalf("sending datagram %d: %v", i, err)
-		}
-	}
-}
 
 func TestKernelListCreateDelete(t *testing.T) {
 	netnstest.Require(t, "iptables", "nfacct")
@@ -88,8 +49,8 @@ func TestKernelListCreateDelete(t *testing.T) {
 	}
 	b.ListenPacket(t, "udp4", "192.0.2.2:9000")
 	b.ListenPacket(t, "udp4", "192.0.2.2:53")
-	sendUDP(t, a, "192.0.2.2:9000", 7, 100)
-	sendUDP(t, a, "192.0.2.2:53", 2, 30)
+	netnstest.SendUDP(t, a, "192.0.2.2:9000", 7, 100)
+	netnstest.SendUDP(t, a, "192.0.2.2:53", 2, 30)
 
 	// The counters move as the packets are received; wait for all of them.
 	var objs []nfacct.Object
@@ -124,7 +85,7 @@ func TestKernelListCreateDelete(t *testing.T) {
 	}
 
 	// The independent reader agrees, so reading did not zero anything.
-	ref := parseNfacctList(t, b.Run(t, "nfacct", "list"))
+	ref := netnstest.NfacctList(t, b)
 	for n, w := range want {
 		if ref[n] != [2]uint64{w.Packets, w.Bytes} {
 			t.Errorf("nfacct list shows %q = %v after our reads, want %d packets %d bytes", n, ref[n], w.Packets, w.Bytes)
@@ -170,7 +131,7 @@ func TestKernelOverQuotaNotification(t *testing.T) {
 	}
 	b.Run(t, "iptables", "-A", "INPUT", "-p", "udp", "-m", "nfacct", "--nfacct-name", "q")
 	b.ListenPacket(t, "udp4", "192.0.2.2:9000")
-	sendUDP(t, a, "192.0.2.2:9000", 5, 10)
+	netnstest.SendUDP(t, a, "192.0.2.2:9000", 5, 10)
 
 	objs, err := l.Receive(ctx)
 	if err != nil {

@@ -1,6 +1,7 @@
 package netnstest
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -209,4 +210,40 @@ func SettledConntrackList(t testing.TB, ns *NS) []CTEntry {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// SendUDP sends count datagrams of size bytes of payload from ns to the
+// IPv4 address dst ("host:port"), without waiting for answers.
+func SendUDP(t testing.TB, ns *NS, dst string, count, size int) {
+	t.Helper()
+	c := ns.Dial(t, "udp4", dst)
+	payload := make([]byte, size)
+	for i := 0; i < count; i++ {
+		if _, err := c.Write(payload); err != nil {
+			t.Fatalf("sending datagram %d to %s: %v", i, dst, err)
+		}
+	}
+}
+
+// NfacctList runs `nfacct list` in ns, the independent reference reader of
+// nfacct counters, and returns packets and bytes by object name. Lines look
+// like "{ pkts = 00000000000000000005, bytes = 00000000000000000640 } = name;".
+func NfacctList(t testing.TB, ns *NS) map[string][2]uint64 {
+	t.Helper()
+	m := make(map[string][2]uint64)
+	for _, line := range strings.Split(strings.TrimSpace(ns.Run(t, "nfacct", "list")), "\n") {
+		if line == "" {
+			continue
+		}
+		var pkts, bytes uint64
+		if _, err := fmt.Sscanf(line, "{ pkts = %d, bytes = %d", &pkts, &bytes); err != nil {
+			t.Fatalf("parsing nfacct list line %q: %v", line, err)
+		}
+		i := strings.LastIndex(line, "} = ")
+		if i < 0 {
+			t.Fatalf("no name in nfacct list line %q", line)
+		}
+		m[strings.TrimSuffix(line[i+4:], ";")] = [2]uint64{pkts, bytes}
+	}
+	return m
 }
