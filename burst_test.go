@@ -1,8 +1,6 @@
 package main
 
 import (
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,19 +16,11 @@ import (
 func netlinkDrops(t *testing.T, ns *netnstest.NS) float64 {
 	t.Helper()
 	out := ns.Run(t, "cat", "/proc/net/netlink")
-	// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
-	for _, line := range strings.Split(out, "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) >= 9 && f[1] == "12" && f[3] == "00000004" {
-			v, err := strconv.ParseFloat(f[8], 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
+	_, drops, ok := ctload.ListenerSocket(out)
+	if !ok {
+		t.Fatalf("no socket in the conntrack DESTROY group:\n%s", out)
 	}
-	t.Fatalf("no socket in the conntrack DESTROY group:\n%s", out)
-	return 0
+	return float64(drops)
 }
 
 // burst creates n flows in ns and flushes them, then waits until the

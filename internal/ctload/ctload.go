@@ -5,6 +5,8 @@ package ctload
 import (
 	"encoding/binary"
 	"net/netip"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -92,4 +94,21 @@ func Flush(netns int) error {
 	}
 	defer c.Close()
 	return c.Flush()
+}
+
+// ListenerSocket finds, in the text of a namespace's /proc/net/netlink, the
+// netfilter socket that joined the conntrack DESTROY group, and returns the
+// bytes queued on it and the kernel's count of messages it dropped. It
+// reads the kernel's view, without asking the listener anything.
+func ListenerSocket(procNetNetlink string) (rmem, drops int64, ok bool) {
+	// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+	for _, line := range strings.Split(procNetNetlink, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 9 && f[1] == "12" && f[3] == "00000004" {
+			r, err1 := strconv.ParseInt(f[4], 10, 64)
+			d, err2 := strconv.ParseInt(f[8], 10, 64)
+			return r, d, err1 == nil && err2 == nil
+		}
+	}
+	return 0, 0, false
 }

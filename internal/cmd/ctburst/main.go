@@ -399,23 +399,15 @@ func startExporter(ns *namespace) (listener, error) {
 	}, nil
 }
 
-// groupSocketRmem returns the queued bytes of the socket that joined the
-// conntrack DESTROY group, from /proc/PID/net/netlink of a process in the
-// namespace.
+// groupSocketRmem returns the queued bytes of the exporter's event socket,
+// from /proc/PID/net/netlink of a process in the namespace.
 func groupSocketRmem(pid int) (int64, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/netlink", pid))
 	if err != nil {
 		return 0, false
 	}
-	// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) >= 9 && f[1] == "12" && f[3] == "00000004" {
-			rmem, err := strconv.ParseInt(f[4], 10, 64)
-			return rmem, err == nil
-		}
-	}
-	return 0, false
+	rmem, _, ok := ctload.ListenerSocket(string(b))
+	return rmem, ok
 }
 
 // lineCounter counts the lines of a stream.
