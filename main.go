@@ -354,19 +354,20 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 		{ctnl.SysctlAcct, "packet and byte counters will read 0"},
 		{ctnl.SysctlTimestamp, "flow durations will not be measured"},
 	} {
+		dotted := strings.ReplaceAll(sysctl.name, "/", ".")
 		if s.enableAcct {
 			if err := ctnl.WriteSysctl(ns, sysctl.name, true); err != nil {
 				return nil, fmt.Errorf("--conntrack.enable-accounting: %w", err)
 			}
-			logger.Info("switched on for flows created from now on", "sysctl", sysctl.name)
+			logger.Info("switched on for flows created from now on", "sysctl", dotted)
 			continue
 		}
 		on, err := ctnl.ReadSysctl(ns, sysctl.name)
 		switch {
 		case err != nil:
-			logger.Warn("cannot check conntrack setting", "sysctl", sysctl.name, "err", err)
+			logger.Warn("cannot check conntrack setting", "sysctl", dotted, "err", err)
 		case !on:
-			logger.Warn("conntrack setting is off: "+sysctl.without+"; set it to 1 or pass --conntrack.enable-accounting", "sysctl", sysctl.name)
+			logger.Warn("conntrack setting is off: "+sysctl.without+"; set it to 1 or pass --conntrack.enable-accounting", "sysctl", dotted)
 		}
 	}
 	agg, err := flow.NewAggregator(s.flow)

@@ -421,3 +421,24 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnsWhenAccountingIsOff checks the start-up warning a user needs
+// when DESTROY events would carry no counters.
+func TestWarnsWhenAccountingIsOff(t *testing.T) {
+	netnstest.Require(t, "sysctl")
+	ns := netnstest.New(t)
+	ns.Run(t, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_acct=0", "net.netfilter.nf_conntrack_timestamp=0")
+	e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct")
+	for _, want := range []string{"sysctl=net.netfilter.nf_conntrack_acct", "sysctl=net.netfilter.nf_conntrack_timestamp", "counters will read 0"} {
+		if !strings.Contains(e.stderr.String(), want) {
+			t.Errorf("start-up log lacks %q:\n%s", want, e.stderr)
+		}
+	}
+	// --conntrack.enable-accounting switches both on in the namespace.
+	startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct", "--conntrack.enable-accounting")
+	for _, s := range []string{"net.netfilter.nf_conntrack_acct", "net.netfilter.nf_conntrack_timestamp"} {
+		if v := strings.TrimSpace(ns.Run(t, "sysctl", "-n", s)); v != "1" {
+			t.Errorf("%s = %s after --conntrack.enable-accounting, want 1", s, v)
+		}
+	}
+}
