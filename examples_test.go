@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -506,5 +507,45 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 		if !strings.Contains(string(readme), "`--"+f.Name) {
 			t.Errorf("README does not document --%s", f.Name)
 		}
+	}
+}
+
+// TestWithoutPrivilegesCollectorsFailAlone runs the exporter as an
+// unprivileged user without capabilities: every netfilter collector fails
+// (EPERM), yet the exporter starts, serves /metrics and says which failed.
+func TestWithoutPrivilegesCollectorsFailAlone(t *testing.T) {
+	netnstest.Require(t, "setpriv")
+	addr := freeAddr(t)
+	cmd := exec.Command("setpriv", "--reuid=65532", "--regid=65532", "--clear-groups",
+		"--bounding-set=-all", "--inh-caps=-all", binary, "--web.listen-address="+addr)
+	var log strings.Builder
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var body string
+	eventually(t, 10*time.Second, func() string {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return ""
+	})
+	for _, want := range []string{
+		`netfilter_exporter_collector_success{collector="nfacct"} 0`,
+		`netfilter_exporter_collector_success{collector="conntrack"} 0`,
+		`netfilter_exporter_collector_success{collector="conntrack_stats"} 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s\nlog:\n%s", want, log.String())
+		}
+	}
+	if !strings.Contains(log.String(), "operation not permitted") {
+		t.Errorf("the log does not say why the collectors fail:\n%s", log.String())
 	}
 }

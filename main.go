@@ -175,6 +175,10 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	nfacctCfg, err := nfacctSettings(o)
+	if err != nil {
+		return err
+	}
 
 	ns, err := netns.Open(o.netnsPath)
 	if err != nil {
@@ -190,27 +194,31 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	}()
 
 	collectorsByName := make(map[string]collector.Collector)
-	if o.nfacctEnabled {
-		c, err := newNfacct(ctx, o, ns, logger, &wg)
+	// A collector that cannot start (module missing, EPERM) is served as
+	// failing; the exporter and the other collectors go on.
+	add := func(name string, c collector.Collector, err error) {
 		if err != nil {
-			return err
+			logger.Error("collector cannot start; it will report success 0", "collector", name, "err", err)
+			c = collector.Failing(fmt.Errorf("%s: %w", name, err))
 		}
-		collectorsByName["nfacct"] = c
+		collectorsByName[name] = c
+	}
+	if o.nfacctEnabled {
+		c, err := newNfacct(ctx, nfacctCfg, o, ns, logger, &wg)
+		add("nfacct", c, err)
 	}
 	if o.conntrackEnabled {
 		c, err := newConntrack(ctx, ct, ns, logger, &wg)
-		if err != nil {
-			return err
-		}
-		collectorsByName["conntrack"] = c
+		add("conntrack", c, err)
 	}
 	if o.conntrackStatsEnabled {
+		var c collector.Collector
 		client, err := ctnl.Dial(ns, o.netlinkTimeout)
-		if err != nil {
-			return fmt.Errorf("conntrack_stats collector: %w", err)
+		if err == nil {
+			context.AfterFunc(ctx, func() { client.Close() })
+			c = collector.NewConntrackStats(client)
 		}
-		context.AfterFunc(ctx, func() { client.Close() })
-		collectorsByName["conntrack_stats"] = collector.NewConntrackStats(client)
+		add("conntrack_stats", c, err)
 	}
 	set := collector.NewSet(collectorsByName, o.collectorTimeout, logger)
 	logger.Info("collectors enabled", "collectors", strings.Join(set.Names(), ","), "netns", ns.Path())
@@ -239,31 +247,33 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	return serveHTTP(ctx, o, reg, logger)
 }
 
-// newNfacct opens the nfacct client and, if asked, the over-quota listener.
-func newNfacct(ctx context.Context, o *options, ns *netns.Handle, logger *slog.Logger, wg *sync.WaitGroup) (*collector.Nfacct, error) {
-	var labels []string
+// nfacctSettings checks the nfacct flags.
+func nfacctSettings(o *options) (collector.NfacctConfig, error) {
+	cfg := collector.NfacctConfig{Separator: o.nfacctSeparator}
 	if o.nfacctLabels != "" {
-		labels = strings.Split(o.nfacctLabels, ",")
+		cfg.NameLabels = strings.Split(o.nfacctLabels, ",")
 	}
-	cfg := &nfacct.Config{NetNS: ns.FD(), Timeout: o.netlinkTimeout}
-	var src collector.NfacctLister
-	conn, err := nfacct.Dial(cfg)
-	if err != nil {
-		// Served as a failing collector: the others and the scrape go on.
-		logger.Error("nfacct collector cannot reach the kernel", "err", err)
-		src = failingLister{fmt.Errorf("nfacct: %w", err)}
-	} else {
-		src = conn
-		context.AfterFunc(ctx, func() { conn.Close() })
-	}
-	c, err := collector.NewNfacct(src, collector.NfacctConfig{NameLabels: labels, Separator: o.nfacctSeparator})
+	return cfg, cfg.Validate()
+}
+
+// newNfacct opens the nfacct client and, if asked, the over-quota listener.
+// An error means the kernel could not be reached.
+func newNfacct(ctx context.Context, cfg collector.NfacctConfig, o *options, ns *netns.Handle, logger *slog.Logger, wg *sync.WaitGroup) (collector.Collector, error) {
+	ncfg := &nfacct.Config{NetNS: ns.FD(), Timeout: o.netlinkTimeout}
+	conn, err := nfacct.Dial(ncfg)
 	if err != nil {
 		return nil, err
 	}
+	c, err := collector.NewNfacct(conn, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	context.AfterFunc(ctx, func() { conn.Close() })
 	if !o.nfacctOverQuota {
 		return c, nil
 	}
-	l, err := nfacct.ListenOverQuota(cfg)
+	l, err := nfacct.ListenOverQuota(ncfg)
 	if err != nil {
 		// Counting notifications is a bonus: the counters still work.
 		logger.Warn("not counting nfacct over-quota notifications", "err", err)
@@ -349,7 +359,7 @@ func conntrackSettings(o *options) (*conntrackSetup, error) {
 
 // newConntrack checks the kernel settings accounting needs and starts the
 // DESTROY listener.
-func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logger *slog.Logger, wg *sync.WaitGroup) (*collector.Conntrack, error) {
+func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logger *slog.Logger, wg *sync.WaitGroup) (collector.Collector, error) {
 	for _, sysctl := range []struct{ name, without string }{
 		{ctnl.SysctlAcct, "packet and byte counters will read 0"},
 		{ctnl.SysctlTimestamp, "flow durations will not be measured"},
@@ -357,9 +367,10 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 		dotted := strings.ReplaceAll(sysctl.name, "/", ".")
 		if s.enableAcct {
 			if err := ctnl.WriteSysctl(ns, sysctl.name, true); err != nil {
-				return nil, fmt.Errorf("--conntrack.enable-accounting: %w", err)
+				logger.Error("--conntrack.enable-accounting could not switch on a conntrack setting: "+sysctl.without, "sysctl", dotted, "err", err)
+			} else {
+				logger.Info("switched on for flows created from now on", "sysctl", dotted)
 			}
-			logger.Info("switched on for flows created from now on", "sysctl", dotted)
 			continue
 		}
 		on, err := ctnl.ReadSysctl(ns, sysctl.name)
@@ -382,7 +393,7 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 		Reliable:      s.reliable,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("conntrack collector: %w", err)
+		return nil, err
 	}
 	c := collector.NewConntrack(l, agg)
 	wg.Add(1)
@@ -393,12 +404,6 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 	}()
 	return c, nil
 }
-
-// failingLister stands for an nfacct connection that could not be opened.
-type failingLister struct{ err error }
-
-// List returns the error that opening the connection gave.
-func (f failingLister) List(context.Context) ([]nfacct.Object, error) { return nil, f.err }
 
 // graphiteConfig validates the Graphite flags, whether the feed is on or
 // not, so that a mistake shows at once.

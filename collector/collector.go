@@ -127,3 +127,19 @@ func (s *Set) run(ctx context.Context, name string, c Collector) (r result) {
 	r.err = c.Update(ctx, &b)
 	return r
 }
+
+// failing is a collector that could not be set up.
+type failing struct{ err error }
+
+// Failing returns a collector whose every update fails with err. The
+// exporter serves it in place of a collector that could not start (a kernel
+// module missing, a permission denied), so that the failure shows as
+// netfilter_exporter_collector_success 0 while the other collectors go on.
+func Failing(err error) Collector {
+	return failing{err: err}
+}
+
+// Update returns the set-up error.
+func (f failing) Update(context.Context, *tree.Builder) error {
+	return f.err
+}

@@ -52,23 +52,31 @@ type Nfacct struct {
 	watchRunning bool
 }
 
-// NewNfacct returns an nfacct collector reading from src.
-func NewNfacct(src NfacctLister, cfg NfacctConfig) (*Nfacct, error) {
-	if cfg.Separator == "" {
-		cfg.Separator = "."
-	}
-	labels := []string{"name"}
+// Validate checks the configuration: label names must be valid, unique and
+// neither name nor unit.
+func (cfg NfacctConfig) Validate() error {
 	seen := map[string]bool{"name": true, "unit": true}
 	for _, l := range cfg.NameLabels {
 		if !labelNameRE.MatchString(l) || strings.HasPrefix(l, "__") {
-			return nil, fmt.Errorf("%w %q in --nfacct.name-labels", errLabelName, l)
+			return fmt.Errorf("%w %q in --nfacct.name-labels", errLabelName, l)
 		}
 		if seen[l] {
-			return nil, fmt.Errorf("%w %q in --nfacct.name-labels: used twice or reserved", errLabelName, l)
+			return fmt.Errorf("%w %q in --nfacct.name-labels: used twice or reserved", errLabelName, l)
 		}
 		seen[l] = true
-		labels = append(labels, l)
 	}
+	return nil
+}
+
+// NewNfacct returns an nfacct collector reading from src.
+func NewNfacct(src NfacctLister, cfg NfacctConfig) (*Nfacct, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Separator == "" {
+		cfg.Separator = "."
+	}
+	labels := append([]string{"name"}, cfg.NameLabels...)
 	quotaLabels := append(append([]string{}, labels...), "unit")
 	return &Nfacct{
 		src: src,
