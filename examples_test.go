@@ -518,8 +518,8 @@ func TestWithoutPrivilegesCollectorsFailAlone(t *testing.T) {
 	addr := freeAddr(t)
 	cmd := exec.Command("setpriv", "--reuid=65532", "--regid=65532", "--clear-groups",
 		"--bounding-set=-all", "--inh-caps=-all", binary, "--web.listen-address="+addr)
-	var log strings.Builder
-	cmd.Stderr = &log
+	log := &lockedBuffer{}
+	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
