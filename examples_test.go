@@ -192,17 +192,7 @@ func TestNonRootWithNetAdmin(t *testing.T) {
 	uid, gid, _ := strings.Cut(nonRootUser, ":")
 	ns.Start(t, os.Stderr, "setpriv", "--reuid="+uid, "--regid="+gid, "--clear-groups",
 		"--bounding-set=-all,+net_admin", "--inh-caps=-all", bin, "--web.listen-address=127.0.0.1:9862")
-	var body string
-	eventually(t, 10*time.Second, func() string {
-		resp, err := ns.HTTPClient().Get("http://127.0.0.1:9862/metrics")
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
-		return ""
-	})
+	body := waitMetrics(t, ns.HTTPClient(), "http://127.0.0.1:9862/metrics")
 	for _, want := range []string{
 		`netfilter_exporter_collector_success{collector="nfacct"} 1`,
 		`netfilter_exporter_collector_success{collector="conntrack"} 1`,
@@ -524,17 +514,7 @@ func TestWithoutPrivilegesCollectorsFailAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	var body string
-	eventually(t, 10*time.Second, func() string {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
-		return ""
-	})
+	body := waitMetrics(t, http.DefaultClient, "http://"+addr+"/metrics")
 	for _, want := range []string{
 		`netfilter_exporter_collector_success{collector="nfacct"} 0`,
 		`netfilter_exporter_collector_success{collector="conntrack"} 0`,
@@ -548,4 +528,22 @@ func TestWithoutPrivilegesCollectorsFailAlone(t *testing.T) {
 	if !strings.Contains(log.String(), "operation not permitted") {
 		t.Errorf("the log does not say why the collectors fail:\n%s", log.String())
 	}
+}
+
+// waitMetrics returns the body of the first successful GET of url within
+// 10 seconds, for an exporter that is still starting.
+func waitMetrics(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
+	var body string
+	eventually(t, 10*time.Second, func() string {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return ""
+	})
+	return body
 }
