@@ -40,6 +40,11 @@ func burst(t *testing.T, e *exporter, ns *netnstest.NS, n int) map[string]*dto.M
 		mfs := e.mustScrape(t)
 		events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
 		lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+		// Scraped in the middle of a drain, a scrape must stay consistent:
+		// every event it counts is already in the flow series.
+		if flows := sumFlows(mfs); events > flows {
+			t.Fatalf("a scrape during the drain counts %v events but only %v flows", events, flows)
+		}
 		if events-before+lost-lostBefore >= float64(n) {
 			return mfs
 		}

@@ -115,15 +115,18 @@ func toDelta(f *ctnl.Flow, d *flow.Delta) {
 
 // Update adds the flow series and the listener's counters to b.
 func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
-	if err := c.agg.Update(ctx, b); err != nil {
-		return err
+	// The listener's counters are read before the flows: events are
+	// counted after they are aggregated, so events_total never exceeds
+	// the flows of the same scrape.
+	st, err := c.l.Stats()
+	if aerr := c.agg.Update(ctx, b); aerr != nil {
+		return aerr
 	}
 	up := 0.0
 	if c.up.Load() {
 		up = 1
 	}
 	b.Add(c.upDesc, up, []string{"exporter", "conntrack", "listener_up"})
-	st, err := c.l.Stats()
 	b.Add(c.events, float64(st.Events), []string{"exporter", "conntrack", "events"})
 	b.Add(c.overruns, float64(st.Overruns), []string{"exporter", "conntrack", "listener_overruns"})
 	b.Add(c.decodeErrors, float64(st.DecodeErrors), []string{"exporter", "conntrack", "decode_errors"})

@@ -213,8 +213,10 @@ func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
 			l.decodeDatagram(l.bufs[i*slotSize : i*slotSize+int(m.len)])
 		}
 		if len(l.flows) > 0 {
-			l.events.Add(uint64(len(l.flows)))
+			// Counted after fn: a reader that takes Stats before the
+			// aggregated flows never sees more events than flows.
 			fn(l.flows)
+			l.events.Add(uint64(len(l.flows)))
 		}
 		if n < len(l.msgs) && l.linger > 0 {
 			if linger == nil {
