@@ -73,36 +73,43 @@ func sumFlows(mfs map[string]*dto.MetricFamily) float64 {
 // must be counted, and the listener must go on.
 func TestExporterConntrackOverrun(t *testing.T) {
 	netnstest.Require(t)
-	ns := netnstest.New(t)
-	e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct",
-		"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
-	const n = 50000
-	mfs := burst(t, e, ns, n)
-	events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
-	lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
-	if lost == 0 {
-		t.Fatalf("a 32 KiB buffer did not overrun with %d events; the test proves nothing", n)
-	}
-	if drops := netlinkDrops(t, ns); lost != drops {
-		t.Errorf("events_lost_total = %v, the kernel's Drops column says %v", lost, drops)
-	}
-	if events+lost != n {
-		t.Errorf("received %v + lost %v = %v, want exactly %d", events, lost, events+lost, n)
-	}
-	if flows := sumFlows(mfs); flows != events {
-		t.Errorf("flows_total sums to %v, want every received event (%v)", flows, events)
-	}
-	t.Logf("%d events: %v received, %v lost", n, events, lost)
+	for _, method := range []string{"io_uring", "recvmmsg"} {
+		t.Run(method, func(t *testing.T) {
+			ns := netnstest.New(t)
+			e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct", "--conntrack.receive-method="+method,
+				"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
+			const n = 50000
+			mfs := burst(t, e, ns, n)
+			if v, _ := value(mfs, "netfilter_conntrack_listener_info", map[string]string{"method": method}); v != 1 {
+				t.Errorf("listener_info{method=%q} = %v, want 1", method, v)
+			}
+			events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+			lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+			if lost == 0 {
+				t.Fatalf("a 32 KiB buffer did not overrun with %d events; the test proves nothing", n)
+			}
+			if drops := netlinkDrops(t, ns); lost != drops {
+				t.Errorf("events_lost_total = %v, the kernel's Drops column says %v", lost, drops)
+			}
+			if events+lost != n {
+				t.Errorf("received %v + lost %v = %v, want exactly %d", events, lost, events+lost, n)
+			}
+			if flows := sumFlows(mfs); flows != events {
+				t.Errorf("flows_total sums to %v, want every received event (%v)", flows, events)
+			}
+			t.Logf("%d events: %v received, %v lost", n, events, lost)
 
-	// The listener goes on after overruns.
-	if up, _ := value(mfs, "netfilter_conntrack_listener_up", nil); up != 1 {
-		t.Errorf("listener_up = %v after the overrun", up)
-	}
-	mfs = burst(t, e, ns, 10)
-	events2, _ := value(mfs, "netfilter_conntrack_events_total", nil)
-	lost2, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
-	if events2+lost2 != n+10 {
-		t.Errorf("after a second burst of 10: received %v + lost %v, want %d", events2, lost2, n+10)
+			// The listener goes on after overruns.
+			if up, _ := value(mfs, "netfilter_conntrack_listener_up", nil); up != 1 {
+				t.Errorf("listener_up = %v after the overrun", up)
+			}
+			mfs = burst(t, e, ns, 10)
+			events2, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+			lost2, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+			if events2+lost2 != n+10 {
+				t.Errorf("after a second burst of 10: received %v + lost %v, want %d", events2, lost2, n+10)
+			}
+		})
 	}
 }
 
@@ -110,21 +117,25 @@ func TestExporterConntrackOverrun(t *testing.T) {
 // with the same tiny buffer: the kernel delivers dropped events again.
 func TestExporterConntrackReliable(t *testing.T) {
 	netnstest.Require(t)
-	ns := netnstest.New(t)
-	e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct", "--conntrack.reliable",
-		"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
-	const n = 20000
-	mfs := burst(t, e, ns, n)
-	events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
-	lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
-	failures, _ := value(mfs, "netfilter_conntrack_event_delivery_failures_total", nil)
-	if events != n || lost != 0 || sumFlows(mfs) != n {
-		t.Errorf("reliable mode: received %v, lost %v, flows %v; want %d, 0, %d", events, lost, sumFlows(mfs), n, n)
+	for _, method := range []string{"io_uring", "recvmmsg"} {
+		t.Run(method, func(t *testing.T) {
+			ns := netnstest.New(t)
+			e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct", "--conntrack.reliable", "--conntrack.receive-method="+method,
+				"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
+			const n = 20000
+			mfs := burst(t, e, ns, n)
+			events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+			lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+			failures, _ := value(mfs, "netfilter_conntrack_event_delivery_failures_total", nil)
+			if events != n || lost != 0 || sumFlows(mfs) != n {
+				t.Errorf("reliable mode: received %v, lost %v, flows %v; want %d, 0, %d", events, lost, sumFlows(mfs), n, n)
+			}
+			if failures == 0 {
+				t.Errorf("no delivery failed with a 32 KiB buffer; the test proves nothing")
+			}
+			t.Logf("%d events, %v deliveries failed and were repeated by the kernel", n, failures)
+		})
 	}
-	if failures == 0 {
-		t.Errorf("no delivery failed with a 32 KiB buffer; the test proves nothing")
-	}
-	t.Logf("%d events, %v deliveries failed and were repeated by the kernel", n, failures)
 }
 
 // TestExporterConntrackBufferGrows checks that drops make the receive

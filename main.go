@@ -68,6 +68,7 @@ type options struct {
 	ctReceiveBufferMax    string
 	ctNoENOBUFS           bool
 	ctReliable            bool
+	ctReceiveMethod       string
 
 	nfacctEnabled   bool
 	nfacctLabels    string
@@ -112,6 +113,7 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("conntrack.receive-buffer", "Receive buffer of the conntrack event socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&o.ctReceiveBuffer)
 	app.Flag("conntrack.receive-buffer-max", "Largest size the receive buffer is doubled up to, each time the kernel drops events; equal to --conntrack.receive-buffer to never grow it.").Default("1GiB").StringVar(&o.ctReceiveBufferMax)
 	app.Flag("conntrack.no-enobufs", "Set NETLINK_NO_ENOBUFS on the event socket: when the buffer is full the kernel drops only the events that do not fit, instead of every event until the exporter has emptied the buffer. Losses are counted either way.").Default("true").BoolVar(&o.ctNoENOBUFS)
+	app.Flag("conntrack.receive-method", "How conntrack events are received: auto (io_uring where the kernel and seccomp allow it, else recvmmsg), io_uring (a multishot receive into a ring of buffers, Linux 6.1+) or recvmmsg.").Default("auto").EnumVar(&o.ctReceiveMethod, "auto", "io_uring", "recvmmsg")
 	app.Flag("conntrack.reliable", "Reliable event delivery (NETLINK_BROADCAST_ERROR): the kernel keeps an ended flow until its DESTROY event is delivered. Lossless, but the table holds those entries meanwhile.").BoolVar(&o.ctReliable)
 
 	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&o.nfacctLabels)
@@ -295,6 +297,7 @@ type conntrackSetup struct {
 	receiveBufferMax int
 	noENOBUFS        bool
 	reliable         bool
+	method           ctnl.Method
 	enableAcct       bool
 }
 
@@ -308,7 +311,7 @@ func conntrackSettings(o *options) (*conntrackSetup, error) {
 			return nil, err
 		}
 	}
-	s := &conntrackSetup{reliable: o.ctReliable, enableAcct: o.ctEnableAccounting, noENOBUFS: o.ctNoENOBUFS}
+	s := &conntrackSetup{reliable: o.ctReliable, enableAcct: o.ctEnableAccounting, noENOBUFS: o.ctNoENOBUFS, method: ctnl.Method(o.ctReceiveMethod)}
 	s.flow.Networks, s.flow.Ports, s.flow.Filter = cfg.Networks, cfg.Ports, cfg.Filter
 	switch {
 	case o.ctGroupBy != "":
@@ -391,9 +394,15 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 		MaxReadBuffer: s.receiveBufferMax,
 		NoENOBUFS:     s.noENOBUFS,
 		Reliable:      s.reliable,
+		Method:        s.method,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if m, why := l.Method(); why != nil {
+		logger.Info("conntrack events are received with "+string(m), "io_uring", why)
+	} else {
+		logger.Info("conntrack events are received with " + string(m))
 	}
 	c := collector.NewConntrack(l, agg)
 	wg.Add(1)

@@ -30,6 +30,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(denyIOURingEnv) == "1" {
+		// Started by withoutIOURing: exec the command under the filter.
+		execWithoutIOURing(os.Args[1:])
+	}
 	dir, err := os.MkdirTemp("", "nfe-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -84,9 +88,16 @@ func (l *lockedBuffer) String() string {
 // /metrics. It is stopped with SIGTERM when the test ends and must exit 0.
 func startExporter(t testing.TB, args ...string) *exporter {
 	t.Helper()
+	return startExporterCmd(t, func(args ...string) *exec.Cmd { return exec.Command(binary, args...) }, args...)
+}
+
+// startExporterCmd is startExporter with the command made by command, which
+// gets the exporter's arguments.
+func startExporterCmd(t testing.TB, command func(args ...string) *exec.Cmd, args ...string) *exporter {
+	t.Helper()
 	addr := freeAddr(t)
 	e := &exporter{url: "http://" + addr, stderr: &lockedBuffer{}}
-	e.cmd = exec.Command(binary, append([]string{"--web.listen-address=" + addr}, args...)...)
+	e.cmd = command(append([]string{"--web.listen-address=" + addr}, args...)...)
 	e.cmd.Stderr = e.stderr
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)

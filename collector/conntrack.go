@@ -26,7 +26,7 @@ type Conntrack struct {
 
 	up                                                          atomic.Bool
 	events, lost, drops, overruns, decodeErrors, buffer, upDesc *tree.Desc
-	growths                                                     *tree.Desc
+	growths, method                                             *tree.Desc
 
 	// deltas belongs to the goroutine in Run.
 	deltas []flow.Delta
@@ -52,6 +52,8 @@ func NewConntrack(l ConntrackListener, agg *flow.Aggregator) *Conntrack {
 			"Conntrack messages that could not be decoded and were skipped.", tree.Counter),
 		buffer: tree.NewDesc(ns+"receive_buffer_bytes",
 			"Receive buffer of the event socket, as the kernel granted it.", tree.Gauge),
+		method: tree.NewDesc(ns+"listener_info",
+			"How the conntrack event listener receives events: io_uring (a multishot receive, no system call per event) or recvmmsg.", tree.Gauge, "method"),
 		upDesc: tree.NewDesc(ns+"listener_up",
 			"Whether the conntrack event listener is receiving (1) or failed and is retrying (0).", tree.Gauge),
 	}
@@ -129,6 +131,9 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	b.Add(c.upDesc, up, []string{"exporter", "conntrack", "listener_up"})
 	b.Add(c.events, float64(st.Events), []string{"exporter", "conntrack", "events"})
 	b.Add(c.overruns, float64(st.Overruns), []string{"exporter", "conntrack", "listener_overruns"})
+	if st.Method != "" {
+		b.Add(c.method, 1, nil, string(st.Method))
+	}
 	b.Add(c.decodeErrors, float64(st.DecodeErrors), []string{"exporter", "conntrack", "decode_errors"})
 	if err != nil {
 		// Without the kernel's drop counter, losses are unknown: fail

@@ -62,7 +62,7 @@ func TestConntrackGolden(t *testing.T) {
 			{testFlow("192.0.2.1", "198.51.100.2", 6, 443, 10, 1000, 8, 20000, 2)},
 			{testFlow("192.0.2.1", "198.51.100.2", 6, 443, 5, 500, 4, 4000, 30), testFlow("2001:db8::1", "2001:db8::2", 17, 53, 1, 60, 1, 120, 0)},
 		},
-		stats: ctnl.ListenerStats{Events: 3, Drops: 2, Lost: 2, Overruns: 1, ReadBuffer: 1 << 20},
+		stats: ctnl.ListenerStats{Events: 3, Drops: 2, Lost: 2, Overruns: 1, ReadBuffer: 1 << 20, Method: ctnl.MethodIOURing},
 		done:  make(chan struct{}),
 	}
 	c := NewConntrack(l, agg)
@@ -75,7 +75,7 @@ func TestConntrackGolden(t *testing.T) {
 	checkGolden(t, p, "testdata/conntrack.prom",
 		"netfilter_conntrack_flows_total", "netfilter_conntrack_flow_packets_total", "netfilter_conntrack_flow_bytes_total",
 		"netfilter_conntrack_events_total", "netfilter_conntrack_events_lost_total", "netfilter_conntrack_listener_overruns_total",
-		"netfilter_conntrack_flow_duration_seconds", "netfilter_conntrack_listener_up")
+		"netfilter_conntrack_flow_duration_seconds", "netfilter_conntrack_listener_up", "netfilter_conntrack_listener_info")
 }
 
 func TestConntrackWithoutDropCounterFails(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -26,7 +27,10 @@ const (
 	skMeminfoVars  = 9
 )
 
-var errListenerClosed = errors.New("conntrack listener is closed")
+var (
+	errListenerClosed = errors.New("conntrack listener is closed")
+	errMethod         = errors.New("unknown receive method")
+)
 
 // ListenConfig configures a Listener.
 type ListenConfig struct {
@@ -50,6 +54,10 @@ type ListenConfig struct {
 	// Batch is how many datagrams one receive call may return;
 	// DefaultBatch when 0.
 	Batch int
+	// Method is how events are received: MethodAuto (the default when
+	// empty) uses io_uring where the kernel allows it and recvmmsg
+	// otherwise.
+	Method Method
 	// Linger is how long the listener waits after a receive call that did
 	// not fill a batch, so that events gather in the socket buffer and the
 	// next call takes many at once: fewer wake-ups and system calls per
@@ -57,6 +65,25 @@ type ListenConfig struct {
 	// negative disables it.
 	Linger time.Duration
 }
+
+// Method is a way of receiving events.
+type Method string
+
+// The receive methods.
+const (
+	// MethodAuto uses io_uring where it is available, recvmmsg otherwise.
+	MethodAuto Method = "auto"
+	// MethodIOURing uses an io_uring multishot receive into provided
+	// buffers (Linux 6.1 and later): no system call per event while
+	// events keep coming. Docker's and Kubernetes' default seccomp
+	// profiles forbid io_uring.
+	MethodIOURing Method = "io_uring"
+	// MethodRecvmmsg receives up to a batch of datagrams per recvmmsg call.
+	MethodRecvmmsg Method = "recvmmsg"
+)
+
+// ringSlots is the number of receive buffers of the io_uring ring.
+const ringSlots = 1024
 
 // DefaultLinger is the default ListenConfig.Linger.
 const DefaultLinger = 2 * time.Millisecond
@@ -80,6 +107,8 @@ type ListenerStats struct {
 	ReadBuffer int
 	// BufferGrowths counts how often the buffer was doubled after drops.
 	BufferGrowths uint64
+	// Method is how events are received now.
+	Method Method
 }
 
 // mmsghdr is struct mmsghdr of recvmmsg(2).
@@ -95,6 +124,9 @@ type Listener struct {
 	batch    int
 	linger   time.Duration
 	reliable bool
+	method   Method
+	using    atomic.Value // Method
+	ringErr  atomic.Pointer[error]
 
 	// Buffer growth, owned by Run.
 	buf, maxBuf int
@@ -116,6 +148,11 @@ type Listener struct {
 // Listen opens a netlink socket in the configured namespace and joins the
 // conntrack DESTROY group.
 func Listen(cfg ListenConfig) (*Listener, error) {
+	switch cfg.Method {
+	case "", MethodAuto, MethodIOURing, MethodRecvmmsg:
+	default:
+		return nil, fmt.Errorf("%w %q: want %s, %s or %s", errMethod, cfg.Method, MethodAuto, MethodIOURing, MethodRecvmmsg)
+	}
 	batch := cfg.Batch
 	if batch <= 0 {
 		batch = DefaultBatch
@@ -137,6 +174,10 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		unix.Close(fd)
 		return nil, err
 	}
+	if err := l.chooseMethod(cfg.Method); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	l.bufs = make([]byte, batch*slotSize)
 	l.iovs = make([]unix.Iovec, batch)
 	l.msgs = make([]mmsghdr, batch)
@@ -148,6 +189,43 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		l.msgs[i].hdr.SetIovlen(1)
 	}
 	return l, nil
+}
+
+// chooseMethod settles how Run will receive. For MethodAuto it sets up an
+// io_uring ring and closes it again, to know whether Run can use one.
+func (l *Listener) chooseMethod(m Method) error {
+	l.method = m
+	if m == "" {
+		l.method = MethodAuto
+	}
+	if l.method == MethodRecvmmsg {
+		l.using.Store(MethodRecvmmsg)
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, err := newRecvRing(l.fd, ringSlots)
+	if err != nil {
+		if l.method == MethodIOURing {
+			return err
+		}
+		l.ringErr.Store(&err)
+		l.using.Store(MethodRecvmmsg)
+		return nil
+	}
+	r.close()
+	l.using.Store(MethodIOURing)
+	return nil
+}
+
+// Method returns how the Listener receives events and, when it does not
+// use io_uring under MethodAuto, why not.
+func (l *Listener) Method() (Method, error) {
+	m, _ := l.using.Load().(Method)
+	if err := l.ringErr.Load(); err != nil {
+		return m, *err
+	}
+	return m, nil
 }
 
 func (l *Listener) setup(cfg ListenConfig) error {
@@ -184,7 +262,33 @@ func (l *Listener) setup(cfg ListenConfig) error {
 // calls fn with each batch of decoded flows. The slice is reused after fn
 // returns. An overrun (ENOBUFS) is counted and receiving goes on; a message
 // that does not decode is counted and skipped.
+//
+// Run receives through io_uring where the kernel allows it and the
+// configuration does not rule it out, and with recvmmsg otherwise.
 func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
+	if m, _ := l.Method(); m == MethodIOURing {
+		err := l.runRing(ctx, fn)
+		if err == nil || !errors.Is(err, errRingUnavailable) || l.method == MethodIOURing {
+			return err
+		}
+		l.ringErr.Store(&err)
+	}
+	l.using.Store(MethodRecvmmsg)
+	return l.runRecvmmsg(ctx, fn)
+}
+
+// deliver hands the decoded flows to fn and counts them after it returns:
+// a reader that takes Stats before the aggregated flows never sees more
+// events than flows.
+func (l *Listener) deliver(fn func([]Flow)) {
+	if len(l.flows) > 0 {
+		fn(l.flows)
+		l.events.Add(uint64(len(l.flows)))
+		l.flows = l.flows[:0]
+	}
+}
+
+func (l *Listener) runRecvmmsg(ctx context.Context, fn func([]Flow)) error {
 	var linger *time.Timer
 	for ctx.Err() == nil {
 		if l.closed.Load() {
@@ -212,12 +316,7 @@ func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
 			}
 			l.decodeDatagram(l.bufs[i*slotSize : i*slotSize+int(m.len)])
 		}
-		if len(l.flows) > 0 {
-			// Counted after fn: a reader that takes Stats before the
-			// aggregated flows never sees more events than flows.
-			fn(l.flows)
-			l.events.Add(uint64(len(l.flows)))
-		}
+		l.deliver(fn)
 		if n < len(l.msgs) && l.linger > 0 {
 			if linger == nil {
 				linger = time.NewTimer(l.linger)
@@ -229,6 +328,70 @@ func (l *Listener) Run(ctx context.Context, fn func([]Flow)) error {
 			case <-ctx.Done():
 			case <-linger.C:
 			}
+		}
+	}
+	return nil
+}
+
+// runRing receives through an io_uring multishot receive. It fails with
+// errRingUnavailable wrapped when the ring cannot be set up.
+func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
+	// The ring serves only the thread that made it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, err := newRecvRing(l.fd, ringSlots)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	l.using.Store(MethodIOURing)
+	var fail error
+	handle := func(c completion, data []byte) {
+		if c.userData != ringRecvUserData {
+			return
+		}
+		switch errno := unix.Errno(-c.res); {
+		case c.res > slotSize:
+			l.decodeErrors.Add(1)
+		case c.res > 0:
+			l.decodeDatagram(data)
+			if len(l.flows) >= l.batch {
+				l.deliver(fn)
+			}
+		case c.res == 0, errno == unix.EAGAIN, errno == unix.EINTR, errno == unix.ECANCELED:
+		case errno == unix.ENOBUFS && r.held == 0:
+			// Out of buffers: the receive is armed again below.
+		case errno == unix.ENOBUFS:
+			l.overruns.Add(1)
+			l.grow(true)
+		default:
+			fail = fmt.Errorf("receiving conntrack events: %w", errno)
+		}
+	}
+	l.flows = l.flows[:0]
+	wait, timeout := uint32(1), 250*time.Millisecond
+	for ctx.Err() == nil {
+		if l.closed.Load() {
+			return errListenerClosed
+		}
+		if !r.receiving {
+			r.arm()
+		}
+		if err := r.enter(wait, timeout); err != nil {
+			return err
+		}
+		n := r.reap(handle)
+		l.deliver(fn)
+		if fail != nil {
+			return fail
+		}
+		l.grow(false)
+		// After a full batch, go on at once; after a partial one, gather
+		// up to a batch for at most the linger time; after a quiet spell,
+		// block until an event comes.
+		wait, timeout = 1, 250*time.Millisecond
+		if n > 0 && n < l.batch && l.linger > 0 {
+			wait, timeout = uint32(l.batch), l.linger
 		}
 	}
 	return nil
@@ -315,6 +478,7 @@ func (l *Listener) Stats() (ListenerStats, error) {
 
 		BufferGrowths: l.growths.Load(),
 	}
+	s.Method, _ = l.Method()
 	if l.closed.Load() {
 		return s, errListenerClosed
 	}

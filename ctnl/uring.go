@@ -1,0 +1,347 @@
+package ctnl
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The io_uring ABI (include/uapi/linux/io_uring.h), the part the receive
+// ring uses. The system call numbers are the same on every architecture.
+const (
+	sysIOURingSetup    = 425
+	sysIOURingEnter    = 426
+	sysIOURingRegister = 427
+
+	ioringSetupCQSize       = 1 << 3
+	ioringSetupSubmitAll    = 1 << 7
+	ioringSetupSingleIssuer = 1 << 12
+	ioringSetupDeferTaskrun = 1 << 13
+
+	ioringFeatSingleMmap = 1 << 0
+	ioringFeatNoDrop     = 1 << 1
+	ioringFeatExtArg     = 1 << 8
+
+	ioringOffSQRing = 0
+	ioringOffCQRing = 0x8000000
+	ioringOffSQEs   = 0x10000000
+
+	ioringEnterGetEvents = 1 << 0
+	ioringEnterExtArg    = 1 << 3
+
+	ioringRegisterPbufRing   = 22
+	ioringUnregisterPbufRing = 23
+
+	ioringOpRecv           = 27
+	ioringOpAsyncCancel    = 14
+	ringCancelUserData     = 2
+	iosqeBufferSelect      = 1 << 5
+	ioringRecvMultishot    = 1 << 1
+	ioringCQEFBuffer       = 1 << 0
+	ioringCQEFMore         = 1 << 1
+	ioringCQEBufferShift   = 16
+	sqeSize                = 64
+	cqeSize                = 16
+	pbufEntrySize          = 16
+	ringRecvUserData       = 1
+	ringSQEntries          = 4
+	defaultRingBufferSlots = 1024
+)
+
+// ringStride is the distance between two receive buffers: a slot and one
+// cache line. Buffers 4 KiB apart would all map to the same few cache sets,
+// and the few lines of each datagram would evict each other.
+const ringStride = slotSize + 64
+
+var errRingUnavailable = errors.New("io_uring receive ring unavailable")
+
+// ioURingParams is struct io_uring_params.
+type ioURingParams struct {
+	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFD uint32
+	resv                                                                   [3]uint32
+	sqOff                                                                  sqringOffsets
+	cqOff                                                                  cqringOffsets
+}
+
+// sqringOffsets is struct io_sqring_offsets.
+type sqringOffsets struct {
+	head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
+	userAddr                                                        uint64
+}
+
+// cqringOffsets is struct io_cqring_offsets.
+type cqringOffsets struct {
+	head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
+	userAddr                                                        uint64
+}
+
+// pbufReg is struct io_uring_buf_reg.
+type pbufReg struct {
+	ringAddr    uint64
+	ringEntries uint32
+	bgid        uint16
+	flags       uint16
+	resv        [3]uint64
+}
+
+// geteventsArg is struct io_uring_getevents_arg.
+type geteventsArg struct {
+	sigmask   uint64
+	sigmaskSz uint32
+	minWait   uint32
+	ts        uint64
+}
+
+// recvRing receives the datagrams of one socket through io_uring: a
+// multishot receive into a ring of provided buffers, so that the kernel
+// queues one completion per datagram without a system call, a message header
+// or an iovec per datagram. It must be used by the thread that made it.
+type recvRing struct {
+	fd, sock int
+
+	sqMem, cqMem, sqeMem []byte
+	sqTail, sqMask       *uint32
+	sqArray              unsafe.Pointer
+	cqHead, cqTail       *uint32
+	cqMask               uint32
+	cqes                 unsafe.Pointer
+
+	// The provided buffers: slots of slotSize bytes and the ring that
+	// hands them to the kernel.
+	bufRing, bufData []byte
+	slots            uint16
+	bufTail          uint16
+	// held counts the published buffers the kernel has not returned; a
+	// receive that fails with ENOBUFS while it is 0 ran out of buffers,
+	// not of socket room. pending counts buffers provided but not yet
+	// published.
+	held, pending int
+
+	// armed is set when a receive is queued but not yet submitted;
+	// receiving when a multishot receive is active; cancelling when its
+	// cancellation is queued.
+	armed, receiving, cancelling bool
+}
+
+// newRecvRing sets up a ring for sock with the given number of buffer slots
+// (a power of two). It fails with errRingUnavailable wrapped when the kernel
+// lacks what the ring needs (io_uring disabled or filtered, a kernel older
+// than 6.1).
+func newRecvRing(sock, slots int) (r *recvRing, err error) {
+	p := ioURingParams{
+		flags:     ioringSetupCQSize | ioringSetupSubmitAll | ioringSetupSingleIssuer | ioringSetupDeferTaskrun,
+		cqEntries: uint32(2 * slots),
+	}
+	fd, _, errno := unix.Syscall(sysIOURingSetup, ringSQEntries, uintptr(unsafe.Pointer(&p)), 0)
+	if errno != 0 {
+		return nil, fmt.Errorf("%w: io_uring_setup: %w", errRingUnavailable, errno)
+	}
+	r = &recvRing{fd: int(fd), sock: sock, slots: uint16(slots)}
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	const need = ioringFeatSingleMmap | ioringFeatNoDrop | ioringFeatExtArg
+	if p.features&need != need {
+		return nil, fmt.Errorf("%w: kernel lacks io_uring features %#x", errRingUnavailable, need&^p.features)
+	}
+	sqSize := int(p.sqOff.array) + int(p.sqEntries)*4
+	cqSize := int(p.cqOff.cqes) + int(p.cqEntries)*cqeSize
+	ringSize := max(sqSize, cqSize)
+	if r.sqMem, err = unix.Mmap(r.fd, ioringOffSQRing, ringSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+		return nil, fmt.Errorf("mapping the io_uring rings: %w", err)
+	}
+	r.cqMem = r.sqMem
+	if r.sqeMem, err = unix.Mmap(r.fd, ioringOffSQEs, int(p.sqEntries)*sqeSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+		return nil, fmt.Errorf("mapping the io_uring submission entries: %w", err)
+	}
+	at := func(off uint32) unsafe.Pointer { return unsafe.Pointer(&r.sqMem[off]) }
+	r.sqTail = (*uint32)(at(p.sqOff.tail))
+	r.sqMask = (*uint32)(at(p.sqOff.ringMask))
+	r.sqArray = at(p.sqOff.array)
+	r.cqHead = (*uint32)(at(p.cqOff.head))
+	r.cqTail = (*uint32)(at(p.cqOff.tail))
+	r.cqMask = *(*uint32)(at(p.cqOff.ringMask))
+	r.cqes = at(p.cqOff.cqes)
+
+	anon := unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
+	if r.bufRing, err = unix.Mmap(-1, 0, slots*pbufEntrySize, unix.PROT_READ|unix.PROT_WRITE, anon|unix.MAP_POPULATE); err != nil {
+		return nil, fmt.Errorf("mapping the buffer ring: %w", err)
+	}
+	if r.bufData, err = unix.Mmap(-1, 0, slots*ringStride, unix.PROT_READ|unix.PROT_WRITE, anon); err != nil {
+		return nil, fmt.Errorf("mapping the receive buffers: %w", err)
+	}
+	reg := pbufReg{ringAddr: uint64(uintptr(unsafe.Pointer(&r.bufRing[0]))), ringEntries: uint32(slots)}
+	if _, _, errno := unix.Syscall6(sysIOURingRegister, uintptr(r.fd), ioringRegisterPbufRing, uintptr(unsafe.Pointer(&reg)), 1, 0, 0); errno != 0 {
+		return nil, fmt.Errorf("%w: registering the buffer ring: %w", errRingUnavailable, errno)
+	}
+	for bid := range slots {
+		r.provide(uint16(bid))
+	}
+	r.publish()
+	return r, nil
+}
+
+// provide queues buffer bid for the kernel; publish makes it visible.
+func (r *recvRing) provide(bid uint16) {
+	e := unsafe.Pointer(&r.bufRing[int(r.bufTail&(r.slots-1))*pbufEntrySize])
+	*(*uint64)(e) = uint64(uintptr(unsafe.Pointer(&r.bufData[int(bid)*ringStride])))
+	*(*uint32)(unsafe.Add(e, 8)) = slotSize
+	*(*uint16)(unsafe.Add(e, 12)) = bid
+	r.bufTail++
+	r.pending++
+}
+
+// publish stores the buffer ring's tail. The tail is the last 16 bits of
+// the first entry; it is stored with the entry's buffer id as one atomic
+// 32-bit word, so the kernel sees the entries written before it.
+func (r *recvRing) publish() {
+	w := (*uint32)(unsafe.Pointer(&r.bufRing[12]))
+	bid0 := *(*uint16)(unsafe.Pointer(&r.bufRing[12]))
+	atomic.StoreUint32(w, uint32(r.bufTail)<<16|uint32(bid0))
+	r.held += r.pending
+	r.pending = 0
+}
+
+// sqe returns the next submission entry, cleared.
+func (r *recvRing) sqe() ([]byte, func()) {
+	tail := *r.sqTail
+	idx := tail & atomic.LoadUint32(r.sqMask)
+	sqe := r.sqeMem[int(idx)*sqeSize : int(idx+1)*sqeSize]
+	clear(sqe)
+	return sqe, func() {
+		*(*uint32)(unsafe.Add(r.sqArray, 4*int(idx))) = idx
+		atomic.StoreUint32(r.sqTail, tail+1)
+		r.armed = true
+	}
+}
+
+// arm queues a multishot receive of the socket.
+func (r *recvRing) arm() {
+	sqe, queue := r.sqe()
+	sqe[0] = ioringOpRecv
+	sqe[1] = iosqeBufferSelect
+	*(*uint16)(unsafe.Pointer(&sqe[2])) = ioringRecvMultishot
+	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(r.sock)
+	// MSG_TRUNC makes a netlink receive return the datagram's full
+	// length, so that one larger than its slot is seen as truncated.
+	*(*uint32)(unsafe.Pointer(&sqe[28])) = unix.MSG_TRUNC
+	*(*uint64)(unsafe.Pointer(&sqe[32])) = ringRecvUserData
+	*(*uint16)(unsafe.Pointer(&sqe[40])) = 0 // buffer group
+	queue()
+	r.receiving = true
+}
+
+// cancel queues the cancellation of the multishot receive.
+func (r *recvRing) cancel() {
+	sqe, queue := r.sqe()
+	sqe[0] = ioringOpAsyncCancel
+	*(*int32)(unsafe.Pointer(&sqe[4])) = -1
+	*(*uint64)(unsafe.Pointer(&sqe[16])) = ringRecvUserData
+	*(*uint64)(unsafe.Pointer(&sqe[32])) = ringCancelUserData
+	queue()
+	r.cancelling = true
+}
+
+// enter submits what arm queued and waits until at least min completions
+// are ready or timeout has passed.
+func (r *recvRing) enter(min uint32, timeout time.Duration) error {
+	var submit uintptr
+	if r.armed {
+		submit = 1
+	}
+	ts := unix.NsecToTimespec(int64(timeout))
+	arg := geteventsArg{ts: uint64(uintptr(unsafe.Pointer(&ts)))}
+	_, _, errno := unix.Syscall6(sysIOURingEnter, uintptr(r.fd), submit, uintptr(min),
+		ioringEnterGetEvents|ioringEnterExtArg, uintptr(unsafe.Pointer(&arg)), unsafe.Sizeof(arg))
+	r.armed = false
+	switch errno {
+	case 0, unix.ETIME, unix.EINTR, unix.EAGAIN, unix.EBUSY:
+		return nil
+	}
+	return fmt.Errorf("io_uring_enter: %w", errno)
+}
+
+// completion is one completion of the ring.
+type completion struct {
+	userData uint64
+	res      int32
+	flags    uint32
+}
+
+// last reports whether c ends the multishot receive.
+func (c completion) last() bool {
+	return c.userData == ringRecvUserData && c.flags&ioringCQEFMore == 0
+}
+
+// reap calls fn with each ready completion and the datagram it carries
+// (nil when it carries none), then hands the buffers back to the kernel. It
+// returns the number of completions.
+func (r *recvRing) reap(fn func(c completion, data []byte)) int {
+	head := *r.cqHead
+	tail := atomic.LoadUint32(r.cqTail)
+	n := int(tail - head)
+	for ; head != tail; head++ {
+		cqe := unsafe.Add(r.cqes, int(head&r.cqMask)*cqeSize)
+		c := completion{
+			userData: *(*uint64)(cqe),
+			res:      *(*int32)(unsafe.Add(cqe, 8)),
+			flags:    *(*uint32)(unsafe.Add(cqe, 12)),
+		}
+		if c.last() {
+			r.receiving = false
+		}
+		var data []byte
+		if c.flags&ioringCQEFBuffer != 0 {
+			bid := uint16(c.flags >> ioringCQEBufferShift)
+			r.held--
+			if c.res > 0 {
+				off := int(bid) * ringStride
+				data = r.bufData[off : off+min(int(c.res), slotSize)]
+			}
+			fn(c, data)
+			r.provide(bid)
+		} else {
+			fn(c, nil)
+		}
+	}
+	atomic.StoreUint32(r.cqHead, head)
+	if n > 0 {
+		r.publish()
+	}
+	return n
+}
+
+// close cancels the receive, waits up to a second for the kernel to end it,
+// and releases the ring. Should the receive not end, the buffers stay
+// mapped, so that the kernel can never write into memory reused since.
+func (r *recvRing) close() {
+	if r.receiving && r.fd >= 0 {
+		r.cancel()
+		for deadline := time.Now().Add(time.Second); r.receiving && time.Now().Before(deadline); {
+			if r.enter(1, 100*time.Millisecond) != nil {
+				break
+			}
+			r.reap(func(completion, []byte) {})
+		}
+	}
+	if r.fd >= 0 {
+		unix.Close(r.fd)
+		r.fd = -1
+	}
+	if r.receiving {
+		r.bufRing, r.bufData = nil, nil
+	}
+	for _, m := range []*[]byte{&r.sqeMem, &r.sqMem, &r.bufRing, &r.bufData} {
+		if *m != nil {
+			unix.Munmap(*m)
+			*m = nil
+		}
+	}
+	r.cqMem = nil
+}
