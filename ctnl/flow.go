@@ -93,40 +93,30 @@ type Flow struct {
 	Start, Stop int64
 }
 
-// attrs iterates over netlink attributes without allocating.
-type attrs struct {
-	b   []byte
-	typ uint16
-	val []byte
-	err error
-}
-
-func (a *attrs) next() bool {
-	b := a.b
+// nextAttr splits the first netlink attribute off b: its type, its value
+// and the rest of b. ok is false when b does not start with a whole
+// attribute. It is small enough to be inlined in every decoding loop.
+func nextAttr(b []byte) (typ uint16, val, rest []byte, ok bool) {
 	if len(b) < nlaHdrLen {
-		if len(b) != 0 && a.err == nil {
-			a.fail(len(b), len(b))
-		}
-		return false
+		return 0, nil, nil, false
 	}
 	l := int(binary.NativeEndian.Uint16(b))
 	if l < nlaHdrLen || l > len(b) {
-		a.fail(l, len(b))
-		return false
+		return 0, nil, nil, false
 	}
-	a.typ = binary.NativeEndian.Uint16(b[2:]) & nlaTypeMask
-	a.val = b[nlaHdrLen:l]
-	a.b = b[min((l+3)&^3, len(b)):]
-	return true
+	return binary.NativeEndian.Uint16(b[2:]) & nlaTypeMask, b[nlaHdrLen:l], b[min((l+3)&^3, len(b)):], true
 }
 
-// fail records a malformed attribute and stops the iteration. It is kept
-// out of next so that next stays small enough to inline.
+// attrError describes the malformed attribute at the start of b. It is
+// kept out of the loops so that they stay small.
 //
 //go:noinline
-func (a *attrs) fail(l, left int) {
-	a.err = fmt.Errorf("%w: length %d with %d bytes left", errAttribute, l, left)
-	a.b = nil
+func attrError(b []byte) error {
+	l := 0
+	if len(b) >= 2 {
+		l = int(binary.NativeEndian.Uint16(b))
+	}
+	return fmt.Errorf("%w: length %d with %d bytes left", errAttribute, l, len(b))
 }
 
 func be16(b []byte) (uint16, error) {
@@ -166,37 +156,38 @@ func decodeFlow(payload []byte, f *Flow) error {
 		return fmt.Errorf("%w %d", errBadFamily, payload[0])
 	}
 	var haveOrig bool
-	a := attrs{b: payload[nfgenHdrLen:]}
-	for a.next() {
+	for b := payload[nfgenHdrLen:]; len(b) > 0; {
+		typ, val, rest, ok := nextAttr(b)
+		if !ok {
+			return attrError(b)
+		}
+		b = rest
 		var err error
-		switch a.typ {
+		switch typ {
 		case ctaTupleOrig:
 			haveOrig = true
-			err = decodeTuple(a.val, &f.Orig, &f.Zone)
+			err = decodeTuple(val, &f.Orig, &f.Zone)
 		case ctaTupleReply:
 			var zone uint16
-			err = decodeTuple(a.val, &f.Reply, &zone)
+			err = decodeTuple(val, &f.Reply, &zone)
 		case ctaStatus:
-			f.Status, err = be32(a.val)
+			f.Status, err = be32(val)
 		case ctaMark:
-			f.Mark, err = be32(a.val)
+			f.Mark, err = be32(val)
 		case ctaID:
-			f.ID, err = be32(a.val)
+			f.ID, err = be32(val)
 		case ctaZone:
-			f.Zone, err = be16(a.val)
+			f.Zone, err = be16(val)
 		case ctaCountersOrig:
-			err = decodeCounters(a.val, &f.OrigPackets, &f.OrigBytes)
+			err = decodeCounters(val, &f.OrigPackets, &f.OrigBytes)
 		case ctaCountersReply:
-			err = decodeCounters(a.val, &f.ReplyPackets, &f.ReplyBytes)
+			err = decodeCounters(val, &f.ReplyPackets, &f.ReplyBytes)
 		case ctaTimestamp:
-			err = decodeTimestamp(a.val, f)
+			err = decodeTimestamp(val, f)
 		}
 		if err != nil {
-			return fmt.Errorf("attribute %d: %w", a.typ, err)
+			return fmt.Errorf("attribute %d: %w", typ, err)
 		}
-	}
-	if a.err != nil {
-		return a.err
 	}
 	if !haveOrig {
 		return errNoTuple
@@ -204,118 +195,129 @@ func decodeFlow(payload []byte, f *Flow) error {
 	return nil
 }
 
+// decodeTuple decodes a CTA_TUPLE_ORIG or CTA_TUPLE_REPLY: addresses, ports
+// and protocol in one pass over the nested attributes.
 func decodeTuple(b []byte, t *Tuple, zone *uint16) error {
-	a := attrs{b: b}
-	for a.next() {
-		var err error
-		switch a.typ {
+	for len(b) > 0 {
+		typ, val, rest, ok := nextAttr(b)
+		if !ok {
+			return attrError(b)
+		}
+		b = rest
+		switch typ {
 		case ctaTupleIP:
-			err = decodeIP(a.val, t)
+			for len(val) > 0 {
+				typ, v, rest, ok := nextAttr(val)
+				if !ok {
+					return attrError(val)
+				}
+				val = rest
+				switch typ {
+				case ctaIPv4Src, ctaIPv4Dst:
+					if len(v) != 4 {
+						return errAddrLength
+					}
+					addr := netip.AddrFrom4([4]byte(v))
+					if typ == ctaIPv4Src {
+						t.Src = addr
+					} else {
+						t.Dst = addr
+					}
+				case ctaIPv6Src, ctaIPv6Dst:
+					if len(v) != 16 {
+						return errAddrLength
+					}
+					addr := netip.AddrFrom16([16]byte(v))
+					if typ == ctaIPv6Src {
+						t.Src = addr
+					} else {
+						t.Dst = addr
+					}
+				}
+			}
 		case ctaTupleProto:
-			err = decodeProto(a.val, t)
+			for len(val) > 0 {
+				typ, v, rest, ok := nextAttr(val)
+				if !ok {
+					return attrError(val)
+				}
+				val = rest
+				var err error
+				switch typ {
+				case ctaProtoNum:
+					if len(v) < 1 {
+						return errAttribute
+					}
+					t.Proto = v[0]
+				case ctaProtoSrcPort:
+					t.SPort, err = be16(v)
+				case ctaProtoDstPort:
+					t.DPort, err = be16(v)
+				}
+				if err != nil {
+					return err
+				}
+			}
 		case ctaTupleZone:
-			*zone, err = be16(a.val)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return a.err
-}
-
-func decodeIP(b []byte, t *Tuple) error {
-	a := attrs{b: b}
-	for a.next() {
-		switch a.typ {
-		case ctaIPv4Src, ctaIPv4Dst:
-			if len(a.val) != 4 {
-				return errAddrLength
-			}
-			addr := netip.AddrFrom4([4]byte(a.val))
-			if a.typ == ctaIPv4Src {
-				t.Src = addr
-			} else {
-				t.Dst = addr
-			}
-		case ctaIPv6Src, ctaIPv6Dst:
-			if len(a.val) != 16 {
-				return errAddrLength
-			}
-			addr := netip.AddrFrom16([16]byte(a.val))
-			if a.typ == ctaIPv6Src {
-				t.Src = addr
-			} else {
-				t.Dst = addr
+			var err error
+			if *zone, err = be16(val); err != nil {
+				return err
 			}
 		}
 	}
-	return a.err
-}
-
-func decodeProto(b []byte, t *Tuple) error {
-	a := attrs{b: b}
-	for a.next() {
-		var err error
-		switch a.typ {
-		case ctaProtoNum:
-			if len(a.val) < 1 {
-				return errAttribute
-			}
-			t.Proto = a.val[0]
-		case ctaProtoSrcPort:
-			t.SPort, err = be16(a.val)
-		case ctaProtoDstPort:
-			t.DPort, err = be16(a.val)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return a.err
+	return nil
 }
 
 func decodeCounters(b []byte, pkts, bytes *uint64) error {
-	a := attrs{b: b}
-	for a.next() {
+	for len(b) > 0 {
+		typ, val, rest, ok := nextAttr(b)
+		if !ok {
+			return attrError(b)
+		}
+		b = rest
 		var err error
 		var v uint32
-		switch a.typ {
+		switch typ {
 		case ctaCountersPackets:
-			*pkts, err = be64(a.val)
+			*pkts, err = be64(val)
 		case ctaCountersBytes:
-			*bytes, err = be64(a.val)
+			*bytes, err = be64(val)
 		case ctaCounters32Packets:
-			v, err = be32(a.val)
+			v, err = be32(val)
 			*pkts = uint64(v)
 		case ctaCounters32Bytes:
-			v, err = be32(a.val)
+			v, err = be32(val)
 			*bytes = uint64(v)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return a.err
+	return nil
 }
 
 func decodeTimestamp(b []byte, f *Flow) error {
-	a := attrs{b: b}
-	for a.next() {
+	for len(b) > 0 {
+		typ, val, rest, ok := nextAttr(b)
+		if !ok {
+			return attrError(b)
+		}
+		b = rest
 		var err error
 		var v uint64
-		switch a.typ {
+		switch typ {
 		case ctaTimestampStart:
-			v, err = be64(a.val)
+			v, err = be64(val)
 			f.Start = int64(v)
 		case ctaTimestampStop:
-			v, err = be64(a.val)
+			v, err = be64(val)
 			f.Stop = int64(v)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return a.err
+	return nil
 }
 
 // message is one netlink message inside a receive buffer.

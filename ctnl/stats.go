@@ -83,25 +83,25 @@ func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
 		if uint16(m.Header.Type)>>8 != subsysCT {
 			continue // the acknowledgement
 		}
-		a := attrs{b: m.Data}
-		if len(a.b) < nfgenHdrLen {
+		if len(m.Data) < nfgenHdrLen {
 			return s, errTruncated
 		}
-		a.b = a.b[nfgenHdrLen:]
-		for a.next() {
-			v, err := be32(a.val)
+		for b := m.Data[nfgenHdrLen:]; len(b) > 0; {
+			typ, val, rest, ok := nextAttr(b)
+			if !ok {
+				return s, attrError(b)
+			}
+			b = rest
+			v, err := be32(val)
 			if err != nil {
 				return s, err
 			}
-			switch a.typ {
+			switch typ {
 			case ctaStatsGlobalEntries:
 				s.Entries = v
 			case ctaStatsGlobalMaxEntries:
 				s.MaxEntries = v
 			}
-		}
-		if a.err != nil {
-			return s, a.err
 		}
 	}
 
@@ -113,19 +113,22 @@ func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
 		if uint16(m.Header.Type)>>8 != subsysCT {
 			continue
 		}
-		a := attrs{b: m.Data}
-		if len(a.b) < nfgenHdrLen {
+		if len(m.Data) < nfgenHdrLen {
 			return s, errTruncated
 		}
-		a.b = a.b[nfgenHdrLen:]
 		s.CPUs++
-		for a.next() {
-			v, err := be32(a.val)
+		for b := m.Data[nfgenHdrLen:]; len(b) > 0; {
+			typ, val, rest, ok := nextAttr(b)
+			if !ok {
+				return s, attrError(b)
+			}
+			b = rest
+			v, err := be32(val)
 			if err != nil {
 				return s, err
 			}
 			var dst *uint64
-			switch a.typ {
+			switch typ {
 			case ctaStatsFound:
 				dst = &s.Found
 			case ctaStatsInvalid:
@@ -150,9 +153,6 @@ func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
 				continue
 			}
 			*dst += uint64(v)
-		}
-		if a.err != nil {
-			return s, a.err
 		}
 	}
 	return s, nil
