@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,11 +38,12 @@ import (
 
 var (
 	n        = flag.Int("n", 1000000, "flows in the burst")
-	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, conntrack, ulogd")
+	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, exporter-recvmmsg (with --conntrack.receive-method=recvmmsg), conntrack, ulogd")
 	exporter = flag.String("exporter", "./netfilter_exporter", "exporter binary")
 	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
 	settle   = flag.Duration("settle", 3*time.Second, "a listener that counted nothing new for this long is done")
 	limit    = flag.Duration("timeout", 60*time.Second, "longest wait for a listener to drain")
+	runs     = flag.Int("runs", 1, "measure every listener this many times, in turn, and print the median and range of each")
 	paused   = flag.Bool("paused", false, "stop each listener (SIGSTOP) during the flush and resume it afterwards, so that drain time and CPU measure the listener alone on a full buffer; give the exporter a buffer that holds the burst")
 )
 
@@ -69,13 +71,15 @@ func main() {
 	defer restore()
 
 	var results []result
-	for _, tool := range strings.Split(*tools, ",") {
-		r, err := measure(strings.TrimSpace(tool))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "ctburst: %s: %v\n", tool, err)
-			continue
+	for range max(*runs, 1) {
+		for _, tool := range strings.Split(*tools, ",") {
+			r, err := measure(strings.TrimSpace(tool))
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "ctburst: %s: %v\n", tool, err)
+				continue
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
 	fmt.Printf("\nburst of %d DESTROY events\n\n", *n)
 	fmt.Println("| listener | counted/N | drain (s) | CPU-s per 1M events | peak RSS (MB) | create (s) | flush (s) | notes |")
@@ -84,6 +88,41 @@ func main() {
 		fmt.Printf("| %s | %d/%d (%.1f%%) | %.2f | %.2f | %.1f | %.2f | %.2f | %s |\n",
 			r.tool, r.counted, *n, 100*float64(r.counted)/float64(*n), r.drain.Seconds(),
 			r.cpu.Seconds()*1e6/float64(*n), r.peakRSS, r.create.Seconds(), r.flush.Seconds(), r.note)
+	}
+	if *runs > 1 {
+		summarize(results)
+	}
+}
+
+// summarize prints, per listener, the median and range of each figure
+// over the runs.
+func summarize(results []result) {
+	var order []string
+	by := make(map[string][]result)
+	for _, r := range results {
+		if by[r.tool] == nil {
+			order = append(order, r.tool)
+		}
+		by[r.tool] = append(by[r.tool], r)
+	}
+	fmt.Printf("\nmedian [min-max] over %d runs\n\n", *runs)
+	fmt.Println("| listener | runs | counted/N | drain (s) | CPU-s per 1M events | peak RSS (MB) |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- |")
+	for _, tool := range order {
+		rs := by[tool]
+		stat := func(f func(result) float64) string {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			slices.Sort(v)
+			return fmt.Sprintf("%.2f [%.2f-%.2f]", v[len(v)/2], v[0], v[len(v)-1])
+		}
+		fmt.Printf("| %s | %d | %s | %s | %s | %s |\n", tool, len(rs),
+			stat(func(r result) float64 { return 100 * float64(r.counted) / float64(*n) })+"%",
+			stat(func(r result) float64 { return r.drain.Seconds() }),
+			stat(func(r result) float64 { return r.cpu.Seconds() * 1e6 / float64(*n) }),
+			stat(func(r result) float64 { return r.peakRSS }))
 	}
 }
 
@@ -178,12 +217,17 @@ func measure(tool string) (r result, err error) {
 
 	var l listener
 	switch tool {
-	case "exporter":
-		r.tool = "netfilter_exporter (default flags)"
-		if *expArgs != "" {
-			r.tool = "netfilter_exporter " + *expArgs
+	case "exporter", "exporter-recvmmsg":
+		var extra []string
+		if tool == "exporter-recvmmsg" {
+			extra = []string{"--conntrack.receive-method=recvmmsg"}
 		}
-		l, err = startExporter(ns)
+		extra = append(extra, strings.Fields(*expArgs)...)
+		r.tool = "netfilter_exporter (default flags)"
+		if len(extra) > 0 {
+			r.tool = "netfilter_exporter " + strings.Join(extra, " ")
+		}
+		l, err = startExporter(ns, extra)
 	case "conntrack":
 		r.tool = "conntrack -E -e DESTROY"
 		l, err = startConntrack(ns)
@@ -322,7 +366,7 @@ func (p *process) stop() string {
 	return ""
 }
 
-func startExporter(ns *namespace) (listener, error) {
+func startExporter(ns *namespace, extra []string) (listener, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -330,9 +374,7 @@ func startExporter(ns *namespace) (listener, error) {
 	addr := l.Addr().String()
 	l.Close()
 	args := []string{"--web.listen-address=" + addr, "--netns=/var/run/netns/" + ns.name, "--log.level=warn"}
-	if *expArgs != "" {
-		args = append(args, strings.Fields(*expArgs)...)
-	}
+	args = append(args, extra...)
 	cmd := exec.Command(*exporter, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
