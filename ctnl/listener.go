@@ -24,7 +24,9 @@ const (
 	DefaultBatch = 256
 	// skMeminfoDrops is the index of SK_MEMINFO_DROPS in SO_MEMINFO.
 	skMeminfoDrops = 8
-	skMeminfoVars  = 9
+	// skMeminfoRmemAlloc is the index of SK_MEMINFO_RMEM_ALLOC.
+	skMeminfoRmemAlloc = 0
+	skMeminfoVars      = 9
 )
 
 var (
@@ -386,11 +388,13 @@ func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 			return fail
 		}
 		l.grow(false)
-		// After a full batch, go on at once; after a partial one, gather
-		// up to a batch for at most the linger time; after a quiet spell,
-		// block until an event comes.
+		// After a full batch, or while events wait in the socket (a round
+		// can end early: the receive ran out of buffers or was just
+		// armed), go on at once; after a partial batch that emptied the
+		// socket, gather up to a batch for at most the linger time; after
+		// a quiet spell, block until an event comes.
 		wait, timeout = 1, 250*time.Millisecond
-		if n > 0 && n < l.batch && l.linger > 0 {
+		if n > 0 && n < l.batch && l.linger > 0 && !l.queued() {
 			wait, timeout = uint32(l.batch), l.linger
 		}
 	}
@@ -418,16 +422,32 @@ func (l *Listener) grow(overrun bool) {
 	l.growths.Add(1)
 }
 
-// drops reads the socket's drop counter (SK_MEMINFO_DROPS).
-func (l *Listener) drops() (uint64, error) {
+// meminfo reads the socket's SO_MEMINFO counters.
+func (l *Listener) meminfo() ([skMeminfoVars]uint32, error) {
 	var mem [skMeminfoVars]uint32
 	size := uint32(unsafe.Sizeof(mem))
 	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(l.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
 		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0)
 	if errno != 0 {
-		return 0, fmt.Errorf("reading the socket's drop counter: %w", errno)
+		return mem, errno
+	}
+	return mem, nil
+}
+
+// drops reads the socket's drop counter (SK_MEMINFO_DROPS).
+func (l *Listener) drops() (uint64, error) {
+	mem, err := l.meminfo()
+	if err != nil {
+		return 0, fmt.Errorf("reading the socket's drop counter: %w", err)
 	}
 	return uint64(mem[skMeminfoDrops]), nil
+}
+
+// queued reports whether events wait in the socket's receive queue
+// (SK_MEMINFO_RMEM_ALLOC).
+func (l *Listener) queued() bool {
+	mem, err := l.meminfo()
+	return err == nil && mem[skMeminfoRmemAlloc] > 0
 }
 
 // decodeDatagram decodes every DESTROY event of one datagram into l.flows.

@@ -43,6 +43,7 @@ var (
 	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
 	settle   = flag.Duration("settle", 3*time.Second, "a listener that counted nothing new for this long is done")
 	limit    = flag.Duration("timeout", 60*time.Second, "longest wait for a listener to drain")
+	acct     = flag.Bool("acct", false, "turn nf_conntrack_acct and nf_conntrack_timestamp on in the namespace before creating the flows, so that every event carries counters and timestamps, as in production")
 	runs     = flag.Int("runs", 1, "measure every listener this many times, in turn, and print the median and range of each")
 	paused   = flag.Bool("paused", false, "stop each listener (SIGSTOP) during the flush and resume it afterwards, so that drain time and CPU measure the listener alone on a full buffer; give the exporter a buffer that holds the burst")
 )
@@ -81,7 +82,11 @@ func main() {
 			results = append(results, r)
 		}
 	}
-	fmt.Printf("\nburst of %d DESTROY events\n\n", *n)
+	fmt.Printf("\nburst of %d DESTROY events", *n)
+	if *acct {
+		fmt.Print(", with counters and timestamps (nf_conntrack_acct, nf_conntrack_timestamp)")
+	}
+	fmt.Print("\n\n")
 	fmt.Println("| listener | counted/N | drain (s) | CPU-s per 1M events | peak RSS (MB) | create (s) | flush (s) | notes |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range results {
@@ -175,7 +180,15 @@ func newNamespace(tool string) (*namespace, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &namespace{name: name, f: f}, nil
+	ns := &namespace{name: name, f: f}
+	if *acct {
+		if out, err := exec.Command("ip", "netns", "exec", name, "sysctl", "-qw",
+			"net.netfilter.nf_conntrack_acct=1", "net.netfilter.nf_conntrack_timestamp=1").CombinedOutput(); err != nil {
+			ns.close()
+			return nil, fmt.Errorf("turning accounting on: %v: %s", err, out)
+		}
+	}
+	return ns, nil
 }
 
 func (ns *namespace) close() {
