@@ -85,34 +85,21 @@ func (c *Conntrack) add(fs []ctnl.Flow) {
 	ds := c.deltas[:len(fs)]
 	for i := range fs {
 		toDelta(&fs[i], &ds[i])
-		ds[i].Final = true
 	}
 	c.agg.AddBatch(ds)
 }
 
 // toDelta copies what aggregation needs of a conntrack flow.
 func toDelta(f *ctnl.Flow, d *flow.Delta) {
-	*d = flow.Delta{
-		Family:       f.Family,
-		Proto:        f.Orig.Proto,
-		Src:          f.Orig.Src,
-		Dst:          f.Orig.Dst,
-		SPort:        f.Orig.SPort,
-		DPort:        f.Orig.DPort,
-		ReplySrc:     f.Reply.Src,
-		ReplyDst:     f.Reply.Dst,
-		ReplySPort:   f.Reply.SPort,
-		ReplyDPort:   f.Reply.DPort,
-		Zone:         f.Zone,
-		Mark:         f.Mark,
-		OrigPackets:  f.OrigPackets,
-		OrigBytes:    f.OrigBytes,
-		ReplyPackets: f.ReplyPackets,
-		ReplyBytes:   f.ReplyBytes,
-	}
-	if f.Start != 0 && f.Stop != 0 {
-		d.Start, d.Stop = time.Unix(0, f.Start), time.Unix(0, f.Stop)
-	}
+	// Field by field: a composite literal would be built aside and then
+	// copied with write barriers, as the addresses hold pointers.
+	d.Family, d.Proto = f.Family, f.Orig.Proto
+	d.Src, d.Dst, d.SPort, d.DPort = f.Orig.Src, f.Orig.Dst, f.Orig.SPort, f.Orig.DPort
+	d.ReplySrc, d.ReplyDst, d.ReplySPort, d.ReplyDPort = f.Reply.Src, f.Reply.Dst, f.Reply.SPort, f.Reply.DPort
+	d.Zone, d.Mark = f.Zone, f.Mark
+	d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = f.OrigPackets, f.OrigBytes, f.ReplyPackets, f.ReplyBytes
+	d.Start, d.Stop = f.Start, f.Stop
+	d.Final = true
 }
 
 // Update adds the flow series and the listener's counters to b.

@@ -2,10 +2,12 @@
 // interface, made for accounting at kernel speed.
 //
 // A Listener joins the conntrack DESTROY multicast group with its own raw
-// netlink socket and receive loop: a large receive buffer, many events per
-// system call, a decoder that does not allocate, and exact loss accounting
-// from the socket's own drop counter. An overrun is counted and the loop goes
-// on. ReadStats dumps the table's global and per-CPU statistics. Sysctl reads
+// netlink socket and receive loop: a large receive buffer, an io_uring
+// multishot receive into a ring of provided buffers (no system call per
+// event while events keep coming) or, where io_uring is not allowed, many
+// events per recvmmsg call, a decoder that does not allocate, and exact loss
+// accounting from the socket's own drop counter. An overrun is counted and
+// the loop goes on. ReadStats dumps the table's global and per-CPU statistics. Sysctl reads
 // and sets nf_conntrack_acct and nf_conntrack_timestamp in a namespace.
 //
 // The package knows nothing of Prometheus or of aggregation.

@@ -465,7 +465,13 @@ func (l *Listener) decodeDatagram(b []byte) {
 			}
 			continue
 		}
-		l.flows = append(l.flows, Flow{})
+		// decodeFlow zeroes the slot, so reslice rather than append a
+		// zero Flow when there is room.
+		if n := len(l.flows); n < cap(l.flows) {
+			l.flows = l.flows[:n+1]
+		} else {
+			l.flows = append(l.flows, Flow{})
+		}
 		if err := decodeFlow(m.payload, &l.flows[len(l.flows)-1]); err != nil {
 			l.flows = l.flows[:len(l.flows)-1]
 			l.decodeErrors.Add(1)

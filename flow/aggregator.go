@@ -130,10 +130,13 @@ type Aggregator struct {
 	now   func() time.Time
 	start time.Time
 
-	mu         sync.Mutex
-	series     map[seriesKey]*series
-	overflow   *series
-	hists      map[histKey]*durationHist
+	mu       sync.Mutex
+	series   map[seriesKey]*series
+	overflow *series
+	hists    map[histKey]*durationHist
+	// histFast indexes the histograms of IPv4 (0) and IPv6 (1) by
+	// protocol, sparing a map lookup per flow.
+	histFast   [2][256]*durationHist
 	overflowed uint64
 	filtered   uint64
 	expired    uint64
@@ -221,7 +224,8 @@ func (a *Aggregator) add(d *Delta, now time.Duration) {
 		a.filtered++
 		return
 	}
-	k := a.key(d)
+	var k seriesKey
+	a.key(d, &k)
 	s := a.series[k]
 	if s == nil {
 		if len(a.series) < a.cfg.MaxSeries {
@@ -245,27 +249,32 @@ func (a *Aggregator) add(d *Delta, now time.Duration) {
 	}
 	s.flows++
 	a.flows++
-	if d.Start.IsZero() || d.Stop.IsZero() {
+	if d.Start == 0 || d.Stop == 0 || d.Stop < d.Start {
 		return
 	}
-	dur := d.Stop.Sub(d.Start).Seconds()
-	if dur < 0 {
-		return
+	dur := float64(d.Stop-d.Start) / 1e9
+	var h *durationHist
+	fast := d.Family == FamilyIPv4 || d.Family == FamilyIPv6
+	if fast {
+		h = a.histFast[d.Family>>1&1][d.Proto]
 	}
-	hk := histKey{d.Family, d.Proto}
-	h := a.hists[hk]
 	if h == nil {
-		h = &durationHist{}
-		a.hists[hk] = h
+		hk := histKey{d.Family, d.Proto}
+		if h = a.hists[hk]; h == nil {
+			h = &durationHist{}
+			a.hists[hk] = h
+		}
+		if fast {
+			a.histFast[d.Family>>1&1][d.Proto] = h
+		}
 	}
 	i, _ := slices.BinarySearch(durationBuckets[:], dur)
 	h.counts[i]++
 	h.sum += dur
 }
 
-// key returns the series key of d.
-func (a *Aggregator) key(d *Delta) seriesKey {
-	var k seriesKey
+// key sets k to the series key of d; k must be zero.
+func (a *Aggregator) key(d *Delta, k *seriesKey) {
 	for _, f := range a.fields {
 		switch f {
 		case fieldFamily:
@@ -292,7 +301,6 @@ func (a *Aggregator) key(d *Delta) seriesKey {
 			k.nat = natClass(d)
 		}
 	}
-	return k
 }
 
 // Stats returns the Aggregator's counts.

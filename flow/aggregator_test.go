@@ -240,7 +240,7 @@ func TestDurationHistogram(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort}})
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	flow := func(family, proto uint8, d time.Duration, final bool) Delta {
-		return Delta{Family: family, Proto: proto, Start: t0, Stop: t0.Add(d), Final: final}
+		return Delta{Family: family, Proto: proto, Start: t0.UnixNano(), Stop: t0.Add(d).UnixNano(), Final: final}
 	}
 	a.AddBatch([]Delta{
 		flow(FamilyIPv4, ProtoTCP, 500*time.Microsecond, true),
@@ -250,7 +250,7 @@ func TestDurationHistogram(t *testing.T) {
 		flow(FamilyIPv4, ProtoTCP, time.Second, false),     // not final
 		flow(FamilyIPv4, ProtoTCP, -time.Second, true),     // clock went back
 		{Family: FamilyIPv4, Proto: ProtoTCP, Final: true}, // no timestamps
-		{Family: FamilyIPv4, Proto: ProtoTCP, Start: t0, Final: true},
+		{Family: FamilyIPv4, Proto: ProtoTCP, Start: t0.UnixNano(), Final: true},
 		flow(FamilyIPv6, ProtoUDP, time.Minute, true),
 	})
 	got := update(t, a)
@@ -495,7 +495,7 @@ func TestAddDoesNotAllocate(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: keys, Networks: nets, Ports: ports, Filter: f, SeriesTTL: time.Hour})
 	d := tcp4("192.168.1.2", "::ffff:192.168.1.1", 40000, 8080)
 	d.ReplyDst = addr("203.0.113.1")
-	d.Final, d.Start, d.Stop = true, time.Unix(0, 0), time.Unix(10, 0)
+	d.Final, d.Start, d.Stop = true, 1e9, 11e9
 	a.Add(&d)
 	batch := []Delta{d, d, d}
 	if n := testing.AllocsPerRun(100, func() { a.Add(&d); a.AddBatch(batch) }); n != 0 {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Address families of a Delta, as conntrack reports them in Delta.Family.
@@ -55,9 +54,10 @@ type Delta struct {
 	OrigPackets, OrigBytes uint64
 	// ReplyPackets and ReplyBytes were sent in the reply direction.
 	ReplyPackets, ReplyBytes uint64
-	// Start and Stop are when the flow started and ended; zero when
+	// Start and Stop are when the flow started and ended, in nanoseconds
+	// since the Unix epoch (as conntrack reports them); zero when
 	// nf_conntrack_timestamp is off.
-	Start, Stop time.Time
+	Start, Stop int64
 	// Final marks the last Delta of a flow: it counts as one flow and
 	// observes the flow's duration.
 	Final bool
