@@ -45,11 +45,13 @@ test: deps check build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# A burst of N conntrack DESTROY events, measured for the exporter,
-# conntrack -E and ulogd2 (root; see BENCHMARKS.md).
+# A burst of N conntrack DESTROY events, measured RUNS times for the
+# exporter (io_uring and recvmmsg), conntrack -E and ulogd2 (root; see
+# BENCHMARKS.md).
 N ?= 1000000
+RUNS ?= 5
 burst: build deps
-	$(GO) run ./internal/cmd/ctburst -n $(N)
+	$(GO) run ./internal/cmd/ctburst -n $(N) -runs $(RUNS) -tools exporter,exporter-recvmmsg,conntrack,ulogd
 
 # A throwaway namespace with nfacct objects, rules and traffic, the exporter
 # on it, live /metrics and Graphite lines; cleaned up on exit or Ctrl-C (root).
