@@ -136,9 +136,11 @@ type Listener struct {
 	lastCheck   time.Time
 	growths     atomic.Uint64
 
-	bufs  []byte
-	iovs  []unix.Iovec
-	msgs  []mmsghdr
+	// The recvmmsg receive, made on first use.
+	bufs []byte
+	iovs []unix.Iovec
+	msgs []mmsghdr
+
 	flows []Flow
 
 	closed       atomic.Bool
@@ -180,16 +182,7 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	l.bufs = make([]byte, batch*slotSize)
-	l.iovs = make([]unix.Iovec, batch)
-	l.msgs = make([]mmsghdr, batch)
 	l.flows = make([]Flow, 0, batch)
-	for i := range l.msgs {
-		l.iovs[i].Base = &l.bufs[i*slotSize]
-		l.iovs[i].SetLen(slotSize)
-		l.msgs[i].hdr.Iov = &l.iovs[i]
-		l.msgs[i].hdr.SetIovlen(1)
-	}
 	return l, nil
 }
 
@@ -291,6 +284,17 @@ func (l *Listener) deliver(fn func([]Flow)) {
 }
 
 func (l *Listener) runRecvmmsg(ctx context.Context, fn func([]Flow)) error {
+	if l.msgs == nil {
+		l.bufs = make([]byte, l.batch*slotSize)
+		l.iovs = make([]unix.Iovec, l.batch)
+		l.msgs = make([]mmsghdr, l.batch)
+		for i := range l.msgs {
+			l.iovs[i].Base = &l.bufs[i*slotSize]
+			l.iovs[i].SetLen(slotSize)
+			l.msgs[i].hdr.Iov = &l.iovs[i]
+			l.msgs[i].hdr.SetIovlen(1)
+		}
+	}
 	var linger *time.Timer
 	for ctx.Err() == nil {
 		if l.closed.Load() {

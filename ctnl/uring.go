@@ -33,23 +33,21 @@ const (
 	ioringEnterGetEvents = 1 << 0
 	ioringEnterExtArg    = 1 << 3
 
-	ioringRegisterPbufRing   = 22
-	ioringUnregisterPbufRing = 23
+	ioringRegisterPbufRing = 22
 
-	ioringOpRecv           = 27
-	ioringOpAsyncCancel    = 14
-	ringCancelUserData     = 2
-	iosqeBufferSelect      = 1 << 5
-	ioringRecvMultishot    = 1 << 1
-	ioringCQEFBuffer       = 1 << 0
-	ioringCQEFMore         = 1 << 1
-	ioringCQEBufferShift   = 16
-	sqeSize                = 64
-	cqeSize                = 16
-	pbufEntrySize          = 16
-	ringRecvUserData       = 1
-	ringSQEntries          = 4
-	defaultRingBufferSlots = 1024
+	ioringOpRecv         = 27
+	ioringOpAsyncCancel  = 14
+	ringCancelUserData   = 2
+	iosqeBufferSelect    = 1 << 5
+	ioringRecvMultishot  = 1 << 1
+	ioringCQEFBuffer     = 1 << 0
+	ioringCQEFMore       = 1 << 1
+	ioringCQEBufferShift = 16
+	sqeSize              = 64
+	cqeSize              = 16
+	pbufEntrySize        = 16
+	ringRecvUserData     = 1
+	ringSQEntries        = 4
 )
 
 // ringStride is the distance between two receive buffers: a slot and one
@@ -103,12 +101,12 @@ type geteventsArg struct {
 type recvRing struct {
 	fd, sock int
 
-	sqMem, cqMem, sqeMem []byte
-	sqTail, sqMask       *uint32
-	sqArray              unsafe.Pointer
-	cqHead, cqTail       *uint32
-	cqMask               uint32
-	cqes                 unsafe.Pointer
+	ringMem, sqeMem []byte // the rings (one mapping) and the entries
+	sqTail, sqMask  *uint32
+	sqArray         unsafe.Pointer
+	cqHead, cqTail  *uint32
+	cqMask          uint32
+	cqes            unsafe.Pointer
 
 	// The provided buffers: slots of slotSize bytes and the ring that
 	// hands them to the kernel.
@@ -153,14 +151,13 @@ func newRecvRing(sock, slots int) (r *recvRing, err error) {
 	sqSize := int(p.sqOff.array) + int(p.sqEntries)*4
 	cqSize := int(p.cqOff.cqes) + int(p.cqEntries)*cqeSize
 	ringSize := max(sqSize, cqSize)
-	if r.sqMem, err = unix.Mmap(r.fd, ioringOffSQRing, ringSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+	if r.ringMem, err = unix.Mmap(r.fd, ioringOffSQRing, ringSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
 		return nil, fmt.Errorf("mapping the io_uring rings: %w", err)
 	}
-	r.cqMem = r.sqMem
 	if r.sqeMem, err = unix.Mmap(r.fd, ioringOffSQEs, int(p.sqEntries)*sqeSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
 		return nil, fmt.Errorf("mapping the io_uring submission entries: %w", err)
 	}
-	at := func(off uint32) unsafe.Pointer { return unsafe.Pointer(&r.sqMem[off]) }
+	at := func(off uint32) unsafe.Pointer { return unsafe.Pointer(&r.ringMem[off]) }
 	r.sqTail = (*uint32)(at(p.sqOff.tail))
 	r.sqMask = (*uint32)(at(p.sqOff.ringMask))
 	r.sqArray = at(p.sqOff.array)
@@ -337,11 +334,10 @@ func (r *recvRing) close() {
 	if r.receiving {
 		r.bufRing, r.bufData = nil, nil
 	}
-	for _, m := range []*[]byte{&r.sqeMem, &r.sqMem, &r.bufRing, &r.bufData} {
+	for _, m := range []*[]byte{&r.sqeMem, &r.ringMem, &r.bufRing, &r.bufData} {
 		if *m != nil {
 			unix.Munmap(*m)
 			*m = nil
 		}
 	}
-	r.cqMem = nil
 }
