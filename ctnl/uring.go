@@ -119,10 +119,15 @@ type recvRing struct {
 	// published.
 	held, pending int
 
-	// armed is set when a receive is queued but not yet submitted;
-	// receiving when a multishot receive is active; cancelling when its
-	// cancellation is queued.
-	armed, receiving, cancelling bool
+	// armed is set when an entry is queued but not yet submitted;
+	// receiving while a multishot receive is active.
+	armed, receiving bool
+
+	// ts and arg are io_uring_enter's wait argument. They live here, in
+	// memory that does not move, as the kernel gets their addresses as
+	// integers.
+	ts  unix.Timespec
+	arg geteventsArg
 }
 
 // newRecvRing sets up a ring for sock with the given number of buffer slots
@@ -242,20 +247,19 @@ func (r *recvRing) cancel() {
 	*(*uint64)(unsafe.Pointer(&sqe[16])) = ringRecvUserData
 	*(*uint64)(unsafe.Pointer(&sqe[32])) = ringCancelUserData
 	queue()
-	r.cancelling = true
 }
 
-// enter submits what arm queued and waits until at least min completions
-// are ready or timeout has passed.
-func (r *recvRing) enter(min uint32, timeout time.Duration) error {
+// enter submits what arm or cancel queued and waits until at least want
+// completions are ready or timeout has passed.
+func (r *recvRing) enter(want uint32, timeout time.Duration) error {
 	var submit uintptr
 	if r.armed {
 		submit = 1
 	}
-	ts := unix.NsecToTimespec(int64(timeout))
-	arg := geteventsArg{ts: uint64(uintptr(unsafe.Pointer(&ts)))}
-	_, _, errno := unix.Syscall6(sysIOURingEnter, uintptr(r.fd), submit, uintptr(min),
-		ioringEnterGetEvents|ioringEnterExtArg, uintptr(unsafe.Pointer(&arg)), unsafe.Sizeof(arg))
+	r.ts = unix.NsecToTimespec(int64(timeout))
+	r.arg = geteventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.ts)))}
+	_, _, errno := unix.Syscall6(sysIOURingEnter, uintptr(r.fd), submit, uintptr(want),
+		ioringEnterGetEvents|ioringEnterExtArg, uintptr(unsafe.Pointer(&r.arg)), unsafe.Sizeof(r.arg))
 	r.armed = false
 	switch errno {
 	case 0, unix.ETIME, unix.EINTR, unix.EAGAIN, unix.EBUSY:
