@@ -107,9 +107,9 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	// The listener's counters are read before the flows: events are
 	// counted after they are aggregated, so events_total never exceeds
 	// the flows of the same scrape.
-	st, err := c.l.Stats()
-	if aerr := c.agg.Update(ctx, b); aerr != nil {
-		return aerr
+	st, statsErr := c.l.Stats()
+	if err := c.agg.Update(ctx, b); err != nil {
+		return err
 	}
 	up := 0.0
 	if c.up.Load() {
@@ -122,10 +122,10 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 		b.Add(c.method, 1, nil, string(st.Method))
 	}
 	b.Add(c.decodeErrors, float64(st.DecodeErrors), []string{"exporter", "conntrack", "decode_errors"})
-	if err != nil {
+	if statsErr != nil {
 		// Without the kernel's drop counter, losses are unknown: fail
 		// rather than report none.
-		return err
+		return statsErr
 	}
 	b.Add(c.lost, float64(st.Lost), []string{"exporter", "conntrack", "events_lost"})
 	b.Add(c.drops, float64(st.Drops), []string{"exporter", "conntrack", "event_delivery_failures"})
