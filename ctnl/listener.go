@@ -370,6 +370,10 @@ func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 		case errno == unix.ENOBUFS:
 			l.overruns.Add(1)
 			l.grow(true)
+		case errno == unix.EINVAL, errno == unix.EOPNOTSUPP:
+			// A kernel that sets up the ring but cannot receive this
+			// way: Run falls back to recvmmsg under MethodAuto.
+			fail = fmt.Errorf("%w: multishot receive: %w", errRingUnavailable, errno)
 		default:
 			fail = fmt.Errorf("receiving conntrack events: %w", errno)
 		}
