@@ -83,25 +83,16 @@ func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
 		if uint16(m.Header.Type)>>8 != subsysCT {
 			continue // the acknowledgement
 		}
-		if len(m.Data) < nfgenHdrLen {
-			return s, errTruncated
-		}
-		for b := m.Data[nfgenHdrLen:]; len(b) > 0; {
-			typ, val, rest, ok := nextAttr(b)
-			if !ok {
-				return s, attrError(b)
-			}
-			b = rest
-			v, err := be32(val)
-			if err != nil {
-				return s, err
-			}
+		err := eachBE32(m.Data, func(typ uint16, v uint32) {
 			switch typ {
 			case ctaStatsGlobalEntries:
 				s.Entries = v
 			case ctaStatsGlobalMaxEntries:
 				s.MaxEntries = v
 			}
+		})
+		if err != nil {
+			return s, err
 		}
 	}
 
@@ -113,20 +104,8 @@ func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
 		if uint16(m.Header.Type)>>8 != subsysCT {
 			continue
 		}
-		if len(m.Data) < nfgenHdrLen {
-			return s, errTruncated
-		}
 		s.CPUs++
-		for b := m.Data[nfgenHdrLen:]; len(b) > 0; {
-			typ, val, rest, ok := nextAttr(b)
-			if !ok {
-				return s, attrError(b)
-			}
-			b = rest
-			v, err := be32(val)
-			if err != nil {
-				return s, err
-			}
+		err := eachBE32(m.Data, func(typ uint16, v uint32) {
 			var dst *uint64
 			switch typ {
 			case ctaStatsFound:
@@ -150,12 +129,37 @@ func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
 			case ctaStatsChainTooLong:
 				dst = &s.ChainTooLong
 			default:
-				continue
+				return
 			}
 			*dst += uint64(v)
+		})
+		if err != nil {
+			return s, err
 		}
 	}
 	return s, nil
+}
+
+// eachBE32 calls fn with the type and value of every attribute of an
+// nfnetlink message payload whose attributes all hold a 32-bit value, as
+// the statistics replies do.
+func eachBE32(data []byte, fn func(typ uint16, v uint32)) error {
+	if len(data) < nfgenHdrLen {
+		return errTruncated
+	}
+	for b := data[nfgenHdrLen:]; len(b) > 0; {
+		typ, val, rest, ok := nextAttr(b)
+		if !ok {
+			return attrError(b)
+		}
+		b = rest
+		v, err := be32(val)
+		if err != nil {
+			return err
+		}
+		fn(typ, v)
+	}
+	return nil
 }
 
 // query sends one request and returns the answer, bounded by the Client's
