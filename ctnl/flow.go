@@ -212,27 +212,21 @@ func decodeTuple(b []byte, t *Tuple, zone *uint16) error {
 					return attrError(val)
 				}
 				val = rest
-				switch typ {
-				case ctaIPv4Src, ctaIPv4Dst:
-					if len(v) != 4 {
-						return errAddrLength
-					}
-					addr := netip.AddrFrom4([4]byte(v))
-					if typ == ctaIPv4Src {
-						t.Src = addr
-					} else {
-						t.Dst = addr
-					}
-				case ctaIPv6Src, ctaIPv6Dst:
-					if len(v) != 16 {
-						return errAddrLength
-					}
-					addr := netip.AddrFrom16([16]byte(v))
-					if typ == ctaIPv6Src {
-						t.Src = addr
-					} else {
-						t.Dst = addr
-					}
+				if typ < ctaIPv4Src || typ > ctaIPv6Dst {
+					continue
+				}
+				want := 4
+				if typ >= ctaIPv6Src {
+					want = 16
+				}
+				if len(v) != want {
+					return errAddrLength
+				}
+				addr, _ := netip.AddrFromSlice(v)
+				if typ == ctaIPv4Src || typ == ctaIPv6Src {
+					t.Src = addr
+				} else {
+					t.Dst = addr
 				}
 			}
 		case ctaTupleProto:
