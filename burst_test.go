@@ -27,7 +27,7 @@ func netlinkDrops(t *testing.T, ns *netnstest.NS) float64 {
 // exporter has accounted for all n events, received or lost.
 func burst(t *testing.T, e *exporter, ns *netnstest.NS, n int) map[string]*dto.MetricFamily {
 	t.Helper()
-	before, _ := value(e.mustScrape(t), "netfilter_conntrack_events_total", nil)
+	before, _ := value(e.mustScrape(t), "netfilter_conntrack_destroy_events_total", nil)
 	lostBefore, _ := value(e.mustScrape(t), "netfilter_conntrack_events_lost_total", nil)
 	if err := ctload.Create(ns.FD(), n); err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func burst(t *testing.T, e *exporter, ns *netnstest.NS, n int) map[string]*dto.M
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		mfs := e.mustScrape(t)
-		events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+		events, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
 		lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
 		// Scraped in the middle of a drain, a scrape must stay consistent:
 		// every event it counts is already in the flow series.
@@ -83,7 +83,7 @@ func TestExporterConntrackOverrun(t *testing.T) {
 			if v, _ := value(mfs, "netfilter_conntrack_listener_info", map[string]string{"method": method}); v != 1 {
 				t.Errorf("listener_info{method=%q} = %v, want 1", method, v)
 			}
-			events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+			events, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
 			lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
 			if lost == 0 {
 				t.Fatalf("a 32 KiB buffer did not overrun with %d events; the test proves nothing", n)
@@ -104,7 +104,7 @@ func TestExporterConntrackOverrun(t *testing.T) {
 				t.Errorf("listener_up = %v after the overrun", up)
 			}
 			mfs = burst(t, e, ns, 10)
-			events2, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+			events2, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
 			lost2, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
 			if events2+lost2 != n+10 {
 				t.Errorf("after a second burst of 10: received %v + lost %v, want %d", events2, lost2, n+10)
@@ -124,7 +124,7 @@ func TestExporterConntrackReliable(t *testing.T) {
 				"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
 			const n = 20000
 			mfs := burst(t, e, ns, n)
-			events, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+			events, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
 			lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
 			failures, _ := value(mfs, "netfilter_conntrack_event_delivery_failures_total", nil)
 			if events != n || lost != 0 || sumFlows(mfs) != n {

@@ -83,7 +83,7 @@ func flushAndWait(t *testing.T, e *exporter, ns *netnstest.NS, n int) (string, m
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		body, mfs := e.scrape(t)
-		got, _ := value(mfs, "netfilter_conntrack_events_total", nil)
+		got, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
 		if int(got) >= n {
 			return body, mfs
 		}

@@ -1,6 +1,6 @@
 // Command netfilter_exporter exports Linux netfilter accounting (nfacct
-// counters, and conntrack flows in later versions) to Prometheus and,
-// optionally, to Graphite.
+// counters, conntrack flows counted while they run, conntrack table
+// statistics) to Prometheus and, optionally, to Graphite.
 package main
 
 import (
@@ -69,6 +69,8 @@ type options struct {
 	ctNoENOBUFS           bool
 	ctReliable            bool
 	ctReceiveMethod       string
+	ctPollInterval        string
+	ctDumpReadSize        int
 
 	nfacctEnabled   bool
 	nfacctLabels    string
@@ -109,11 +111,13 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("conntrack.group-by", "Comma-separated keys that conntrack flows are summed by, in Graphite hierarchy order: family, proto, sport, dport, src, dst, src_net, dst_net, zone, mark, nat. Default: the config file's, else "+flow.DefaultGroupBy+".").Default("").StringVar(&o.ctGroupBy)
 	app.Flag("conntrack.max-series", "Most conntrack flow series; past it new key combinations are summed into one series whose keys read other. Default: the config file's, else "+strconv.Itoa(defaultMaxSeries)+".").Default("0").IntVar(&o.ctMaxSeries)
 	app.Flag("conntrack.series-ttl", "Remove a conntrack flow series not updated for this long; 0 keeps series forever.").Default("0s").DurationVar(&o.ctSeriesTTL)
-	app.Flag("conntrack.enable-accounting", "Set nf_conntrack_acct and nf_conntrack_timestamp to 1 in the watched namespace at start (they apply to flows created afterwards).").BoolVar(&o.ctEnableAccounting)
+	app.Flag("conntrack.enable-accounting", "Set nf_conntrack_acct, nf_conntrack_timestamp and nf_conntrack_events to 1 in the watched namespace at start (they apply to flows created afterwards).").BoolVar(&o.ctEnableAccounting)
 	app.Flag("conntrack.receive-buffer", "Receive buffer of the conntrack event socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&o.ctReceiveBuffer)
 	app.Flag("conntrack.receive-buffer-max", "Largest size the receive buffer is doubled up to, each time the kernel drops events; equal to --conntrack.receive-buffer to never grow it.").Default("1GiB").StringVar(&o.ctReceiveBufferMax)
 	app.Flag("conntrack.no-enobufs", "Set NETLINK_NO_ENOBUFS on the event socket: when the buffer is full the kernel drops only the events that do not fit, instead of every event until the exporter has emptied the buffer. Losses are counted either way.").Default("true").BoolVar(&o.ctNoENOBUFS)
 	app.Flag("conntrack.receive-method", "How conntrack events are received: auto (io_uring where the kernel and seccomp allow it, else recvmmsg), io_uring (a multishot receive into a ring of buffers, Linux 6.1+) or recvmmsg.").Default("auto").EnumVar(&o.ctReceiveMethod, "auto", "io_uring", "recvmmsg")
+	app.Flag("conntrack.poll-interval", "Live accounting: how often the conntrack table is dumped, so that flows are counted while they run and flows that never send a DESTROY event are counted too. auto adapts it to the table, from 5s up to 10m, so that dumps use at most 5% of one CPU; 0 turns live accounting off (flows are then counted only when they end).").Default("auto").StringVar(&o.ctPollInterval)
+	app.Flag("conntrack.dump-read-size", "Read size of conntrack table dumps; small values slow dumps down (for tests).").Hidden().Default("0").IntVar(&o.ctDumpReadSize)
 	app.Flag("conntrack.reliable", "Reliable event delivery (NETLINK_BROADCAST_ERROR): the kernel keeps an ended flow until its DESTROY event is delivered. Lossless, but the table holds those entries meanwhile.").BoolVar(&o.ctReliable)
 
 	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&o.nfacctLabels)
@@ -210,7 +214,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		add("nfacct", c, err)
 	}
 	if o.conntrackEnabled {
-		c, err := newConntrack(ctx, ct, ns, logger, &wg)
+		c, err := newConntrack(ctx, ct, ns, o.netlinkTimeout, logger, &wg)
 		add("conntrack", c, err)
 	}
 	if o.conntrackStatsEnabled {
@@ -299,6 +303,11 @@ type conntrackSetup struct {
 	reliable         bool
 	method           ctnl.Method
 	enableAcct       bool
+	// live is on unless --conntrack.poll-interval=0; pollInterval is 0
+	// when it adapts to the table.
+	live         bool
+	pollInterval time.Duration
+	dumpReadSize int
 }
 
 // conntrackSettings reads the config file and merges it with the flags;
@@ -339,6 +348,18 @@ func conntrackSettings(o *options) (*conntrackSetup, error) {
 		return nil, fmt.Errorf("--conntrack.series-ttl must not be negative, got %v", o.ctSeriesTTL)
 	}
 	s.flow.SeriesTTL = o.ctSeriesTTL
+	if o.ctPollInterval != "auto" {
+		d, err := time.ParseDuration(o.ctPollInterval)
+		if err != nil || d < 0 || (d > 0 && d < 10*time.Millisecond) {
+			return nil, fmt.Errorf("--conntrack.poll-interval: %q is not auto, 0 or a duration of at least 10ms", o.ctPollInterval)
+		}
+		s.pollInterval = d
+		s.live = d > 0
+	} else {
+		s.live = true
+	}
+	s.flow.Live = s.live
+	s.dumpReadSize = o.ctDumpReadSize
 	for _, b := range []struct {
 		flag, value string
 		dst         *int
@@ -362,7 +383,7 @@ func conntrackSettings(o *options) (*conntrackSetup, error) {
 
 // newConntrack checks the kernel settings accounting needs and starts the
 // DESTROY listener.
-func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logger *slog.Logger, wg *sync.WaitGroup) (collector.Collector, error) {
+func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, netlinkTimeout time.Duration, logger *slog.Logger, wg *sync.WaitGroup) (collector.Collector, error) {
 	for _, sysctl := range []struct{ name, without string }{
 		{ctnl.SysctlAcct, "packet and byte counters will read 0"},
 		{ctnl.SysctlTimestamp, "flow durations will not be measured"},
@@ -384,6 +405,7 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 			logger.Warn("conntrack setting is off: "+sysctl.without+"; set it to 1 or pass --conntrack.enable-accounting", "sysctl", dotted)
 		}
 	}
+	checkEventsSysctl(ns, s, logger)
 	agg, err := flow.NewAggregator(s.flow)
 	if err != nil {
 		return nil, err
@@ -405,6 +427,20 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 		logger.Info("conntrack events are received with " + string(m))
 	}
 	c := collector.NewConntrack(l, agg)
+	if s.live {
+		d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: ns, Timeout: netlinkTimeout, ReadSize: s.dumpReadSize})
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		c.Live(d, collector.LiveConfig{Interval: s.pollInterval, Filter: collector.DumpFilterFor(s.flow.Filter)})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer d.Close()
+			c.Poll(ctx, logger.With("collector", "conntrack"))
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -412,6 +448,29 @@ func newConntrack(ctx context.Context, s *conntrackSetup, ns *netns.Handle, logg
 		c.Run(ctx, logger.With("collector", "conntrack"))
 	}()
 	return c, nil
+}
+
+// checkEventsSysctl makes sure, or warns, that every flow sends a DESTROY
+// event: with nf_conntrack_events=2 (the kernel's default) a flow created
+// while no conntrack listener existed never does.
+func checkEventsSysctl(ns *netns.Handle, s *conntrackSetup, logger *slog.Logger) {
+	dotted := strings.ReplaceAll(ctnl.SysctlEvents, "/", ".")
+	v, err := ctnl.ReadSysctlInt(ns, ctnl.SysctlEvents)
+	switch {
+	case err != nil:
+		logger.Warn("cannot check conntrack setting", "sysctl", dotted, "err", err)
+	case v == 1:
+	case s.enableAcct:
+		if err := ctnl.WriteSysctlInt(ns, ctnl.SysctlEvents, 1); err != nil {
+			logger.Error("--conntrack.enable-accounting could not make every flow send events", "sysctl", dotted, "err", err)
+		} else {
+			logger.Info("switched on for flows created from now on", "sysctl", dotted)
+		}
+	case s.live:
+		logger.Warn("flows created while no conntrack listener existed send no DESTROY event; live accounting counts them from table dumps, up to the last dump that saw them. Set it to 1 or pass --conntrack.enable-accounting", "sysctl", dotted, "value", v)
+	default:
+		logger.Warn("flows created while no conntrack listener existed (while the exporter was down) send no DESTROY event and are never counted with --conntrack.poll-interval=0. Set it to 1 or pass --conntrack.enable-accounting", "sysctl", dotted, "value", v)
+	}
 }
 
 // graphiteConfig validates the Graphite flags, whether the feed is on or

@@ -440,14 +440,20 @@ func TestWarnsWhenAccountingIsOff(t *testing.T) {
 	ns := netnstest.New(t)
 	ns.Run(t, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_acct=0", "net.netfilter.nf_conntrack_timestamp=0")
 	e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct")
-	for _, want := range []string{"sysctl=net.netfilter.nf_conntrack_acct", "sysctl=net.netfilter.nf_conntrack_timestamp", "counters will read 0"} {
+	for _, want := range []string{"sysctl=net.netfilter.nf_conntrack_acct", "sysctl=net.netfilter.nf_conntrack_timestamp", "counters will read 0",
+		"sysctl=net.netfilter.nf_conntrack_events value=2", "live accounting counts them from table dumps"} {
 		if !strings.Contains(e.stderr.String(), want) {
 			t.Errorf("start-up log lacks %q:\n%s", want, e.stderr)
 		}
 	}
-	// --conntrack.enable-accounting switches both on in the namespace.
+	// Without live accounting, flows without events are never counted.
+	e = startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct", "--conntrack.poll-interval=0")
+	if want := "never counted with --conntrack.poll-interval=0"; !strings.Contains(e.stderr.String(), want) {
+		t.Errorf("start-up log lacks %q:\n%s", want, e.stderr)
+	}
+	// --conntrack.enable-accounting switches all three on in the namespace.
 	startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct", "--conntrack.enable-accounting")
-	for _, s := range []string{"net.netfilter.nf_conntrack_acct", "net.netfilter.nf_conntrack_timestamp"} {
+	for _, s := range []string{"net.netfilter.nf_conntrack_acct", "net.netfilter.nf_conntrack_timestamp", "net.netfilter.nf_conntrack_events"} {
 		if v := strings.TrimSpace(ns.Run(t, "sysctl", "-n", s)); v != "1" {
 			t.Errorf("%s = %s after --conntrack.enable-accounting, want 1", s, v)
 		}

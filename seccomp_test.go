@@ -63,7 +63,7 @@ func TestIOURingForbiddenBySeccomp(t *testing.T) {
 	if v, _ := value(mfs, "netfilter_conntrack_listener_info", map[string]string{"method": "recvmmsg"}); v != 1 {
 		t.Errorf("listener_info{method=\"recvmmsg\"} = %v, want 1", v)
 	}
-	if events, _ := value(mfs, "netfilter_conntrack_events_total", nil); events != 5000 {
+	if events, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil); events != 5000 {
 		t.Errorf("events_total = %v, want 5000", events)
 	}
 	if log := e.stderr.String(); !strings.Contains(log, "received with recvmmsg") || !strings.Contains(log, "operation not permitted") {

@@ -16,10 +16,14 @@ import (
 type ConntrackListener interface {
 	Run(ctx context.Context, fn func([]ctnl.Flow)) error
 	Stats() (ctnl.ListenerStats, error)
+	// Drained returns a time before which every event queued for the
+	// listener has been delivered.
+	Drained() time.Time
 }
 
 // Conntrack sums conntrack DESTROY events into the flow aggregator and serves
-// the sums with the listener's own counters.
+// the sums with the listener's own counters. With live accounting it also
+// dumps the table now and then, so that flows count while they run.
 type Conntrack struct {
 	l   ConntrackListener
 	agg *flow.Aggregator
@@ -28,8 +32,11 @@ type Conntrack struct {
 	events, lost, drops, overruns, decodeErrors, buffer, upDesc *tree.Desc
 	growths, method                                             *tree.Desc
 
-	// deltas belongs to the goroutine in Run.
-	deltas []flow.Delta
+	// entries belongs to the goroutine in Run.
+	entries []flow.Entry
+
+	// poll is set by Live.
+	poll *poller
 }
 
 // NewConntrack returns a conntrack collector. Call Run to start listening.
@@ -38,8 +45,8 @@ func NewConntrack(l ConntrackListener, agg *flow.Aggregator) *Conntrack {
 	return &Conntrack{
 		l:   l,
 		agg: agg,
-		events: tree.NewDesc(ns+"events_total",
-			"Conntrack DESTROY events received and decoded.", tree.Counter),
+		events: tree.NewDesc(ns+"destroy_events_total",
+			"Conntrack DESTROY events received and decoded (the only conntrack events the exporter listens to).", tree.Counter),
 		lost: tree.NewDesc(ns+"events_lost_total",
 			"Conntrack DESTROY events lost because the kernel could not queue them for the exporter (the socket's drop counter; 0 in reliable mode, where the kernel sends them again).", tree.Counter),
 		drops: tree.NewDesc(ns+"event_delivery_failures_total",
@@ -77,37 +84,58 @@ func (c *Conntrack) Run(ctx context.Context, logger *slog.Logger) {
 	}
 }
 
-// add converts a batch of DESTROY events to deltas and counts them.
+// add counts a batch of DESTROY events.
 func (c *Conntrack) add(fs []ctnl.Flow) {
-	if cap(c.deltas) < len(fs) {
-		c.deltas = make([]flow.Delta, len(fs))
-	}
-	ds := c.deltas[:len(fs)]
-	for i := range fs {
-		toDelta(&fs[i], &ds[i])
-	}
-	c.agg.AddBatch(ds)
+	c.entries = toEntries(fs, c.entries)
+	c.agg.Destroyed(c.entries)
 }
 
-// toDelta copies what aggregation needs of a conntrack flow.
-func toDelta(f *ctnl.Flow, d *flow.Delta) {
+// toEntries converts fs into entries, reusing the memory of buf.
+func toEntries(fs []ctnl.Flow, buf []flow.Entry) []flow.Entry {
+	if cap(buf) < len(fs) {
+		buf = make([]flow.Entry, len(fs))
+	}
+	es := buf[:len(fs)]
+	for i := range fs {
+		toEntry(&fs[i], &es[i])
+	}
+	return es
+}
+
+// toEntry copies what aggregation needs of a conntrack flow.
+func toEntry(f *ctnl.Flow, e *flow.Entry) {
 	// Field by field: a composite literal would be built aside and then
 	// copied with write barriers, as the addresses hold pointers.
-	d.Family, d.Proto = f.Family, f.Orig.Proto
-	d.Src, d.Dst, d.SPort, d.DPort = f.Orig.Src, f.Orig.Dst, f.Orig.SPort, f.Orig.DPort
-	d.ReplySrc, d.ReplyDst, d.ReplySPort, d.ReplyDPort = f.Reply.Src, f.Reply.Dst, f.Reply.SPort, f.Reply.DPort
-	d.Zone, d.Mark = f.Zone, f.Mark
-	d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = f.OrigPackets, f.OrigBytes, f.ReplyPackets, f.ReplyBytes
-	d.Start, d.Stop = f.Start, f.Stop
-	d.Final = true
+	e.Family, e.Proto = f.Family, f.Orig.Proto
+	e.Src, e.Dst, e.SPort, e.DPort = f.Orig.Src, f.Orig.Dst, f.Orig.SPort, f.Orig.DPort
+	e.ICMPID, e.ICMPType, e.ICMPCode = f.Orig.ICMPID, f.Orig.ICMPType, f.Orig.ICMPCode
+	e.ReplySrc, e.ReplyDst, e.ReplySPort, e.ReplyDPort = f.Reply.Src, f.Reply.Dst, f.Reply.SPort, f.Reply.DPort
+	e.Zone, e.Mark, e.ID, e.TCPState = f.Zone, f.Mark, f.ID, f.TCPState
+	e.OrigPackets, e.OrigBytes, e.ReplyPackets, e.ReplyBytes = f.OrigPackets, f.OrigBytes, f.ReplyPackets, f.ReplyBytes
+	e.Start, e.Stop = f.Start, f.Stop
+}
+
+// fromEntry returns the identity of e as a lookup takes it.
+func fromEntry(e *flow.Entry) ctnl.Flow {
+	return ctnl.Flow{
+		Family: e.Family,
+		Orig: ctnl.Tuple{Src: e.Src, Dst: e.Dst, Proto: e.Proto, SPort: e.SPort, DPort: e.DPort,
+			ICMPID: e.ICMPID, ICMPType: e.ICMPType, ICMPCode: e.ICMPCode},
+		Zone: e.Zone,
+		ID:   e.ID,
+	}
 }
 
 // Update adds the flow series and the listener's counters to b.
 func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	// The listener's counters are read before the flows: events are
 	// counted after they are aggregated, so events_total never exceeds
-	// the flows of the same scrape.
+	// the flows of the same scrape. So are the dump counts.
 	st, statsErr := c.l.Stats()
+	var ps pollStats
+	if c.poll != nil {
+		ps = c.poll.stats()
+	}
 	if err := c.agg.Update(ctx, b); err != nil {
 		return err
 	}
@@ -116,7 +144,7 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 		up = 1
 	}
 	b.Add(c.upDesc, up, []string{"exporter", "conntrack", "listener_up"})
-	b.Add(c.events, float64(st.Events), []string{"exporter", "conntrack", "events"})
+	b.Add(c.events, float64(st.Events), []string{"exporter", "conntrack", "destroy_events"})
 	b.Add(c.overruns, float64(st.Overruns), []string{"exporter", "conntrack", "listener_overruns"})
 	if st.Method != "" {
 		b.Add(c.method, 1, nil, string(st.Method))
@@ -131,6 +159,9 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	b.Add(c.drops, float64(st.Drops), []string{"exporter", "conntrack", "event_delivery_failures"})
 	b.Add(c.growths, float64(st.BufferGrowths), []string{"exporter", "conntrack", "receive_buffer_growths"})
 	b.Add(c.buffer, float64(st.ReadBuffer), []string{"exporter", "conntrack", "receive_buffer_bytes"})
+	if c.poll != nil {
+		c.poll.add(b, ps)
+	}
 	return nil
 }
 

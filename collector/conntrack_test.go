@@ -33,6 +33,10 @@ func (f *fakeListener) Run(ctx context.Context, fn func([]ctnl.Flow)) error {
 
 func (f *fakeListener) Stats() (ctnl.ListenerStats, error) { return f.stats, f.err }
 
+// Drained says every event was delivered: the fake delivers its batches
+// before anything else happens.
+func (f *fakeListener) Drained() time.Time { return time.Now() }
+
 func testFlow(src, dst string, proto uint8, dport uint16, op, ob, rp, rb uint64, secs int64) ctnl.Flow {
 	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
 	fam := uint8(4)
@@ -74,7 +78,7 @@ func TestConntrackGolden(t *testing.T) {
 	p := NewPrometheus(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/conntrack.prom",
 		"netfilter_conntrack_flows_total", "netfilter_conntrack_flow_packets_total", "netfilter_conntrack_flow_bytes_total",
-		"netfilter_conntrack_events_total", "netfilter_conntrack_events_lost_total", "netfilter_conntrack_listener_overruns_total",
+		"netfilter_conntrack_destroy_events_total", "netfilter_conntrack_events_lost_total", "netfilter_conntrack_listener_overruns_total",
 		"netfilter_conntrack_flow_duration_seconds", "netfilter_conntrack_listener_up", "netfilter_conntrack_listener_info")
 }
 

@@ -28,6 +28,7 @@ const (
 	ctaTupleOrig     = 1
 	ctaTupleReply    = 2
 	ctaStatus        = 3
+	ctaProtoInfo     = 4
 	ctaMark          = 8
 	ctaCountersOrig  = 9
 	ctaCountersReply = 10
@@ -44,9 +45,18 @@ const (
 	ctaIPv6Src = 3
 	ctaIPv6Dst = 4
 
-	ctaProtoNum     = 1
-	ctaProtoSrcPort = 2
-	ctaProtoDstPort = 3
+	ctaProtoNum       = 1
+	ctaProtoSrcPort   = 2
+	ctaProtoDstPort   = 3
+	ctaProtoICMPID    = 4
+	ctaProtoICMPType  = 5
+	ctaProtoICMPCode  = 6
+	ctaProtoICMPv6ID  = 7
+	ctaProtoICMPv6Typ = 8
+	ctaProtoICMPv6Cod = 9
+
+	ctaProtoInfoTCP      = 1
+	ctaProtoInfoTCPState = 1
 
 	ctaCountersPackets   = 1
 	ctaCountersBytes     = 2
@@ -71,6 +81,10 @@ type Tuple struct {
 	Src, Dst     netip.Addr
 	Proto        uint8
 	SPort, DPort uint16 // 0 for protocols without ports
+	// ICMPID, ICMPType and ICMPCode identify ICMP and ICMPv6 flows, which
+	// have no ports.
+	ICMPID             uint16
+	ICMPType, ICMPCode uint8
 }
 
 // Flow is a conntrack entry as a DESTROY event (or a table dump) reports it.
@@ -85,7 +99,14 @@ type Flow struct {
 	// Mark is the connection mark, 0 when the kernel sends none.
 	Mark   uint32
 	Status uint32
-	ID     uint32
+	// ID is the kernel's id of the entry: a hash of its address and
+	// original tuple, stable for the entry's life but not unique over
+	// time.
+	ID uint32
+	// TCPState is the state of a TCP flow as the kernel numbers it (enum
+	// tcp_conntrack: 3 is ESTABLISHED, 7 TIME_WAIT), 0 for other
+	// protocols. Table dumps carry it; DESTROY events do not.
+	TCPState uint8
 	// Counters are filled when nf_conntrack_acct is on.
 	OrigPackets, OrigBytes, ReplyPackets, ReplyBytes uint64
 	// Start and Stop are nanoseconds since the epoch, filled when
@@ -184,6 +205,8 @@ func decodeFlow(payload []byte, f *Flow) error {
 			err = decodeCounters(val, &f.ReplyPackets, &f.ReplyBytes)
 		case ctaTimestamp:
 			err = decodeTimestamp(val, f)
+		case ctaProtoInfo:
+			err = decodeProtoInfo(val, f)
 		}
 		if err != nil {
 			return fmt.Errorf("attribute %d: %w", typ, err)
@@ -247,6 +270,18 @@ func decodeTuple(b []byte, t *Tuple, zone *uint16) error {
 					t.SPort, err = be16(v)
 				case ctaProtoDstPort:
 					t.DPort, err = be16(v)
+				case ctaProtoICMPID, ctaProtoICMPv6ID:
+					t.ICMPID, err = be16(v)
+				case ctaProtoICMPType, ctaProtoICMPv6Typ:
+					if len(v) < 1 {
+						return errAttribute
+					}
+					t.ICMPType = v[0]
+				case ctaProtoICMPCode, ctaProtoICMPv6Cod:
+					if len(v) < 1 {
+						return errAttribute
+					}
+					t.ICMPCode = v[0]
 				}
 				if err != nil {
 					return err
@@ -290,6 +325,34 @@ func decodeCounters(b []byte, pkts, bytes *uint64) error {
 	return nil
 }
 
+// decodeProtoInfo takes the TCP state out of a CTA_PROTOINFO.
+func decodeProtoInfo(b []byte, f *Flow) error {
+	for len(b) > 0 {
+		typ, val, rest, ok := nextAttr(b)
+		if !ok {
+			return attrError(b)
+		}
+		b = rest
+		if typ != ctaProtoInfoTCP {
+			continue
+		}
+		for len(val) > 0 {
+			typ, v, rest, ok := nextAttr(val)
+			if !ok {
+				return attrError(val)
+			}
+			val = rest
+			if typ == ctaProtoInfoTCPState {
+				if len(v) < 1 {
+					return errAttribute
+				}
+				f.TCPState = v[0]
+			}
+		}
+	}
+	return nil
+}
+
 func decodeTimestamp(b []byte, f *Flow) error {
 	for len(b) > 0 {
 		typ, val, rest, ok := nextAttr(b)
@@ -318,6 +381,7 @@ func decodeTimestamp(b []byte, f *Flow) error {
 type message struct {
 	typ     uint16
 	flags   uint16
+	seq     uint32
 	payload []byte
 }
 
@@ -334,6 +398,7 @@ func nextMessage(b []byte) (message, []byte, error) {
 	m := message{
 		typ:     binary.NativeEndian.Uint16(b[4:]),
 		flags:   binary.NativeEndian.Uint16(b[6:]),
+		seq:     binary.NativeEndian.Uint32(b[8:]),
 		payload: b[nlmsgHdrLen:l],
 	}
 	aligned := (l + 3) &^ 3

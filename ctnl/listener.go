@@ -144,6 +144,7 @@ type Listener struct {
 	flows []Flow
 
 	closed       atomic.Bool
+	drained      atomic.Int64 // Unix nanoseconds; see Drained
 	events       atomic.Uint64
 	decodeErrors atomic.Uint64
 	overruns     atomic.Uint64
@@ -300,11 +301,15 @@ func (l *Listener) runRecvmmsg(ctx context.Context, fn func([]Flow)) error {
 		if l.closed.Load() {
 			return errListenerClosed
 		}
+		t0 := time.Now()
 		n, err := l.recv()
 		switch {
 		case err == nil:
 			l.grow(false)
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.EAGAIN):
+			l.drained.Store(t0.UnixNano())
+			continue
+		case errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.ENOBUFS):
 			l.overruns.Add(1)
@@ -323,6 +328,11 @@ func (l *Listener) runRecvmmsg(ctx context.Context, fn func([]Flow)) error {
 			l.decodeDatagram(l.bufs[i*slotSize : i*slotSize+int(m.len)])
 		}
 		l.deliver(fn)
+		if n < len(l.msgs) {
+			// The socket was emptied: every event queued before t0
+			// has been handed to fn.
+			l.drained.Store(t0.UnixNano())
+		}
 		if n < len(l.msgs) && l.linger > 0 {
 			if linger == nil {
 				linger = time.NewTimer(l.linger)
@@ -387,6 +397,7 @@ func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 		if !r.receiving {
 			r.arm()
 		}
+		t0 := time.Now()
 		if err := r.enter(wait, timeout); err != nil {
 			return err
 		}
@@ -394,6 +405,9 @@ func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 		l.deliver(fn)
 		if fail != nil {
 			return fail
+		}
+		if !l.queued() {
+			l.drained.Store(t0.UnixNano())
 		}
 		l.grow(false)
 		// After a full batch, or while events wait in the socket (a round
@@ -500,6 +514,16 @@ func (l *Listener) recv() (int, error) {
 		return 0, errno
 	}
 	return int(n), nil
+}
+
+// Drained returns a time before which every event the kernel queued on the
+// socket has been handed to Run's fn: the start of the latest receive round
+// that left the socket empty. It is zero until Run has emptied it once.
+func (l *Listener) Drained() time.Time {
+	if ns := l.drained.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Stats returns the Listener's counters, with the kernel's drop count read

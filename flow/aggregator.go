@@ -58,6 +58,11 @@ type Config struct {
 	Ports *Ports
 	// Filter decides which deltas count; nil counts every Delta.
 	Filter *Filter
+	// Live turns on live accounting: flows are followed from one table
+	// dump to the next (BeginDump, Dumped, Missing, Gone, EndDump), so
+	// that they are counted while they run, and Destroyed adds only what
+	// a flow moved since a dump last saw it.
+	Live bool
 }
 
 // Stats are the counts an Aggregator keeps about itself.
@@ -97,11 +102,49 @@ type counters struct {
 	replyPackets, replyBytes uint64
 }
 
-// series is one series: its sums and when it was last updated, as time
-// since the Aggregator started.
+// series is one series: its sums, when it was last updated, as time since
+// the Aggregator started, and its active flows.
 type series struct {
 	counters
 	last time.Duration
+	// active is the number of flows the last finished dump listed in the
+	// series, activeNext the count of the dump running.
+	active, activeNext uint32
+	// tcp counts the active TCP flows per state; nil until the series
+	// has had one.
+	tcp *tcpCounts
+}
+
+// tcpCounts are the active TCP flows of a series by state, and the states
+// the series has ever had, which keep being reported at 0.
+type tcpCounts struct {
+	now, next [tcpStates]uint32
+	seen      uint16
+}
+
+// tcpNext counts one TCP flow in state st in the running dump.
+func (s *series) tcpNext(st uint8) {
+	if s.tcp == nil {
+		s.tcp = &tcpCounts{}
+	}
+	s.tcp.next[st]++
+	s.tcp.seen |= 1 << st
+}
+
+// dropDump forgets the counts of a dump that did not finish.
+func (s *series) dropDump() {
+	s.activeNext = 0
+	if s.tcp != nil {
+		s.tcp.next = [tcpStates]uint32{}
+	}
+}
+
+// endDump makes the running dump's counts the series' active flows.
+func (s *series) endDump() {
+	s.active, s.activeNext = s.activeNext, 0
+	if s.tcp != nil {
+		s.tcp.now, s.tcp.next = s.tcp.next, [tcpStates]uint32{}
+	}
 }
 
 // histKey is the family and protocol of a duration histogram.
@@ -126,6 +169,7 @@ type Aggregator struct {
 	flowsDesc, packetsDesc, bytesDesc, durationDesc  *tree.Desc
 	seriesDesc, limitDesc, overflowDesc, expiredDesc *tree.Desc
 	filteredDesc                                     *tree.Desc
+	activeDesc, tcpActiveDesc                        *tree.Desc
 
 	now   func() time.Time
 	start time.Time
@@ -141,6 +185,8 @@ type Aggregator struct {
 	filtered   uint64
 	expired    uint64
 	flows      uint64
+	// live is the per-flow state of live accounting; nil when it is off.
+	live *liveState
 }
 
 // NewAggregator returns an empty Aggregator configured by cfg.
@@ -162,6 +208,9 @@ func NewAggregator(cfg Config) (*Aggregator, error) {
 		hists:  make(map[histKey]*durationHist),
 	}
 	a.start = a.now()
+	if cfg.Live {
+		a.live = newLiveState(a.start)
+	}
 	labels := make([]string, len(cfg.GroupBy))
 	for i, k := range cfg.GroupBy {
 		f := k.field()
@@ -186,9 +235,22 @@ func NewAggregator(cfg Config) (*Aggregator, error) {
 		"Conntrack flow deltas summed into the overflow series because the series limit was reached.", tree.Counter)
 	a.expiredDesc = tree.NewDesc(ns+"series_expired_total",
 		"Conntrack flow series removed for not being updated within the series TTL.", tree.Counter)
+	a.activeDesc = tree.NewDesc(ns+"flows_active",
+		"Conntrack flows in the table at the latest dump, by the keys of --conntrack.group-by.", tree.Gauge, labels...)
+	a.tcpActiveDesc = tree.NewDesc(ns+"tcp_flows_active",
+		"TCP conntrack flows in the table at the latest dump, by TCP state and the keys of --conntrack.group-by.", tree.Gauge, append(slices.Clone(labels), "state")...)
 	a.filteredDesc = tree.NewDesc(ns+"events_filtered_total",
 		"Conntrack flow deltas the configured filters rejected.", tree.Counter)
 	return a, nil
+}
+
+// sinceStart returns the time since the Aggregator started when series
+// expire, else 0.
+func (a *Aggregator) sinceStart() time.Duration {
+	if a.cfg.SeriesTTL > 0 {
+		return a.now().Sub(a.start)
+	}
+	return 0
 }
 
 // Add counts one Delta; a nil Delta is ignored.
@@ -196,10 +258,7 @@ func (a *Aggregator) Add(d *Delta) {
 	if d == nil {
 		return
 	}
-	var now time.Duration
-	if a.cfg.SeriesTTL > 0 {
-		now = a.now().Sub(a.start)
-	}
+	now := a.sinceStart()
 	a.mu.Lock()
 	a.add(d, now)
 	a.mu.Unlock()
@@ -207,10 +266,7 @@ func (a *Aggregator) Add(d *Delta) {
 
 // AddBatch counts every Delta of ds, taking the lock once.
 func (a *Aggregator) AddBatch(ds []Delta) {
-	var now time.Duration
-	if a.cfg.SeriesTTL > 0 {
-		now = a.now().Sub(a.start)
-	}
+	now := a.sinceStart()
 	a.mu.Lock()
 	for i := range ds {
 		a.add(&ds[i], now)
@@ -218,12 +274,18 @@ func (a *Aggregator) AddBatch(ds []Delta) {
 	a.mu.Unlock()
 }
 
-// add counts d at time now. a.mu must be held.
+// add counts d at time now, unless the Filter rejects it. a.mu must be held.
 func (a *Aggregator) add(d *Delta, now time.Duration) {
 	if a.cfg.Filter != nil && !a.cfg.Filter.Match(d) {
 		a.filtered++
 		return
 	}
+	a.count(d, now)
+}
+
+// count adds d to its series at time now and returns the series. a.mu must
+// be held.
+func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 	var k seriesKey
 	a.key(d, &k)
 	s := a.series[k]
@@ -245,12 +307,12 @@ func (a *Aggregator) add(d *Delta, now time.Duration) {
 	s.replyPackets += d.ReplyPackets
 	s.replyBytes += d.ReplyBytes
 	if !d.Final {
-		return
+		return s
 	}
 	s.flows++
 	a.flows++
 	if d.Start == 0 || d.Stop == 0 || d.Stop < d.Start {
-		return
+		return s
 	}
 	dur := float64(d.Stop-d.Start) / 1e9
 	var h *durationHist
@@ -271,6 +333,7 @@ func (a *Aggregator) add(d *Delta, now time.Duration) {
 	i, _ := slices.BinarySearch(durationBuckets[:], dur)
 	h.counts[i]++
 	h.sum += dur
+	return s
 }
 
 // key sets k to the series key of d; k must be zero.
@@ -323,6 +386,17 @@ type entry struct {
 	key      seriesKey
 	overflow bool
 	counters
+	active uint32
+	tcp    tcpCounts
+	hasTCP bool
+}
+
+// copySeries copies what Update reports of s.
+func copySeries(s *series, e *entry) {
+	e.counters, e.active = s.counters, s.active
+	if s.tcp != nil {
+		e.tcp, e.hasTCP = *s.tcp, true
+	}
 }
 
 // histEntry is a copy of one histogram taken by Update.
@@ -357,12 +431,15 @@ func (a *Aggregator) Update(ctx context.Context, b *tree.Builder) error {
 	}
 	entries := make([]entry, 0, len(a.series)+1)
 	for k, s := range a.series {
-		entries = append(entries, entry{key: k, counters: s.counters})
+		entries = append(entries, entry{key: k})
+		copySeries(s, &entries[len(entries)-1])
 	}
 	var overflow *entry
 	if a.overflow != nil {
-		overflow = &entry{overflow: true, counters: a.overflow.counters}
+		overflow = &entry{overflow: true}
+		copySeries(a.overflow, overflow)
 	}
+	live := a.live != nil
 	hists := make([]histEntry, 0, len(a.hists))
 	for k, h := range a.hists {
 		hists = append(hists, histEntry{key: k, durationHist: *h})
@@ -377,7 +454,7 @@ func (a *Aggregator) Update(ctx context.Context, b *tree.Builder) error {
 		merged := false
 		for i := range entries {
 			if a.allOther(&entries[i].key) {
-				entries[i].add(&overflow.counters)
+				entries[i].merge(overflow)
 				merged = true
 				break
 			}
@@ -387,7 +464,7 @@ func (a *Aggregator) Update(ctx context.Context, b *tree.Builder) error {
 		}
 	}
 	for i := range entries {
-		a.addSeries(b, &entries[i])
+		a.addSeries(b, &entries[i], live)
 	}
 
 	slices.SortFunc(hists, func(x, y histEntry) int {
@@ -421,8 +498,22 @@ func (c *counters) add(o *counters) {
 	c.replyBytes += o.replyBytes
 }
 
-// addSeries adds the five samples of series e to b.
-func (a *Aggregator) addSeries(b *tree.Builder, e *entry) {
+// merge sums the series o into e.
+func (e *entry) merge(o *entry) {
+	e.counters.add(&o.counters)
+	e.active += o.active
+	if o.hasTCP {
+		e.hasTCP = true
+		e.tcp.seen |= o.tcp.seen
+		for i := range e.tcp.now {
+			e.tcp.now[i] += o.tcp.now[i]
+		}
+	}
+}
+
+// addSeries adds the samples of series e to b: five, plus the active flows
+// with live accounting on.
+func (a *Aggregator) addSeries(b *tree.Builder, e *entry, live bool) {
 	n := len(a.fields)
 	// One allocation for both label value lists: direction, then keys.
 	lv := make([]string, 2*(n+1))
@@ -454,6 +545,21 @@ func (a *Aggregator) addSeries(b *tree.Builder, e *entry) {
 	b.Add(a.bytesDesc, float64(e.origBytes), path("orig", "bytes"), orig...)
 	b.Add(a.packetsDesc, float64(e.replyPackets), path("reply", "pkts"), reply...)
 	b.Add(a.bytesDesc, float64(e.replyBytes), path("reply", "bytes"), reply...)
+	if !live {
+		return
+	}
+	b.Add(a.activeDesc, float64(e.active), append(append([]string{"conntrack"}, vals...), "active"), vals...)
+	if !e.hasTCP {
+		return
+	}
+	for st := range tcpStates {
+		if e.tcp.seen&(1<<st) == 0 {
+			continue
+		}
+		name := tcpStateNames[st]
+		p := append(append([]string{"conntrack"}, vals...), "tcp_active", name)
+		b.Add(a.tcpActiveDesc, float64(e.tcp.now[st]), p, append(slices.Clone(vals), name)...)
+	}
 }
 
 // text returns the label value of field f of k.

@@ -61,6 +61,11 @@ type Delta struct {
 	// Final marks the last Delta of a flow: it counts as one flow and
 	// observes the flow's duration.
 	Final bool
+
+	// natSet says that nat holds the flow's NAT class, for a flow whose
+	// reply tuple is no longer known.
+	natSet bool
+	nat    uint8
 }
 
 // protoNames holds the label value of every protocol number.
@@ -135,6 +140,9 @@ var natNames = [...]string{natNone: "none", natSNAT: "snat", natDNAT: "dnat", na
 // NAT when the reply comes from another address or port than the original
 // went to. A Delta without a reply tuple is not NATed.
 func natClass(d *Delta) uint8 {
+	if d.natSet {
+		return d.nat
+	}
 	if !d.ReplySrc.IsValid() && !d.ReplyDst.IsValid() {
 		return natNone
 	}

@@ -174,3 +174,84 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	}
 	return false
 }
+
+// Narrowing is what every Delta a Filter accepts has in common, as far as
+// the kernel can filter a table dump by it: exact values only.
+type Narrowing struct {
+	// Family is FamilyIPv4 or FamilyIPv6 when every accepted flow has that
+	// family, else 0.
+	Family uint8
+	// Mark, when not nil, matches every accepted flow's mark.
+	Mark *MarkMatch
+	// Zone, when not nil, is every accepted flow's zone.
+	Zone *uint16
+}
+
+// Narrowing returns what every Delta f accepts has in common. Only the
+// accept rules narrow: a deny rule takes flows out, it never says what is
+// left. A nil Filter, or one without accept rules, narrows nothing.
+func (f *Filter) Narrowing() Narrowing {
+	var n Narrowing
+	if f == nil || len(f.accept) == 0 {
+		return n
+	}
+	fam := ruleFamily(&f.accept[0])
+	mark, zone := f.accept[0].Mark, f.accept[0].Zone
+	for i := range f.accept {
+		r := &f.accept[i]
+		if ruleFamily(r) != fam {
+			fam = 0
+		}
+		if len(r.Mark) != 1 || len(mark) != 1 || r.Mark[0] != mark[0] {
+			mark = nil
+		}
+		if len(r.Zone) != 1 || len(zone) != 1 || r.Zone[0] != zone[0] {
+			zone = nil
+		}
+	}
+	n.Family = fam
+	if len(mark) == 1 {
+		m := mark[0]
+		n.Mark = &m
+	}
+	if len(zone) == 1 {
+		z := zone[0]
+		n.Zone = &z
+	}
+	return n
+}
+
+// ruleFamily returns the one family r's prefixes allow, or 0.
+func ruleFamily(r *Rule) uint8 {
+	var fam uint8
+	for _, ps := range [][]netip.Prefix{r.Src, r.Dst} {
+		if len(ps) == 0 {
+			continue
+		}
+		f := prefixesFamily(ps)
+		switch {
+		case f == 0:
+			return 0
+		case fam == 0:
+			fam = f
+		case fam != f:
+			return 0 // no flow can match: leave it to the rule
+		}
+	}
+	return fam
+}
+
+// prefixesFamily returns the family of every prefix of ps, or 0 when they
+// mix families.
+func prefixesFamily(ps []netip.Prefix) uint8 {
+	fam := FamilyIPv4
+	if ps[0].Addr().Is6() {
+		fam = FamilyIPv6
+	}
+	for _, p := range ps[1:] {
+		if p.Addr().Is6() != (fam == FamilyIPv6) {
+			return 0
+		}
+	}
+	return fam
+}

@@ -98,7 +98,7 @@ body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeo
 for line in body.splitlines():
     if line.startswith(("netfilter_nfacct_packets_total", "netfilter_nfacct_bytes_total",
                         "netfilter_conntrack_flows_total", "netfilter_conntrack_flow_bytes_total",
-                        "netfilter_conntrack_events_total", "netfilter_conntrack_events_lost_total")):
+                        "netfilter_conntrack_destroy_events_total", "netfilter_conntrack_events_lost_total")):
         print("metrics> " + line)
 PY
 }

@@ -1,0 +1,538 @@
+package flow
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Entry is one conntrack entry as a table dump or a DESTROY event reports
+// it: what identifies it, what series are keyed by, and its counters since
+// it began (or since another tool last zeroed them).
+type Entry struct {
+	// Family is FamilyIPv4 or FamilyIPv6.
+	Family uint8
+	// Proto is the IP protocol number.
+	Proto uint8
+	// Src, Dst, SPort and DPort are the original direction's tuple; ports
+	// are 0 for protocols without ports.
+	Src, Dst     netip.Addr
+	SPort, DPort uint16
+	// ICMPID, ICMPType and ICMPCode identify ICMP and ICMPv6 flows.
+	ICMPID             uint16
+	ICMPType, ICMPCode uint8
+	// ReplySrc, ReplyDst, ReplySPort and ReplyDPort are the reply
+	// direction's tuple, which tells NAT apart.
+	ReplySrc, ReplyDst     netip.Addr
+	ReplySPort, ReplyDPort uint16
+	// Zone and Mark are the conntrack zone and mark.
+	Zone uint16
+	Mark uint32
+	// ID is the kernel's id of the entry, stable for its life.
+	ID uint32
+	// TCPState is the kernel's TCP state of the flow (3 is ESTABLISHED), 0
+	// when unknown or not TCP.
+	TCPState uint8
+	// OrigPackets, OrigBytes, ReplyPackets and ReplyBytes are the flow's
+	// counters.
+	OrigPackets, OrigBytes, ReplyPackets, ReplyBytes uint64
+	// Start and Stop are nanoseconds since the epoch; zero when
+	// nf_conntrack_timestamp is off, Stop also while the flow lives.
+	Start, Stop int64
+}
+
+// TCP states as the kernel numbers them (enum tcp_conntrack).
+const (
+	tcpNone uint8 = iota
+	tcpSynSent
+	tcpSynRecv
+	tcpEstablished
+	tcpFinWait
+	tcpCloseWait
+	tcpLastAck
+	tcpTimeWait
+	tcpClose
+	tcpSynSent2
+	tcpStates
+)
+
+var tcpStateNames = [tcpStates]string{
+	tcpNone:        "none",
+	tcpSynSent:     "syn_sent",
+	tcpSynRecv:     "syn_recv",
+	tcpEstablished: "established",
+	tcpFinWait:     "fin_wait",
+	tcpCloseWait:   "close_wait",
+	tcpLastAck:     "last_ack",
+	tcpTimeWait:    "time_wait",
+	tcpClose:       "close",
+	tcpSynSent2:    "syn_sent2",
+}
+
+// keyTail is the part of a flow's identity that does not depend on its
+// address family. For ICMP, sport holds the identifier and dport the type
+// and code.
+type keyTail struct {
+	sport, dport uint16
+	zone         uint16
+	proto        uint8
+	_            uint8
+	id           uint32
+	start        int64
+}
+
+// key4 and key6 identify a tracked flow: zone, original tuple, the kernel's
+// id and the start time, since an id alone can come back. They hold no
+// pointers, so the garbage collector never scans the tables.
+type key4 struct {
+	src, dst [4]byte
+	keyTail
+}
+
+type key6 struct {
+	src, dst [16]byte
+	keyTail
+}
+
+// Record states.
+const (
+	stateLive   uint8 = iota // seen in the latest dump, or looked up since
+	stateGone                // missing from a dump and from a lookup: closed out after the next dump
+	stateDead                // its DESTROY event was counted: a tombstone
+	stateClosed              // closed out without DESTROY: a tombstone
+)
+
+// record is what is kept of a tracked flow: the counters last counted, and
+// what its series key needs beyond its identity.
+type record struct {
+	counts [4]uint64 // orig packets, orig bytes, reply packets, reply bytes
+	mark   uint32
+	// gen is the dump that last saw the flow while it lives; once it is a
+	// tombstone or gone, the dump it was marked in.
+	gen   uint32
+	state uint8
+	nat   uint8
+	tcp   uint8
+	_     uint8
+	// since is when a closed-out flow was closed, in seconds since live
+	// accounting began.
+	since uint32
+}
+
+// closedKeep is how long a flow closed out without DESTROY is remembered,
+// so that a DESTROY event delivered late (in reliable mode the kernel sends
+// failed ones again) adds only the rest.
+const closedKeep = 120 // seconds
+
+// liveNow returns the time since live accounting began, in seconds.
+func (a *Aggregator) liveNow() uint32 {
+	return uint32((a.now().UnixNano() - a.live.start) / 1e9)
+}
+
+// LiveStats are the counts of live accounting.
+type LiveStats struct {
+	// Tracked is the number of flows followed from dump to dump, Tombstones
+	// the ended ones kept until a later dump has finished.
+	Tracked, Tombstones int
+	// Dumps is the number of dumps finished; Entries is how many entries
+	// the latest one listed.
+	Dumps   uint64
+	Entries int
+	// Resets counts flows whose counters went down: another tool zeroed
+	// them (conntrack -L -z), or a new flow took the old one's identity.
+	Resets uint64
+	// ClosedOut counts flows that left the table without a DESTROY event
+	// reaching the exporter (created while no listener existed, or an
+	// event lost), counted from the dumps instead.
+	ClosedOut uint64
+	// LateDestroys counts DESTROY events of flows already closed out.
+	LateDestroys uint64
+}
+
+// liveState is the per-flow state of live accounting. The Aggregator's
+// mutex guards it.
+type liveState struct {
+	start          int64 // when accounting began, Unix nanoseconds
+	v4             map[key4]record
+	v6             map[key6]record
+	peak4, peak6   int
+	started, ended uint32 // dumps started and finished
+	entries        int    // entries of the dump running or last finished
+	stats          LiveStats
+}
+
+func newLiveState(now time.Time) *liveState {
+	return &liveState{start: now.UnixNano(), v4: make(map[key4]record), v6: make(map[key6]record)}
+}
+
+// keyOf returns the identity of e in tail, and its addresses.
+func keyOf(e *Entry) keyTail {
+	t := keyTail{sport: e.SPort, dport: e.DPort, zone: e.Zone, proto: e.Proto, id: e.ID, start: e.Start}
+	if e.Proto == ProtoICMP || e.Proto == ProtoICMPv6 {
+		t.sport, t.dport = e.ICMPID, uint16(e.ICMPType)<<8|uint16(e.ICMPCode)
+	}
+	return t
+}
+
+// entryOf rebuilds the identity of a tracked flow as an Entry.
+func entryOf(family uint8, src, dst netip.Addr, t keyTail, r *record) Entry {
+	e := Entry{Family: family, Proto: t.proto, Src: src, Dst: dst, Zone: t.zone, Mark: r.mark, ID: t.id, Start: t.start}
+	if t.proto == ProtoICMP || t.proto == ProtoICMPv6 {
+		e.ICMPID, e.ICMPType, e.ICMPCode = t.sport, uint8(t.dport>>8), uint8(t.dport)
+	} else {
+		e.SPort, e.DPort = t.sport, t.dport
+	}
+	return e
+}
+
+// table is one address family's tracked flows.
+type table[K comparable] struct {
+	m    map[K]record
+	peak *int
+}
+
+// lookup, store and remove are the only ways the tracker touches a table.
+func (t table[K]) lookup(k K) (record, bool) {
+	r, ok := t.m[k]
+	return r, ok
+}
+
+func (t table[K]) store(k K, r record) {
+	t.m[k] = r
+	*t.peak = max(*t.peak, len(t.m))
+}
+
+// compact rebuilds the map once it holds a quarter of its peak: Go maps
+// never give memory back, and a burst of flows would otherwise keep it.
+func compact[K comparable](m map[K]record, peak *int) map[K]record {
+	if *peak < 4096 || len(m) > *peak/4 {
+		return m
+	}
+	n := make(map[K]record, len(m))
+	for k, r := range m {
+		n[k] = r
+	}
+	*peak = len(n)
+	return n
+}
+
+// countsOf returns e's counters in record order.
+func countsOf(e *Entry) [4]uint64 {
+	return [4]uint64{e.OrigPackets, e.OrigBytes, e.ReplyPackets, e.ReplyBytes}
+}
+
+// since returns what moved between the counters last counted and now. A
+// counter that went down was zeroed (or belongs to a new flow): all of its
+// value is new.
+func since(last, now [4]uint64) (d [4]uint64, reset bool) {
+	for i := range now {
+		if now[i] >= last[i] {
+			d[i] = now[i] - last[i]
+		} else {
+			d[i], reset = now[i], true
+		}
+	}
+	return d, reset
+}
+
+// deltaOf fills d with the keys of e and the counters c.
+func deltaOf(e *Entry, c [4]uint64, d *Delta) {
+	d.Family, d.Proto = e.Family, e.Proto
+	d.Src, d.Dst, d.SPort, d.DPort = e.Src, e.Dst, e.SPort, e.DPort
+	d.ReplySrc, d.ReplyDst, d.ReplySPort, d.ReplyDPort = e.ReplySrc, e.ReplyDst, e.ReplySPort, e.ReplyDPort
+	d.Zone, d.Mark = e.Zone, e.Mark
+	d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = c[0], c[1], c[2], c[3]
+	d.Start, d.Stop = e.Start, e.Stop
+	d.natSet, d.nat = false, 0
+}
+
+// Destroyed counts the DESTROY events of es. Without live accounting each
+// counts its flow's whole counters. With it, an event adds what the flow
+// moved since a dump last saw it and ends the flow; the flow is then kept as
+// a tombstone until a dump that began after the event has finished, so that
+// a dump still listing it counts nothing twice.
+func (a *Aggregator) Destroyed(es []Entry) {
+	now := a.sinceStart()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var d Delta
+	for i := range es {
+		e := &es[i]
+		deltaOf(e, countsOf(e), &d)
+		d.Final = true
+		if a.live == nil {
+			a.add(&d, now)
+			continue
+		}
+		if a.cfg.Filter != nil && !a.cfg.Filter.Match(&d) {
+			a.filtered++
+			continue
+		}
+		if e.Family == FamilyIPv6 {
+			destroyed(a, table[key6]{a.live.v6, &a.live.peak6}, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
+		} else {
+			destroyed(a, table[key4]{a.live.v4, &a.live.peak4}, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
+		}
+	}
+}
+
+// destroyed counts the DESTROY event of e, whose key is k; d holds e's keys
+// and final counters. a.mu must be held.
+func destroyed[K comparable](a *Aggregator, t table[K], k K, e *Entry, d *Delta, now time.Duration) {
+	l := a.live
+	final := countsOf(e)
+	r, ok := t.lookup(k)
+	switch {
+	case !ok:
+		// Never seen by a dump: it began after the last one, or it was
+		// in the table before accounting began and no dump listed it.
+		if e.Start != 0 && e.Start < l.start {
+			d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = 0, 0, 0, 0
+		}
+		r = record{mark: e.Mark}
+	case r.state == stateDead:
+		return // counted already
+	default:
+		c, reset := since(r.counts, final)
+		if reset {
+			l.stats.Resets++
+		}
+		d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = c[0], c[1], c[2], c[3]
+		if r.state == stateClosed {
+			// Closed out as ended already: add the rest only.
+			d.Final = false
+			l.stats.LateDestroys++
+		}
+	}
+	a.count(d, now)
+	r.counts, r.state, r.gen = final, stateDead, l.started
+	t.store(k, r)
+}
+
+// BeginDump starts a dump of the table and returns its number, counted from
+// 1. The first dump is the baseline: the flows it lists count only what they
+// move from then on.
+func (a *Aggregator) BeginDump() uint32 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.live == nil {
+		return 0
+	}
+	a.live.started++
+	a.live.entries = 0
+	return a.live.started
+}
+
+// Dumped counts what the entries of a running dump moved since a dump last
+// saw them, and counts them as active in their series. An entry the filter
+// rejects is not followed. A flow first seen in the baseline, or that began
+// before accounting began, starts from its counters as they are; a flow that
+// began since counts from zero.
+func (a *Aggregator) Dumped(es []Entry) {
+	now := a.sinceStart()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.live == nil {
+		return
+	}
+	var d Delta
+	for i := range es {
+		e := &es[i]
+		deltaOf(e, [4]uint64{}, &d)
+		if a.cfg.Filter != nil && !a.cfg.Filter.Match(&d) {
+			continue
+		}
+		a.live.entries++
+		if e.Family == FamilyIPv6 {
+			observe(a, table[key6]{a.live.v6, &a.live.peak6}, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
+		} else {
+			observe(a, table[key4]{a.live.v4, &a.live.peak4}, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
+		}
+	}
+}
+
+// observe counts the dumped entry e, whose key is k; d holds e's keys. a.mu
+// must be held.
+func observe[K comparable](a *Aggregator, t table[K], k K, e *Entry, d *Delta, now time.Duration) {
+	l := a.live
+	cur := countsOf(e)
+	r, ok := t.lookup(k)
+	switch {
+	case !ok:
+		r = record{mark: e.Mark}
+		baseline := e.Start != 0 && e.Start < l.start || e.Start == 0 && l.ended == 0
+		if !baseline {
+			d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = cur[0], cur[1], cur[2], cur[3]
+		}
+	case r.state == stateDead || r.state == stateClosed:
+		return // ended: the dump saw it before it was unlinked
+	default:
+		c, reset := since(r.counts, cur)
+		if reset {
+			l.stats.Resets++
+		}
+		d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = c[0], c[1], c[2], c[3]
+	}
+	r.nat = natClass(d)
+	r.counts, r.state, r.gen, r.tcp = cur, stateLive, l.started, e.TCPState
+	t.store(k, r)
+	if s := a.count(d, now); s != nil {
+		s.activeNext++
+		if e.Proto == ProtoTCP && e.TCPState < tcpStates {
+			s.tcpNext(e.TCPState)
+		}
+	}
+}
+
+// Missing returns the flows followed that the running dump did not list, so
+// that the caller can ask the kernel for each: a dump may miss entries while
+// the table changes.
+func (a *Aggregator) Missing() []Entry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.live == nil {
+		return nil
+	}
+	var out []Entry
+	for k, r := range a.live.v4 {
+		if r.state == stateLive && r.gen != a.live.started {
+			out = append(out, entryOf(FamilyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, &r))
+		}
+	}
+	for k, r := range a.live.v6 {
+		if r.state == stateLive && r.gen != a.live.started {
+			out = append(out, entryOf(FamilyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, &r))
+		}
+	}
+	return out
+}
+
+// Gone marks flows the running dump missed and the kernel no longer holds.
+// Unless a DESTROY event or a dump shows them meanwhile, EndDump closes them
+// out once the caller knows that no DESTROY event of theirs can still come:
+// they count as ended, with what they moved until a dump last saw them.
+func (a *Aggregator) Gone(es []Entry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.live == nil {
+		return
+	}
+	for i := range es {
+		e := &es[i]
+		if e.Family == FamilyIPv6 {
+			gone(table[key6]{a.live.v6, &a.live.peak6}, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, a.live.started)
+		} else {
+			gone(table[key4]{a.live.v4, &a.live.peak4}, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, a.live.started)
+		}
+	}
+}
+
+func gone[K comparable](t table[K], k K, gen uint32) {
+	if r, ok := t.lookup(k); ok && r.state == stateLive {
+		r.state, r.gen = stateGone, gen
+		t.store(k, r)
+	}
+}
+
+// EndDump finishes the running dump: it drops the tombstones of flows that
+// ended before this dump began, closes out the flows marked gone by dumps up
+// to closeThrough and, when the dump was complete, makes the flows it counted
+// the active flows of their series. A dump that failed half-way leaves the
+// active flows as they were.
+func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.live
+	if l == nil {
+		return
+	}
+	now := a.liveNow()
+	ttlNow := a.sinceStart()
+	tracked, tombs := 0, 0
+	sweep := func(r *record) (keep bool) {
+		switch {
+		case r.state == stateDead && r.gen < l.started:
+			return false
+		case r.state == stateClosed && r.gen < l.started && now-r.since >= closedKeep:
+			return false
+		case r.state == stateGone && r.gen <= closeThrough:
+			l.stats.ClosedOut++
+			r.state, r.gen, r.since = stateClosed, l.started, now
+			return true
+		}
+		return true
+	}
+	var d Delta
+	for k, r := range l.v4 {
+		was := r.state
+		if !sweep(&r) {
+			delete(l.v4, k)
+			continue
+		}
+		if was == stateGone && r.state == stateClosed {
+			a.closeOut(entryOf(FamilyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, &r), &r, &d, ttlNow)
+			l.v4[k] = r
+		}
+		if r.state == stateLive || r.state == stateGone {
+			tracked++
+		} else {
+			tombs++
+		}
+	}
+	for k, r := range l.v6 {
+		was := r.state
+		if !sweep(&r) {
+			delete(l.v6, k)
+			continue
+		}
+		if was == stateGone && r.state == stateClosed {
+			a.closeOut(entryOf(FamilyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, &r), &r, &d, ttlNow)
+			l.v6[k] = r
+		}
+		if r.state == stateLive || r.state == stateGone {
+			tracked++
+		} else {
+			tombs++
+		}
+	}
+	l.v4 = compact(l.v4, &l.peak4)
+	l.v6 = compact(l.v6, &l.peak6)
+	l.stats.Tracked, l.stats.Tombstones = tracked, tombs
+	if !complete {
+		for _, s := range a.series {
+			s.dropDump()
+		}
+		if a.overflow != nil {
+			a.overflow.dropDump()
+		}
+		return
+	}
+	l.ended++
+	l.stats.Dumps++
+	l.stats.Entries = l.entries
+	for _, s := range a.series {
+		s.endDump()
+	}
+	if a.overflow != nil {
+		a.overflow.endDump()
+	}
+}
+
+// closeOut ends the flow of e, whose record is r, with nothing more to add:
+// what it moved until a dump last saw it is counted already.
+func (a *Aggregator) closeOut(e Entry, r *record, d *Delta, now time.Duration) {
+	deltaOf(&e, [4]uint64{}, d)
+	d.natSet, d.nat = true, r.nat
+	d.Final = true
+	d.Start = 0 // no stop time: no duration to observe
+	a.count(d, now)
+}
+
+// LiveStats returns the counts of live accounting, and false when it is off.
+func (a *Aggregator) LiveStats() (LiveStats, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.live == nil {
+		return LiveStats{}, false
+	}
+	return a.live.stats, true
+}
