@@ -1,0 +1,302 @@
+package flow
+
+import (
+	"testing"
+	"time"
+)
+
+// liveSums are what a scrape of a live Aggregator says, summed over series.
+type liveSums struct {
+	Flows, OrigPackets, OrigBytes, ReplyPackets, ReplyBytes, Active float64
+}
+
+func sums(t *testing.T, a *Aggregator) liveSums {
+	t.Helper()
+	var s liveSums
+	for _, x := range update(t, a) {
+		switch {
+		case x.Desc.Name == "netfilter_conntrack_flows_total":
+			s.Flows += x.Value
+		case x.Desc.Name == "netfilter_conntrack_flows_active":
+			s.Active += x.Value
+		case x.Desc.Name == "netfilter_conntrack_flow_packets_total" && x.LabelValues[0] == "orig":
+			s.OrigPackets += x.Value
+		case x.Desc.Name == "netfilter_conntrack_flow_bytes_total" && x.LabelValues[0] == "orig":
+			s.OrigBytes += x.Value
+		case x.Desc.Name == "netfilter_conntrack_flow_packets_total":
+			s.ReplyPackets += x.Value
+		case x.Desc.Name == "netfilter_conntrack_flow_bytes_total":
+			s.ReplyBytes += x.Value
+		}
+	}
+	return s
+}
+
+// liveFlow is a flow of the scripts below: a UDP flow from port sport.
+type liveFlow struct {
+	sport uint16
+	id    uint32
+	start int64 // seconds relative to the Aggregator's start
+}
+
+// at returns the flow as a dump or event reports it with counters c
+// (orig packets, orig bytes, reply packets, reply bytes).
+func (f liveFlow) at(a *Aggregator, c [4]uint64) Entry {
+	e := Entry{
+		Family: FamilyIPv4, Proto: ProtoUDP, Src: addr("192.0.2.1"), Dst: addr("192.0.2.2"), SPort: f.sport, DPort: 53,
+		ID: f.id, OrigPackets: c[0], OrigBytes: c[1], ReplyPackets: c[2], ReplyBytes: c[3],
+	}
+	e.ReplySrc, e.ReplyDst, e.ReplySPort, e.ReplyDPort = e.Dst, e.Src, e.DPort, e.SPort
+	if f.start != 0 {
+		e.Start = a.live.start + f.start*1e9
+	}
+	return e
+}
+
+// step is one thing that happens to a live Aggregator.
+type step struct {
+	// dump lists entries in one complete dump, after which the flows it
+	// missed and the kernel no longer holds are gone, and closed out when
+	// closeGone is set; destroy delivers DESTROY events.
+	dump      []Entry
+	destroy   []Entry
+	closeGone bool
+	// midDump, when set with dump, delivers these events after the dump
+	// began and before it lists its entries.
+	midDump []Entry
+	want    liveSums
+}
+
+func runSteps(t *testing.T, a *Aggregator, steps []step) {
+	t.Helper()
+	for i, s := range steps {
+		switch {
+		case s.dump != nil:
+			n := a.BeginDump()
+			a.Destroyed(s.midDump)
+			a.Dumped(s.dump)
+			a.Gone(a.Missing())
+			through := uint32(0)
+			if s.closeGone {
+				through = n
+			}
+			a.EndDump(true, through)
+		default:
+			a.Destroyed(s.destroy)
+		}
+		if got := sums(t, a); got != s.want {
+			t.Errorf("after step %d: %+v, want %+v", i, got, s.want)
+		}
+	}
+}
+
+func TestLiveStateMachine(t *testing.T) {
+	cfg := Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true}
+	old := liveFlow{sport: 1000, id: 1, start: -60} // began before accounting
+	newer := liveFlow{sport: 1001, id: 2, start: 5}
+	noTS := liveFlow{sport: 1002, id: 3} // nf_conntrack_timestamp off
+	tests := []struct {
+		name  string
+		steps func(a *Aggregator) []step
+	}{
+		{"baseline then growth then DESTROY", func(a *Aggregator) []step {
+			return []step{
+				{dump: []Entry{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
+				{dump: []Entry{old.at(a, [4]uint64{12, 1200, 6, 600})}, want: liveSums{0, 2, 200, 1, 100, 1}},
+				{destroy: []Entry{old.at(a, [4]uint64{15, 1500, 7, 700})}, want: liveSums{1, 5, 500, 2, 200, 1}},
+				{dump: []Entry{}, want: liveSums{1, 5, 500, 2, 200, 0}},
+			}
+		}},
+		{"a flow that began after the start counts from zero", func(a *Aggregator) []step {
+			return []step{
+				{dump: []Entry{}, want: liveSums{}},
+				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
+				{destroy: []Entry{newer.at(a, [4]uint64{4, 400, 2, 200})}, want: liveSums{1, 4, 400, 2, 200, 1}},
+			}
+		}},
+		{"a new flow in the baseline dump counts from zero too", func(a *Aggregator) []step {
+			return []step{
+				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100}), old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{0, 3, 300, 1, 100, 2}},
+			}
+		}},
+		{"without timestamps the baseline dump is the baseline", func(a *Aggregator) []step {
+			return []step{
+				{dump: []Entry{noTS.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{Active: 1}},
+				{dump: []Entry{noTS.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{0, 1, 100, 0, 0, 1}},
+			}
+		}},
+		{"DESTROY before the dump lists the dying flow: tombstone", func(a *Aggregator) []step {
+			final := newer.at(a, [4]uint64{4, 400, 2, 200})
+			return []step{
+				{dump: []Entry{}, want: liveSums{}},
+				{dump: []Entry{final}, midDump: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{dump: []Entry{}, want: liveSums{1, 4, 400, 2, 200, 0}},
+			}
+		}},
+		{"a DESTROY twice counts once", func(a *Aggregator) []step {
+			final := newer.at(a, [4]uint64{4, 400, 2, 200})
+			return []step{
+				{destroy: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{destroy: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+			}
+		}},
+		{"unknown DESTROY of a flow older than the start counts no bytes", func(a *Aggregator) []step {
+			return []step{
+				{destroy: []Entry{old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{Flows: 1}},
+			}
+		}},
+		{"zeroed counters: the rest after zero counts", func(a *Aggregator) []step {
+			return []step{
+				{dump: []Entry{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
+				{dump: []Entry{old.at(a, [4]uint64{20, 2000, 10, 1000})}, want: liveSums{0, 10, 1000, 5, 500, 1}},
+				{dump: []Entry{old.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 11, 1100, 6, 550, 1}},
+				{destroy: []Entry{old.at(a, [4]uint64{2, 200, 1, 60})}, want: liveSums{1, 12, 1200, 6, 560, 1}},
+			}
+		}},
+		{"gone without DESTROY: closed out, a late DESTROY adds the rest", func(a *Aggregator) []step {
+			return []step{
+				{dump: []Entry{}, want: liveSums{}},
+				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
+				// Missing from a dump, not yet known to be safe to close.
+				{dump: []Entry{}, want: liveSums{0, 3, 300, 1, 100, 0}},
+				{dump: []Entry{}, closeGone: true, want: liveSums{1, 3, 300, 1, 100, 0}},
+				{destroy: []Entry{newer.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{1, 4, 400, 1, 100, 0}},
+			}
+		}},
+		{"gone then listed again is alive", func(a *Aggregator) []step {
+			return []step{
+				{dump: []Entry{old.at(a, [4]uint64{1, 1, 1, 1})}, want: liveSums{Active: 1}},
+				{dump: []Entry{}, want: liveSums{}},
+				{dump: []Entry{old.at(a, [4]uint64{2, 2, 1, 1})}, closeGone: true, want: liveSums{0, 1, 1, 0, 0, 1}},
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := mustAggregator(t, cfg)
+			runSteps(t, a, tt.steps(a))
+		})
+	}
+}
+
+func TestLiveStats(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
+	f := liveFlow{sport: 1, id: 1, start: 1}
+	a.BeginDump()
+	a.Dumped([]Entry{f.at(a, [4]uint64{1, 1, 1, 1})})
+	a.EndDump(true, 0)
+	a.BeginDump()
+	a.Dumped([]Entry{f.at(a, [4]uint64{0, 0, 0, 0})})
+	a.EndDump(true, 0)
+	a.BeginDump()
+	a.Gone(a.Missing())
+	a.EndDump(true, 3)
+	st, ok := a.LiveStats()
+	if !ok {
+		t.Fatal("LiveStats reports live accounting off")
+	}
+	want := LiveStats{Dumps: 3, Resets: 1, ClosedOut: 1, Tombstones: 1}
+	if st != want {
+		t.Errorf("LiveStats = %+v, want %+v", st, want)
+	}
+	// The closed-out flow is forgotten after closedKeep and a later dump.
+	now := time.Now()
+	a.now = func() time.Time { return now.Add((closedKeep + 1) * time.Second) }
+	a.BeginDump()
+	a.EndDump(true, 4)
+	if st, _ := a.LiveStats(); st.Tombstones != 0 {
+		t.Errorf("%d tombstones after %ds, want 0", st.Tombstones, closedKeep+1)
+	}
+}
+
+func TestLiveTCPStatesAndIncompleteDump(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
+	tcp := func(port uint16, st uint8) Entry {
+		d := tcp4("192.0.2.1", "192.0.2.2", port, 80)
+		return Entry{Family: d.Family, Proto: d.Proto, Src: d.Src, Dst: d.Dst, SPort: d.SPort, DPort: d.DPort, ID: uint32(port), TCPState: st}
+	}
+	a.BeginDump()
+	a.Dumped([]Entry{tcp(1, tcpEstablished), tcp(2, tcpEstablished), tcp(3, tcpTimeWait)})
+	a.EndDump(true, 0)
+	// A dump that fails half-way leaves the gauges as they were.
+	a.BeginDump()
+	a.Dumped([]Entry{tcp(1, tcpEstablished)})
+	a.EndDump(false, 0)
+	got := map[string]float64{}
+	for _, s := range update(t, a) {
+		if s.Desc.Name == "netfilter_conntrack_tcp_flows_active" {
+			got[s.LabelValues[1]] = s.Value
+		}
+	}
+	want := map[string]float64{"established": 2, "time_wait": 1}
+	if len(got) != len(want) || got["established"] != 2 || got["time_wait"] != 1 {
+		t.Errorf("tcp_flows_active = %v, want %v", got, want)
+	}
+	// States seen once keep being reported, at 0.
+	a.BeginDump()
+	a.Dumped([]Entry{tcp(1, tcpEstablished)})
+	a.EndDump(true, 0)
+	for _, s := range update(t, a) {
+		if s.Desc.Name == "netfilter_conntrack_tcp_flows_active" && s.LabelValues[1] == "time_wait" && s.Value != 0 {
+			t.Errorf("time_wait = %v after the flow left, want 0", s.Value)
+		}
+	}
+}
+
+func TestLiveFilterNotTracked(t *testing.T) {
+	filter, err := NewFilter(nil, []Rule{{DPort: []PortRange{{53, 53}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true, Filter: filter})
+	f := liveFlow{sport: 1, id: 1, start: 1}
+	a.BeginDump()
+	a.Dumped([]Entry{f.at(a, [4]uint64{1, 1, 1, 1})})
+	a.EndDump(true, 0)
+	a.Destroyed([]Entry{f.at(a, [4]uint64{2, 2, 2, 2})})
+	if st, _ := a.LiveStats(); st.Tracked != 0 {
+		t.Errorf("%d flows tracked, want 0: the filter rejects them", st.Tracked)
+	}
+	if got := sums(t, a); got != (liveSums{}) {
+		t.Errorf("sums %+v, want none", got)
+	}
+	if got := a.Stats().Filtered; got != 1 {
+		t.Errorf("filtered = %d, want 1 (the DESTROY; dumps do not count)", got)
+	}
+}
+
+func TestFilterNarrowing(t *testing.T) {
+	v4 := prefixes("10.0.0.0/8")
+	v6 := prefixes("fd00::/8")
+	tests := []struct {
+		name   string
+		accept []Rule
+		want   Narrowing
+	}{
+		{"none", nil, Narrowing{}},
+		{"v4 only", []Rule{{Src: v4}, {Dst: v4}}, Narrowing{Family: FamilyIPv4}},
+		{"mixed families", []Rule{{Src: v4}, {Src: v6}}, Narrowing{}},
+		{"one rule without addresses", []Rule{{Src: v6}, {Proto: []uint8{6}}}, Narrowing{}},
+		{"same mark", []Rule{{Mark: []MarkMatch{{0x10, 0xf0}}}, {Mark: []MarkMatch{{0x10, 0xf0}}, Src: v4}}, Narrowing{Mark: &MarkMatch{0x10, 0xf0}}},
+		{"two marks", []Rule{{Mark: []MarkMatch{{0x10, 0}, {0x20, 0}}}}, Narrowing{}},
+		{"zone", []Rule{{Zone: []uint16{3}, Src: v6}}, Narrowing{Family: FamilyIPv6, Zone: ptr(uint16(3))}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := NewFilter(tt.accept, []Rule{{Proto: []uint8{17}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := f.Narrowing()
+			if got.Family != tt.want.Family || !eqPtr(got.Mark, tt.want.Mark) || !eqPtr(got.Zone, tt.want.Zone) {
+				t.Errorf("Narrowing() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func eqPtr[T comparable](a, b *T) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
