@@ -113,6 +113,8 @@ type series struct {
 	// tcp counts the active TCP flows per state; nil until the series
 	// has had one.
 	tcp *tcpCounts
+	// id is the series' index in Aggregator.byID.
+	id uint32
 }
 
 // tcpCounts are the active TCP flows of a series by state, and the states
@@ -187,6 +189,14 @@ type Aggregator struct {
 	flows      uint64
 	// live is the per-flow state of live accounting; nil when it is off.
 	live *liveState
+	// byID indexes the series, the overflow series included, by id, so
+	// that a tracked flow can remember its series; removed series leave
+	// nil, and their ids go to freeIDs. epoch changes whenever a series
+	// is removed: a flow's remembered series is good only in the epoch
+	// it was remembered in.
+	byID    []*series
+	freeIDs []uint32
+	epoch   uint8
 }
 
 // NewAggregator returns an empty Aggregator configured by cfg.
@@ -206,6 +216,7 @@ func NewAggregator(cfg Config) (*Aggregator, error) {
 		now:    time.Now,
 		series: make(map[seriesKey]*series),
 		hists:  make(map[histKey]*durationHist),
+		epoch:  1,
 	}
 	a.start = a.now()
 	if cfg.Live {
@@ -291,11 +302,11 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 	s := a.series[k]
 	if s == nil {
 		if len(a.series) < a.cfg.MaxSeries {
-			s = &series{}
+			s = a.newSeries()
 			a.series[k] = s
 		} else {
 			if a.overflow == nil {
-				a.overflow = &series{}
+				a.overflow = a.newSeries()
 			}
 			s = a.overflow
 			a.overflowed++
@@ -334,6 +345,34 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 	h.counts[i]++
 	h.sum += dur
 	return s
+}
+
+// newSeries returns an empty series with an id.
+func (a *Aggregator) newSeries() *series {
+	s := &series{}
+	if n := len(a.freeIDs); n > 0 {
+		s.id = a.freeIDs[n-1]
+		a.freeIDs = a.freeIDs[:n-1]
+		a.byID[s.id] = s
+	} else {
+		s.id = uint32(len(a.byID))
+		a.byID = append(a.byID, s)
+	}
+	return s
+}
+
+// dropSeries forgets s, which is no longer in a.series, and makes every
+// series a tracked flow remembers stale.
+func (a *Aggregator) dropSeries(s *series) {
+	a.byID[s.id] = nil
+	a.freeIDs = append(a.freeIDs, s.id)
+	if a.epoch++; a.epoch == 0 {
+		// Epochs came round: no remembered series may look current.
+		a.epoch = 1
+		if a.live != nil {
+			a.live.forgetSeries()
+		}
+	}
 }
 
 // key sets k to the series key of d; k must be zero.
@@ -421,10 +460,12 @@ func (a *Aggregator) Update(ctx context.Context, b *tree.Builder) error {
 		for k, s := range a.series {
 			if now-s.last >= a.cfg.SeriesTTL {
 				delete(a.series, k)
+				a.dropSeries(s)
 				a.expired++
 			}
 		}
 		if a.overflow != nil && now-a.overflow.last >= a.cfg.SeriesTTL {
+			a.dropSeries(a.overflow)
 			a.overflow = nil
 			a.expired++
 		}

@@ -95,11 +95,18 @@ type key6 struct {
 
 // Record states.
 const (
-	stateLive   uint8 = iota // seen in the latest dump, or looked up since
-	stateGone                // missing from a dump and from a lookup: closed out after the next dump
+	stateEmpty  uint8 = iota // a free slot of a table
+	stateLive                // seen in the latest dump, or looked up since
+	stateGone                // missing from a dump and from a lookup: closed out once safe
 	stateDead                // its DESTROY event was counted: a tombstone
 	stateClosed              // closed out without DESTROY: a tombstone
 )
+
+// hash returns a hash of k's kernel id and start time.
+func (k key4) hash() uint64 { return uint64(k.id)<<32 ^ uint64(k.start) }
+
+// hash returns a hash of k's kernel id and start time.
+func (k key6) hash() uint64 { return uint64(k.id)<<32 ^ uint64(k.start) }
 
 // record is what is kept of a tracked flow: the counters last counted, and
 // what its series key needs beyond its identity.
@@ -112,10 +119,12 @@ type record struct {
 	state uint8
 	nat   uint8
 	tcp   uint8
-	_     uint8
-	// since is when a closed-out flow was closed, in seconds since live
-	// accounting began.
-	since uint32
+	// epoch is the Aggregator's epoch when aux was set to the flow's
+	// series; 0 when it remembers none.
+	epoch uint8
+	// aux is the id of the flow's series while it lives, and when it was
+	// closed out, in seconds since live accounting began, once it is.
+	aux uint32
 }
 
 // closedKeep is how long a flow closed out without DESTROY is remembered,
@@ -146,22 +155,45 @@ type LiveStats struct {
 	ClosedOut uint64
 	// LateDestroys counts DESTROY events of flows already closed out.
 	LateDestroys uint64
+	// TableBytes is the memory the tracked flows and tombstones take.
+	TableBytes int
 }
 
 // liveState is the per-flow state of live accounting. The Aggregator's
 // mutex guards it.
 type liveState struct {
 	start          int64 // when accounting began, Unix nanoseconds
-	v4             map[key4]record
-	v6             map[key6]record
-	peak4, peak6   int
+	v4             *table[key4]
+	v6             *table[key6]
 	started, ended uint32 // dumps started and finished
 	entries        int    // entries of the dump running or last finished
 	stats          LiveStats
+	sink           uint8 // keeps prefetch's loads from being left out
 }
 
 func newLiveState(now time.Time) *liveState {
-	return &liveState{start: now.UnixNano(), v4: make(map[key4]record), v6: make(map[key6]record)}
+	return &liveState{start: now.UnixNano(), v4: newTable[key4](), v6: newTable[key6]()}
+}
+
+// prefetch reads the first slot where each flow of es is looked for, so that
+// the memory loads of a batch overlap rather than wait one after the other:
+// on a table of a million flows nearly every lookup misses the caches.
+func (l *liveState) prefetch(es []Entry) {
+	var sink uint8
+	for i := range es {
+		e := &es[i]
+		// A slot may span two cache lines: read at both ends.
+		if e.Family == FamilyIPv6 {
+			k := key6{keyTail: keyTail{id: e.ID, start: e.Start}}
+			s := &l.v6.slots[l.v6.home(&k)]
+			sink += s.key.src[0] + s.rec.state
+		} else {
+			k := key4{keyTail: keyTail{id: e.ID, start: e.Start}}
+			s := &l.v4.slots[l.v4.home(&k)]
+			sink += s.key.src[0] + s.rec.state
+		}
+	}
+	l.sink += sink
 }
 
 // keyOf returns the identity of e in tail, and its addresses.
@@ -182,37 +214,6 @@ func entryOf(family uint8, src, dst netip.Addr, t keyTail, r *record) Entry {
 		e.SPort, e.DPort = t.sport, t.dport
 	}
 	return e
-}
-
-// table is one address family's tracked flows.
-type table[K comparable] struct {
-	m    map[K]record
-	peak *int
-}
-
-// lookup, store and remove are the only ways the tracker touches a table.
-func (t table[K]) lookup(k K) (record, bool) {
-	r, ok := t.m[k]
-	return r, ok
-}
-
-func (t table[K]) store(k K, r record) {
-	t.m[k] = r
-	*t.peak = max(*t.peak, len(t.m))
-}
-
-// compact rebuilds the map once it holds a quarter of its peak: Go maps
-// never give memory back, and a burst of flows would otherwise keep it.
-func compact[K comparable](m map[K]record, peak *int) map[K]record {
-	if *peak < 4096 || len(m) > *peak/4 {
-		return m
-	}
-	n := make(map[K]record, len(m))
-	for k, r := range m {
-		n[k] = r
-	}
-	*peak = len(n)
-	return n
 }
 
 // countsOf returns e's counters in record order.
@@ -254,6 +255,9 @@ func (a *Aggregator) Destroyed(es []Entry) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.live != nil {
+		a.live.prefetch(es)
+	}
 	var d Delta
 	for i := range es {
 		e := &es[i]
@@ -268,27 +272,27 @@ func (a *Aggregator) Destroyed(es []Entry) {
 			continue
 		}
 		if e.Family == FamilyIPv6 {
-			destroyed(a, table[key6]{a.live.v6, &a.live.peak6}, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
+			destroyed(a, a.live.v6, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
 		} else {
-			destroyed(a, table[key4]{a.live.v4, &a.live.peak4}, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
+			destroyed(a, a.live.v4, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
 		}
 	}
 }
 
 // destroyed counts the DESTROY event of e, whose key is k; d holds e's keys
 // and final counters. a.mu must be held.
-func destroyed[K comparable](a *Aggregator, t table[K], k K, e *Entry, d *Delta, now time.Duration) {
+func destroyed[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now time.Duration) {
 	l := a.live
 	final := countsOf(e)
-	r, ok := t.lookup(k)
+	r, added := t.put(&k)
 	switch {
-	case !ok:
+	case added:
 		// Never seen by a dump: it began after the last one, or it was
 		// in the table before accounting began and no dump listed it.
 		if e.Start != 0 && e.Start < l.start {
 			d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = 0, 0, 0, 0
 		}
-		r = record{mark: e.Mark}
+		r.mark = e.Mark
 	case r.state == stateDead:
 		return // counted already
 	default:
@@ -305,7 +309,6 @@ func destroyed[K comparable](a *Aggregator, t table[K], k K, e *Entry, d *Delta,
 	}
 	a.count(d, now)
 	r.counts, r.state, r.gen = final, stateDead, l.started
-	t.store(k, r)
 }
 
 // BeginDump starts a dump of the table and returns its number, counted from
@@ -334,31 +337,67 @@ func (a *Aggregator) Dumped(es []Entry) {
 	if a.live == nil {
 		return
 	}
+	a.live.prefetch(es)
 	var d Delta
 	for i := range es {
 		e := &es[i]
-		deltaOf(e, [4]uint64{}, &d)
-		if a.cfg.Filter != nil && !a.cfg.Filter.Match(&d) {
-			continue
-		}
-		a.live.entries++
 		if e.Family == FamilyIPv6 {
-			observe(a, table[key6]{a.live.v6, &a.live.peak6}, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
+			dumped(a, a.live.v6, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
 		} else {
-			observe(a, table[key4]{a.live.v4, &a.live.peak4}, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
+			dumped(a, a.live.v4, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
 		}
 	}
 }
 
+// dumped counts the dumped entry e, whose key is k. A flow followed already,
+// whose mark has not changed, goes straight to the series it remembers;
+// others are keyed and filtered first. a.mu must be held.
+func dumped[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now time.Duration) {
+	l := a.live
+	r := t.get(&k)
+	if r != nil && (r.state == stateLive || r.state == stateGone) && r.mark == e.Mark && r.epoch == a.epoch {
+		if s := a.byID[r.aux]; s != nil {
+			l.entries++
+			cur := countsOf(e)
+			c, reset := since(r.counts, cur)
+			if reset {
+				l.stats.Resets++
+			}
+			r.counts, r.state, r.gen, r.tcp = cur, stateLive, l.started, e.TCPState
+			s.last = now
+			s.origPackets += c[0]
+			s.origBytes += c[1]
+			s.replyPackets += c[2]
+			s.replyBytes += c[3]
+			s.activeNext++
+			if e.Proto == ProtoTCP && e.TCPState < tcpStates {
+				s.tcpNext(e.TCPState)
+			}
+			return
+		}
+	}
+	deltaOf(e, [4]uint64{}, d)
+	if a.cfg.Filter != nil && !a.cfg.Filter.Match(d) {
+		if r != nil && (r.state == stateLive || r.state == stateGone) {
+			// Its mark changed to one the filters reject: follow it
+			// without counting it.
+			r.counts, r.state, r.gen, r.mark, r.epoch = countsOf(e), stateLive, l.started, e.Mark, 0
+		}
+		return
+	}
+	l.entries++
+	observe(a, t, k, e, d, now)
+}
+
 // observe counts the dumped entry e, whose key is k; d holds e's keys. a.mu
 // must be held.
-func observe[K comparable](a *Aggregator, t table[K], k K, e *Entry, d *Delta, now time.Duration) {
+func observe[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now time.Duration) {
 	l := a.live
 	cur := countsOf(e)
-	r, ok := t.lookup(k)
+	r, added := t.put(&k)
 	switch {
-	case !ok:
-		r = record{mark: e.Mark}
+	case added:
+		r.mark = e.Mark
 		baseline := e.Start != 0 && e.Start < l.start || e.Start == 0 && l.ended == 0
 		if !baseline {
 			d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = cur[0], cur[1], cur[2], cur[3]
@@ -373,13 +412,22 @@ func observe[K comparable](a *Aggregator, t table[K], k K, e *Entry, d *Delta, n
 		d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = c[0], c[1], c[2], c[3]
 	}
 	r.nat = natClass(d)
-	r.counts, r.state, r.gen, r.tcp = cur, stateLive, l.started, e.TCPState
-	t.store(k, r)
-	if s := a.count(d, now); s != nil {
-		s.activeNext++
-		if e.Proto == ProtoTCP && e.TCPState < tcpStates {
-			s.tcpNext(e.TCPState)
-		}
+	r.counts, r.state, r.gen, r.tcp, r.mark = cur, stateLive, l.started, e.TCPState, e.Mark
+	s := a.count(d, now)
+	r.aux, r.epoch = s.id, a.epoch
+	s.activeNext++
+	if e.Proto == ProtoTCP && e.TCPState < tcpStates {
+		s.tcpNext(e.TCPState)
+	}
+}
+
+// forgetSeries makes every tracked flow forget its series.
+func (l *liveState) forgetSeries() {
+	for i := range l.v4.slots {
+		l.v4.slots[i].rec.epoch = 0
+	}
+	for i := range l.v6.slots {
+		l.v6.slots[i].rec.epoch = 0
 	}
 }
 
@@ -393,14 +441,16 @@ func (a *Aggregator) Missing() []Entry {
 		return nil
 	}
 	var out []Entry
-	for k, r := range a.live.v4 {
-		if r.state == stateLive && r.gen != a.live.started {
-			out = append(out, entryOf(FamilyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, &r))
+	for i := range a.live.v4.slots {
+		s := &a.live.v4.slots[i]
+		if s.rec.state == stateLive && s.rec.gen != a.live.started {
+			out = append(out, entryOf(FamilyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec))
 		}
 	}
-	for k, r := range a.live.v6 {
-		if r.state == stateLive && r.gen != a.live.started {
-			out = append(out, entryOf(FamilyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, &r))
+	for i := range a.live.v6.slots {
+		s := &a.live.v6.slots[i]
+		if s.rec.state == stateLive && s.rec.gen != a.live.started {
+			out = append(out, entryOf(FamilyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec))
 		}
 	}
 	return out
@@ -419,17 +469,16 @@ func (a *Aggregator) Gone(es []Entry) {
 	for i := range es {
 		e := &es[i]
 		if e.Family == FamilyIPv6 {
-			gone(table[key6]{a.live.v6, &a.live.peak6}, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, a.live.started)
+			gone(a.live.v6, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, a.live.started)
 		} else {
-			gone(table[key4]{a.live.v4, &a.live.peak4}, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, a.live.started)
+			gone(a.live.v4, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, a.live.started)
 		}
 	}
 }
 
-func gone[K comparable](t table[K], k K, gen uint32) {
-	if r, ok := t.lookup(k); ok && r.state == stateLive {
+func gone[K flowKey](t *table[K], k K, gen uint32) {
+	if r := t.get(&k); r != nil && r.state == stateLive {
 		r.state, r.gen = stateGone, gen
-		t.store(k, r)
 	}
 }
 
@@ -452,50 +501,47 @@ func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
 		switch {
 		case r.state == stateDead && r.gen < l.started:
 			return false
-		case r.state == stateClosed && r.gen < l.started && now-r.since >= closedKeep:
+		case r.state == stateClosed && r.gen < l.started && now-r.aux >= closedKeep:
 			return false
 		case r.state == stateGone && r.gen <= closeThrough:
 			l.stats.ClosedOut++
-			r.state, r.gen, r.since = stateClosed, l.started, now
+			r.state, r.gen, r.aux, r.epoch = stateClosed, l.started, now, 0
 			return true
 		}
 		return true
 	}
 	var d Delta
-	for k, r := range l.v4 {
+	l.v4.sweep(func(k *key4, r *record) bool {
 		was := r.state
-		if !sweep(&r) {
-			delete(l.v4, k)
-			continue
+		if !sweep(r) {
+			return false
 		}
 		if was == stateGone && r.state == stateClosed {
-			a.closeOut(entryOf(FamilyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, &r), &r, &d, ttlNow)
-			l.v4[k] = r
+			a.closeOut(entryOf(FamilyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, r), r, &d, ttlNow)
 		}
 		if r.state == stateLive || r.state == stateGone {
 			tracked++
 		} else {
 			tombs++
 		}
-	}
-	for k, r := range l.v6 {
+		return true
+	})
+	l.v6.sweep(func(k *key6, r *record) bool {
 		was := r.state
-		if !sweep(&r) {
-			delete(l.v6, k)
-			continue
+		if !sweep(r) {
+			return false
 		}
 		if was == stateGone && r.state == stateClosed {
-			a.closeOut(entryOf(FamilyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, &r), &r, &d, ttlNow)
-			l.v6[k] = r
+			a.closeOut(entryOf(FamilyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, r), r, &d, ttlNow)
 		}
 		if r.state == stateLive || r.state == stateGone {
 			tracked++
 		} else {
 			tombs++
 		}
-	}
-	l.v4 = compact(l.v4, &l.peak4)
-	l.v6 = compact(l.v6, &l.peak6)
+		return true
+	})
+	l.stats.TableBytes = l.v4.bytes() + l.v6.bytes()
 	l.stats.Tracked, l.stats.Tombstones = tracked, tombs
 	if !complete {
 		for _, s := range a.series {

@@ -4,7 +4,9 @@ package ctload
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,4 +113,35 @@ func ListenerSocket(procNetNetlink string) (rmem, drops int64, ok bool) {
 		}
 	}
 	return 0, 0, false
+}
+
+// RaiseLimits raises the host's nf_conntrack_max and nf_conntrack_buckets
+// (which only the initial namespace may change) to hold n entries and a
+// quarter more, and returns a function that puts them back.
+func RaiseLimits(n int) (func(), error) {
+	files := []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/proc/sys/net/netfilter/nf_conntrack_buckets"}
+	var old []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		old = append(old, strings.TrimSpace(string(b)))
+	}
+	restore := func() {
+		for i, f := range files {
+			_ = os.WriteFile(f, []byte(old[i]), 0o644)
+		}
+	}
+	want := strconv.Itoa(n + n/4)
+	for i, f := range files {
+		if cur, _ := strconv.Atoi(old[i]); cur >= n+n/4 {
+			continue
+		}
+		if err := os.WriteFile(f, []byte(want), 0o644); err != nil {
+			restore()
+			return nil, fmt.Errorf("raising %s to %s: %w", f, want, err)
+		}
+	}
+	return restore, nil
 }

@@ -65,7 +65,7 @@ func main() {
 	if os.Geteuid() != 0 {
 		fatal(errors.New("ctburst needs root"))
 	}
-	restore, err := raiseLimits(*n)
+	restore, err := ctload.RaiseLimits(*n)
 	if err != nil {
 		fatal(err)
 	}
@@ -134,35 +134,6 @@ func summarize(results []result) {
 func fatal(err error) {
 	fmt.Fprintf(os.Stderr, "ctburst: %v\n", err)
 	os.Exit(1)
-}
-
-// raiseLimits makes room for n entries in the (global) conntrack table.
-func raiseLimits(n int) (func(), error) {
-	files := []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/proc/sys/net/netfilter/nf_conntrack_buckets"}
-	var old []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		old = append(old, strings.TrimSpace(string(b)))
-	}
-	restore := func() {
-		for i, f := range files {
-			_ = os.WriteFile(f, []byte(old[i]), 0o644)
-		}
-	}
-	want := strconv.Itoa(n + n/4)
-	for i, f := range files {
-		if cur, _ := strconv.Atoi(old[i]); cur >= n+n/4 {
-			continue
-		}
-		if err := os.WriteFile(f, []byte(want), 0o644); err != nil {
-			restore()
-			return nil, fmt.Errorf("raising %s to %s: %w", f, want, err)
-		}
-	}
-	return restore, nil
 }
 
 // namespace is a throwaway network namespace.

@@ -1,0 +1,165 @@
+package collector
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/ctload"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
+)
+
+// benchFlows is the table size of the live accounting benchmark:
+// NFE_BENCH_FLOWS, 1,000,000 by default.
+func benchFlows(b *testing.B) int {
+	if s := os.Getenv("NFE_BENCH_FLOWS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			b.Fatalf("NFE_BENCH_FLOWS=%q is not a positive number", s)
+		}
+		return n
+	}
+	return 1000000
+}
+
+// bareDump dumps the table of the namespace fd with raw recvfrom calls into
+// a 1 MiB buffer and only counts the messages: the floor any reader of the
+// table pays. It returns the entries and the thread's processor time.
+func bareDump(b *testing.B, h *netns.Handle) (int, time.Duration) {
+	var fd int
+	if err := h.Do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(fd)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0 := ctnl.ThreadCPU()
+	req := make([]byte, 20)
+	*(*uint32)(unsafe.Pointer(&req[0])) = 20
+	*(*uint16)(unsafe.Pointer(&req[4])) = 1<<8 | 1 // IPCTNL_MSG_CT_GET
+	*(*uint16)(unsafe.Pointer(&req[6])) = 0x301    // NLM_F_REQUEST | NLM_F_DUMP
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	entries := 0
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for m := buf[:n]; len(m) >= 16; {
+			l := int(*(*uint32)(unsafe.Pointer(&m[0])))
+			typ := *(*uint16)(unsafe.Pointer(&m[4]))
+			if typ == unix.NLMSG_DONE || typ == unix.NLMSG_ERROR {
+				return entries, ctnl.ThreadCPU() - cpu0
+			}
+			entries++
+			m = m[min((l+3)&^3, len(m)):]
+		}
+	}
+}
+
+// BenchmarkKernelLiveDump measures live accounting on a namespace holding
+// NFE_BENCH_FLOWS conntrack entries (root; it raises the host's
+// nf_conntrack_max for the run). Each iteration takes one bare dump that
+// only counts messages and one dump with live accounting (decode, per-flow
+// state, series), side by side, and reports the processor time of each per
+// dump and their ratio, and the heap each tracked flow costs.
+//
+//	go test -run '^$' -bench KernelLiveDump -benchtime 5x ./collector/
+func BenchmarkKernelLiveDump(b *testing.B) {
+	netnstest.Require(b)
+	n := benchFlows(b)
+	restore, err := ctload.RaiseLimits(n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer restore()
+	ns := netnstest.New(b)
+	ns.Run(b, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_acct=1", "net.netfilter.nf_conntrack_timestamp=1")
+	if err := ctload.Create(ns.FD(), n); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = ctload.Flush(ns.FD()) }()
+	h, err := netns.Open(ns.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+
+	keys, _ := flow.ParseGroupBy(flow.DefaultGroupBy)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 4096, Live: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: h, ReadSize: readSize()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	c := NewConntrack(&fakeListener{done: make(chan struct{})}, agg)
+	c.Live(d, LiveConfig{})
+	ctx := context.Background()
+	if _, err := c.poll.round(ctx); err != nil { // the baseline
+		b.Fatal(err)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	ls, _ := agg.LiveStats()
+	if ls.Tracked != n {
+		b.Fatalf("%d flows tracked after the baseline, want %d", ls.Tracked, n)
+	}
+
+	var bare, decode, live time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		got, cpu := bareDump(b, h)
+		if got != n {
+			b.Fatalf("bare dump: %d entries, want %d", got, n)
+		}
+		bare += cpu
+		st, err := d.Dump(ctx, ctnl.DumpFilter{}, func([]ctnl.Flow) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		decode += st.CPU
+		st, err = c.poll.round(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Entries != n {
+			b.Fatalf("live dump: %d entries, want %d", st.Entries, n)
+		}
+		live += st.CPU
+	}
+	b.StopTimer()
+	runs := float64(b.N)
+	b.ReportMetric(bare.Seconds()/runs, "bare-cpu-s/dump")
+	b.ReportMetric(decode.Seconds()/runs, "decode-cpu-s/dump")
+	b.ReportMetric(live.Seconds()/runs, "live-cpu-s/dump")
+	b.ReportMetric(float64(live)/float64(bare), "live/bare")
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/flow")
+	runtime.KeepAlive(agg)
+}
+
+func readSize() int {
+	n, _ := strconv.Atoi(os.Getenv("NFE_BENCH_READ"))
+	return n
+}

@@ -1,0 +1,95 @@
+package flow
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestTableAgainstMap runs random insertions, updates and sweeps on a table
+// and on a Go map side by side: they must always hold the same records, and
+// every record must be found from its home slot.
+func TestTableAgainstMap(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		r := rand.New(rand.NewPCG(seed, seed))
+		tb := newTable[key4]()
+		model := map[key4]record{}
+		// Few distinct ids and starts: many collisions of the hash.
+		key := func() key4 {
+			return key4{src: [4]byte{10, 0, 0, byte(r.IntN(4))}, keyTail: keyTail{id: uint32(r.IntN(3000)), start: int64(r.IntN(2)), sport: uint16(r.IntN(50))}}
+		}
+		for round := range 40 {
+			for range r.IntN(3000) {
+				k := key()
+				rec, added := tb.put(&k)
+				if _, ok := model[k]; ok == added {
+					t.Fatalf("seed %d round %d: put(%v) added=%v, model has it: %v", seed, round, k, added, ok)
+				}
+				rec.counts[0]++
+				rec.mark = uint32(r.IntN(1 << 20))
+				model[k] = *rec
+			}
+			// Sweep away about a third, at random.
+			drop := map[key4]bool{}
+			for k := range model {
+				if r.IntN(3) == 0 {
+					drop[k] = true
+				}
+			}
+			seen := map[key4]int{}
+			tb.sweep(func(k *key4, rec *record) bool {
+				seen[*k]++
+				if *rec != model[*k] {
+					t.Fatalf("seed %d round %d: sweep sees %v = %+v, model %+v", seed, round, *k, *rec, model[*k])
+				}
+				return !drop[*k]
+			})
+			for k := range model {
+				if seen[k] != 1 {
+					t.Fatalf("seed %d round %d: sweep saw %v %d times", seed, round, k, seen[k])
+				}
+				if drop[k] {
+					delete(model, k)
+				}
+			}
+			if tb.n != len(model) {
+				t.Fatalf("seed %d round %d: table holds %d, model %d", seed, round, tb.n, len(model))
+			}
+			for k, want := range model {
+				got := tb.get(&k)
+				if got == nil || *got != want {
+					t.Fatalf("seed %d round %d: get(%v) = %v, want %+v", seed, round, k, got, want)
+				}
+			}
+		}
+		tb.free()
+	}
+}
+
+func TestTableProbeLength(t *testing.T) {
+	tb := newTable[key4]()
+	defer tb.free()
+	const n = 1 << 18
+	for i := 0; i < n; i++ {
+		k := key4{keyTail: keyTail{id: uint32(i) * 2654435761, start: 1, sport: uint16(i)}}
+		tb.put(&k)
+	}
+	total := 0
+	for i := range tb.slots {
+		s := &tb.slots[i]
+		if s.rec.state == stateEmpty {
+			continue
+		}
+		d := i - tb.home(&s.key)
+		if d < 0 {
+			d += len(tb.slots)
+		}
+		total += d
+	}
+	load := float64(tb.n) / float64(len(tb.slots))
+	mean := float64(total) / float64(tb.n)
+	// Linear probing at load a displaces a record by (1/(1-a)-1)/2 on
+	// average: 2.8 at the most load, 0.85.
+	if load > maxLoad || mean > 3 {
+		t.Errorf("load %.2f, mean displacement %.2f: want at most %.2f and 3", load, mean, maxLoad)
+	}
+}
