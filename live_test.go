@@ -320,7 +320,8 @@ func TestExporterLiveRaces(t *testing.T) {
 	})
 	checkSeries(t, mfs, keys, want)
 	if n := sumOf(t, mfs, "netfilter_conntrack_dumps_total", nil); n < 20 {
-		t.Errorf("%v dumps during the test, want many", n)
+		body, _ := e.scrape(t)
+		t.Errorf("%v dumps during the test, want many:\n%s\nlog:\n%s", n, grepConntrack(body), e.stderr)
 	}
 }
 

@@ -47,6 +47,11 @@ const (
 	maxLoad  = 0.85
 	minLoad  = 0.2
 	growBy   = 1.25
+	// shrinkTo is the load a table shrunk for having emptied is left at:
+	// room to grow again without resizing at once.
+	shrinkTo = 0.4
+	// hugeMin is the smallest slot array backed by huge pages.
+	hugeMin = 16 << 20
 )
 
 func newTable[K flowKey]() *table[K] {
@@ -64,7 +69,11 @@ func (t *table[K]) alloc(n int) {
 		t.slots, t.mem = make([]slot[K], n), nil
 		return
 	}
-	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
+	if size >= hugeMin {
+		// Only worth it for large tables: getting huge pages may make
+		// the kernel compact memory at the first touch.
+		_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
+	}
 	t.slots = unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), n)
 	t.mem = mem
 }
@@ -175,8 +184,8 @@ func (t *table[K]) sweep(fn func(k *K, r *record) (keep bool)) {
 		// cluster, or nothing: look at it again.
 		t.remove(i)
 	}
-	if len(t.slots) > minSlots && float64(t.n) < minLoad*float64(len(t.slots)) {
-		t.resize(int(float64(t.n)/(maxLoad/growBy)) + 1)
+	if len(t.slots) > 4*minSlots && float64(t.n) < minLoad*float64(len(t.slots)) {
+		t.resize(int(float64(t.n)/shrinkTo) + 1)
 	}
 }
 
