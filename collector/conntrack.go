@@ -37,14 +37,17 @@ type Conntrack struct {
 
 	// poll is set by Live.
 	poll *poller
+
+	fams *flowFamilies
 }
 
 // NewConntrack returns a conntrack collector. Call Run to start listening.
 func NewConntrack(l ConntrackListener, agg *flow.Aggregator) *Conntrack {
 	const ns = namespace + "_conntrack_"
 	return &Conntrack{
-		l:   l,
-		agg: agg,
+		l:    l,
+		agg:  agg,
+		fams: newFlowFamilies(agg.Keys()),
 		events: tree.NewDesc(ns+"destroy_events_total",
 			"Conntrack DESTROY events received and decoded (the only conntrack events the exporter listens to).", tree.Counter),
 		lost: tree.NewDesc(ns+"events_lost_total",
@@ -136,7 +139,7 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	if c.poll != nil {
 		ps = c.poll.stats()
 	}
-	if err := c.agg.Update(ctx, b); err != nil {
+	if err := c.fams.update(ctx, c.agg, b); err != nil {
 		return err
 	}
 	up := 0.0

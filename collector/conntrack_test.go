@@ -12,6 +12,7 @@ import (
 
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
 // fakeListener delivers a fixed list of batches, then waits.
@@ -134,4 +135,71 @@ func BenchmarkConntrackAdd(b *testing.B) {
 		c.add(fs)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(fs)), "ns/flow")
+}
+
+// TestConntrackSeriesSamples checks the samples the collector makes of the
+// flow series: names, labels, Graphite paths, help texts, the overflow
+// series, and that no two samples share labels or a path.
+func TestConntrackSeriesSamples(t *testing.T) {
+	keys, _ := flow.ParseGroupBy("family,proto,dport")
+	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &fakeListener{done: make(chan struct{})}
+	c := NewConntrack(l, agg)
+	c.add([]ctnl.Flow{
+		testFlow("192.0.2.1", "198.51.100.2", 6, 443, 10, 1000, 8, 20000, 2),
+		testFlow("192.0.2.1", "198.51.100.2", 17, 53, 1, 60, 1, 120, 0),
+		testFlow("192.0.2.1", "198.51.100.2", 6, 22, 1, 1, 1, 1, 0), // past the limit
+	})
+	var b tree.Builder
+	if err := c.Update(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	labels, paths := map[string]bool{}, map[string]bool{}
+	for _, s := range b.Samples() {
+		if s.Desc.Help == "" || !strings.HasSuffix(s.Desc.Help, ".") {
+			t.Errorf("%s: help %q is not a sentence", s.Desc.Name, s.Desc.Help)
+		}
+		if len(s.LabelValues) != len(s.Desc.Labels) {
+			t.Errorf("%s: %d label values for labels %q", s.Desc.Name, len(s.LabelValues), s.Desc.Labels)
+		}
+		l := s.Desc.Name + "{" + strings.Join(s.LabelValues, ",") + "}"
+		if labels[l] {
+			t.Errorf("two samples %s", l)
+		}
+		labels[l] = true
+		if s.Path != nil {
+			p := strings.Join(s.Path, ".")
+			if paths[p] {
+				t.Errorf("two samples at %s", p)
+			}
+			paths[p] = true
+			got[p] = s.Value
+		} else if s.Desc.Kind != tree.Histogram {
+			t.Errorf("%s has no Graphite path", l)
+		}
+	}
+	for p, want := range map[string]float64{
+		"conntrack.ipv4.tcp.443.flows":       1,
+		"conntrack.ipv4.tcp.443.orig.pkts":   10,
+		"conntrack.ipv4.tcp.443.orig.bytes":  1000,
+		"conntrack.ipv4.tcp.443.reply.pkts":  8,
+		"conntrack.ipv4.tcp.443.reply.bytes": 20000,
+		"conntrack.ipv4.udp.53.reply.bytes":  120,
+		"conntrack.other.other.other.flows":  1,
+		"exporter.conntrack.series":          3,
+		"exporter.conntrack.series_limit":    2,
+		"exporter.conntrack.overflow_events": 1,
+		"exporter.conntrack.destroy_events":  0,
+	} {
+		if v, ok := got[p]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", p, v, ok, want)
+		}
+	}
+	if _, ok := got["conntrack.ipv4.tcp.443.active"]; ok {
+		t.Error("active flows reported without live accounting")
+	}
 }

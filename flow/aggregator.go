@@ -2,7 +2,6 @@ package flow
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,8 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
 // Field ids, the indexes of the keys in keys.
@@ -115,6 +112,8 @@ type series struct {
 	tcp *tcpCounts
 	// id is the series' index in Aggregator.byID.
 	id uint32
+	// values are the series' key values as text, in group-by order.
+	values []string
 }
 
 // tcpCounts are the active TCP flows of a series by state, and the states
@@ -162,16 +161,11 @@ type durationHist struct {
 }
 
 // Aggregator sums deltas into series; create it with NewAggregator. Its
-// methods are safe for concurrent use: typically one goroutine feeds Add or
-// AddBatch while scrapes call Update.
+// methods are safe for concurrent use: typically one goroutine feeds
+// Destroyed, another the dumps of live accounting, while scrapes call Read.
 type Aggregator struct {
 	cfg    Config
 	fields []int
-
-	flowsDesc, packetsDesc, bytesDesc, durationDesc  *tree.Desc
-	seriesDesc, limitDesc, overflowDesc, expiredDesc *tree.Desc
-	filteredDesc                                     *tree.Desc
-	activeDesc, tcpActiveDesc                        *tree.Desc
 
 	now   func() time.Time
 	start time.Time
@@ -222,36 +216,9 @@ func NewAggregator(cfg Config) (*Aggregator, error) {
 	if cfg.Live {
 		a.live = newLiveState(a.start)
 	}
-	labels := make([]string, len(cfg.GroupBy))
-	for i, k := range cfg.GroupBy {
-		f := k.field()
-		a.fields = append(a.fields, f)
-		labels[i] = string(k)
+	for _, k := range cfg.GroupBy {
+		a.fields = append(a.fields, k.field())
 	}
-	dirLabels := append([]string{"direction"}, labels...)
-	const ns = "netfilter_conntrack_"
-	a.flowsDesc = tree.NewDesc(ns+"flows_total",
-		"Conntrack flows that ended, by the keys of --conntrack.group-by.", tree.Counter, labels...)
-	a.packetsDesc = tree.NewDesc(ns+"flow_packets_total",
-		"Packets of conntrack flows, per direction, by the keys of --conntrack.group-by.", tree.Counter, dirLabels...)
-	a.bytesDesc = tree.NewDesc(ns+"flow_bytes_total",
-		"Bytes of conntrack flows, per direction, by the keys of --conntrack.group-by.", tree.Counter, dirLabels...)
-	a.durationDesc = tree.NewDesc(ns+"flow_duration_seconds",
-		"How long conntrack flows lasted, from their start and stop timestamps.", tree.Histogram, "family", "proto")
-	a.seriesDesc = tree.NewDesc(ns+"series",
-		"Number of conntrack flow series held, the overflow series included.", tree.Gauge)
-	a.limitDesc = tree.NewDesc(ns+"series_limit",
-		"Most conntrack flow series held before new key combinations go to the overflow series.", tree.Gauge)
-	a.overflowDesc = tree.NewDesc(ns+"overflow_events_total",
-		"Conntrack flow deltas summed into the overflow series because the series limit was reached.", tree.Counter)
-	a.expiredDesc = tree.NewDesc(ns+"series_expired_total",
-		"Conntrack flow series removed for not being updated within the series TTL.", tree.Counter)
-	a.activeDesc = tree.NewDesc(ns+"flows_active",
-		"Conntrack flows in the table at the latest dump, by the keys of --conntrack.group-by.", tree.Gauge, labels...)
-	a.tcpActiveDesc = tree.NewDesc(ns+"tcp_flows_active",
-		"TCP conntrack flows in the table at the latest dump, by TCP state and the keys of --conntrack.group-by.", tree.Gauge, append(slices.Clone(labels), "state")...)
-	a.filteredDesc = tree.NewDesc(ns+"events_filtered_total",
-		"Conntrack flow deltas the configured filters rejected.", tree.Counter)
 	return a, nil
 }
 
@@ -303,10 +270,12 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 	if s == nil {
 		if len(a.series) < a.cfg.MaxSeries {
 			s = a.newSeries()
+			s.values = a.values(&k, false)
 			a.series[k] = s
 		} else {
 			if a.overflow == nil {
 				a.overflow = a.newSeries()
+				a.overflow.values = a.values(nil, true)
 			}
 			s = a.overflow
 			a.overflowed++
@@ -420,187 +389,18 @@ func (a *Aggregator) statsLocked() Stats {
 	return st
 }
 
-// entry is a copy of one series taken by Update.
-type entry struct {
-	key      seriesKey
-	overflow bool
-	counters
-	active uint32
-	tcp    tcpCounts
-	hasTCP bool
-}
-
-// copySeries copies what Update reports of s.
-func copySeries(s *series, e *entry) {
-	e.counters, e.active = s.counters, s.active
-	if s.tcp != nil {
-		e.tcp, e.hasTCP = *s.tcp, true
-	}
-}
-
-// histEntry is a copy of one histogram taken by Update.
-type histEntry struct {
-	key histKey
-	durationHist
-}
-
-// Update removes the series idle past SeriesTTL, then adds the samples of
-// every series, of the duration histograms and of the Aggregator's own
-// counts to b, in a stable order.
-func (a *Aggregator) Update(ctx context.Context, b *tree.Builder) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	var now time.Duration
-	if a.cfg.SeriesTTL > 0 {
-		now = a.now().Sub(a.start)
-	}
-	a.mu.Lock()
-	if a.cfg.SeriesTTL > 0 {
-		for k, s := range a.series {
-			if now-s.last >= a.cfg.SeriesTTL {
-				delete(a.series, k)
-				a.dropSeries(s)
-				a.expired++
-			}
-		}
-		if a.overflow != nil && now-a.overflow.last >= a.cfg.SeriesTTL {
-			a.dropSeries(a.overflow)
-			a.overflow = nil
-			a.expired++
-		}
-	}
-	entries := make([]entry, 0, len(a.series)+1)
-	for k, s := range a.series {
-		entries = append(entries, entry{key: k})
-		copySeries(s, &entries[len(entries)-1])
-	}
-	var overflow *entry
-	if a.overflow != nil {
-		overflow = &entry{overflow: true}
-		copySeries(a.overflow, overflow)
-	}
-	live := a.live != nil
-	hists := make([]histEntry, 0, len(a.hists))
-	for k, h := range a.hists {
-		hists = append(hists, histEntry{key: k, durationHist: *h})
-	}
-	st := a.statsLocked()
-	a.mu.Unlock()
-
-	slices.SortFunc(entries, func(x, y entry) int { return a.compare(&x.key, &y.key) })
-	if overflow != nil {
-		// A series whose every key reads "other" would have the labels
-		// of the overflow series: sum the overflow into it.
-		merged := false
-		for i := range entries {
-			if a.allOther(&entries[i].key) {
-				entries[i].merge(overflow)
-				merged = true
-				break
-			}
-		}
-		if !merged {
-			entries = append(entries, *overflow)
-		}
-	}
-	for i := range entries {
-		a.addSeries(b, &entries[i], live)
-	}
-
-	slices.SortFunc(hists, func(x, y histEntry) int {
-		return cmp.Or(cmp.Compare(x.key.family, y.key.family), cmp.Compare(x.key.proto, y.key.proto))
-	})
-	for i := range hists {
-		h := &hists[i]
-		hv := tree.HistogramValue{Sum: h.sum, Buckets: make(map[float64]uint64, len(durationBuckets))}
-		for j, ub := range durationBuckets {
-			hv.Count += h.counts[j]
-			hv.Buckets[ub] = hv.Count
-		}
-		hv.Count += h.counts[len(durationBuckets)]
-		b.AddHistogram(a.durationDesc, hv, familyName(h.key.family), ProtoName(h.key.proto))
-	}
-
-	b.Add(a.seriesDesc, float64(st.Series), []string{"exporter", "conntrack", "series"})
-	b.Add(a.limitDesc, float64(a.cfg.MaxSeries), []string{"exporter", "conntrack", "series_limit"})
-	b.Add(a.overflowDesc, float64(st.Overflowed), []string{"exporter", "conntrack", "overflow_events"})
-	b.Add(a.expiredDesc, float64(st.Expired), []string{"exporter", "conntrack", "series_expired"})
-	b.Add(a.filteredDesc, float64(st.Filtered), []string{"exporter", "conntrack", "events_filtered"})
-	return nil
-}
-
-// add sums o into c.
-func (c *counters) add(o *counters) {
-	c.flows += o.flows
-	c.origPackets += o.origPackets
-	c.origBytes += o.origBytes
-	c.replyPackets += o.replyPackets
-	c.replyBytes += o.replyBytes
-}
-
-// merge sums the series o into e.
-func (e *entry) merge(o *entry) {
-	e.counters.add(&o.counters)
-	e.active += o.active
-	if o.hasTCP {
-		e.hasTCP = true
-		e.tcp.seen |= o.tcp.seen
-		for i := range e.tcp.now {
-			e.tcp.now[i] += o.tcp.now[i]
-		}
-	}
-}
-
-// addSeries adds the samples of series e to b: five, plus the active flows
-// with live accounting on.
-func (a *Aggregator) addSeries(b *tree.Builder, e *entry, live bool) {
-	n := len(a.fields)
-	// One allocation for both label value lists: direction, then keys.
-	lv := make([]string, 2*(n+1))
-	orig, reply := lv[:n+1:n+1], lv[n+1:]
-	orig[0], reply[0] = "orig", "reply"
-	vals := orig[1:]
+// values returns the text of every key of k, or "other" for each in the
+// overflow series.
+func (a *Aggregator) values(k *seriesKey, overflow bool) []string {
+	vals := make([]string, len(a.fields))
 	for i, f := range a.fields {
-		if e.overflow {
+		if overflow {
 			vals[i] = other
 		} else {
-			vals[i] = a.text(f, &e.key)
+			vals[i] = a.text(f, k)
 		}
 	}
-	copy(reply[1:], vals)
-
-	// One allocation for the five paths.
-	pb := make([]string, (n+2)+4*(n+3))
-	path := func(leaf ...string) []string {
-		l := 1 + n + len(leaf)
-		p := pb[:l:l]
-		pb = pb[l:]
-		p[0] = "conntrack"
-		copy(p[1:], vals)
-		copy(p[1+n:], leaf)
-		return p
-	}
-	b.Add(a.flowsDesc, float64(e.flows), path("flows"), vals...)
-	b.Add(a.packetsDesc, float64(e.origPackets), path("orig", "pkts"), orig...)
-	b.Add(a.bytesDesc, float64(e.origBytes), path("orig", "bytes"), orig...)
-	b.Add(a.packetsDesc, float64(e.replyPackets), path("reply", "pkts"), reply...)
-	b.Add(a.bytesDesc, float64(e.replyBytes), path("reply", "bytes"), reply...)
-	if !live {
-		return
-	}
-	b.Add(a.activeDesc, float64(e.active), append(append([]string{"conntrack"}, vals...), "active"), vals...)
-	if !e.hasTCP {
-		return
-	}
-	for st := range tcpStates {
-		if e.tcp.seen&(1<<st) == 0 {
-			continue
-		}
-		name := tcpStateNames[st]
-		p := append(append([]string{"conntrack"}, vals...), "tcp_active", name)
-		b.Add(a.tcpActiveDesc, float64(e.tcp.now[st]), p, append(slices.Clone(vals), name)...)
-	}
+	return vals
 }
 
 // text returns the label value of field f of k.

@@ -13,45 +13,43 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
-// sample is the comparable part of a tree.Sample.
-type sample struct {
-	Name   string
-	Labels []string
-	Path   []string
-	Value  float64
-}
-
-func update(t *testing.T, a *Aggregator) []tree.Sample {
+func read(t *testing.T, a *Aggregator) Reading {
 	t.Helper()
-	var b tree.Builder
-	if err := a.Update(context.Background(), &b); err != nil {
+	r, err := a.Read(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	return b.Samples()
+	return r
 }
 
-// seriesSamples returns the per-series counter samples, simplified.
-func seriesSamples(samples []tree.Sample) []sample {
-	var out []sample
-	for _, s := range samples {
-		if strings.HasPrefix(s.Desc.Name, "netfilter_conntrack_flow") && s.Desc.Kind == tree.Counter {
-			out = append(out, sample{s.Desc.Name, s.LabelValues, s.Path, s.Value})
-		}
-	}
-	return out
-}
-
-func find(samples []tree.Sample, name string, labels ...string) (tree.Sample, bool) {
-	for _, s := range samples {
-		if s.Desc.Name == name && slices.Equal(s.LabelValues, labels) {
+// seriesOf returns the series of r whose key values are vals.
+func seriesOf(r Reading, vals ...string) (Series, bool) {
+	for _, s := range r.Series {
+		if slices.Equal(s.Values, vals) {
 			return s, true
 		}
 	}
-	return tree.Sample{}, false
+	return Series{}, false
+}
+
+// totals sums the counters of every series of r.
+func totals(r Reading) Series {
+	var sum Series
+	for i := range r.Series {
+		sum.merge(&r.Series[i])
+	}
+	return sum
+}
+
+// valuesOf lists the key values of every series of r, joined by commas.
+func valuesOf(r Reading) []string {
+	var out []string
+	for _, s := range r.Series {
+		out = append(out, strings.Join(s.Values, ","))
+	}
+	return out
 }
 
 func mustAggregator(t testing.TB, cfg Config) *Aggregator {
@@ -147,16 +145,13 @@ func TestLabelValues(t *testing.T) {
 			d := tt.d
 			d.Final = true
 			a.Add(&d)
-			s, ok := find(update(t, a), "netfilter_conntrack_flows_total", tt.want...)
+			r := read(t, a)
+			s, ok := seriesOf(r, tt.want...)
 			if !ok {
-				t.Fatalf("no flows sample with labels %q in %v", tt.want, seriesSamples(update(t, a)))
+				t.Fatalf("no series %q in %q", tt.want, valuesOf(r))
 			}
-			wantPath := append(append([]string{"conntrack"}, tt.want...), "flows")
-			if !slices.Equal(s.Path, wantPath) {
-				t.Errorf("path = %q, want %q", s.Path, wantPath)
-			}
-			if s.Value != 1 {
-				t.Errorf("flows = %v, want 1", s.Value)
+			if s.Flows != 1 || len(r.Series) != 1 {
+				t.Errorf("flows = %v in %d series, want 1 in 1", s.Flows, len(r.Series))
 			}
 		})
 	}
@@ -174,65 +169,24 @@ func TestUpdateSamples(t *testing.T) {
 	a.AddBatch([]Delta{d4, d1, d3})
 	a.Add(&d2)
 
-	got := update(t, a)
-	want := []sample{}
-	for _, s := range []struct {
-		labels []string
-		vals   [5]float64
-	}{
-		{[]string{"ipv4", "tcp", "80"}, [5]float64{1, 1, 60, 0, 0}},
-		{[]string{"ipv4", "tcp", "443"}, [5]float64{1, 20, 2000, 40, 40000}},
-		{[]string{"ipv6", "udp", "53"}, [5]float64{1, 1, 80, 1, 300}},
-	} {
-		p := append([]string{"conntrack"}, s.labels...)
-		with := func(x ...string) []string { return append(slices.Clone(p), x...) }
-		dir := func(d string) []string { return append([]string{d}, s.labels...) }
-		want = append(want,
-			sample{"netfilter_conntrack_flows_total", s.labels, with("flows"), s.vals[0]},
-			sample{"netfilter_conntrack_flow_packets_total", dir("orig"), with("orig", "pkts"), s.vals[1]},
-			sample{"netfilter_conntrack_flow_bytes_total", dir("orig"), with("orig", "bytes"), s.vals[2]},
-			sample{"netfilter_conntrack_flow_packets_total", dir("reply"), with("reply", "pkts"), s.vals[3]},
-			sample{"netfilter_conntrack_flow_bytes_total", dir("reply"), with("reply", "bytes"), s.vals[4]},
-		)
+	got := read(t, a)
+	want := []Series{
+		{Values: []string{"ipv4", "tcp", "80"}, Flows: 1, OrigPackets: 1, OrigBytes: 60},
+		{Values: []string{"ipv4", "tcp", "443"}, Flows: 1, OrigPackets: 20, OrigBytes: 2000, ReplyPackets: 40, ReplyBytes: 40000},
+		{Values: []string{"ipv6", "udp", "53"}, Flows: 1, OrigPackets: 1, OrigBytes: 80, ReplyPackets: 1, ReplyBytes: 300},
 	}
-	if diff := cmp.Diff(want, seriesSamples(got)); diff != "" {
-		t.Errorf("series samples (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, got.Series); diff != "" {
+		t.Errorf("series (-want +got):\n%s", diff)
 	}
-
-	var self []sample
-	for _, s := range got {
-		if s.Desc.Kind != tree.Histogram && !strings.HasPrefix(s.Desc.Name, "netfilter_conntrack_flow") {
-			self = append(self, sample{s.Desc.Name, s.LabelValues, s.Path, s.Value})
-		}
+	if !slices.Equal(got.Keys, []Key{KeyFamily, KeyProto, KeyDPort}) || got.MaxSeries != 1000 || got.Live {
+		t.Errorf("keys %q, max series %d, live %v", got.Keys, got.MaxSeries, got.Live)
 	}
-	wantSelf := []sample{
-		{"netfilter_conntrack_series", nil, []string{"exporter", "conntrack", "series"}, 3},
-		{"netfilter_conntrack_series_limit", nil, []string{"exporter", "conntrack", "series_limit"}, 1000},
-		{"netfilter_conntrack_overflow_events_total", nil, []string{"exporter", "conntrack", "overflow_events"}, 0},
-		{"netfilter_conntrack_series_expired_total", nil, []string{"exporter", "conntrack", "series_expired"}, 0},
-		{"netfilter_conntrack_events_filtered_total", nil, []string{"exporter", "conntrack", "events_filtered"}, 0},
-	}
-	if diff := cmp.Diff(wantSelf, self); diff != "" {
-		t.Errorf("exporter samples (-want +got):\n%s", diff)
-	}
-
-	for _, s := range got {
-		if s.Desc.Help == "" || !strings.HasSuffix(s.Desc.Help, ".") {
-			t.Errorf("%s: help %q is not a sentence", s.Desc.Name, s.Desc.Help)
-		}
-		if len(s.LabelValues) != len(s.Desc.Labels) {
-			t.Errorf("%s: %d label values for labels %q", s.Desc.Name, len(s.LabelValues), s.Desc.Labels)
-		}
-		if s.Desc.Kind != tree.Histogram && s.Path == nil {
-			t.Errorf("%s%q has no Graphite path", s.Desc.Name, s.LabelValues)
-		}
-	}
-	if st := a.Stats(); st != (Stats{Series: 3, Flows: 3}) {
-		t.Errorf("Stats() = %+v", st)
+	if st := a.Stats(); st != (Stats{Series: 3, Flows: 3}) || got.Stats != st {
+		t.Errorf("Stats() = %+v, reading's %+v", st, got.Stats)
 	}
 	// The output is stable.
-	if diff := cmp.Diff(seriesSamples(got), seriesSamples(update(t, a))); diff != "" {
-		t.Errorf("second Update differs:\n%s", diff)
+	if diff := cmp.Diff(got, read(t, a)); diff != "" {
+		t.Errorf("second Read differs:\n%s", diff)
 	}
 }
 
@@ -253,59 +207,40 @@ func TestDurationHistogram(t *testing.T) {
 		{Family: FamilyIPv4, Proto: ProtoTCP, Start: t0.UnixNano(), Final: true},
 		flow(FamilyIPv6, ProtoUDP, time.Minute, true),
 	})
-	got := update(t, a)
-	var hists []tree.Sample
-	for _, s := range got {
-		if s.Desc.Kind == tree.Histogram {
-			hists = append(hists, s)
-		}
-	}
+	hists := read(t, a).Durations
 	if len(hists) != 2 {
 		t.Fatalf("%d histograms, want 2", len(hists))
 	}
 	h := hists[0]
-	if h.Desc.Name != "netfilter_conntrack_flow_duration_seconds" || !slices.Equal(h.LabelValues, []string{"ipv4", "tcp"}) || h.Path != nil {
-		t.Errorf("first histogram %s%q path %q", h.Desc.Name, h.LabelValues, h.Path)
+	if h.Family != "ipv4" || h.Proto != "tcp" {
+		t.Errorf("first histogram %s %s", h.Family, h.Proto)
 	}
-	v := h.Histogram
-	if v.Count != 4 {
-		t.Errorf("count = %d, want 4", v.Count)
+	if h.Count != 4 {
+		t.Errorf("count = %d, want 4", h.Count)
 	}
-	if want := 0.0005 + 0.001 + 2 + 30*86400; v.Sum != want {
-		t.Errorf("sum = %v, want %v", v.Sum, want)
+	if want := 0.0005 + 0.001 + 2 + 30*86400; h.Sum != want {
+		t.Errorf("sum = %v, want %v", h.Sum, want)
 	}
+	bounds := DurationBuckets()
 	for ub, want := range map[float64]uint64{.001: 2, .01: 2, 1: 2, 5: 3, 604800: 3} {
-		if v.Buckets[ub] != want {
-			t.Errorf("bucket le=%v = %d, want %d", ub, v.Buckets[ub], want)
+		if i := slices.Index(bounds, ub); h.Buckets[i] != want {
+			t.Errorf("bucket le=%v = %d, want %d", ub, h.Buckets[i], want)
 		}
 	}
-	if len(v.Buckets) != 17 {
-		t.Errorf("%d buckets, want 17", len(v.Buckets))
+	if len(h.Buckets) != 17 || len(bounds) != 17 {
+		t.Errorf("%d buckets, %d bounds, want 17", len(h.Buckets), len(bounds))
 	}
-	if !slices.Equal(hists[1].LabelValues, []string{"ipv6", "udp"}) || hists[1].Histogram.Buckets[60] != 1 || hists[1].Histogram.Buckets[30] != 0 {
-		t.Errorf("second histogram %q %+v", hists[1].LabelValues, hists[1].Histogram)
+	if h2 := hists[1]; h2.Family != "ipv6" || h2.Proto != "udp" || h2.Buckets[slices.Index(bounds, 60)] != 1 || h2.Buckets[slices.Index(bounds, 30)] != 0 {
+		t.Errorf("second histogram %+v", h2)
 	}
 	if st := a.Stats(); st.Flows != 8 {
 		t.Errorf("Flows = %d, want 8", st.Flows)
 	}
 }
 
-// totals sums the per-series samples by metric name and direction.
-func totals(samples []tree.Sample) map[string]float64 {
-	m := map[string]float64{}
-	for _, s := range seriesSamples(samples) {
-		k := s.Name
-		if strings.Contains(k, "_flow_") {
-			k += "/" + s.Labels[0]
-		}
-		m[k] += s.Value
-	}
-	return m
-}
-
 func TestOverflow(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyFamily, KeyProto, KeyDPort}, MaxSeries: 3})
-	want := map[string]float64{}
+	var want Series
 	r := rand.New(rand.NewPCG(1, 2))
 	overflowed := 0
 	seen := map[uint16]bool{}
@@ -319,34 +254,28 @@ func TestOverflow(t *testing.T) {
 		} else {
 			seen[d.DPort] = true
 		}
-		want["netfilter_conntrack_flow_packets_total/orig"] += float64(d.OrigPackets)
-		want["netfilter_conntrack_flow_bytes_total/orig"] += float64(d.OrigBytes)
-		want["netfilter_conntrack_flow_packets_total/reply"] += float64(d.ReplyPackets)
-		want["netfilter_conntrack_flow_bytes_total/reply"] += float64(d.ReplyBytes)
+		want.OrigPackets += d.OrigPackets
+		want.OrigBytes += d.OrigBytes
+		want.ReplyPackets += d.ReplyPackets
+		want.ReplyBytes += d.ReplyBytes
 		if d.Final {
-			want["netfilter_conntrack_flows_total"]++
+			want.Flows++
 		}
 		a.Add(&d)
 	}
-	got := update(t, a)
+	got := read(t, a)
 	if diff := cmp.Diff(want, totals(got)); diff != "" {
 		t.Errorf("totals (-want +got):\n%s", diff)
 	}
-	s, ok := find(got, "netfilter_conntrack_flow_bytes_total", "orig", "other", "other", "other")
-	if !ok {
-		t.Fatal("no overflow series")
-	}
-	if wantPath := []string{"conntrack", "other", "other", "other", "orig", "bytes"}; !slices.Equal(s.Path, wantPath) {
-		t.Errorf("overflow path = %q, want %q", s.Path, wantPath)
+	s, ok := seriesOf(got, "other", "other", "other")
+	if !ok || !s.Overflow || got.Series[len(got.Series)-1].Values[0] != "other" {
+		t.Fatalf("no overflow series last: %q", valuesOf(got))
 	}
 	if st := a.Stats(); st.Series != 4 || st.Overflowed != uint64(overflowed) || st.Flows != 500 {
 		t.Errorf("Stats() = %+v, want 4 series, %d overflowed, 500 flows", st, overflowed)
 	}
-	if s, _ := find(got, "netfilter_conntrack_overflow_events_total"); s.Value != float64(overflowed) {
-		t.Errorf("overflow_events_total = %v, want %d", s.Value, overflowed)
-	}
-	if n := len(seriesSamples(got)); n != 4*5 {
-		t.Errorf("%d series samples, want 20", n)
+	if len(got.Series) != 4 {
+		t.Errorf("%d series, want 4", len(got.Series))
 	}
 }
 
@@ -361,12 +290,12 @@ func TestOverflowMergesIntoAllOtherSeries(t *testing.T) {
 	d2 := tcp4("192.0.2.1", "192.0.2.2", 1, 22) // past the limit
 	d2.OrigBytes = 10
 	a.AddBatch([]Delta{d1, d2})
-	got := seriesSamples(update(t, a))
-	if len(got) != 5 {
-		t.Fatalf("got %d samples, want the 5 of one series: %v", len(got), got)
+	got := read(t, a).Series
+	if len(got) != 1 {
+		t.Fatalf("got %d series, want one: %+v", len(got), got)
 	}
-	if got[2].Value != 110 || !slices.Equal(got[2].Labels, []string{"orig", "other", "other"}) {
-		t.Errorf("merged series sample %+v, want orig bytes 110", got[2])
+	if got[0].OrigBytes != 110 || !slices.Equal(got[0].Values, []string{"other", "other"}) {
+		t.Errorf("merged series %+v, want orig bytes 110", got[0])
 	}
 }
 
@@ -379,15 +308,7 @@ func TestSeriesTTL(t *testing.T) {
 		now = a.start.Add(time.Duration(sec) * time.Second)
 		a.AddBatch(ds)
 	}
-	ports := func() []string {
-		var out []string
-		for _, s := range update(t, a) {
-			if s.Desc.Name == "netfilter_conntrack_flows_total" {
-				out = append(out, s.LabelValues[0])
-			}
-		}
-		return out
-	}
+	ports := func() []string { return valuesOf(read(t, a)) }
 	d := func(port uint16) Delta { return Delta{Proto: ProtoTCP, DPort: port, OrigBytes: 1, Final: true} }
 
 	at(0, d(80), d(443), d(22)) // 22 overflows
@@ -404,19 +325,15 @@ func TestSeriesTTL(t *testing.T) {
 		t.Errorf("at 10s Stats() = %+v, want 2 expired, 1 series", st)
 	}
 	at(11, d(80))
-	var b tree.Builder
-	if err := a.Update(context.Background(), &b); err != nil {
-		t.Fatal(err)
-	}
-	if s, _ := find(b.Samples(), "netfilter_conntrack_flows_total", "80"); s.Value != 1 {
-		t.Errorf("re-created series flows = %v, want 1", s.Value)
+	if s, _ := seriesOf(read(t, a), "80"); s.Flows != 1 {
+		t.Errorf("re-created series flows = %v, want 1", s.Flows)
 	}
 	at(100)
 	if got := ports(); len(got) != 0 {
 		t.Errorf("at 100s series %q, want none", got)
 	}
-	if s, _ := find(update(t, a), "netfilter_conntrack_series_expired_total"); s.Value != 4 {
-		t.Errorf("series_expired_total = %v, want 4", s.Value)
+	if n := read(t, a).Stats.Expired; n != 4 {
+		t.Errorf("expired = %v, want 4", n)
 	}
 }
 
@@ -427,12 +344,12 @@ func TestFilteredDeltas(t *testing.T) {
 	}
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyZone}, Filter: f})
 	a.AddBatch([]Delta{{Zone: 7, OrigBytes: 5, Final: true}, {Zone: 8, OrigBytes: 6, Final: true}, {Zone: 7}})
-	got := update(t, a)
-	if _, ok := find(got, "netfilter_conntrack_flows_total", "7"); ok {
+	got := read(t, a)
+	if _, ok := seriesOf(got, "7"); ok {
 		t.Error("filtered zone 7 has a series")
 	}
-	if s, _ := find(got, "netfilter_conntrack_events_filtered_total"); s.Value != 2 {
-		t.Errorf("events_filtered_total = %v, want 2", s.Value)
+	if got.Stats.Filtered != 2 {
+		t.Errorf("filtered = %v, want 2", got.Stats.Filtered)
 	}
 	if st := a.Stats(); st != (Stats{Series: 1, Filtered: 2, Flows: 1}) {
 		t.Errorf("Stats() = %+v", st)
@@ -460,13 +377,12 @@ func TestNewAggregatorErrors(t *testing.T) {
 	}
 }
 
-func TestUpdateCanceled(t *testing.T) {
+func TestReadCanceled(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeySrc}})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	var b tree.Builder
-	if err := a.Update(ctx, &b); !errors.Is(err, context.Canceled) {
-		t.Errorf("Update() error = %v, want %v", err, context.Canceled)
+	if _, err := a.Read(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Read() error = %v, want %v", err, context.Canceled)
 	}
 }
 
@@ -503,15 +419,14 @@ func TestAddDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func TestConcurrentUpdate(t *testing.T) {
+func TestConcurrentRead(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort, KeySrc}, MaxSeries: 50, SeriesTTL: time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				var b tree.Builder
-				if err := a.Update(ctx, &b); err != nil && ctx.Err() == nil {
+				if _, err := a.Read(ctx); err != nil && ctx.Err() == nil {
 					t.Error(err)
 				}
 				_ = a.Stats()
@@ -531,7 +446,7 @@ func TestConcurrentUpdate(t *testing.T) {
 }
 
 // TestRandomDeltas feeds random deltas through every key, with overflow,
-// and checks that no two samples share labels or a Graphite path.
+// and checks that no two series share key values and that nothing is lost.
 func TestRandomDeltas(t *testing.T) {
 	nets, err := NewNetworks(map[string][]netip.Prefix{"a": prefixes("10.0.0.0/8", "fd00::/8"), "b": prefixes("10.1.0.0/16")})
 	if err != nil {
@@ -562,24 +477,15 @@ func TestRandomDeltas(t *testing.T) {
 				sum += float64(d.OrigBytes)
 				a.Add(&d)
 			}
-			got := update(t, a)
-			labels, paths := map[string]bool{}, map[string]bool{}
-			for _, s := range got {
-				l := s.Desc.Name + "\xff" + strings.Join(s.LabelValues, "\xff")
-				if labels[l] {
-					t.Errorf("%s max %d: duplicate sample %s%q", gb, maxSeries, s.Desc.Name, s.LabelValues)
+			got := read(t, a)
+			seen := map[string]bool{}
+			for _, v := range valuesOf(got) {
+				if seen[v] {
+					t.Errorf("%s max %d: two series %q", gb, maxSeries, v)
 				}
-				labels[l] = true
-				if s.Path == nil {
-					continue
-				}
-				p := strings.Join(s.Path, "\xff")
-				if paths[p] {
-					t.Errorf("%s max %d: duplicate path %q", gb, maxSeries, s.Path)
-				}
-				paths[p] = true
+				seen[v] = true
 			}
-			if tot := totals(got)["netfilter_conntrack_flow_bytes_total/orig"]; tot != sum {
+			if tot := float64(totals(got).OrigBytes); tot != sum {
 				t.Errorf("%s max %d: orig bytes %v, want %v", gb, maxSeries, tot, sum)
 			}
 		}

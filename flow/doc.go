@@ -1,20 +1,30 @@
-// Package flow sums per-flow conntrack deltas into a bounded set of series.
+// Package flow sums conntrack flows into a bounded set of series, and
+// follows each flow from one table dump to the next so that it is counted
+// while it runs.
 //
-// A Delta carries what one flow moved since the last Delta of the same flow:
-// packets and bytes in both directions, plus its tuples, zone and mark. The
-// conntrack event listener feeds one Final Delta per destroyed flow; a table
-// dump mode may feed intermediate deltas too. Only Final deltas count as
-// finished flows and observe a duration.
-//
-// An Aggregator keys each Delta by the values of the Keys the user groups by
-// (family, proto, dport by default), after mapping addresses to named
-// Networks and ports to a Ports list, and drops deltas a Filter rejects. It
-// holds at most Config.MaxSeries series; deltas of new key combinations past
+// An Aggregator keys what a flow moved by the values of the Keys the user
+// groups by (family, proto, dport by default), after mapping addresses to
+// named Networks and ports to a Ports list, and drops flows a Filter
+// rejects. It holds at most Config.MaxSeries series; key combinations past
 // that limit are summed into one overflow series whose every key reads
-// "other", so totals stay exact. The Aggregator is a collector: Update adds
-// its samples to a tree.Builder.
+// "other", so totals stay exact.
 //
-// Add and AddBatch do not allocate for deltas of existing series; they are
-// meant for a single feeding goroutine, while Update may run concurrently
-// from scrapes.
+// Without live accounting, each DESTROY event (Destroyed) counts its flow's
+// whole counters when it ends. With Config.Live, dumps of the table
+// (BeginDump, Dumped, Missing, Gone, EndDump) add what every flow moved since
+// the previous dump, and its DESTROY event only the rest. Flows are kept in a
+// table of their own, keyed by zone, family, original tuple, the kernel's id
+// and start time; ended flows stay as tombstones until no dump can list them
+// any more, so that nothing is counted twice, and flows that leave the table
+// without a DESTROY event are closed out from the dumps. Counters that go
+// down (another tool zeroed them) are detected and counted; nothing is ever
+// zeroed.
+//
+// Read returns a copy of the series, duration histograms and counts as plain
+// data: the package knows nothing of metric names, help texts or Graphite
+// paths, which belong to the collector that serves them.
+//
+// The methods are safe for concurrent use: the event listener, the dumps and
+// scrapes each run in their own goroutine. Dumped, Destroyed, Add and
+// AddBatch do not allocate for flows and series already known.
 package flow

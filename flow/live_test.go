@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -12,24 +13,8 @@ type liveSums struct {
 
 func sums(t *testing.T, a *Aggregator) liveSums {
 	t.Helper()
-	var s liveSums
-	for _, x := range update(t, a) {
-		switch {
-		case x.Desc.Name == "netfilter_conntrack_flows_total":
-			s.Flows += x.Value
-		case x.Desc.Name == "netfilter_conntrack_flows_active":
-			s.Active += x.Value
-		case x.Desc.Name == "netfilter_conntrack_flow_packets_total" && x.LabelValues[0] == "orig":
-			s.OrigPackets += x.Value
-		case x.Desc.Name == "netfilter_conntrack_flow_bytes_total" && x.LabelValues[0] == "orig":
-			s.OrigBytes += x.Value
-		case x.Desc.Name == "netfilter_conntrack_flow_packets_total":
-			s.ReplyPackets += x.Value
-		case x.Desc.Name == "netfilter_conntrack_flow_bytes_total":
-			s.ReplyBytes += x.Value
-		}
-	}
-	return s
+	tot := totals(read(t, a))
+	return liveSums{float64(tot.Flows), float64(tot.OrigPackets), float64(tot.OrigBytes), float64(tot.ReplyPackets), float64(tot.ReplyBytes), float64(tot.Active)}
 }
 
 // liveFlow is a flow of the scripts below: a UDP flow from port sport.
@@ -222,24 +207,17 @@ func TestLiveTCPStatesAndIncompleteDump(t *testing.T) {
 	a.BeginDump()
 	a.Dumped([]Entry{tcp(1, tcpEstablished)})
 	a.EndDump(false, 0)
-	got := map[string]float64{}
-	for _, s := range update(t, a) {
-		if s.Desc.Name == "netfilter_conntrack_tcp_flows_active" {
-			got[s.LabelValues[1]] = s.Value
-		}
-	}
-	want := map[string]float64{"established": 2, "time_wait": 1}
-	if len(got) != len(want) || got["established"] != 2 || got["time_wait"] != 1 {
-		t.Errorf("tcp_flows_active = %v, want %v", got, want)
+	want := []StateCount{{"established", 2}, {"time_wait", 1}}
+	if got := read(t, a).Series[0].TCP; !slices.Equal(got, want) {
+		t.Errorf("TCP = %v, want %v", got, want)
 	}
 	// States seen once keep being reported, at 0.
 	a.BeginDump()
 	a.Dumped([]Entry{tcp(1, tcpEstablished)})
 	a.EndDump(true, 0)
-	for _, s := range update(t, a) {
-		if s.Desc.Name == "netfilter_conntrack_tcp_flows_active" && s.LabelValues[1] == "time_wait" && s.Value != 0 {
-			t.Errorf("time_wait = %v after the flow left, want 0", s.Value)
-		}
+	want = []StateCount{{"established", 1}, {"time_wait", 0}}
+	if got := read(t, a).Series[0].TCP; !slices.Equal(got, want) {
+		t.Errorf("TCP = %v after the flow left, want %v", got, want)
 	}
 }
 
