@@ -21,8 +21,9 @@ type ConntrackDumper interface {
 // Defaults of live accounting.
 const (
 	// DefaultPollCPUShare is the share of one CPU that dumps may use when
-	// the interval adapts to the table.
-	DefaultPollCPUShare = 0.05
+	// the interval adapts to the table: 4%, so that the whole exporter
+	// stays under 5% on an idle table.
+	DefaultPollCPUShare = 0.04
 	// DefaultMinPollInterval and DefaultMaxPollInterval bound the
 	// adaptive interval.
 	DefaultMinPollInterval = 5 * time.Second
@@ -72,6 +73,7 @@ type poller struct {
 	resets      *tree.Desc
 	closedOut   *tree.Desc
 	late        *tree.Desc
+	tableBytes  *tree.Desc
 }
 
 // mark is when the flows a dump found gone were marked.
@@ -88,6 +90,9 @@ type pollStats struct {
 	cpu        time.Duration // all dumps and lookups
 	interval   time.Duration
 	haveDumped bool
+	// avgCPU is a moving average of the processor time of a round, which
+	// the adaptive interval follows.
+	avgCPU time.Duration
 }
 
 // Live turns on live accounting: Poll then dumps the table with d. The
@@ -129,6 +134,8 @@ func (c *Conntrack) Live(d ConntrackDumper, cfg LiveConfig) {
 			"Flows that left the table without a DESTROY event reaching the exporter, counted as ended from the dumps.", tree.Counter),
 		late: tree.NewDesc(ns+"late_destroy_events_total",
 			"DESTROY events of flows already closed out; only their rest was added.", tree.Counter),
+		tableBytes: tree.NewDesc(ns+"flow_table_bytes",
+			"Memory of the table of flows followed by live accounting, tombstones included.", tree.Gauge),
 	}
 }
 
@@ -242,9 +249,17 @@ func (p *poller) next(st ctnl.DumpStats, err error) time.Duration {
 	} else {
 		p.st.last, p.st.haveDumped = st, true
 	}
+	if err == nil {
+		// An average, but never below the latest round: a table that
+		// grows is followed at once, one that shrinks gradually.
+		if p.st.avgCPU == 0 {
+			p.st.avgCPU = st.CPU
+		}
+		p.st.avgCPU = max((p.st.avgCPU+st.CPU)/2, st.CPU)
+	}
 	wait := p.cfg.Interval
 	if wait <= 0 {
-		wait = time.Duration(float64(st.CPU) / p.cfg.CPUShare)
+		wait = time.Duration(float64(p.st.avgCPU) / p.cfg.CPUShare)
 		wait = min(max(wait, p.cfg.MinInterval), p.cfg.MaxInterval)
 	}
 	if err != nil {
@@ -279,6 +294,7 @@ func (p *poller) add(b *tree.Builder, st pollStats) {
 	b.Add(p.resets, float64(ls.Resets), path("flow_resets"))
 	b.Add(p.closedOut, float64(ls.ClosedOut), path("flows_closed_out"))
 	b.Add(p.late, float64(ls.LateDestroys), path("late_destroy_events"))
+	b.Add(p.tableBytes, float64(ls.TableBytes), path("flow_table_bytes"))
 }
 
 // threadCPUNow returns the processor time of the calling thread.
