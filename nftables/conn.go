@@ -1,0 +1,294 @@
+package nftables
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
+)
+
+// DefaultTimeout bounds every request when Config.Timeout is zero.
+const DefaultTimeout = 5 * time.Second
+
+// maxInterrupted is how many times in a row a dump is restarted because the
+// ruleset changed while it ran.
+const maxInterrupted = 5
+
+var (
+	errClosed      = errors.New("nf_tables connection is closed")
+	errInterrupted = errors.New("nf_tables dump interrupted: the ruleset changed while it was read")
+	errUnexpected  = errors.New("unexpected nf_tables message")
+)
+
+// Config configures a Conn.
+type Config struct {
+	// NetNS is an open file descriptor of the network namespace to talk to
+	// (for example of /var/run/netns/fw); zero means the caller's namespace.
+	// It must stay open as long as the Conn, which may dial again with it.
+	NetNS int
+	// Timeout bounds each request; zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Conn is a request connection to nf_tables. It is safe for concurrent use;
+// requests are serialised.
+type Conn struct {
+	mu      sync.Mutex
+	netns   int
+	timeout time.Duration
+	closed  bool
+	// c is nil after a request was cut short, which leaves a dump running
+	// in the kernel; the next request dials a fresh socket.
+	c   *netlink.Conn
+	rc  syscall.RawConn
+	buf []byte
+
+	// Sizes of the previous answers, to size the next ones.
+	lastCounters, lastQuotas, lastRules int
+	// seen holds what the running dump returned so far.
+	seen map[key]struct{}
+}
+
+// key identifies an object (by type and name) or a rule (by handle) within
+// the tables of a namespace.
+type key struct {
+	family      Family
+	typ         uint32
+	table, name string
+	handle      uint64
+}
+
+// once returns errInterrupted if the running dump already returned k.
+//
+// The kernel resumes a dump by position and flags a dump whose ruleset
+// changed between two of its parts, but a change that commits while a part
+// is being filled can go unflagged: it bumps the generation before it
+// unlinks what it deletes. A dump that then resumed at a shifted position
+// returns an object twice, which this catches.
+func (c *Conn) once(k key) error {
+	if _, dup := c.seen[k]; dup {
+		return errInterrupted
+	}
+	c.seen[k] = struct{}{}
+	return nil
+}
+
+// Dial opens a Conn in the namespace cfg names. cfg may be nil.
+func Dial(cfg *Config) (*Conn, error) {
+	c := &Conn{timeout: DefaultTimeout, buf: make([]byte, 64<<10), seen: make(map[key]struct{})}
+	if cfg != nil {
+		c.netns = cfg.NetNS
+		if cfg.Timeout > 0 {
+			c.timeout = cfg.Timeout
+		}
+	}
+	if err := c.dial(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// dial opens the netlink socket. c.mu is held or c is not shared yet.
+func (c *Conn) dial() error {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netns})
+	if err != nil {
+		return fmt.Errorf("opening nf_tables netlink socket: %w", err)
+	}
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("opening nf_tables netlink socket: %w", err)
+	}
+	c.c, c.rc = nc, rc
+	return nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.drop()
+}
+
+// drop closes the socket; the next request dials a new one.
+func (c *Conn) drop() error {
+	if c.c == nil {
+		return nil
+	}
+	err := c.c.Close()
+	c.c, c.rc = nil, nil
+	return err
+}
+
+// dump sends a dump request of type req for every family and calls fn with
+// the family and the attributes of each answer of type answer. It restarts
+// the dump, and discards what fn was given, when the kernel says the ruleset
+// changed meanwhile: reset is called before every attempt. The whole dump
+// is bounded by the Conn's timeout and by ctx.
+func (c *Conn) dump(ctx context.Context, req, answer uint16, reset func(), fn func(Family, []byte) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errClosed
+	}
+	if c.c == nil {
+		if err := c.dial(); err != nil {
+			return err
+		}
+	}
+	stop, err := deadline.Bound(ctx, c.c, c.timeout)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	for range maxInterrupted {
+		reset()
+		err = c.dumpOnce(req, answer, fn)
+		if !errors.Is(err, errInterrupted) {
+			break
+		}
+	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	return err
+}
+
+// dumpOnce runs one dump to its end. A failure to send or receive leaves the
+// socket in an unknown state, so the socket is dropped; a message that does
+// not decode is reported once the dump is over.
+func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error {
+	sent, err := c.c.Send(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(subsysNftables<<8 | req),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		// nfgenmsg: AF_UNSPEC (every family), NFNETLINK_V0, resource id 0.
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		c.drop()
+		return fmt.Errorf("sending nf_tables dump request: %w", err)
+	}
+	var decodeErr error
+	interrupted := false
+	for {
+		b, err := c.recv()
+		if err != nil {
+			c.drop()
+			return fmt.Errorf("receiving nf_tables dump: %w", err)
+		}
+		for len(b) > 0 {
+			m, rest, err := nextMessage(b)
+			if err != nil {
+				c.drop()
+				return err
+			}
+			b = rest
+			if m.seq != sent.Header.Sequence {
+				continue // not an answer to this request
+			}
+			if m.flags&flagDumpInterrupted != 0 {
+				interrupted = true
+			}
+			switch m.typ {
+			case nlmsgDone:
+				switch {
+				case decodeErr != nil:
+					return decodeErr
+				case interrupted:
+					return errInterrupted
+				}
+				return doneError(m.payload)
+			case nlmsgError:
+				// A dump that starts returns no error message; this
+				// one ends the answer.
+				return errorMessage(m.payload)
+			case subsysNftables<<8 | answer:
+				if len(m.payload) < nfgenHdrLen {
+					decodeErr = cmpErr(decodeErr, fmt.Errorf("%w: nf_tables message of %d bytes", errTruncated, len(m.payload)))
+					continue
+				}
+				if err := fn(Family(m.payload[0]), m.payload[nfgenHdrLen:]); err != nil {
+					decodeErr = cmpErr(decodeErr, err)
+				}
+			default:
+				decodeErr = cmpErr(decodeErr, fmt.Errorf("%w: type %#x", errUnexpected, m.typ))
+			}
+		}
+	}
+}
+
+// cmpErr keeps the first of two errors.
+func cmpErr(first, next error) error {
+	if first != nil {
+		return first
+	}
+	return next
+}
+
+// errorMessage returns the error an NLMSG_ERROR payload carries: a negative
+// errno followed by the request's header.
+func errorMessage(p []byte) error {
+	if len(p) < 4 {
+		return fmt.Errorf("%w: error message of %d bytes", errTruncated, len(p))
+	}
+	if code := int32(binary.NativeEndian.Uint32(p)); code != 0 {
+		return fmt.Errorf("nf_tables dump: %w", syscall.Errno(-code))
+	}
+	return fmt.Errorf("%w: an acknowledgement instead of a dump", errUnexpected)
+}
+
+// doneError returns the error an NLMSG_DONE payload carries, nil for 0.
+func doneError(p []byte) error {
+	if len(p) >= 4 {
+		if code := int32(binary.NativeEndian.Uint32(p)); code != 0 {
+			return fmt.Errorf("nf_tables dump: %w", syscall.Errno(-code))
+		}
+	}
+	return nil
+}
+
+// recv reads one datagram into c.buf, which it grows when the datagram does
+// not fit, and returns it. It waits for the socket's read deadline at most.
+func (c *Conn) recv() ([]byte, error) {
+	var n int
+	var errno syscall.Errno
+	err := c.rc.Read(func(fd uintptr) bool {
+		// Peek at the size first: netlink drops what does not fit.
+		n, errno = recvfrom(fd, c.buf, unix.MSG_PEEK|unix.MSG_TRUNC)
+		if errno == unix.EAGAIN {
+			return false
+		}
+		if errno != 0 {
+			return true
+		}
+		if n > len(c.buf) {
+			c.buf = make([]byte, n)
+		}
+		n, errno = recvfrom(fd, c.buf, 0)
+		return errno != unix.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case errno != 0:
+		return nil, errno
+	}
+	return c.buf[:n], nil
+}
+
+func recvfrom(fd uintptr, b []byte, flags int) (int, syscall.Errno) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags), 0, 0)
+	return int(n), errno
+}
