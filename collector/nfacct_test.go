@@ -76,8 +76,20 @@ func checkGolden(t *testing.T, p *Prometheus, golden string, names ...string) {
 		t.Fatal(err)
 	}
 	for _, pr := range problems {
+		if contractTypeInName[pr.Metric] && pr.Text == "metric name should not include type 'counter'" {
+			continue
+		}
 		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
 	}
+}
+
+// contractTypeInName are the metric names issue 10 fixed as a contract
+// although promlint objects to "counter" in a counter's name: there the word
+// names the nf_tables object (a named counter), not the metric type. Only
+// that one complaint is allowed, for these names only.
+var contractTypeInName = map[string]bool{
+	"netfilter_nftables_counter_packets_total": true,
+	"netfilter_nftables_counter_bytes_total":   true,
 }
 
 func TestNfacctGraphitePaths(t *testing.T) {
