@@ -38,6 +38,7 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/graphite"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
+	"github.com/netfilter-exporter/netfilter_exporter/nftables"
 )
 
 const (
@@ -78,6 +79,10 @@ type options struct {
 	nfacctOverQuota bool
 	netlinkTimeout  time.Duration
 
+	nftablesEnabled   bool
+	nftRuleCounters   bool
+	nftRuleCountLimit int
+
 	graphiteAddress  string
 	graphiteInterval time.Duration
 	graphitePrefix   string
@@ -100,8 +105,9 @@ func newApp(o *options) *kingpin.Application {
 
 	app.Flag("netns", "Network namespace file to watch instead of the exporter's own, e.g. /var/run/netns/fw.").PlaceHolder("PATH").StringVar(&o.netnsPath)
 	app.Flag("collector.timeout", "Longest time one snapshot of all collectors may take.").Default("10s").DurationVar(&o.collectorTimeout)
-	app.Flag("collector.netlink-timeout", "Deadline of one netlink request (nfacct dump, conntrack statistics).").Default("5s").DurationVar(&o.netlinkTimeout)
+	app.Flag("collector.netlink-timeout", "Deadline of one netlink request (nfacct dump, nftables dump, conntrack statistics).").Default("5s").DurationVar(&o.netlinkTimeout)
 	app.Flag("collector.nfacct", "Enable the nfacct collector (nfnetlink_acct objects).").Default("true").BoolVar(&o.nfacctEnabled)
+	app.Flag("collector.nftables", "Enable the nftables collector (nf_tables named counters and quotas of every table).").Default("true").BoolVar(&o.nftablesEnabled)
 	app.Flag("collector.conntrack", "Enable the conntrack collector (flows summed from DESTROY events).").Default("true").BoolVar(&o.conntrackEnabled)
 	app.Flag("collector.conntrack_stats", "Enable the conntrack table statistics collector.").Default("true").BoolVar(&o.conntrackStatsEnabled)
 
@@ -123,6 +129,9 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&o.nfacctLabels)
 	app.Flag("nfacct.name-separator", "Separator between the parts of nfacct object names for --nfacct.name-labels.").Default(".").StringVar(&o.nfacctSeparator)
 	app.Flag("nfacct.over-quota-events", "Listen for the kernel's over-quota notifications and count them.").Default("true").BoolVar(&o.nfacctOverQuota)
+
+	app.Flag("nftables.rule-counters", "Also export the anonymous counters of nf_tables rules that carry a comment, summed by family, table, chain and comment.").BoolVar(&o.nftRuleCounters)
+	app.Flag("nftables.rule-counters-limit", "Most rule counter series exported with --nftables.rule-counters; the others are left out and counted.").Default(strconv.Itoa(collector.DefaultRuleCountersLimit)).IntVar(&o.nftRuleCountLimit)
 
 	app.Flag("graphite.address", "host:port of a carbon plaintext listener to push to; empty disables the Graphite feed.").Default("").StringVar(&o.graphiteAddress)
 	app.Flag("graphite.interval", "How often a snapshot is pushed to Graphite.").Default("60s").DurationVar(&o.graphiteInterval)
@@ -185,6 +194,10 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	nftCfg := collector.NftablesConfig{RuleCounters: o.nftRuleCounters, RuleCountersLimit: o.nftRuleCountLimit}
+	if err := nftCfg.Validate(); err != nil {
+		return err
+	}
 
 	ns, err := netns.Open(o.netnsPath)
 	if err != nil {
@@ -212,6 +225,15 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	if o.nfacctEnabled {
 		c, err := newNfacct(ctx, nfacctCfg, o, ns, logger, &wg)
 		add("nfacct", c, err)
+	}
+	if o.nftablesEnabled {
+		var c collector.Collector
+		conn, err := nftables.Dial(&nftables.Config{NetNS: ns.FD(), Timeout: o.netlinkTimeout})
+		if err == nil {
+			context.AfterFunc(ctx, func() { conn.Close() })
+			c, err = collector.NewNftables(conn, nftCfg)
+		}
+		add("nftables", c, err)
 	}
 	if o.conntrackEnabled {
 		c, err := newConntrack(ctx, ct, ns, o.netlinkTimeout, logger, &wg)
