@@ -170,7 +170,7 @@ const (
 // 65532, with CAP_NET_ADMIN only, granted by the binary's file capability
 // within a bounding set of CAP_NET_ADMIN alone. Every collector must work.
 func TestNonRootWithNetAdmin(t *testing.T) {
-	netnstest.Require(t, "setcap", "setpriv", "iptables", "sysctl")
+	netnstest.Require(t, "setcap", "setpriv", "iptables", "sysctl", "nft")
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -189,6 +189,7 @@ func TestNonRootWithNetAdmin(t *testing.T) {
 	ns := netnstest.New(t)
 	netnstest.TrackConnections(t, ns)
 	ns.Run(t, "nfacct", "add", "nonroot")
+	ns.Run(t, "nft", "add table inet t; add counter inet t nonroot { packets 1 bytes 2 }")
 	uid, gid, _ := strings.Cut(nonRootUser, ":")
 	ns.Start(t, os.Stderr, "setpriv", "--reuid="+uid, "--regid="+gid, "--clear-groups",
 		"--bounding-set=-all,+net_admin", "--inh-caps=-all", bin, "--web.listen-address=127.0.0.1:9862")
@@ -197,7 +198,9 @@ func TestNonRootWithNetAdmin(t *testing.T) {
 		`netfilter_exporter_collector_success{collector="nfacct"} 1`,
 		`netfilter_exporter_collector_success{collector="conntrack"} 1`,
 		`netfilter_exporter_collector_success{collector="conntrack_stats"} 1`,
+		`netfilter_exporter_collector_success{collector="nftables"} 1`,
 		`netfilter_nfacct_bytes_total{name="nonroot"} 0`,
+		`netfilter_nftables_counter_bytes_total{family="inet",name="nonroot",table="t"} 2`,
 		`netfilter_conntrack_receive_buffer_bytes 1.34217728e+08`,
 		// io_uring needs no capability: the image's user gets it too.
 		`netfilter_conntrack_listener_info{method="io_uring"} 1`,
@@ -521,6 +524,7 @@ func TestWithoutPrivilegesCollectorsFailAlone(t *testing.T) {
 		`netfilter_exporter_collector_success{collector="nfacct"} 0`,
 		`netfilter_exporter_collector_success{collector="conntrack"} 0`,
 		`netfilter_exporter_collector_success{collector="conntrack_stats"} 0`,
+		`netfilter_exporter_collector_success{collector="nftables"} 0`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {

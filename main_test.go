@@ -259,13 +259,30 @@ func nfacctList(t *testing.T, ns *netnstest.NS) map[string][2]float64 {
 	return m
 }
 
-// promtoolCheck runs `promtool check metrics` on an exposition.
+// promtoolCheck runs `promtool check metrics` on an exposition. The one
+// complaint allowed is promlint's about "counter" in the names of the two
+// nf_tables counter families, which issue 10 fixed as a contract: there the
+// word names the nf_tables object, not the metric type.
 func promtoolCheck(t *testing.T, body string) {
 	t.Helper()
 	cmd := exec.Command("promtool", "check", "metrics")
 	cmd.Stdin = strings.NewReader(body)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return
+	}
+	var problems []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		switch line {
+		case "netfilter_nftables_counter_packets_total metric name should not include type 'counter'",
+			"netfilter_nftables_counter_bytes_total metric name should not include type 'counter'":
+		default:
+			problems = append(problems, line)
+		}
+	}
+	// Exit status 3 means lint problems only.
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 3 || len(problems) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, strings.Join(problems, "\n"))
 	}
 }
 
@@ -402,7 +419,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	cmd := exec.Command(binary, "--web.listen-address="+addr, "--web.config.file="+path,
-		"--no-collector.nfacct", "--no-collector.conntrack", "--no-collector.conntrack_stats")
+		"--no-collector.nfacct", "--no-collector.conntrack", "--no-collector.conntrack_stats", "--no-collector.nftables")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
