@@ -162,7 +162,7 @@ func eventually(t *testing.T, timeout time.Duration, check func() string) {
 // values Prometheus's API returns and the values carbon wrote to whisper
 // must be exactly what the kernel counted.
 func TestEndToEndPrometheusAndCarbon(t *testing.T) {
-	netnstest.Require(t, "iptables", "ip6tables", "nfacct", "conntrack", "sysctl", "prometheus", "carbon-cache", "whisper-fetch")
+	netnstest.Require(t, "iptables", "ip6tables", "nfacct", "nft", "conntrack", "sysctl", "prometheus", "carbon-cache", "whisper-fetch")
 	// Traffic flows from a to b; the servers and the exporter live on the
 	// loopback of mon, so that their own connections stay out of b's
 	// conntrack table.
@@ -180,6 +180,15 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Run(t, "iptables", "-I", "INPUT", "-p", "udp", "--dport", "9000", "-m", "nfacct", "--nfacct-name", "e2e.udp")
+	// The same datagrams, counted by an nf_tables named counter whose
+	// dotted name is one escaped level in Graphite.
+	netnstest.NftLoad(t, b, `table inet e2e {
+	counter e2e.udp { }
+	chain input {
+		type filter hook input priority 0;
+		udp dport 9000 counter name "e2e.udp"
+	}
+}`)
 
 	startCarbon(t, mon, dir)
 	logs, err := os.Create(filepath.Join(dir, "exporters.log"))
@@ -220,6 +229,15 @@ scrape_configs:
 		t.Fatalf("nfacct list shows e2e.udp = %v, want 6 packets of 128 bytes", nf)
 	}
 	tcp := want["ipv4,tcp,8080"]
+	var nft [2]float64
+	for _, c := range netnstest.NftCounters(t, b) {
+		if c.Table == "e2e" && c.Name == "e2e.udp" {
+			nft = [2]float64{float64(c.Packets), float64(c.Bytes)}
+		}
+	}
+	if nft != nf {
+		t.Fatalf("nft shows e2e.udp = %v, want what nfacct counted: %v", nft, nf)
+	}
 
 	// Prometheus, through its HTTP API.
 	for query, v := range map[string]float64{
@@ -230,6 +248,8 @@ scrape_configs:
 		`netfilter_conntrack_flow_bytes_total{direction="orig",family="ipv4",proto="tcp",dport="8080"}`:  tcp.origBytes,
 		`netfilter_conntrack_flow_bytes_total{direction="reply",family="ipv4",proto="tcp",dport="8080"}`: tcp.replyBytes,
 		`netfilter_conntrack_events_lost_total`:                                                          0,
+		`netfilter_nftables_counter_bytes_total{family="inet",table="e2e",name="e2e.udp"}`:               nft[1],
+		`netfilter_nftables_counter_packets_total{family="inet",table="e2e",name="e2e.udp"}`:             nft[0],
 	} {
 		eventually(t, 30*time.Second, func() string {
 			if got, ok := promQuery(t, mon, query); !ok || got != v {
@@ -241,13 +261,16 @@ scrape_configs:
 
 	// carbon, in the whisper files it wrote.
 	for path, v := range map[string]float64{
-		filepath.Join(dir, "whisper/netfilter/nfacct/e2e/udp/bytes.wsp"):               nf[1],
-		filepath.Join(dir, "whisper/netfilter/nfacct/e2e/udp/pkts.wsp"):                nf[0],
-		filepath.Join(dir, "whisper/netfilter/conntrack/ipv4/tcp/8080/flows.wsp"):      tcp.flows,
-		filepath.Join(dir, "whisper/netfilter/conntrack/ipv4/tcp/8080/orig/bytes.wsp"): tcp.origBytes,
-		filepath.Join(dir, "whisper/netfilter/conntrack/ipv4/tcp/8080/reply/pkts.wsp"): tcp.replyPackets,
-		taggedWhisperPath(dir, "tagged.nfacct_bytes_total;object=e2e.udp"):             nf[1],
-		taggedWhisperPath(dir, "tagged.nfacct_packets_total;object=e2e.udp"):           nf[0],
+		filepath.Join(dir, "whisper/netfilter/nfacct/e2e/udp/bytes.wsp"):                                   nf[1],
+		filepath.Join(dir, "whisper/netfilter/nfacct/e2e/udp/pkts.wsp"):                                    nf[0],
+		filepath.Join(dir, "whisper/netfilter/conntrack/ipv4/tcp/8080/flows.wsp"):                          tcp.flows,
+		filepath.Join(dir, "whisper/netfilter/conntrack/ipv4/tcp/8080/orig/bytes.wsp"):                     tcp.origBytes,
+		filepath.Join(dir, "whisper/netfilter/conntrack/ipv4/tcp/8080/reply/pkts.wsp"):                     tcp.replyPackets,
+		taggedWhisperPath(dir, "tagged.nfacct_bytes_total;object=e2e.udp"):                                 nf[1],
+		taggedWhisperPath(dir, "tagged.nfacct_packets_total;object=e2e.udp"):                               nf[0],
+		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_udp/bytes.wsp"):                        nft[1],
+		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_udp/pkts.wsp"):                         nft[0],
+		taggedWhisperPath(dir, "tagged.nftables_counter_bytes_total;family=inet;object=e2e.udp;table=e2e"): nft[1],
 	} {
 		eventually(t, 30*time.Second, func() string {
 			if got, ok := whisperLast(path); !ok || got != v {
