@@ -27,6 +27,7 @@ func TestExamplesAreChecked(t *testing.T) {
 	checked := map[string]bool{
 		"prometheus.yml":             true, // TestExamplePrometheusConfig
 		"nfacct-iptables.sh":         true, // TestExampleNfacctRecipe
+		"nftables.nft":               true, // TestExampleNftablesRecipe
 		"config.yml":                 true, // TestExampleConfig
 		"alerts.yml":                 true, // TestExampleAlertRules
 		"alerts_test.yml":            true, // TestExampleAlertRules
@@ -114,6 +115,58 @@ func TestExampleNfacctRecipe(t *testing.T) {
 	}
 	if ref["ipv4.total"][0] < ref["ipv4.http"][0] {
 		t.Errorf("ipv4.total %v counts less than ipv4.http %v", ref["ipv4.total"], ref["ipv4.http"])
+	}
+}
+
+// TestExampleNftablesRecipe checks the recipe with nft -c, loads it (twice:
+// it must be reloadable) in a throwaway namespace, makes HTTP-port traffic
+// there, and checks that the exporter shows every counter and the quota of
+// the recipe as nft shows them.
+func TestExampleNftablesRecipe(t *testing.T) {
+	netnstest.Require(t, "nft")
+	ns := netnstest.New(t)
+	ns.Run(t, "nft", "-c", "-f", "examples/nftables.nft")
+	if out := ns.Run(t, "nft", "list", "ruleset"); out != "" {
+		t.Fatalf("nft -c changed the ruleset:\n%s", out)
+	}
+	ns.Run(t, "nft", "-f", "examples/nftables.nft")
+	ns.Run(t, "nft", "-f", "examples/nftables.nft")
+
+	l := ns.Listen(t, "tcp4", "127.0.0.1:80")
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			_, _ = bufio.NewReader(c).ReadString('\n')
+			c.Close()
+		}
+	}()
+	c := ns.Dial(t, "tcp4", "127.0.0.1:80")
+	if _, err := c.Write([]byte("GET / HTTP/1.0\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	e := startExporter(t, "--netns="+ns.Path())
+	_, mfs, counters, quotas := scrapeNft(t, e, ns)
+	if len(counters) != 8 || len(quotas) != 2 {
+		t.Errorf("nft shows %d counters and %d quotas, want 8 (3 services and a total, per family) and 2", len(counters), len(quotas))
+	}
+	for _, fam := range []string{"ip", "ip6"} {
+		for _, svc := range []string{"http", "https", "dns", "total"} {
+			if _, ok := value(mfs, "netfilter_nftables_counter_bytes_total", map[string]string{"family": fam, "table": "accounting", "name": svc}); !ok {
+				t.Errorf("no netfilter_nftables_counter_bytes_total for %s accounting %s", fam, svc)
+			}
+		}
+		if _, ok := value(mfs, "netfilter_nftables_quota_info", map[string]string{"family": fam, "name": "web_budget", "mode": "over"}); !ok {
+			t.Errorf("no quota web_budget in %s with mode over", fam)
+		}
+	}
+	http, _ := value(mfs, "netfilter_nftables_counter_packets_total", map[string]string{"family": "ip", "name": "http"})
+	total, _ := value(mfs, "netfilter_nftables_counter_packets_total", map[string]string{"family": "ip", "name": "total"})
+	used, _ := value(mfs, "netfilter_nftables_quota_used_bytes", map[string]string{"family": "ip", "name": "web_budget"})
+	httpBytes, _ := value(mfs, "netfilter_nftables_counter_bytes_total", map[string]string{"family": "ip", "name": "http"})
+	if http == 0 || total < http || used != httpBytes {
+		t.Errorf("ip accounting: http %v packets (%v bytes), total %v packets, web_budget used %v bytes; want http > 0, total >= http, and the quota to have used what http counted", http, httpBytes, total, used)
 	}
 }
 
