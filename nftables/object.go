@@ -117,21 +117,8 @@ func (c *Conn) Objects(ctx context.Context) (Objects, error) {
 			Quotas:   make([]Quota, 0, c.lastQuotas),
 		}
 		names = make(interner)
-		clear(c.seen)
 	}, func(f Family, attrs []byte) error {
-		nc, nq := len(objs.Counters), len(objs.Quotas)
-		if err := objs.decode(f, attrs, names); err != nil {
-			return err
-		}
-		switch {
-		case len(objs.Counters) > nc:
-			o := &objs.Counters[nc]
-			return c.once(key{family: f, typ: objectCounter, table: o.Table, name: o.Name})
-		case len(objs.Quotas) > nq:
-			o := &objs.Quotas[nq]
-			return c.once(key{family: f, typ: objectQuota, table: o.Table, name: o.Name})
-		}
-		return nil
+		return objs.decode(f, attrs, names)
 	})
 	if err != nil {
 		return Objects{}, fmt.Errorf("dumping nf_tables objects: %w", err)

@@ -51,15 +51,12 @@ func (c *Conn) RuleCounters(ctx context.Context) ([]RuleCounter, error) {
 	err := c.dump(ctx, msgGetRule, msgNewRule, func() {
 		rules = make([]RuleCounter, 0, c.lastRules)
 		names = make(interner)
-		clear(c.seen)
 	}, func(f Family, attrs []byte) error {
 		r, ok, err := decodeRule(f, attrs, names)
-		if !ok {
-			return err
+		if ok {
+			rules = append(rules, r)
 		}
-		rules = append(rules, r)
-		// Handles are unique within a table.
-		return c.once(key{family: f, table: r.Table, handle: r.Handle})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dumping nf_tables rules: %w", err)
