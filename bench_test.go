@@ -9,9 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/netfilter-exporter/netfilter_exporter/collector"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
+	"github.com/netfilter-exporter/netfilter_exporter/nftables"
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
 // BenchmarkScrapeNfacct measures a whole scrape of the real exporter
@@ -73,4 +77,102 @@ func procStatusMB(b *testing.B, pid int, field string) float64 {
 	}
 	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
+}
+
+// loadNftCounters loads n named counters, one in ten with a quota beside
+// it, into table inet bench of ns.
+func loadNftCounters(b *testing.B, ns *netnstest.NS, n int) {
+	var s strings.Builder
+	s.WriteString("table inet bench {\n")
+	for i := range n {
+		fmt.Fprintf(&s, "\tcounter svc%d { packets %d bytes %d }\n", i, i, i*1500)
+		if i%10 == 0 {
+			fmt.Fprintf(&s, "\tquota q%d { until 1000 mbytes used %d bytes }\n", i, i)
+		}
+	}
+	s.WriteString("}\n")
+	netnstest.NftLoad(b, ns, s.String())
+}
+
+// BenchmarkKernelNftablesVsNft reads N named counters (and N/10 quotas)
+// with the nftables collector, in process: the kernel dump, the decoding
+// and the samples of the tree. In the same loop it times nft's own reading
+// of the same table, `nft -j list counters`, started the way a script
+// would (ip netns exec), and `ip netns exec NS true` alone, to tell the
+// cost of starting a process from nft's own. It reports each as ms/op and
+// the ratio of nft's time, less the start, to the collector's.
+func BenchmarkKernelNftablesVsNft(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("counters=%d", n), func(b *testing.B) {
+			netnstest.Require(b, "nft")
+			ns := netnstest.New(b)
+			loadNftCounters(b, ns, n)
+			conn, err := nftables.Dial(&nftables.Config{NetNS: ns.FD()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			c, err := collector.NewNftables(conn, collector.NftablesConfig{RuleCountersLimit: collector.DefaultRuleCountersLimit})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var tb tree.Builder
+			var inProcess, nft, start time.Duration
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				tb.Reset()
+				if err := c.Update(context.Background(), &tb); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				out := ns.Run(b, "nft", "-j", "list", "counters")
+				t2 := time.Now()
+				ns.Run(b, "true")
+				t3 := time.Now()
+				inProcess += t1.Sub(t0)
+				nft += t2.Sub(t1)
+				start += t3.Sub(t2)
+				if got := len(tb.Samples()); got != 2*n+4*(n/10)+2 {
+					b.Fatalf("the collector made %d samples for %d counters", got, n)
+				}
+				if strings.Count(out, `{"counter": `) != n {
+					b.Fatalf("nft listed %d counters, want %d", strings.Count(out, `{"counter": `), n)
+				}
+			}
+			ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
+			b.ReportMetric(ms(inProcess), "collector-ms/op")
+			b.ReportMetric(ms(nft), "nft-ms/op")
+			b.ReportMetric(ms(start), "netns-exec-ms/op")
+			b.ReportMetric(float64(nft-start)/float64(inProcess), "nft/collector")
+		})
+	}
+}
+
+// BenchmarkScrapeNftables measures a whole scrape of the real exporter
+// process with only the nftables collector on (kernel dump, snapshot, text
+// exposition, HTTP) for N named counters and N/10 quotas.
+func BenchmarkScrapeNftables(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("counters=%d", n), func(b *testing.B) {
+			netnstest.Require(b, "nft")
+			ns := netnstest.New(b)
+			loadNftCounters(b, ns, n)
+			e := startExporter(b, "--netns="+ns.Path(), "--no-collector.nfacct", "--no-collector.conntrack", "--no-collector.conntrack_stats")
+			b.ResetTimer()
+			var size int
+			for range b.N {
+				resp, err := http.Get(e.url + "/metrics")
+				if err != nil {
+					b.Fatal(err)
+				}
+				nb, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				size = int(nb)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(size), "body-bytes")
+			b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmRSS"), "rss-MB")
+		})
+	}
 }
