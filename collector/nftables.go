@@ -105,32 +105,34 @@ func (c *Nftables) Update(ctx context.Context, b *tree.Builder) error {
 	b.Add(c.objects, float64(len(objs.Quotas)), []string{"nftables", "objects", "quota"}, "quota")
 
 	// The label values and Graphite paths of the whole reading share one
-	// allocation; each sample gets its own window of it.
-	strs := make([]string, 0, 13*len(objs.Counters)+25*len(objs.Quotas))
+	// allocation; each sample gets its own window of it. The label values
+	// (family, table, name) are a window of the first path.
+	strs := make([]string, 0, 10*len(objs.Counters)+22*len(objs.Quotas))
 	for i := range objs.Counters {
 		o := &objs.Counters[i]
 		fam := o.Family.String()
 		n := len(strs)
-		strs = append(strs, fam, o.Table, o.Name,
+		strs = append(strs,
 			"nftables", fam, o.Table, o.Name, "pkts",
 			"nftables", fam, o.Table, o.Name, "bytes")
-		lv := strs[n : n+3 : n+3]
-		b.Add(c.packets, float64(o.Packets), strs[n+3:n+8:n+8], lv...)
-		b.Add(c.bytes, float64(o.Bytes), strs[n+8:n+13:n+13], lv...)
+		lv := strs[n+1 : n+4 : n+4]
+		b.Add(c.packets, float64(o.Packets), strs[n:n+5:n+5], lv...)
+		b.Add(c.bytes, float64(o.Bytes), strs[n+5:n+10:n+10], lv...)
 	}
 	for i := range objs.Quotas {
 		o := &objs.Quotas[i]
 		fam := o.Family.String()
 		n := len(strs)
-		strs = append(strs, fam, o.Table, o.Name, o.Mode(),
+		strs = append(strs,
 			"nftables", fam, o.Table, o.Name, "quota", "limit",
 			"nftables", fam, o.Table, o.Name, "quota", "used",
-			"nftables", fam, o.Table, o.Name, "quota", "exhausted")
-		lv := strs[n : n+3 : n+3]
-		b.Add(c.limit, float64(o.Limit), strs[n+4:n+10:n+10], lv...)
-		b.Add(c.used, float64(o.Used), strs[n+10:n+16:n+16], lv...)
-		b.Add(c.exhausted, boolValue(o.Exhausted), strs[n+16:n+22:n+22], lv...)
-		b.Add(c.info, 1, nil, strs[n:n+4:n+4]...)
+			"nftables", fam, o.Table, o.Name, "quota", "exhausted",
+			fam, o.Table, o.Name, o.Mode())
+		lv := strs[n+1 : n+4 : n+4]
+		b.Add(c.limit, float64(o.Limit), strs[n:n+6:n+6], lv...)
+		b.Add(c.used, float64(o.Used), strs[n+6:n+12:n+12], lv...)
+		b.Add(c.exhausted, boolValue(o.Exhausted), strs[n+12:n+18:n+18], lv...)
+		b.Add(c.info, 1, nil, strs[n+18:n+22:n+22]...)
 	}
 	if c.cfg.RuleCounters {
 		c.addRules(b, rules)
@@ -187,15 +189,15 @@ func (c *Nftables) addRules(b *tree.Builder, rules []nftables.RuleCounter) {
 	}
 	b.Add(c.ruleLimit, float64(c.cfg.RuleCountersLimit), []string{"exporter", "nftables", "rule_counters_limit"})
 	b.Add(c.ruleOmitted, float64(omitted), []string{"exporter", "nftables", "rule_counters_omitted"})
-	strs := make([]string, 0, 18*len(series))
+	strs := make([]string, 0, 14*len(series))
 	for i := range series {
 		s := &series[i]
 		n := len(strs)
-		strs = append(strs, s.family, s.table, s.chain, s.comment,
+		strs = append(strs,
 			"nftables", "rules", s.family, s.table, s.chain, s.comment, "pkts",
 			"nftables", "rules", s.family, s.table, s.chain, s.comment, "bytes")
-		lv := strs[n : n+4 : n+4]
-		b.Add(c.rulePackets, float64(s.packets), strs[n+4:n+11:n+11], lv...)
-		b.Add(c.ruleBytes, float64(s.bytes), strs[n+11:n+18:n+18], lv...)
+		lv := strs[n+2 : n+6 : n+6]
+		b.Add(c.rulePackets, float64(s.packets), strs[n:n+7:n+7], lv...)
+		b.Add(c.ruleBytes, float64(s.bytes), strs[n+7:n+14:n+14], lv...)
 	}
 }
