@@ -47,10 +47,13 @@ type Conn struct {
 	timeout time.Duration
 	closed  bool
 	// c is nil after a request was cut short, which leaves a dump running
-	// in the kernel; the next request dials a fresh socket.
+	// in the kernel (it would refuse the next one with EBUSY); the next
+	// request dials a fresh socket.
 	c   *netlink.Conn
 	rc  syscall.RawConn
 	buf []byte
+	// idle is false from a request until the end of its answer.
+	idle bool
 
 	// Sizes of the previous answers, to size the next ones.
 	lastCounters, lastQuotas, lastRules int
@@ -82,7 +85,7 @@ func (c *Conn) dial() error {
 		nc.Close()
 		return fmt.Errorf("opening nf_tables netlink socket: %w", err)
 	}
-	c.c, c.rc = nc, rc
+	c.c, c.rc, c.idle = nc, rc, true
 	return nil
 }
 
@@ -132,6 +135,13 @@ func (c *Conn) dump(ctx context.Context, req, answer uint16, reset func(), fn fu
 		return err
 	}
 	defer stop()
+	defer func() {
+		// Whatever stopped the reading before the end of the answer
+		// (a deadline, a malformed datagram, a panic), the socket goes.
+		if !c.idle {
+			c.drop()
+		}
+	}()
 	for range maxInterrupted {
 		reset()
 		err = c.dumpOnce(req, answer, fn)
@@ -145,10 +155,10 @@ func (c *Conn) dump(ctx context.Context, req, answer uint16, reset func(), fn fu
 	return err
 }
 
-// dumpOnce runs one dump to its end. A failure to send or receive leaves the
-// socket in an unknown state, so the socket is dropped; a message that does
-// not decode is reported once the dump is over.
+// dumpOnce runs one dump to its end; c.idle tells whether it got there. A
+// message that does not decode is reported once the dump is over.
 func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error {
+	c.idle = false
 	sent, err := c.c.Send(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(subsysNftables<<8 | req),
@@ -158,7 +168,6 @@ func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error
 		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
 	})
 	if err != nil {
-		c.drop()
 		return fmt.Errorf("sending nf_tables dump request: %w", err)
 	}
 	var decodeErr error
@@ -166,13 +175,11 @@ func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error
 	for {
 		b, err := c.recv()
 		if err != nil {
-			c.drop()
 			return fmt.Errorf("receiving nf_tables dump: %w", err)
 		}
 		for len(b) > 0 {
 			m, rest, err := nextMessage(b)
 			if err != nil {
-				c.drop()
 				return err
 			}
 			b = rest
@@ -184,6 +191,7 @@ func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error
 			}
 			switch m.typ {
 			case nlmsgDone:
+				c.idle = true
 				switch {
 				case decodeErr != nil:
 					return decodeErr
@@ -194,6 +202,7 @@ func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error
 			case nlmsgError:
 				// A dump that starts returns no error message; this
 				// one ends the answer.
+				c.idle = true
 				return errorMessage(m.payload)
 			case subsysNftables<<8 | answer:
 				if len(m.payload) < nfgenHdrLen {
