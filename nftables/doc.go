@@ -10,6 +10,9 @@
 //
 // The decoder reads only what it returns: a table's objects that are neither
 // counters nor quotas, and the expressions of a rule other than its first
-// counter, are skipped without being decoded. Reading 10,000 counters costs
-// a handful of allocations per object (see BENCHMARKS.md).
+// counter, are skipped without being decoded. Reading a counter costs one
+// allocation, its name; table and chain names are shared (see
+// BENCHMARKS.md). A dump that the kernel flags as interrupted by a change of
+// the ruleset is started again; a dump cut short (by its deadline) drops the
+// socket, and the next request dials a new one in the same namespace.
 package nftables
