@@ -164,6 +164,10 @@ func run(args []string, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
 			return 1
 		}
+		if _, err := nftablesSettings(&o); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
+			return 1
+		}
 		fmt.Fprintf(stderr, "%s: configuration OK\n", exporterName)
 		return 0
 	}
@@ -194,8 +198,8 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	nftCfg := collector.NftablesConfig{RuleCounters: o.nftRuleCounters, RuleCountersLimit: o.nftRuleCountLimit}
-	if err := nftCfg.Validate(); err != nil {
+	nftCfg, err := nftablesSettings(o)
+	if err != nil {
 		return err
 	}
 
@@ -281,6 +285,12 @@ func nfacctSettings(o *options) (collector.NfacctConfig, error) {
 	if o.nfacctLabels != "" {
 		cfg.NameLabels = strings.Split(o.nfacctLabels, ",")
 	}
+	return cfg, cfg.Validate()
+}
+
+// nftablesSettings checks the nftables flags.
+func nftablesSettings(o *options) (collector.NftablesConfig, error) {
+	cfg := collector.NftablesConfig{RuleCounters: o.nftRuleCounters, RuleCountersLimit: o.nftRuleCountLimit}
 	return cfg, cfg.Validate()
 }
 

@@ -390,6 +390,8 @@ func TestExporterRejectsBadFlags(t *testing.T) {
 		{[]string{"--graphite.address=127.0.0.1:2003", "--graphite.escape-char=ab"}, "--graphite.escape-char"},
 		{[]string{"--graphite.mode=sometimes"}, "graphite.mode"},
 		{[]string{"--nfacct.name-labels=family,bad-label"}, "bad-label"},
+		{[]string{"--nftables.rule-counters-limit=0"}, "--nftables.rule-counters-limit"},
+		{[]string{"--config.check", "--nftables.rule-counters-limit=-1"}, "--nftables.rule-counters-limit"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 	}
 	for _, tt := range tests {
