@@ -68,13 +68,13 @@ func nftWant(counters []netnstest.NftCounter, quotas []netnstest.NftQuota) map[s
 // and nft's readings.
 func scrapeNft(t *testing.T, e *exporter, ns *netnstest.NS) (string, map[string]*dto.MetricFamily, []netnstest.NftCounter, []netnstest.NftQuota) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		counters, quotas := netnstest.NftCounters(t, ns), netnstest.NftQuotas(t, ns)
 		body, mfs := e.scrape(t)
 		if !cmp.Equal(counters, netnstest.NftCounters(t, ns)) || !cmp.Equal(quotas, netnstest.NftQuotas(t, ns)) {
 			if time.Now().After(deadline) {
-				t.Fatal("the nf_tables counters did not stay still for one scrape in 15s")
+				t.Fatal("the nf_tables counters did not stay still for one scrape in 30s")
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
@@ -98,7 +98,7 @@ func scrapeNft(t *testing.T, e *exporter, ns *netnstest.NS) (string, map[string]
 // Graphite lines must carry the documented paths, and a table added and
 // deleted while the exporter runs must come and go.
 func TestExporterNftables(t *testing.T) {
-	netnstest.Require(t, "nft", "promtool")
+	netnstest.Require(t, "nft", "sysctl", "promtool")
 	f := netnstest.NewNftFixture(t)
 	c := newCarbon(t)
 	e := startExporter(t, "--netns="+f.B.Path(), "--nftables.rule-counters",

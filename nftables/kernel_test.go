@@ -51,7 +51,7 @@ func sorted[T any](s []T) []T {
 // the Conn read differs from what nft shows.
 func stableObjects(t *testing.T, ns *netnstest.NS, c *nftables.Conn) nftables.Objects {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		refC, refQ := sorted(netnstest.NftCounters(t, ns)), sorted(netnstest.NftQuotas(t, ns))
 		objs, err := c.Objects(context.Background())
@@ -70,7 +70,7 @@ func stableObjects(t *testing.T, ns *netnstest.NS, c *nftables.Conn) nftables.Ob
 			return objs
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the counters did not stay still for one reading in 15s")
+			t.Fatal("the counters did not stay still for one reading in 30s")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -90,7 +90,7 @@ func find[T any](s []T, match func(T) bool) (T, bool) {
 // every family that real TCP and UDP traffic fed, and checks them against
 // nft's own reading, before and after: reading never resets them.
 func TestKernelObjectsMatchNft(t *testing.T) {
-	netnstest.Require(t, "nft")
+	netnstest.Require(t, "nft", "sysctl")
 	f := netnstest.NewNftFixture(t)
 	netnstest.NftLoad(t, f.B, `table arp static {
 	counter fixed { packets 3 bytes 300 }
@@ -164,10 +164,10 @@ func TestKernelObjectsMatchNft(t *testing.T) {
 // TestKernelRuleCountersMatchNft reads the anonymous counters of rules and
 // checks them and their comments against nft -j list ruleset.
 func TestKernelRuleCountersMatchNft(t *testing.T) {
-	netnstest.Require(t, "nft")
+	netnstest.Require(t, "nft", "sysctl")
 	f := netnstest.NewNftFixture(t)
 	c := dial(t, f.B)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ref := sorted(netnstest.NftRuleCounters(t, f.B))
 		rules, err := c.RuleCounters(context.Background())
@@ -183,7 +183,7 @@ func TestKernelRuleCountersMatchNft(t *testing.T) {
 		got = sorted(got)
 		if !cmp.Equal(ref, after) {
 			if time.Now().After(deadline) {
-				t.Fatal("the rule counters did not stay still for one reading in 15s")
+				t.Fatal("the rule counters did not stay still for one reading in 30s")
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue

@@ -208,10 +208,17 @@ table arp a {
 `
 
 // NewNftFixture makes the namespaces, loads NftFixtureRuleset into B and
-// sends TCP and UDP traffic over IPv4 and IPv6 from A to B.
+// sends TCP and UDP traffic over IPv4 and IPv6 from A to B. The interfaces
+// send no router solicitations and skip duplicate address detection, so
+// that the counters that see every frame stay still once the traffic is
+// over. It needs the sysctl tool.
 func NewNftFixture(t testing.TB) *NftFixture {
 	t.Helper()
 	f := &NftFixture{A: New(t), B: New(t)}
+	for _, ns := range []*NS{f.A, f.B} {
+		ns.Run(t, "sysctl", "-q", "-w", "net.ipv6.conf.default.router_solicitations=0",
+			"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.accept_dad=0")
+	}
 	ifA, port := Link(t, f.A, f.B, "192.0.2.1/24", "")
 	f.Port = port
 	f.A.Run(t, "ip", "-6", "addr", "add", "2001:db8::1/64", "dev", ifA, "nodad")
