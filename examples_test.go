@@ -117,49 +117,6 @@ func TestExampleNfacctRecipe(t *testing.T) {
 	}
 }
 
-// TestDockerfileBuildsLikeCI checks, since no Docker engine runs here, that
-// the image is built by the same make target CI runs, with the Go release
-// go.mod asks for.
-func TestDockerfileBuildsLikeCI(t *testing.T) {
-	df, err := os.ReadFile("Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gomod, err := os.ReadFile("go.mod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	makefile, err := os.ReadFile("Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
-	if goVersion == nil {
-		t.Fatal("no go directive in go.mod")
-	}
-	if !strings.Contains(string(df), "FROM golang:"+string(goVersion[1])+"-") {
-		t.Errorf("Dockerfile does not build with golang:%s as go.mod asks", goVersion[1])
-	}
-	var runs []string
-	for _, line := range strings.Split(string(df), "\n") {
-		if strings.HasPrefix(line, "RUN ") {
-			runs = append(runs, strings.TrimPrefix(line, "RUN "))
-		}
-	}
-	if want := []string{"go mod download", "make build", "setcap " + fileCapability + " netfilter_exporter"}; strings.Join(runs, "|") != strings.Join(want, "|") {
-		t.Errorf("Dockerfile runs %q, want %q", runs, want)
-	}
-	if !regexp.MustCompile(`(?m)^test:.*\bbuild\b`).Match(makefile) {
-		t.Error("make test does not run make build, so CI would not run the Dockerfile's build command")
-	}
-	if !strings.Contains(string(df), "ENTRYPOINT [\"/bin/netfilter_exporter\"]") {
-		t.Error("the image does not run the exporter")
-	}
-	if !strings.Contains(string(df), "USER "+nonRootUser) {
-		t.Errorf("the image does not run as %s", nonRootUser)
-	}
-}
-
 // What the image does to run unprivileged: TestNonRootWithNetAdmin repeats it.
 const (
 	fileCapability = "cap_net_admin=ep"
