@@ -4,8 +4,10 @@
 
 GO        ?= go
 BIN       ?= netfilter_exporter
-# promu, the release tool, pinned in its own module (tools/go.mod).
-PROMU     := $(GO) tool -modfile=tools/go.mod promu --config=.promu.yml
+# promu, the release tool, pinned in its own module (tools/go.mod) and built
+# for this machine (GOARCH in `make release` is for the exporter only).
+PROMU_BIN := .build/promu
+PROMU     := $(PROMU_BIN) --config=.promu.yml
 # The version is the git tag without its "v", as promu reads it: v0.1.0 gives
 # 0.1.0, a later commit 0.1.0-3-gabcdef0, uncommitted changes add -dirty.
 # Outside a git checkout it is "dev".
@@ -56,7 +58,10 @@ check:
 # being released (the tag on HEAD), else of the newest version it lists, must
 # be there, dated, and in promu's order. TestDockerfileBuildStage builds
 # with .promu.yml and checks the version the binary reports.
-release-check:
+$(PROMU_BIN): tools/go.mod tools/go.sum
+	$(GO) build -modfile=tools/go.mod -o $@ github.com/prometheus/promu
+
+release-check: $(PROMU_BIN)
 	@v=$$(git describe --exact-match --tags 2>/dev/null | sed 's/^v//'); \
 	if [ -z "$$v" ]; then v=$$(sed -n 's|^## \([0-9][^ ]*\) / .*|\1|p' CHANGELOG.md | head -1); fi; \
 	echo "promu check changelog --version=$$v"; \
@@ -66,7 +71,7 @@ release-check:
 # the release tag and whose origin is the GitHub repository (promu names the
 # tarballs after it). See README, Releasing.
 release: release-check
-	rm -rf .build .tarballs
+	rm -rf .build/linux-* .tarballs
 	@set -e; for p in $(RELEASE_PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
 		GOOS=$$os GOARCH=$$arch $(PROMU) build --prefix .build/$$os-$$arch; \
