@@ -36,6 +36,7 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/graphite"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/health"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 )
@@ -228,6 +229,8 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	}
 	set := collector.NewSet(collectorsByName, o.collectorTimeout, logger)
 	logger.Info("collectors enabled", "collectors", strings.Join(set.Names(), ","), "netns", ns.Path())
+	// One snapshot at start, so that /-/ready does not wait for a scrape.
+	go set.Snapshot(ctx)
 
 	reg.MustRegister(
 		versioncollector.NewCollector(exporterName),
@@ -250,7 +253,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		}()
 	}
 
-	return serveHTTP(ctx, o, reg, logger)
+	return serveHTTP(ctx, o, reg, set, logger)
 }
 
 // nfacctSettings checks the nfacct flags.
@@ -501,20 +504,23 @@ func graphiteConfig(o *options, reg prometheus.Registerer) (graphite.Config, err
 	}, nil
 }
 
-// serveHTTP serves /metrics and the landing page until ctx is done.
-func serveHTTP(ctx context.Context, o *options, reg *prometheus.Registry, logger *slog.Logger) error {
+// serveHTTP serves /metrics, /-/healthy, /-/ready and the landing page
+// until ctx is done.
+func serveHTTP(ctx context.Context, o *options, reg *prometheus.Registry, ready health.Readiness, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle(o.telemetryPath, promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: o.maxRequests,
 	})))
+	health.Register(mux, "Netfilter Exporter", ready)
 	if o.telemetryPath != "/" && o.telemetryPath != "" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Netfilter Exporter",
 			Description: "Prometheus exporter for Linux netfilter accounting: nfacct counters and conntrack flows",
 			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: o.telemetryPath, Text: "Metrics"}},
+			Links:       append([]web.LandingLinks{{Address: o.telemetryPath, Text: "Metrics"}}, health.LandingLinks()...),
+			Profiling:   "false", // no pprof handlers are served
 		})
 		if err != nil {
 			return fmt.Errorf("building the landing page: %w", err)
