@@ -324,7 +324,7 @@ func TestExporterNfacctEndToEnd(t *testing.T) {
 			t.Errorf("nfacct list shows %s = %v after the scrape, want %v: the counters must not be reset", name, ref[name], w)
 		}
 	}
-	if v, _ := value(mfs, "netfilter_nfacct_quota", map[string]string{"name": "q", "unit": "packets"}); v != 3 {
+	if v, _ := value(mfs, "netfilter_nfacct_quota_packets", map[string]string{"name": "q"}); v != 3 {
 		t.Errorf("quota of q = %v, want 3", v)
 	}
 	if v, _ := value(mfs, "netfilter_nfacct_over_quota", map[string]string{"name": "q"}); v != 1 {

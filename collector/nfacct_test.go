@@ -33,7 +33,7 @@ var testObjects = []nfacct.Object{
 }
 
 var nfacctMetrics = []string{
-	"netfilter_nfacct_packets_total", "netfilter_nfacct_bytes_total", "netfilter_nfacct_quota",
+	"netfilter_nfacct_packets_total", "netfilter_nfacct_bytes_total", "netfilter_nfacct_quota_bytes", "netfilter_nfacct_quota_packets",
 	"netfilter_nfacct_over_quota", "netfilter_nfacct_references", "netfilter_nfacct_objects",
 	"netfilter_nfacct_over_quota_notifications_total", "netfilter_exporter_collector_success",
 }
@@ -132,7 +132,7 @@ func TestNfacctNameLabels(t *testing.T) {
 }
 
 func TestNfacctBadLabels(t *testing.T) {
-	for _, labels := range [][]string{{"name"}, {"unit"}, {"a", "a"}, {"1x"}, {"__x"}, {"has-dash"}, {""}} {
+	for _, labels := range [][]string{{"name"}, {"a", "a"}, {"1x"}, {"__x"}, {"has-dash"}, {""}} {
 		if _, err := NewNfacct(fakeLister{}, NfacctConfig{NameLabels: labels}); !errors.Is(err, errLabelName) {
 			t.Errorf("labels %q: error = %v, want errLabelName", labels, err)
 		}
