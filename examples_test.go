@@ -25,15 +25,17 @@ import (
 // test that parses or runs it.
 func TestExamplesAreChecked(t *testing.T) {
 	checked := map[string]bool{
-		"prometheus.yml":             true, // TestExamplePrometheusConfig
-		"nfacct-iptables.sh":         true, // TestExampleNfacctRecipe
-		"config.yml":                 true, // TestExampleConfig
-		"alerts.yml":                 true, // TestExampleAlertRules
-		"alerts_test.yml":            true, // TestExampleAlertRules
-		"grafana-dashboard.json":     true, // TestExampleGrafanaDashboard
-		"netfilter_exporter.service": true, // TestExampleSystemdUnit
-		"daemonset.yaml":             true, // TestExampleDaemonSet
-		"ulogd2-migration.md":        true, // TestExampleMigrationCommands
+		"prometheus.yml":                 true, // TestExamplePrometheusConfig
+		"nfacct-iptables.sh":             true, // TestExampleNfacctRecipe
+		"config.yml":                     true, // TestExampleConfig
+		"alerts.yml":                     true, // TestExampleAlertRules
+		"alerts_test.yml":                true, // TestExampleAlertRules
+		"grafana-dashboard.json":         true, // TestExampleGrafanaDashboard
+		"netfilter_exporter.service":     true, // TestExampleSystemdUnit, TestExampleSystemdUnitSandbox
+		"netfilter_exporter.socket":      true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
+		"netfilter_exporter-socket.conf": true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
+		"daemonset.yaml":                 true, // TestExampleDaemonSet
+		"ulogd2-migration.md":            true, // TestExampleMigrationCommands
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
@@ -274,43 +276,6 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 	}
 	if out, err := exec.Command("promtool", "check", "rules", path).CombinedOutput(); err != nil {
 		t.Errorf("a dashboard query does not parse: %v\n%s", err, out)
-	}
-}
-
-// TestExampleSystemdUnit checks the unit's capabilities and that the
-// exporter accepts its command line.
-func TestExampleSystemdUnit(t *testing.T) {
-	data, err := os.ReadFile("examples/netfilter_exporter.service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			kv[k] = v
-		}
-	}
-	for _, k := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
-		if kv[k] != "CAP_NET_ADMIN" {
-			t.Errorf("%s = %q, want CAP_NET_ADMIN only", k, kv[k])
-		}
-	}
-	args := strings.Fields(kv["ExecStart"])
-	if len(args) == 0 || filepath.Base(args[0]) != exporterName {
-		t.Fatalf("ExecStart = %q does not run the exporter", kv["ExecStart"])
-	}
-	checkArgs(t, args[1:])
-	if _, err := exec.LookPath("systemd-analyze"); err == nil {
-		// verify wants the binary at the ExecStart path; give it one.
-		dir := t.TempDir()
-		unit := strings.ReplaceAll(string(data), args[0], binary)
-		path := filepath.Join(dir, "netfilter_exporter.service")
-		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil {
-			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
-		}
 	}
 }
 
