@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func TestExamplesAreChecked(t *testing.T) {
 		"netfilter_exporter.socket":      true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
 		"netfilter_exporter-socket.conf": true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
 		"daemonset.yaml":                 true, // TestExampleDaemonSet
-		"ulogd2-migration.md":            true, // TestExampleMigrationCommands
+		"ulogd2-migration.md":            true, // TestDocumentedCommands, TestUlogd2SideBySide
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
@@ -191,6 +192,10 @@ func findPid(t *testing.T, path string) int {
 	return 0
 }
 
+// TestExampleAlertRules runs promtool on the rules and their unit tests, and
+// checks what promtool does not: every alert waits (for:, and a comment
+// where it does not), says what and why (summary, description), links to
+// its runbook section in the README, and is tested both firing and not.
 func TestExampleAlertRules(t *testing.T) {
 	netnstest.Require(t, "promtool")
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
@@ -198,6 +203,77 @@ func TestExampleAlertRules(t *testing.T) {
 		cmd.Dir = "examples"
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+
+	raw := string(mustRead(t, "examples/alerts.yml"))
+	var rules struct {
+		Groups []struct {
+			Rules []map[string]any
+		}
+	}
+	if err := yaml.Unmarshal([]byte(raw), &rules); err != nil {
+		t.Fatal(err)
+	}
+	var tests struct {
+		Tests []struct {
+			AlertRuleTest []struct {
+				Alertname string
+				ExpAlerts []any `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		}
+	}
+	if err := yaml.Unmarshal(mustRead(t, "examples/alerts_test.yml"), &tests); err != nil {
+		t.Fatal(err)
+	}
+	firing, quiet := map[string]bool{}, map[string]bool{}
+	for _, tt := range tests.Tests {
+		for _, a := range tt.AlertRuleTest {
+			if len(a.ExpAlerts) > 0 {
+				firing[a.Alertname] = true
+			} else {
+				quiet[a.Alertname] = true
+			}
+		}
+	}
+	readme := string(mustRead(t, "README.md"))
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			name, _ := r["alert"].(string)
+			if name == "" {
+				continue
+			}
+			n++
+			if _, ok := r["for"]; !ok {
+				t.Errorf("%s has no for:", name)
+			}
+			ann, _ := r["annotations"].(map[any]any)
+			for _, k := range []string{"summary", "description"} {
+				if s, _ := ann[k].(string); len(s) < 20 {
+					t.Errorf("%s: %s annotation %q says too little", name, k, s)
+				}
+			}
+			anchor := "#" + strings.ToLower(name)
+			if u, _ := ann["runbook_url"].(string); !strings.HasSuffix(u, anchor) {
+				t.Errorf("%s: runbook_url %q does not point at README%s", name, u, anchor)
+			}
+			if !strings.Contains(readme, "\n#### "+name+"\n") {
+				t.Errorf("README has no runbook section #### %s", name)
+			}
+			if !firing[name] || !quiet[name] {
+				t.Errorf("%s is not tested both firing (%v) and not firing (%v) in alerts_test.yml", name, firing[name], quiet[name])
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no alerts in alerts.yml")
+	}
+	// for: 0m is a choice that needs its reason.
+	lines := strings.Split(raw, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "for: 0m" && (i == 0 || !strings.HasPrefix(strings.TrimSpace(lines[i-1]), "#")) {
+			t.Errorf("alerts.yml line %d: for: 0m without a comment saying why", i+1)
 		}
 	}
 }
@@ -279,104 +355,118 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 	}
 }
 
-// checkArgs runs the exporter with args and --config.check, pointing
-// --config.file at the example config.
+// checkArgs runs the exporter with args, as given, and --config.check.
 func checkArgs(t *testing.T, args []string) {
 	t.Helper()
-	for i, a := range args {
-		if strings.HasPrefix(a, "--config.file=") {
-			args[i] = "--config.file=examples/config.yml"
-		}
-	}
-	out, err := exec.Command(binary, append(args, "--config.check")...).CombinedOutput()
+	out, err := exec.Command(binary, append(append([]string{}, args...), "--config.check")...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "configuration OK") {
 		t.Errorf("%s %s --config.check: %v\n%s", exporterName, strings.Join(args, " "), err, out)
 	}
 }
 
-// TestExampleDaemonSet checks the manifest's security settings and that
-// its config map and arguments pass --config.check.
-func TestExampleDaemonSet(t *testing.T) {
-	data, err := os.ReadFile("examples/daemonset.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type container struct {
-		Args            []string
-		SecurityContext struct {
-			RunAsNonRoot bool `yaml:"runAsNonRoot"`
-			Capabilities struct {
-				Add, Drop []string
+// shellWords splits a shell command line into words, honouring single and
+// double quotes (enough for the documentation's commands).
+func shellWords(line string) []string {
+	var words []string
+	var cur strings.Builder
+	in, quote := false, rune(0)
+	for _, r := range line {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, in = r, true
+		case r == ' ' || r == '\t':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
 			}
-		} `yaml:"securityContext"`
+		default:
+			cur.WriteRune(r)
+			in = true
+		}
 	}
-	type doc struct {
-		Kind string
-		Data map[string]string
-		Spec struct {
-			Template struct {
-				Spec struct {
-					HostNetwork bool `yaml:"hostNetwork"`
-					Containers  []container
+	if in {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// documentedCommands returns the exporter arguments of every command in the
+// sh blocks of a Markdown file that runs the exporter: directly
+// (netfilter_exporter ..., ./netfilter_exporter ...), through make run
+// ARGS='...', or as the image of docker run (an image reference
+// netfilter_exporter:<tag>). Continuation lines are joined.
+func documentedCommands(t *testing.T, path string) [][]string {
+	t.Helper()
+	var cmds [][]string
+	inShell, cont := false, ""
+	for _, line := range strings.Split(string(mustRead(t, path)), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inShell = strings.TrimSpace(line) == "```sh"
+			continue
+		}
+		if !inShell {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cont += strings.TrimSuffix(line, "\\") + " "
+			continue
+		}
+		line, cont = cont+line, ""
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = line[:i]
+		}
+		w := shellWords(line)
+		switch {
+		case len(w) == 0:
+		case w[0] == exporterName || w[0] == "./"+exporterName:
+			cmds = append(cmds, w[1:])
+		case len(w) > 2 && w[0] == "make" && w[1] == "run":
+			for _, a := range w[2:] {
+				if v, ok := strings.CutPrefix(a, "ARGS="); ok {
+					cmds = append(cmds, shellWords(v))
+				}
+			}
+		case len(w) > 2 && w[0] == "docker" && w[1] == "run":
+			for i, a := range w {
+				if regexp.MustCompile(`(^|/)` + exporterName + `:[\w.-]+$`).MatchString(a) {
+					cmds = append(cmds, w[i+1:])
 				}
 			}
 		}
 	}
-	var ds, cm *doc
-	for _, part := range strings.Split(string(data), "\n---\n") {
-		var d doc
-		if err := yaml.Unmarshal([]byte(part), &d); err != nil {
-			t.Fatalf("daemonset.yaml: %v", err)
-		}
-		switch d.Kind {
-		case "DaemonSet":
-			ds = &d
-		case "ConfigMap":
-			cm = &d
-		}
-	}
-	if ds == nil || cm == nil {
-		t.Fatal("daemonset.yaml needs a DaemonSet and a ConfigMap")
-	}
-	spec := ds.Spec.Template.Spec
-	if !spec.HostNetwork || len(spec.Containers) != 1 {
-		t.Fatalf("want hostNetwork and one container: %+v", spec)
-	}
-	c := spec.Containers[0]
-	if !c.SecurityContext.RunAsNonRoot || strings.Join(c.SecurityContext.Capabilities.Add, ",") != "NET_ADMIN" ||
-		strings.Join(c.SecurityContext.Capabilities.Drop, ",") != "ALL" {
-		t.Errorf("security context %+v: want non-root, drop ALL, add NET_ADMIN only", c.SecurityContext)
-	}
-	path := filepath.Join(t.TempDir(), "config.yml")
-	if err := os.WriteFile(path, []byte(cm.Data["config.yml"]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(binary, "--config.file="+path, "--config.check").CombinedOutput()
-	if err != nil {
-		t.Errorf("the ConfigMap's config.yml: %v\n%s", err, out)
-	}
-	checkArgs(t, c.Args)
+	return cmds
 }
 
-// TestExampleMigrationCommands runs every command line of the ulogd2
-// migration page with --config.check.
-func TestExampleMigrationCommands(t *testing.T) {
-	data, err := os.ReadFile("examples/ulogd2-migration.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, inShell := 0, false
-	for _, line := range strings.Split(string(data), "\n") {
-		switch {
-		case strings.HasPrefix(line, "```"):
-			inShell = line == "```sh"
-		case inShell && strings.HasPrefix(line, exporterName+" "):
-			checkArgs(t, strings.Fields(strings.TrimPrefix(line, exporterName+" ")))
-			n++
+// TestDocumentedCommands runs every exporter command of the README and the
+// ulogd2 migration page as written, with --config.check: every flag must
+// exist and every file it names must be there. The one path mapped is where
+// the README installs examples/config.yml.
+func TestDocumentedCommands(t *testing.T) {
+	total := 0
+	for _, doc := range []string{"README.md", "examples/ulogd2-migration.md"} {
+		cmds := documentedCommands(t, doc)
+		total += len(cmds)
+		for _, args := range cmds {
+			t.Logf("%s: %s %s", doc, exporterName, strings.Join(args, " "))
+			for i, a := range args {
+				args[i] = strings.Replace(a, "="+installedConfig, "=examples/config.yml", 1)
+			}
+			if slices.Contains(args, "--version") {
+				if out, err := exec.Command(binary, args...).CombinedOutput(); err != nil {
+					t.Errorf("%s: %s %s: %v\n%s", doc, exporterName, strings.Join(args, " "), err, out)
+				}
+				continue
+			}
+			checkArgs(t, args)
 		}
 	}
-	if n < 4 {
-		t.Errorf("found %d command lines in the migration page, want at least 4", n)
+	if total < 10 {
+		t.Errorf("found %d exporter commands in the documentation, want at least 10: is the parser still right?", total)
 	}
 }
 

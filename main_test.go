@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 		// Started by withoutIOURing: exec the command under the filter.
 		execWithoutIOURing(os.Args[1:])
 	}
+	if os.Getenv(dropUIDEnv) != "" {
+		// Started by TestNoNewPrivsCapabilityByUser.
+		execAsUser(os.Args[1:])
+	}
 	if os.Getenv(sandboxSyscallsEnv) != "" {
 		// Started by TestExampleSystemdUnitSandbox.
 		execSandboxed(os.Args[1:])
