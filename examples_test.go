@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -26,17 +25,18 @@ import (
 // test that parses or runs it.
 func TestExamplesAreChecked(t *testing.T) {
 	checked := map[string]bool{
-		"prometheus.yml":                 true, // TestExamplePrometheusConfig
-		"nfacct-iptables.sh":             true, // TestExampleNfacctRecipe
-		"config.yml":                     true, // TestExampleConfig
-		"alerts.yml":                     true, // TestExampleAlertRules
-		"alerts_test.yml":                true, // TestExampleAlertRules
-		"grafana-dashboard.json":         true, // TestExampleGrafanaDashboard
-		"netfilter_exporter.service":     true, // TestExampleSystemdUnit, TestExampleSystemdUnitSandbox
-		"netfilter_exporter.socket":      true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
-		"netfilter_exporter-socket.conf": true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
-		"daemonset.yaml":                 true, // TestExampleDaemonSet
-		"ulogd2-migration.md":            true, // TestDocumentedCommands, TestUlogd2SideBySide
+		"prometheus.yml":                  true, // TestExamplePrometheusConfig
+		"nfacct-iptables.sh":              true, // TestExampleNfacctRecipe
+		"config.yml":                      true, // TestExampleConfig
+		"alerts.yml":                      true, // TestExampleAlertRules
+		"alerts_test.yml":                 true, // TestExampleAlertRules
+		"grafana-dashboard.json":          true, // TestExampleGrafanaDashboard, TestEndToEndPrometheusAndCarbon
+		"grafana-dashboard-graphite.json": true, // TestExampleGraphiteDashboard, TestEndToEndPrometheusAndCarbon
+		"netfilter_exporter.service":      true, // TestExampleSystemdUnit, TestExampleSystemdUnitSandbox
+		"netfilter_exporter.socket":       true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
+		"netfilter_exporter-socket.conf":  true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
+		"daemonset.yaml":                  true, // TestExampleDaemonSet
+		"ulogd2-migration.md":             true, // TestDocumentedCommands, TestUlogd2SideBySide
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
@@ -275,83 +275,6 @@ func TestExampleAlertRules(t *testing.T) {
 		if strings.TrimSpace(l) == "for: 0m" && (i == 0 || !strings.HasPrefix(strings.TrimSpace(lines[i-1]), "#")) {
 			t.Errorf("alerts.yml line %d: for: 0m without a comment saying why", i+1)
 		}
-	}
-}
-
-// collectExprs returns every "expr" string anywhere in a decoded JSON value.
-func collectExprs(v any) []string {
-	var out []string
-	switch x := v.(type) {
-	case map[string]any:
-		for k, c := range x {
-			if s, ok := c.(string); ok && k == "expr" {
-				out = append(out, s)
-			} else {
-				out = append(out, collectExprs(c)...)
-			}
-		}
-	case []any:
-		for _, c := range x {
-			out = append(out, collectExprs(c)...)
-		}
-	}
-	return out
-}
-
-// TestExampleGrafanaDashboard parses every query of the dashboard with
-// Prometheus's own parser (promtool check rules), after substituting the
-// dashboard variables as Grafana would.
-func TestExampleGrafanaDashboard(t *testing.T) {
-	netnstest.Require(t, "promtool")
-	data, err := os.ReadFile("examples/grafana-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Title  string
-		Panels []struct {
-			Title   string
-			Type    string
-			Targets []struct{ Expr string }
-		}
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("dashboard JSON: %v", err)
-	}
-	var all any
-	_ = json.Unmarshal(data, &all)
-	exprs := collectExprs(all)
-	if len(exprs) < 10 {
-		t.Fatalf("dashboard has %d queries", len(exprs))
-	}
-	// The panels an operator needs.
-	joined := strings.Join(exprs, "\n")
-	for _, want := range []string{"netfilter_conntrack_flow_bytes_total", "netfilter_conntrack_flows_total",
-		"netfilter_conntrack_flow_duration_seconds_bucket", "netfilter_nfacct_bytes_total",
-		"netfilter_exporter_collector_success", "netfilter_conntrack_events_lost_total"} {
-		if !strings.Contains(joined, want) {
-			t.Errorf("no dashboard query uses %s", want)
-		}
-	}
-	heatmap := false
-	for _, p := range dash.Panels {
-		heatmap = heatmap || p.Type == "heatmap"
-	}
-	if !heatmap {
-		t.Error("no heatmap panel for flow durations")
-	}
-	vars := strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$group_by", "proto", "$instance", ".*")
-	var rules strings.Builder
-	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
-	for i, e := range exprs {
-		fmt.Fprintf(&rules, "      - record: dashboard_query_%d\n        expr: %q\n", i, vars.Replace(e))
-	}
-	path := filepath.Join(t.TempDir(), "dashboard_rules.yml")
-	if err := os.WriteFile(path, []byte(rules.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("promtool", "check", "rules", path).CombinedOutput(); err != nil {
-		t.Errorf("a dashboard query does not parse: %v\n%s", err, out)
 	}
 }
 

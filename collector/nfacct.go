@@ -147,11 +147,11 @@ func (c *Nfacct) Update(ctx context.Context, b *tree.Builder) error {
 		if !o.HasQuota() {
 			continue
 		}
-		quota := c.quotaBytes
+		quota, leaf := c.quotaBytes, "quota_bytes"
 		if o.QuotaUnit() == "packets" {
-			quota = c.quotaPackets
+			quota, leaf = c.quotaPackets, "quota_packets"
 		}
-		b.Add(quota, float64(o.Quota), graphitePath(o.Name, "quota"), lv...)
+		b.Add(quota, float64(o.Quota), graphitePath(o.Name, leaf), lv...)
 		over := 0.0
 		if o.OverQuota() {
 			over = 1

@@ -100,7 +100,7 @@ func TestNfacctGraphitePaths(t *testing.T) {
 		"nfacct/ipv4/http/pkts=1234", "nfacct/ipv4/http/bytes=987654",
 		"nfacct/ipv6/dns/pkts=5", "nfacct/ipv6/dns/bytes=400",
 		"nfacct/guest-quota/pkts=70", "nfacct/guest-quota/bytes=2097152",
-		"nfacct/guest-quota/quota=1048576", "nfacct/guest-quota/over_quota=1",
+		"nfacct/guest-quota/quota_bytes=1048576", "nfacct/guest-quota/over_quota=1",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Graphite paths (-want +got):\n%s", diff)
