@@ -183,7 +183,7 @@ func TestKernelTableStatsInsertAndFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	c, err := ctnl.Dial(h, 2*time.Second)
+	c, err := ctnl.Dial(h, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestKernelTableStatsInsertAndFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hn.Close()
-	cn, err := ctnl.Dial(hn, 2*time.Second)
+	cn, err := ctnl.Dial(hn, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
