@@ -214,8 +214,8 @@ func parseK8s(t *testing.T, path string) *k8sDocs {
 
 // measuredPeakRSS is the highest peak resident set measured for the
 // exporter with the DaemonSet's configuration and a full 262,144-entry
-// table (BENCHMARKS.md, "Memory of a node's exporter": 92.9 MB).
-const measuredPeakRSS units.Base2Bytes = 93_000_000
+// table (BENCHMARKS.md, "Memory of a node's exporter": 66.0 MB).
+const measuredPeakRSS units.Base2Bytes = 66_000_000
 
 // TestExampleKubernetes checks the manifest as a security reviewer would,
 // and that the exporter accepts its arguments and its config map.
