@@ -198,7 +198,7 @@ func checkImportable(t *testing.T, path string, d *grafanaDashboard, plugin stri
 
 // metricSelector finds the metric selectors of the exporter's families in
 // a PromQL expression.
-var metricSelector = regexp.MustCompile(`\b(netfilter_[a-z_]+)(\{[^}]*\})?`)
+var metricSelector = regexp.MustCompile(`\b((?:netfilter|process|go)_[a-z_]+)(\{[^}]*\})?`)
 
 // TestExampleGrafanaDashboard checks the Prometheus dashboard without a
 // Prometheus: import metadata, job and instance variables used by every
