@@ -4,18 +4,30 @@
 
 GO        ?= go
 BIN       ?= netfilter_exporter
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# promu, the release tool, pinned in its own module (tools/go.mod) and built
+# for this machine (GOARCH in `make release` is for the exporter only).
+PROMU_BIN := .build/promu
+PROMU     := $(PROMU_BIN) --config=.promu.yml
+# The version is the git tag without its "v", as promu reads it: v0.1.0 gives
+# 0.1.0, a later commit 0.1.0-3-gabcdef0, uncommitted changes add -dirty.
+# Outside a git checkout it is "dev".
+VERSION   ?= $(or $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//'),dev)
+REVISION  ?= $(or $(shell git rev-parse HEAD 2>/dev/null),unknown)
+BRANCH    ?= $(or $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null),unknown)
+# The same ldflags as .promu.yml's.
 LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Version=$(VERSION) \
 	-X github.com/prometheus/common/version.Revision=$(REVISION) \
-	-X github.com/prometheus/common/version.Branch=main \
-	-X github.com/prometheus/common/version.BuildUser=make
+	-X github.com/prometheus/common/version.Branch=$(BRANCH) \
+	-X github.com/prometheus/common/version.BuildUser=$(shell whoami)@$(shell hostname) \
+	-X github.com/prometheus/common/version.BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+# Platforms of a release (the exporter is Linux only; no cgo).
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
 ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check test bench burst demo clean
+.PHONY: all build run deps check release-check release test bench burst demo clean
 
 all: build
 
@@ -37,9 +49,38 @@ check:
 	$(GO) mod tidy; \
 	if ! cmp -s go.mod /tmp/nfe-go.mod.bak || ! cmp -s go.sum /tmp/nfe-go.sum.bak; then \
 		echo "go mod tidy changes go.mod or go.sum"; git --no-pager diff -- go.mod go.sum; exit 1; fi
+	@cp tools/go.mod /tmp/nfe-tools.mod.bak && cp tools/go.sum /tmp/nfe-tools.sum.bak; \
+	(cd tools && $(GO) mod tidy); \
+	if ! cmp -s tools/go.mod /tmp/nfe-tools.mod.bak || ! cmp -s tools/go.sum /tmp/nfe-tools.sum.bak; then \
+		echo "go mod tidy changes tools/go.mod or tools/go.sum"; git --no-pager diff -- tools; exit 1; fi
+
+# The release configuration's own check: the CHANGELOG entry of the version
+# being released (the tag on HEAD), else of the newest version it lists, must
+# be there, dated, and in promu's order. TestDockerfileBuildStage builds
+# with .promu.yml and checks the version the binary reports.
+$(PROMU_BIN): tools/go.mod tools/go.sum
+	$(GO) build -modfile=tools/go.mod -o $@ github.com/prometheus/promu
+
+release-check: $(PROMU_BIN)
+	@v=$$(git describe --exact-match --tags 2>/dev/null | sed 's/^v//'); \
+	if [ -z "$$v" ]; then v=$$(sed -n 's|^## \([0-9][^ ]*\) / .*|\1|p' CHANGELOG.md | head -1); fi; \
+	echo "promu check changelog --version=$$v"; \
+	$(PROMU) check changelog --location=CHANGELOG.md --version="$$v"
+
+# Release tarballs and checksums in .tarballs/, from a clone whose HEAD is
+# the release tag and whose origin is the GitHub repository (promu names the
+# tarballs after it). See README, Releasing.
+release: release-check
+	rm -rf .build/linux-* .tarballs
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		GOOS=$$os GOARCH=$$arch $(PROMU) build --prefix .build/$$os-$$arch; \
+		GOOS=$$os GOARCH=$$arch $(PROMU) tarball --prefix .tarballs .build/$$os-$$arch; \
+	done
+	$(PROMU) checksum .tarballs
 
 # Kernel tests fail instead of skipping when NETFILTER_EXPORTER_KERNEL_TESTS=required.
-test: deps check build
+test: deps check release-check build
 	NETFILTER_EXPORTER_KERNEL_TESTS=required $(GO) test $(TESTFLAGS) ./...
 
 bench:
@@ -59,4 +100,4 @@ demo: build deps
 	BIN=./$(BIN) ./scripts/demo.sh
 
 clean:
-	rm -f $(BIN)
+	rm -rf $(BIN) .build .tarballs

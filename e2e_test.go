@@ -166,6 +166,7 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 	// Traffic flows from a to b; the servers and the exporter live on the
 	// loopback of mon, so that their own connections stay out of b's
 	// conntrack table.
+	start := time.Now()
 	a, b, mon := netnstest.New(t), netnstest.New(t), netnstest.New(t)
 	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
 	netnstest.TrackConnections(t, b)
@@ -189,6 +190,19 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 		udp dport 9000 counter name "e2e.udp"
 	}
 }`)
+	// Quota objects of both units, with names of one and two levels, for
+	// the dashboards' quota panels.
+	for _, o := range []nfacct.Object{
+		{Name: "e2eqb", Flags: nfacct.FlagQuotaBytes, Quota: 1 << 20},
+		{Name: "e2eqp", Flags: nfacct.FlagQuotaPackets, Quota: 1000},
+		{Name: "e2e.qb", Flags: nfacct.FlagQuotaBytes, Quota: 1 << 20},
+		{Name: "e2e.qp", Flags: nfacct.FlagQuotaPackets, Quota: 1000},
+	} {
+		if err := client.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		b.Run(t, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9000", "-m", "nfacct", "--nfacct-name", o.Name)
+	}
 
 	startCarbon(t, mon, dir)
 	logs, err := os.Create(filepath.Join(dir, "exporters.log"))
@@ -279,4 +293,20 @@ scrape_configs:
 			return ""
 		})
 	}
+
+	// The dashboards, against the same Prometheus and carbon, with a TCP
+	// connection left open so that live accounting has active flows.
+	l := b.Listen(t, "tcp4", "192.0.2.2:8443")
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	open := a.Dial(t, "tcp4", "192.0.2.2:8443")
+	defer open.Close()
+	if _, err := open.Write([]byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	checkPrometheusDashboard(t, mon, start)
+	checkGraphiteDashboard(t, filepath.Join(dir, "whisper"))
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,16 +25,19 @@ import (
 // test that parses or runs it.
 func TestExamplesAreChecked(t *testing.T) {
 	checked := map[string]bool{
-		"prometheus.yml":             true, // TestExamplePrometheusConfig
-		"nfacct-iptables.sh":         true, // TestExampleNfacctRecipe
-		"nftables.nft":               true, // TestExampleNftablesRecipe
-		"config.yml":                 true, // TestExampleConfig
-		"alerts.yml":                 true, // TestExampleAlertRules
-		"alerts_test.yml":            true, // TestExampleAlertRules
-		"grafana-dashboard.json":     true, // TestExampleGrafanaDashboard
-		"netfilter_exporter.service": true, // TestExampleSystemdUnit
-		"daemonset.yaml":             true, // TestExampleDaemonSet
-		"ulogd2-migration.md":        true, // TestExampleMigrationCommands
+		"prometheus.yml":                  true, // TestExamplePrometheusConfig
+		"nfacct-iptables.sh":              true, // TestExampleNfacctRecipe
+		"nftables.nft":                    true, // TestExampleNftablesRecipe
+		"config.yml":                      true, // TestExampleConfig
+		"alerts.yml":                      true, // TestExampleAlertRules
+		"alerts_test.yml":                 true, // TestExampleAlertRules
+		"grafana-dashboard.json":          true, // TestExampleGrafanaDashboard, TestEndToEndPrometheusAndCarbon
+		"grafana-dashboard-graphite.json": true, // TestExampleGraphiteDashboard, TestEndToEndPrometheusAndCarbon
+		"netfilter_exporter.service":      true, // TestExampleSystemdUnit, TestExampleSystemdUnitSandbox
+		"netfilter_exporter.socket":       true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
+		"netfilter_exporter-socket.conf":  true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
+		"daemonset.yaml":                  true, // TestExampleDaemonSet
+		"ulogd2-migration.md":             true, // TestDocumentedCommands, TestUlogd2SideBySide
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
@@ -170,49 +173,6 @@ func TestExampleNftablesRecipe(t *testing.T) {
 	}
 }
 
-// TestDockerfileBuildsLikeCI checks, since no Docker engine runs here, that
-// the image is built by the same make target CI runs, with the Go release
-// go.mod asks for.
-func TestDockerfileBuildsLikeCI(t *testing.T) {
-	df, err := os.ReadFile("Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gomod, err := os.ReadFile("go.mod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	makefile, err := os.ReadFile("Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
-	if goVersion == nil {
-		t.Fatal("no go directive in go.mod")
-	}
-	if !strings.Contains(string(df), "FROM golang:"+string(goVersion[1])+"-") {
-		t.Errorf("Dockerfile does not build with golang:%s as go.mod asks", goVersion[1])
-	}
-	var runs []string
-	for _, line := range strings.Split(string(df), "\n") {
-		if strings.HasPrefix(line, "RUN ") {
-			runs = append(runs, strings.TrimPrefix(line, "RUN "))
-		}
-	}
-	if want := []string{"go mod download", "make build", "setcap " + fileCapability + " netfilter_exporter"}; strings.Join(runs, "|") != strings.Join(want, "|") {
-		t.Errorf("Dockerfile runs %q, want %q", runs, want)
-	}
-	if !regexp.MustCompile(`(?m)^test:.*\bbuild\b`).Match(makefile) {
-		t.Error("make test does not run make build, so CI would not run the Dockerfile's build command")
-	}
-	if !strings.Contains(string(df), "ENTRYPOINT [\"/bin/netfilter_exporter\"]") {
-		t.Error("the image does not run the exporter")
-	}
-	if !strings.Contains(string(df), "USER "+nonRootUser) {
-		t.Errorf("the image does not run as %s", nonRootUser)
-	}
-}
-
 // What the image does to run unprivileged: TestNonRootWithNetAdmin repeats it.
 const (
 	fileCapability = "cap_net_admin=ep"
@@ -288,6 +248,10 @@ func findPid(t *testing.T, path string) int {
 	return 0
 }
 
+// TestExampleAlertRules runs promtool on the rules and their unit tests, and
+// checks what promtool does not: every alert waits (for:, and a comment
+// where it does not), says what and why (summary, description), links to
+// its runbook section in the README, and is tested both firing and not.
 func TestExampleAlertRules(t *testing.T) {
 	netnstest.Require(t, "promtool")
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
@@ -297,220 +261,191 @@ func TestExampleAlertRules(t *testing.T) {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-}
 
-// collectExprs returns every "expr" string anywhere in a decoded JSON value.
-func collectExprs(v any) []string {
-	var out []string
-	switch x := v.(type) {
-	case map[string]any:
-		for k, c := range x {
-			if s, ok := c.(string); ok && k == "expr" {
-				out = append(out, s)
+	raw := string(mustRead(t, "examples/alerts.yml"))
+	var rules struct {
+		Groups []struct {
+			Rules []map[string]any
+		}
+	}
+	if err := yaml.Unmarshal([]byte(raw), &rules); err != nil {
+		t.Fatal(err)
+	}
+	var tests struct {
+		Tests []struct {
+			AlertRuleTest []struct {
+				Alertname string
+				ExpAlerts []any `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		}
+	}
+	if err := yaml.Unmarshal(mustRead(t, "examples/alerts_test.yml"), &tests); err != nil {
+		t.Fatal(err)
+	}
+	firing, quiet := map[string]bool{}, map[string]bool{}
+	for _, tt := range tests.Tests {
+		for _, a := range tt.AlertRuleTest {
+			if len(a.ExpAlerts) > 0 {
+				firing[a.Alertname] = true
 			} else {
-				out = append(out, collectExprs(c)...)
+				quiet[a.Alertname] = true
 			}
 		}
-	case []any:
-		for _, c := range x {
-			out = append(out, collectExprs(c)...)
+	}
+	readme := string(mustRead(t, "README.md"))
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			name, _ := r["alert"].(string)
+			if name == "" {
+				continue
+			}
+			n++
+			if _, ok := r["for"]; !ok {
+				t.Errorf("%s has no for:", name)
+			}
+			ann, _ := r["annotations"].(map[any]any)
+			for _, k := range []string{"summary", "description"} {
+				if s, _ := ann[k].(string); len(s) < 20 {
+					t.Errorf("%s: %s annotation %q says too little", name, k, s)
+				}
+			}
+			anchor := "#" + strings.ToLower(name)
+			if u, _ := ann["runbook_url"].(string); !strings.HasSuffix(u, anchor) {
+				t.Errorf("%s: runbook_url %q does not point at README%s", name, u, anchor)
+			}
+			if !strings.Contains(readme, "\n#### "+name+"\n") {
+				t.Errorf("README has no runbook section #### %s", name)
+			}
+			if !firing[name] || !quiet[name] {
+				t.Errorf("%s is not tested both firing (%v) and not firing (%v) in alerts_test.yml", name, firing[name], quiet[name])
+			}
 		}
 	}
-	return out
-}
-
-// TestExampleGrafanaDashboard parses every query of the dashboard with
-// Prometheus's own parser (promtool check rules), after substituting the
-// dashboard variables as Grafana would.
-func TestExampleGrafanaDashboard(t *testing.T) {
-	netnstest.Require(t, "promtool")
-	data, err := os.ReadFile("examples/grafana-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
+	if n == 0 {
+		t.Fatal("no alerts in alerts.yml")
 	}
-	var dash struct {
-		Title  string
-		Panels []struct {
-			Title   string
-			Type    string
-			Targets []struct{ Expr string }
-		}
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("dashboard JSON: %v", err)
-	}
-	var all any
-	_ = json.Unmarshal(data, &all)
-	exprs := collectExprs(all)
-	if len(exprs) < 10 {
-		t.Fatalf("dashboard has %d queries", len(exprs))
-	}
-	// The panels an operator needs.
-	joined := strings.Join(exprs, "\n")
-	for _, want := range []string{"netfilter_conntrack_flow_bytes_total", "netfilter_conntrack_flows_total",
-		"netfilter_conntrack_flow_duration_seconds_bucket", "netfilter_nfacct_bytes_total",
-		"netfilter_exporter_collector_success", "netfilter_conntrack_events_lost_total"} {
-		if !strings.Contains(joined, want) {
-			t.Errorf("no dashboard query uses %s", want)
-		}
-	}
-	heatmap := false
-	for _, p := range dash.Panels {
-		heatmap = heatmap || p.Type == "heatmap"
-	}
-	if !heatmap {
-		t.Error("no heatmap panel for flow durations")
-	}
-	vars := strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$group_by", "proto", "$instance", ".*")
-	var rules strings.Builder
-	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
-	for i, e := range exprs {
-		fmt.Fprintf(&rules, "      - record: dashboard_query_%d\n        expr: %q\n", i, vars.Replace(e))
-	}
-	path := filepath.Join(t.TempDir(), "dashboard_rules.yml")
-	if err := os.WriteFile(path, []byte(rules.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("promtool", "check", "rules", path).CombinedOutput(); err != nil {
-		t.Errorf("a dashboard query does not parse: %v\n%s", err, out)
-	}
-}
-
-// TestExampleSystemdUnit checks the unit's capabilities and that the
-// exporter accepts its command line.
-func TestExampleSystemdUnit(t *testing.T) {
-	data, err := os.ReadFile("examples/netfilter_exporter.service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			kv[k] = v
-		}
-	}
-	for _, k := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
-		if kv[k] != "CAP_NET_ADMIN" {
-			t.Errorf("%s = %q, want CAP_NET_ADMIN only", k, kv[k])
-		}
-	}
-	args := strings.Fields(kv["ExecStart"])
-	if len(args) == 0 || filepath.Base(args[0]) != exporterName {
-		t.Fatalf("ExecStart = %q does not run the exporter", kv["ExecStart"])
-	}
-	checkArgs(t, args[1:])
-	if _, err := exec.LookPath("systemd-analyze"); err == nil {
-		// verify wants the binary at the ExecStart path; give it one.
-		dir := t.TempDir()
-		unit := strings.ReplaceAll(string(data), args[0], binary)
-		path := filepath.Join(dir, "netfilter_exporter.service")
-		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil {
-			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	// for: 0m is a choice that needs its reason.
+	lines := strings.Split(raw, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "for: 0m" && (i == 0 || !strings.HasPrefix(strings.TrimSpace(lines[i-1]), "#")) {
+			t.Errorf("alerts.yml line %d: for: 0m without a comment saying why", i+1)
 		}
 	}
 }
 
-// checkArgs runs the exporter with args and --config.check, pointing
-// --config.file at the example config.
+// checkArgs runs the exporter with args, as given, and --config.check.
 func checkArgs(t *testing.T, args []string) {
 	t.Helper()
-	for i, a := range args {
-		if strings.HasPrefix(a, "--config.file=") {
-			args[i] = "--config.file=examples/config.yml"
-		}
-	}
-	out, err := exec.Command(binary, append(args, "--config.check")...).CombinedOutput()
+	out, err := exec.Command(binary, append(append([]string{}, args...), "--config.check")...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "configuration OK") {
 		t.Errorf("%s %s --config.check: %v\n%s", exporterName, strings.Join(args, " "), err, out)
 	}
 }
 
-// TestExampleDaemonSet checks the manifest's security settings and that
-// its config map and arguments pass --config.check.
-func TestExampleDaemonSet(t *testing.T) {
-	data, err := os.ReadFile("examples/daemonset.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type container struct {
-		Args            []string
-		SecurityContext struct {
-			RunAsNonRoot bool `yaml:"runAsNonRoot"`
-			Capabilities struct {
-				Add, Drop []string
+// shellWords splits a shell command line into words, honouring single and
+// double quotes (enough for the documentation's commands).
+func shellWords(line string) []string {
+	var words []string
+	var cur strings.Builder
+	in, quote := false, rune(0)
+	for _, r := range line {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, in = r, true
+		case r == ' ' || r == '\t':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
 			}
-		} `yaml:"securityContext"`
+		default:
+			cur.WriteRune(r)
+			in = true
+		}
 	}
-	type doc struct {
-		Kind string
-		Data map[string]string
-		Spec struct {
-			Template struct {
-				Spec struct {
-					HostNetwork bool `yaml:"hostNetwork"`
-					Containers  []container
+	if in {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// documentedCommands returns the exporter arguments of every command in the
+// sh blocks of a Markdown file that runs the exporter: directly
+// (netfilter_exporter ..., ./netfilter_exporter ...), through make run
+// ARGS='...', or as the image of docker run (an image reference
+// netfilter_exporter:<tag>). Continuation lines are joined.
+func documentedCommands(t *testing.T, path string) [][]string {
+	t.Helper()
+	var cmds [][]string
+	inShell, cont := false, ""
+	for _, line := range strings.Split(string(mustRead(t, path)), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inShell = strings.TrimSpace(line) == "```sh"
+			continue
+		}
+		if !inShell {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cont += strings.TrimSuffix(line, "\\") + " "
+			continue
+		}
+		line, cont = cont+line, ""
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = line[:i]
+		}
+		w := shellWords(line)
+		switch {
+		case len(w) == 0:
+		case w[0] == exporterName || w[0] == "./"+exporterName:
+			cmds = append(cmds, w[1:])
+		case len(w) > 2 && w[0] == "make" && w[1] == "run":
+			for _, a := range w[2:] {
+				if v, ok := strings.CutPrefix(a, "ARGS="); ok {
+					cmds = append(cmds, shellWords(v))
+				}
+			}
+		case len(w) > 2 && w[0] == "docker" && w[1] == "run":
+			for i, a := range w {
+				if regexp.MustCompile(`(^|/)` + exporterName + `:[\w.-]+$`).MatchString(a) {
+					cmds = append(cmds, w[i+1:])
 				}
 			}
 		}
 	}
-	var ds, cm *doc
-	for _, part := range strings.Split(string(data), "\n---\n") {
-		var d doc
-		if err := yaml.Unmarshal([]byte(part), &d); err != nil {
-			t.Fatalf("daemonset.yaml: %v", err)
-		}
-		switch d.Kind {
-		case "DaemonSet":
-			ds = &d
-		case "ConfigMap":
-			cm = &d
-		}
-	}
-	if ds == nil || cm == nil {
-		t.Fatal("daemonset.yaml needs a DaemonSet and a ConfigMap")
-	}
-	spec := ds.Spec.Template.Spec
-	if !spec.HostNetwork || len(spec.Containers) != 1 {
-		t.Fatalf("want hostNetwork and one container: %+v", spec)
-	}
-	c := spec.Containers[0]
-	if !c.SecurityContext.RunAsNonRoot || strings.Join(c.SecurityContext.Capabilities.Add, ",") != "NET_ADMIN" ||
-		strings.Join(c.SecurityContext.Capabilities.Drop, ",") != "ALL" {
-		t.Errorf("security context %+v: want non-root, drop ALL, add NET_ADMIN only", c.SecurityContext)
-	}
-	path := filepath.Join(t.TempDir(), "config.yml")
-	if err := os.WriteFile(path, []byte(cm.Data["config.yml"]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(binary, "--config.file="+path, "--config.check").CombinedOutput()
-	if err != nil {
-		t.Errorf("the ConfigMap's config.yml: %v\n%s", err, out)
-	}
-	checkArgs(t, c.Args)
+	return cmds
 }
 
-// TestExampleMigrationCommands runs every command line of the ulogd2
-// migration page with --config.check.
-func TestExampleMigrationCommands(t *testing.T) {
-	data, err := os.ReadFile("examples/ulogd2-migration.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, inShell := 0, false
-	for _, line := range strings.Split(string(data), "\n") {
-		switch {
-		case strings.HasPrefix(line, "```"):
-			inShell = line == "```sh"
-		case inShell && strings.HasPrefix(line, exporterName+" "):
-			checkArgs(t, strings.Fields(strings.TrimPrefix(line, exporterName+" ")))
-			n++
+// TestDocumentedCommands runs every exporter command of the README and the
+// ulogd2 migration page as written, with --config.check: every flag must
+// exist and every file it names must be there. The one path mapped is where
+// the README installs examples/config.yml.
+func TestDocumentedCommands(t *testing.T) {
+	total := 0
+	for _, doc := range []string{"README.md", "examples/ulogd2-migration.md"} {
+		cmds := documentedCommands(t, doc)
+		total += len(cmds)
+		for _, args := range cmds {
+			t.Logf("%s: %s %s", doc, exporterName, strings.Join(args, " "))
+			for i, a := range args {
+				args[i] = strings.Replace(a, "="+installedConfig, "=examples/config.yml", 1)
+			}
+			if slices.Contains(args, "--version") {
+				if out, err := exec.Command(binary, args...).CombinedOutput(); err != nil {
+					t.Errorf("%s: %s %s: %v\n%s", doc, exporterName, strings.Join(args, " "), err, out)
+				}
+				continue
+			}
+			checkArgs(t, args)
 		}
 	}
-	if n < 4 {
-		t.Errorf("found %d command lines in the migration page, want at least 4", n)
+	if total < 10 {
+		t.Errorf("found %d exporter commands in the documentation, want at least 10: is the parser still right?", total)
 	}
 }
 

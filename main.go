@@ -1,6 +1,7 @@
-// Command netfilter_exporter exports Linux netfilter accounting (nfacct
-// counters, conntrack flows counted while they run, conntrack table
-// statistics) to Prometheus and, optionally, to Graphite.
+// Command netfilter_exporter exports Linux netfilter accounting to
+// Prometheus and, optionally, to Graphite: nfacct counters and quotas,
+// conntrack flows counted while they run and when they end, and conntrack
+// table statistics.
 package main
 
 import (
@@ -36,6 +37,7 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/graphite"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/health"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 	"github.com/netfilter-exporter/netfilter_exporter/nftables"
@@ -95,7 +97,7 @@ type options struct {
 
 // newApp declares the command line.
 func newApp(o *options) *kingpin.Application {
-	app := kingpin.New(exporterName, "Exports Linux netfilter accounting (nfacct objects) to Prometheus and Graphite.")
+	app := kingpin.New(exporterName, "Exports Linux netfilter accounting to Prometheus and, optionally, Graphite: nfacct counters and quotas, conntrack flows counted while they run (table dumps) and when they end (DESTROY events), summed by the keys you choose, and conntrack table statistics.")
 	app.Version(version.Print(exporterName))
 	app.HelpFlag.Short('h')
 	o.web = kingpinflag.AddFlags(app, ":9862")
@@ -114,8 +116,8 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("config.file", "YAML file with named networks, port lists and filters for conntrack accounting.").PlaceHolder("FILE").StringVar(&o.configFile)
 	app.Flag("config.check", "Check --config.file and the flags, then exit.").BoolVar(&o.configCheck)
 
-	app.Flag("conntrack.group-by", "Comma-separated keys that conntrack flows are summed by, in Graphite hierarchy order: family, proto, sport, dport, src, dst, src_net, dst_net, zone, mark, nat. Default: the config file's, else "+flow.DefaultGroupBy+".").Default("").StringVar(&o.ctGroupBy)
-	app.Flag("conntrack.max-series", "Most conntrack flow series; past it new key combinations are summed into one series whose keys read other. Default: the config file's, else "+strconv.Itoa(defaultMaxSeries)+".").Default("0").IntVar(&o.ctMaxSeries)
+	app.Flag("conntrack.group-by", "Comma-separated keys that conntrack flows are summed by, in Graphite hierarchy order: family, proto, sport, dport, src, dst, src_net, dst_net, zone, mark, nat. Default: "+flow.DefaultGroupBy+", or conntrack.group_by in --config.file.").PlaceHolder(flow.DefaultGroupBy).StringVar(&o.ctGroupBy)
+	app.Flag("conntrack.max-series", "Most conntrack flow series; past it new key combinations are summed into one series whose keys read other. Default: "+strconv.Itoa(defaultMaxSeries)+", or conntrack.max_series in --config.file.").PlaceHolder(strconv.Itoa(defaultMaxSeries)).IntVar(&o.ctMaxSeries)
 	app.Flag("conntrack.series-ttl", "Remove a conntrack flow series not updated for this long; 0 keeps series forever.").Default("0s").DurationVar(&o.ctSeriesTTL)
 	app.Flag("conntrack.enable-accounting", "Set nf_conntrack_acct, nf_conntrack_timestamp and nf_conntrack_events to 1 in the watched namespace at start (they apply to flows created afterwards).").BoolVar(&o.ctEnableAccounting)
 	app.Flag("conntrack.receive-buffer", "Receive buffer of the conntrack event socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&o.ctReceiveBuffer)
@@ -140,7 +142,7 @@ func newApp(o *options) *kingpin.Application {
 	app.Flag("graphite.backlog-size", "Points kept while carbon is unreachable: a number of points (100000) or a size in bytes (64MiB). The oldest are dropped first.").Default("100000").StringVar(&o.graphiteBacklog)
 	app.Flag("graphite.escape-char", "Character that replaces each character Graphite cannot take in a path element.").Default("_").StringVar(&o.graphiteEscape)
 	app.Flag("graphite.mode", "cumulative: counters as the kernel holds them; delta: the increase since the previous push (what ulogd2 sends, without zeroing the kernel).").Default("cumulative").StringVar(&o.graphiteMode)
-	app.Flag("graphite.tagged", "Send Graphite 1.1 tagged series (netfilter.nfacct_bytes_total;name=web) instead of dotted paths; carbon needs ENABLE_TAGS.").BoolVar(&o.graphiteTagged)
+	app.Flag("graphite.tagged", "Send Graphite 1.1 tagged series (netfilter.nfacct_bytes_total;object=web) instead of dotted paths; labels become tags, the nfacct name label the tag object (Graphite reserves name); carbon needs ENABLE_TAGS.").BoolVar(&o.graphiteTagged)
 	return app
 }
 
@@ -254,6 +256,8 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 	}
 	set := collector.NewSet(collectorsByName, o.collectorTimeout, logger)
 	logger.Info("collectors enabled", "collectors", strings.Join(set.Names(), ","), "netns", ns.Path())
+	// One snapshot at start, so that /-/ready does not wait for a scrape.
+	go set.Snapshot(ctx)
 
 	reg.MustRegister(
 		versioncollector.NewCollector(exporterName),
@@ -276,7 +280,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		}()
 	}
 
-	return serveHTTP(ctx, o, reg, logger)
+	return serveHTTP(ctx, o, reg, set, logger)
 }
 
 // nfacctSettings checks the nfacct flags.
@@ -533,20 +537,23 @@ func graphiteConfig(o *options, reg prometheus.Registerer) (graphite.Config, err
 	}, nil
 }
 
-// serveHTTP serves /metrics and the landing page until ctx is done.
-func serveHTTP(ctx context.Context, o *options, reg *prometheus.Registry, logger *slog.Logger) error {
+// serveHTTP serves /metrics, /-/healthy, /-/ready and the landing page
+// until ctx is done.
+func serveHTTP(ctx context.Context, o *options, reg *prometheus.Registry, ready health.Readiness, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle(o.telemetryPath, promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: o.maxRequests,
 	})))
+	health.Register(mux, "Netfilter Exporter", ready)
 	if o.telemetryPath != "/" && o.telemetryPath != "" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Netfilter Exporter",
 			Description: "Prometheus exporter for Linux netfilter accounting: nfacct counters and conntrack flows",
 			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: o.telemetryPath, Text: "Metrics"}},
+			Links:       append([]web.LandingLinks{{Address: o.telemetryPath, Text: "Metrics"}}, health.LandingLinks()...),
+			Profiling:   "false", // no pprof handlers are served
 		})
 		if err != nil {
 			return fmt.Errorf("building the landing page: %w", err)

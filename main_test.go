@@ -34,13 +34,21 @@ func TestMain(m *testing.M) {
 		// Started by withoutIOURing: exec the command under the filter.
 		execWithoutIOURing(os.Args[1:])
 	}
+	if os.Getenv(dropUIDEnv) != "" {
+		// Started by TestNoNewPrivsCapabilityByUser.
+		execAsUser(os.Args[1:])
+	}
+	if os.Getenv(sandboxSyscallsEnv) != "" {
+		// Started by TestExampleSystemdUnitSandbox.
+		execSandboxed(os.Args[1:])
+	}
 	dir, err := os.MkdirTemp("", "nfe-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, exporterName)
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-trimpath", "-o", binary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the exporter: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -341,7 +349,7 @@ func TestExporterNfacctEndToEnd(t *testing.T) {
 			t.Errorf("nfacct list shows %s = %v after the scrape, want %v: the counters must not be reset", name, ref[name], w)
 		}
 	}
-	if v, _ := value(mfs, "netfilter_nfacct_quota", map[string]string{"name": "q", "unit": "packets"}); v != 3 {
+	if v, _ := value(mfs, "netfilter_nfacct_quota_packets", map[string]string{"name": "q"}); v != 3 {
 		t.Errorf("quota of q = %v, want 3", v)
 	}
 	if v, _ := value(mfs, "netfilter_nfacct_over_quota", map[string]string{"name": "q"}); v != 1 {

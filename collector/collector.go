@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
@@ -38,6 +39,9 @@ type Set struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	now        func() time.Time
+	// answered holds, per collector name, whether its Update has returned
+	// at least once, successfully or not.
+	answered map[string]*atomic.Bool
 }
 
 // NewSet returns a Set of the collectors given by name. timeout bounds each
@@ -49,12 +53,30 @@ func NewSet(collectors map[string]Collector, timeout time.Duration, logger *slog
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	return &Set{names: names, collectors: collectors, timeout: timeout, logger: logger, now: time.Now}
+	answered := make(map[string]*atomic.Bool, len(names))
+	for _, n := range names {
+		answered[n] = new(atomic.Bool)
+	}
+	return &Set{names: names, collectors: collectors, timeout: timeout, logger: logger, now: time.Now, answered: answered}
 }
 
 // Names returns the names of the collectors in the Set, sorted.
 func (s *Set) Names() []string {
 	return slices.Clone(s.names)
+}
+
+// Pending returns the names of the collectors whose Update has not yet
+// returned once, sorted. A collector that failed or panicked has answered;
+// one that has not returned, even after its snapshot gave up on it, has
+// not. The exporter is ready when nothing is pending.
+func (s *Set) Pending() []string {
+	var pending []string
+	for _, n := range s.names {
+		if !s.answered[n].Load() {
+			pending = append(pending, n)
+		}
+	}
+	return pending
 }
 
 type result struct {
@@ -123,6 +145,7 @@ func (s *Set) run(ctx context.Context, name string, c Collector) (r result) {
 		}
 		r.duration = s.now().Sub(start)
 		r.samples = b.Samples()
+		s.answered[name].Store(true)
 	}()
 	r.err = c.Update(ctx, &b)
 	return r

@@ -79,3 +79,30 @@ func TestSetSnapshotPaths(t *testing.T) {
 		t.Errorf("paths = %q, want %q", got, want)
 	}
 }
+
+func TestSetPendingUntilEveryCollectorAnswered(t *testing.T) {
+	release := make(chan struct{})
+	slow := collectorFunc(func(ctx context.Context, _ *tree.Builder) error {
+		<-release // answers only when the test says so, whatever its deadline
+		return nil
+	})
+	failing := collectorFunc(func(context.Context, *tree.Builder) error { return errors.New("operation not permitted") })
+	panicking := collectorFunc(func(context.Context, *tree.Builder) error { panic("boom") })
+	set := NewSet(map[string]Collector{"slow": slow, "failing": failing, "panicking": panicking}, 50*time.Millisecond, discard)
+
+	if got := strings.Join(set.Pending(), ","); got != "failing,panicking,slow" {
+		t.Errorf("before any snapshot Pending() = %q, want every collector", got)
+	}
+	set.Snapshot(context.Background()) // gives up on slow after 50ms
+	if got := strings.Join(set.Pending(), ","); got != "slow" {
+		t.Errorf("after a snapshot that timed out on slow, Pending() = %q, want slow: failures are answers, a timeout is not", got)
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(set.Pending()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if p := set.Pending(); len(p) != 0 {
+		t.Errorf("after slow returned, Pending() = %q, want none", p)
+	}
+}

@@ -45,7 +45,10 @@ type Nfacct struct {
 	src NfacctLister
 	cfg NfacctConfig
 
-	packets, bytes, quota, overQuota, use, objects, notifications *tree.Desc
+	packets, bytes, overQuota, use, objects, notifications *tree.Desc
+	// quotaBytes and quotaPackets: one name per unit, as the kernel holds
+	// a quota in the unit of the object's flags.
+	quotaBytes, quotaPackets *tree.Desc
 
 	mu           sync.Mutex
 	notified     map[string]uint64
@@ -53,9 +56,9 @@ type Nfacct struct {
 }
 
 // Validate checks the configuration: label names must be valid, unique and
-// neither name nor unit.
+// not name.
 func (cfg NfacctConfig) Validate() error {
-	seen := map[string]bool{"name": true, "unit": true}
+	seen := map[string]bool{"name": true}
 	for _, l := range cfg.NameLabels {
 		if !labelNameRE.MatchString(l) || strings.HasPrefix(l, "__") {
 			return fmt.Errorf("%w %q in --nfacct.name-labels", errLabelName, l)
@@ -77,7 +80,6 @@ func NewNfacct(src NfacctLister, cfg NfacctConfig) (*Nfacct, error) {
 		cfg.Separator = "."
 	}
 	labels := append([]string{"name"}, cfg.NameLabels...)
-	quotaLabels := append(append([]string{}, labels...), "unit")
 	return &Nfacct{
 		src: src,
 		cfg: cfg,
@@ -85,8 +87,10 @@ func NewNfacct(src NfacctLister, cfg NfacctConfig) (*Nfacct, error) {
 			"Packets counted by the nfacct object, as the kernel holds them.", tree.Counter, labels...),
 		bytes: tree.NewDesc(namespace+"_nfacct_bytes_total",
 			"Bytes counted by the nfacct object, as the kernel holds them.", tree.Counter, labels...),
-		quota: tree.NewDesc(namespace+"_nfacct_quota",
-			"Quota of the nfacct object, in the unit the unit label names.", tree.Gauge, quotaLabels...),
+		quotaBytes: tree.NewDesc(namespace+"_nfacct_quota_bytes",
+			"Quota of the nfacct object, for an object whose quota counts bytes.", tree.Gauge, labels...),
+		quotaPackets: tree.NewDesc(namespace+"_nfacct_quota_packets",
+			"Quota of the nfacct object, for an object whose quota counts packets.", tree.Gauge, labels...),
 		overQuota: tree.NewDesc(namespace+"_nfacct_over_quota",
 			"Whether the nfacct quota object has passed its quota (1) or not (0).", tree.Gauge, labels...),
 		use: tree.NewDesc(namespace+"_nfacct_references",
@@ -143,7 +147,11 @@ func (c *Nfacct) Update(ctx context.Context, b *tree.Builder) error {
 		if !o.HasQuota() {
 			continue
 		}
-		b.Add(c.quota, float64(o.Quota), graphitePath(o.Name, "quota"), append(lv, o.QuotaUnit())...)
+		quota, leaf := c.quotaBytes, "quota_bytes"
+		if o.QuotaUnit() == "packets" {
+			quota, leaf = c.quotaPackets, "quota_packets"
+		}
+		b.Add(quota, float64(o.Quota), graphitePath(o.Name, leaf), lv...)
 		over := 0.0
 		if o.OverQuota() {
 			over = 1

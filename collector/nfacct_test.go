@@ -33,7 +33,7 @@ var testObjects = []nfacct.Object{
 }
 
 var nfacctMetrics = []string{
-	"netfilter_nfacct_packets_total", "netfilter_nfacct_bytes_total", "netfilter_nfacct_quota",
+	"netfilter_nfacct_packets_total", "netfilter_nfacct_bytes_total", "netfilter_nfacct_quota_bytes", "netfilter_nfacct_quota_packets",
 	"netfilter_nfacct_over_quota", "netfilter_nfacct_references", "netfilter_nfacct_objects",
 	"netfilter_nfacct_over_quota_notifications_total", "netfilter_exporter_collector_success",
 }
@@ -112,7 +112,7 @@ func TestNfacctGraphitePaths(t *testing.T) {
 		"nfacct/ipv4/http/pkts=1234", "nfacct/ipv4/http/bytes=987654",
 		"nfacct/ipv6/dns/pkts=5", "nfacct/ipv6/dns/bytes=400",
 		"nfacct/guest-quota/pkts=70", "nfacct/guest-quota/bytes=2097152",
-		"nfacct/guest-quota/quota=1048576", "nfacct/guest-quota/over_quota=1",
+		"nfacct/guest-quota/quota_bytes=1048576", "nfacct/guest-quota/over_quota=1",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Graphite paths (-want +got):\n%s", diff)
@@ -144,7 +144,7 @@ func TestNfacctNameLabels(t *testing.T) {
 }
 
 func TestNfacctBadLabels(t *testing.T) {
-	for _, labels := range [][]string{{"name"}, {"unit"}, {"a", "a"}, {"1x"}, {"__x"}, {"has-dash"}, {""}} {
+	for _, labels := range [][]string{{"name"}, {"a", "a"}, {"1x"}, {"__x"}, {"has-dash"}, {""}} {
 		if _, err := NewNfacct(fakeLister{}, NfacctConfig{NameLabels: labels}); !errors.Is(err, errLabelName) {
 			t.Errorf("labels %q: error = %v, want errLabelName", labels, err)
 		}

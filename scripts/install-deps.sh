@@ -18,6 +18,10 @@ declare -A want=(
 	[sysctl]=procps
 	[python3]=python3
 	[ulogd]=ulogd2
+	[systemd-analyze]=systemd
+	[systemd-socket-activate]=systemd
+	[git]=git
+	[getcap]=libcap2-bin
 )
 missing=()
 for cmd in "${!want[@]}"; do
@@ -33,4 +37,6 @@ fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# One package may provide several commands.
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

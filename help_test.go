@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
+)
+
+// TestHelpTellsTheTruth reads --help as a user would: what the exporter
+// exports, and the real defaults of the flags whose default depends on the
+// config file.
+func TestHelpTellsTheTruth(t *testing.T) {
+	out, err := exec.Command(binary, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	help := strings.Join(strings.Fields(string(out)), " ") // undo the wrapping
+	for _, want := range []string{
+		"nfacct counters and quotas",
+		"conntrack flows",
+		"conntrack table statistics",
+		"--conntrack.group-by=" + flow.DefaultGroupBy + " ",
+		"--conntrack.max-series=" + strconv.Itoa(defaultMaxSeries) + " ",
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help lacks %q:\n%s", want, out)
+		}
+	}
+	for _, wrong := range []string{`--conntrack.group-by=""`, "--conntrack.max-series=0 "} {
+		if strings.Contains(help, wrong) {
+			t.Errorf("--help shows %s, which is not the default", wrong)
+		}
+	}
+}
+
+// TestExporterGraphiteTaggedHelpExample sends the example series that
+// --graphite.tagged's help shows, for real: an nfacct object of the
+// example's name, the exporter in tagged mode, and a Graphite listener
+// that must receive exactly that series name.
+func TestExporterGraphiteTaggedHelpExample(t *testing.T) {
+	netnstest.Require(t, "nfacct")
+	var help string
+	for _, f := range newApp(&options{}).Model().Flags {
+		if f.Name == "graphite.tagged" {
+			help = f.Help
+		}
+	}
+	m := regexp.MustCompile(`\(([^ ()]+;object=([^ ();]+))\)`).FindStringSubmatch(help)
+	if m == nil {
+		t.Fatalf("--graphite.tagged help shows no example series with an object tag: %q", help)
+	}
+	example, object := m[1], m[2]
+	ns := netnstest.New(t)
+	ns.Run(t, "nfacct", "add", object)
+	c := newCarbon(t)
+	startExporter(t, "--netns="+ns.Path(), "--no-collector.conntrack", "--graphite.tagged",
+		"--graphite.address="+c.l.Addr().String(), "--graphite.interval=300ms")
+	c.waitFor(t, 10*time.Second, func(path string, _ float64, _ int64) bool { return path == example })
+}

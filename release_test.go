@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
+)
+
+// dockerfile is a parsed Dockerfile: its stages, each a list of
+// instructions with continuation lines joined.
+type dockerfile struct {
+	stages []dockerStage
+}
+
+type dockerStage struct {
+	from   string // the FROM line's arguments
+	instrs []dockerInstr
+}
+
+type dockerInstr struct {
+	cmd, args string // e.g. "RUN", "make build"
+}
+
+func parseDockerfile(t *testing.T, path string) dockerfile {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var df dockerfile
+	var cur strings.Builder
+	flush := func() {
+		line := strings.TrimSpace(cur.String())
+		cur.Reset()
+		if line == "" {
+			return
+		}
+		cmd, args, _ := strings.Cut(line, " ")
+		cmd = strings.ToUpper(cmd)
+		if cmd == "FROM" {
+			df.stages = append(df.stages, dockerStage{from: args})
+			return
+		}
+		if len(df.stages) == 0 {
+			t.Fatalf("%s: %s before FROM", path, cmd)
+		}
+		s := &df.stages[len(df.stages)-1]
+		s.instrs = append(s.instrs, dockerInstr{cmd: cmd, args: strings.TrimSpace(args)})
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cur.WriteString(strings.TrimSuffix(line, "\\") + " ")
+			continue
+		}
+		cur.WriteString(line)
+		flush()
+	}
+	flush()
+	return df
+}
+
+// gitRun runs git in dir and returns its trimmed output.
+func gitRun(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=test", "-c", "user.email=test@example.invalid"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// copyFile copies one regular file or symlink, with a fresh modification
+// time, as a build context transfer does.
+func copyFile(src, dst string) error {
+	fi, err := os.Lstat(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		return os.Symlink(target, dst)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// dockerignored reports whether rel, a slash-separated path in the context,
+// is left out by one of the .dockerignore patterns (Docker matches each
+// pattern against the path and its parent directories).
+func dockerignored(t *testing.T, patterns []string, rel string) bool {
+	t.Helper()
+	for _, p := range patterns {
+		p = strings.TrimSuffix(strings.TrimPrefix(p, "/"), "/")
+		for q := rel; q != "." && q != "/"; q = filepath.Dir(q) {
+			ok, err := filepath.Match(p, q)
+			if err != nil {
+				t.Fatalf(".dockerignore: bad pattern %q: %v", p, err)
+			}
+			if ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestDockerfileBuildStage runs what `docker build` runs, without a Docker
+// engine: the working tree is committed to a fresh repository and tagged
+// v0.0.0-citest (a maintainer's clone at a release tag), that clone is
+// copied through .dockerignore into a build context, and every RUN of the
+// Dockerfile's build stage runs there, in order, as CI runs them; apt-get
+// is the one step left out, and it must install the package that
+// scripts/install-deps.sh installs for the same command in CI. The binary
+// must then report the tag's version and carry the file capability, and
+// promu's build with .promu.yml (a release) must report the same version.
+func TestDockerfileBuildStage(t *testing.T) {
+	netnstest.Require(t, "git", "make", "setcap", "getcap")
+	df := parseDockerfile(t, "Dockerfile")
+	if len(df.stages) != 2 {
+		t.Fatalf("Dockerfile has %d stages, want a build stage and the image", len(df.stages))
+	}
+	build, image := df.stages[0], df.stages[1]
+
+	// The build stage: the Go release go.mod asks for, and its RUN lines.
+	gomod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
+	if goVersion == nil || !strings.HasPrefix(build.from, "golang:"+string(goVersion[1])+"-") || !strings.HasSuffix(build.from, " AS build") {
+		t.Errorf("build stage FROM %s, want golang:%s-... AS build as go.mod asks", build.from, goVersion)
+	}
+	var runs []string
+	workdir := ""
+	for _, in := range build.instrs {
+		switch in.cmd {
+		case "RUN":
+			runs = append(runs, in.args)
+		case "WORKDIR":
+			workdir = in.args
+		case "COPY":
+			if in.args == ". ." && len(runs) == 0 {
+				t.Error("the build stage copies the context before it has run anything")
+			}
+		}
+	}
+	if len(runs) == 0 || !strings.HasPrefix(runs[0], "apt-get update && apt-get install") {
+		t.Fatalf("the build stage's first RUN should install setcap with apt-get, got %q", runs)
+	}
+	deps, err := os.ReadFile("scripts/install-deps.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setcapPkg := regexp.MustCompile(`\[setcap\]=(\S+)`).FindSubmatch(deps)
+	if setcapPkg == nil || !regexp.MustCompile(`\binstall -y --no-install-recommends `+regexp.QuoteMeta(string(setcapPkg[1]))+`\b`).MatchString(runs[0]) {
+		t.Errorf("the build stage installs %q; CI installs setcap from %s", runs[0], setcapPkg)
+	}
+	wantRuns := []string{"go mod download", "make build", "setcap " + fileCapability + " " + exporterName}
+	if strings.Join(runs[1:], "|") != strings.Join(wantRuns, "|") {
+		t.Errorf("the build stage runs %q after apt-get, want %q", runs[1:], wantRuns)
+	}
+	if !regexp.MustCompile(`(?m)^test:.*\bbuild\b`).Match(mustRead(t, "Makefile")) {
+		t.Error("make test does not run make build, so CI would not run the Dockerfile's build command")
+	}
+
+	// The image: the binary of the build stage, as the non-root user.
+	want := map[string]string{
+		"COPY":       "--from=build " + workdir + "/" + exporterName + " /bin/" + exporterName,
+		"USER":       nonRootUser,
+		"ENTRYPOINT": `["/bin/` + exporterName + `"]`,
+	}
+	for _, in := range image.instrs {
+		if w, ok := want[in.cmd]; ok && in.args == w {
+			delete(want, in.cmd)
+		}
+	}
+	for cmd, w := range want {
+		t.Errorf("the image lacks %s %s", cmd, w)
+	}
+
+	// A tagged clone of the working tree, copied through .dockerignore.
+	repo := t.TempDir()
+	files := strings.Split(gitRun(t, ".", "ls-files", "-z", "--cached", "--others", "--exclude-standard"), "\x00")
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Lstat(f); os.IsNotExist(err) {
+			continue // deleted, not yet committed
+		}
+		if err := copyFile(f, filepath.Join(repo, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gitRun(t, repo, "init", "-q", "-b", "main")
+	gitRun(t, repo, "add", "-A")
+	gitRun(t, repo, "commit", "-q", "-m", "release")
+	gitRun(t, repo, "tag", "-a", "v0.0.0-citest", "-m", "v0.0.0-citest")
+	revision := gitRun(t, repo, "rev-parse", "HEAD")
+
+	var patterns []string
+	for _, line := range strings.Split(string(mustRead(t, ".dockerignore")), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "!") {
+			t.Fatalf(".dockerignore: exceptions (%s) are not modelled by this test", line)
+		}
+		patterns = append(patterns, line)
+	}
+	if dockerignored(t, patterns, ".git") || dockerignored(t, patterns, ".git/HEAD") {
+		t.Fatal(".dockerignore leaves .git out: the image could not know its version")
+	}
+	ctx := t.TempDir()
+	err = filepath.WalkDir(repo, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(repo, path)
+		if rel == "." || d.IsDir() {
+			return nil
+		}
+		if dockerignored(t, patterns, filepath.ToSlash(rel)) {
+			return nil
+		}
+		return copyFile(path, filepath.Join(ctx, rel))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, run := range runs[1:] {
+		cmd := exec.Command("sh", "-c", run)
+		cmd.Dir = ctx
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("RUN %s: %v\n%s", run, err, out)
+		}
+	}
+	bin := filepath.Join(ctx, exporterName)
+	if out, err := exec.Command("getcap", bin).CombinedOutput(); err != nil || !strings.Contains(string(out), "cap_net_admin=ep") {
+		t.Errorf("getcap %s: %v %s, want cap_net_admin=ep", bin, err, out)
+	}
+	imageVersion := versionLine(t, bin)
+	wantVersion := fmt.Sprintf("%s, version 0.0.0-citest (branch: main, revision: %s)", exporterName, revision)
+	if imageVersion != wantVersion {
+		t.Errorf("the image's binary reports\n  %s\nwant\n  %s", imageVersion, wantVersion)
+	}
+
+	// A release: promu with .promu.yml, in the tagged clone.
+	dist := t.TempDir()
+	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "promu", "--config=.promu.yml", "build", "--prefix", dist)
+	cmd.Dir = repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promu build: %v\n%s", err, out)
+	}
+	if got := versionLine(t, filepath.Join(dist, exporterName)); got != wantVersion {
+		t.Errorf("the release binary (promu build) reports\n  %s\nwant\n  %s", got, wantVersion)
+	}
+}
+
+// versionLine returns the first line of bin --version.
+func versionLine(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s --version: %v\n%s", bin, err, out)
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	return first
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
