@@ -168,29 +168,27 @@ type liveState struct {
 	started, ended uint32 // dumps started and finished
 	entries        int    // entries of the dump running or last finished
 	stats          LiveStats
-	sink           uint8 // keeps prefetch's loads from being left out
+	sink           uint32 // keeps prefetch's loads from being left out
 }
 
 func newLiveState(now time.Time) *liveState {
 	return &liveState{start: now.UnixNano(), v4: newTable[key4](), v6: newTable[key6]()}
 }
 
-// prefetch reads the first slot where each flow of es is looked for, so that
-// the memory loads of a batch overlap rather than wait one after the other:
-// on a table of a million flows nearly every lookup misses the caches.
+// prefetch reads the index slot where each flow of the events es is looked
+// for, so that the memory loads of a batch overlap rather than wait one
+// after the other: on a table of a million flows nearly every lookup of an
+// event misses the caches. (Dumps read the table in order and need none.)
 func (l *liveState) prefetch(es []Entry) {
-	var sink uint8
+	var sink uint32
 	for i := range es {
 		e := &es[i]
-		// A slot may span two cache lines: read at both ends.
 		if e.Family == FamilyIPv6 {
 			k := key6{keyTail: keyTail{id: e.ID, start: e.Start}}
-			s := &l.v6.slots[l.v6.home(&k)]
-			sink += s.key.src[0] + s.rec.state
+			sink += l.v6.index[l.v6.home(&k)]
 		} else {
 			k := key4{keyTail: keyTail{id: e.ID, start: e.Start}}
-			s := &l.v4.slots[l.v4.home(&k)]
-			sink += s.key.src[0] + s.rec.state
+			sink += l.v4.index[l.v4.home(&k)]
 		}
 	}
 	l.sink += sink
@@ -322,6 +320,8 @@ func (a *Aggregator) BeginDump() uint32 {
 	}
 	a.live.started++
 	a.live.entries = 0
+	a.live.v4.beginDump()
+	a.live.v6.beginDump()
 	return a.live.started
 }
 
@@ -337,7 +337,6 @@ func (a *Aggregator) Dumped(es []Entry) {
 	if a.live == nil {
 		return
 	}
-	a.live.prefetch(es)
 	var d Delta
 	for i := range es {
 		e := &es[i]
@@ -354,7 +353,7 @@ func (a *Aggregator) Dumped(es []Entry) {
 // others are keyed and filtered first. a.mu must be held.
 func dumped[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now time.Duration) {
 	l := a.live
-	r := t.get(&k)
+	r := t.next(&k)
 	if r != nil && (r.state == stateLive || r.state == stateGone) && r.mark == e.Mark && r.epoch == a.epoch {
 		if s := a.byID[r.aux]; s != nil {
 			l.entries++
@@ -423,11 +422,11 @@ func observe[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now
 
 // forgetSeries makes every tracked flow forget its series.
 func (l *liveState) forgetSeries() {
-	for i := range l.v4.slots {
-		l.v4.slots[i].rec.epoch = 0
+	for i := range l.v4.recs {
+		l.v4.recs[i].rec.epoch = 0
 	}
-	for i := range l.v6.slots {
-		l.v6.slots[i].rec.epoch = 0
+	for i := range l.v6.recs {
+		l.v6.recs[i].rec.epoch = 0
 	}
 }
 
@@ -441,14 +440,14 @@ func (a *Aggregator) Missing() []Entry {
 		return nil
 	}
 	var out []Entry
-	for i := range a.live.v4.slots {
-		s := &a.live.v4.slots[i]
+	for i := range a.live.v4.recs {
+		s := &a.live.v4.recs[i]
 		if s.rec.state == stateLive && s.rec.gen != a.live.started {
 			out = append(out, entryOf(FamilyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec))
 		}
 	}
-	for i := range a.live.v6.slots {
-		s := &a.live.v6.slots[i]
+	for i := range a.live.v6.recs {
+		s := &a.live.v6.recs[i]
 		if s.rec.state == stateLive && s.rec.gen != a.live.started {
 			out = append(out, entryOf(FamilyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec))
 		}
@@ -525,7 +524,7 @@ func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
 			tombs++
 		}
 		return true
-	})
+	}, complete)
 	l.v6.sweep(func(k *key6, r *record) bool {
 		was := r.state
 		if !sweep(r) {
@@ -540,7 +539,7 @@ func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
 			tombs++
 		}
 		return true
-	})
+	}, complete)
 	l.stats.TableBytes = l.v4.bytes() + l.v6.bytes()
 	l.stats.Tracked, l.stats.Tombstones = tracked, tombs
 	if !complete {

@@ -15,22 +15,38 @@ type flowKey interface {
 	hash() uint64
 }
 
-// A table holds the records of tracked flows of one address family, keyed by
-// their identity: an open-addressing hash table with linear probing and
-// records stored in the slots, so that reading and updating a flow touches
-// one place in memory. Its slots live outside the Go heap, in an anonymous
-// mapping the kernel is asked to back with huge pages: a table of a million
-// flows is ~100 MB that the garbage collector never scans and the processor
-// reaches with few TLB misses. Slot positions come from the kernel's id of
-// the entry (a keyed SipHash of the entry, which no packet sender can steer)
-// and the start time, mixed with a per-table seed.
+// A table holds the records of the tracked flows of one address family.
 //
-// A table is not safe for concurrent use.
+// The records sit in one dense array, kept in the order the kernel lists
+// them: a dump walks the kernel's hash table bucket by bucket, so from one
+// dump to the next the entries come in nearly the same order, and a dump
+// reads the array from start to end instead of jumping through memory, the
+// cost that dominates at a million flows. An index (open addressing, linear
+// probing, positions from the kernel's id of the entry, a keyed SipHash
+// that no packet sender can steer, and the start time, mixed with a
+// per-table seed) finds any record at once: for events, for the entries a
+// dump lists out of order, and for new ones. New records go at the end; a
+// dump that found many out of order makes EndDump put the array back in
+// dump order.
+//
+// The array lives outside the Go heap, in an anonymous mapping (with huge
+// pages once large): the garbage collector never scans it. Pointers to
+// records are valid until the next insertion or rebuild. A table is not safe
+// for concurrent use.
 type table[K flowKey] struct {
-	slots []slot[K]
-	n     int // slots in use
+	recs []slot[K] // len: records and holes; cap: the mapping's room
+	mem  []byte    // the mapping behind recs; nil when on the heap
+	// index holds the position of each record plus one; 0 is empty.
+	index []uint32
 	seed  uint64
-	mem   []byte // the mapping behind slots; nil when they are on the heap
+	n     int // records, holes not counted
+
+	// The dump running: where the next entry is expected, the records
+	// seen in the order seen, and how many were out of place.
+	dumping   bool
+	cursor    int
+	order     []uint32
+	misplaced int
 }
 
 type slot[K flowKey] struct {
@@ -38,177 +54,239 @@ type slot[K flowKey] struct {
 	rec record
 }
 
-// Table sizing: grow past maxLoad to growBy times the size, shrink below
-// minLoad. A small growth step keeps the memory per flow near the slot size;
-// growing costs a rehash of every record, amortised over the flows added
-// since the last one.
+// Sizing. The index is kept at most 60% full so that probes stay short; it
+// costs 4 bytes a slot. The array grows by a quarter, so that the memory per
+// flow stays near the record's size.
 const (
-	minSlots = 1024
-	maxLoad  = 0.85
-	minLoad  = 0.2
-	growBy   = 1.25
-	// shrinkTo is the load a table shrunk for having emptied is left at:
-	// room to grow again without resizing at once.
-	shrinkTo = 0.4
-	// hugeMin is the smallest slot array backed by huge pages.
+	minRecs    = 1024
+	indexLoad  = 0.6
+	growBy     = 1.25
+	holesMax   = 0.25 // rebuild once this share of the array is holes
+	misplacMax = 0.05 // rebuild in dump order once this share came out of place
+	// hugeMin is the smallest array backed by huge pages: getting them may
+	// make the kernel compact memory, worth it for large tables only.
 	hugeMin = 16 << 20
 )
 
 func newTable[K flowKey]() *table[K] {
 	t := &table[K]{seed: rand.Uint64()}
-	t.alloc(minSlots)
+	t.recs = t.alloc(minRecs)
+	t.index = make([]uint32, indexSize(minRecs))
 	return t
 }
 
-// alloc gives t an empty slot array of n slots.
-func (t *table[K]) alloc(n int) {
+// indexSize returns the index size for n records.
+func indexSize(n int) int {
+	return int(float64(n)/indexLoad) + 1
+}
+
+// alloc returns an empty array with room for n records, in a mapping of
+// its own when it can, and records the mapping in t.mem (unmapping the old
+// one is the caller's job).
+func (t *table[K]) alloc(n int) []slot[K] {
 	size := n * int(unsafe.Sizeof(slot[K]{}))
 	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		// No mapping (a sandbox that forbids it): the Go heap will do.
-		t.slots, t.mem = make([]slot[K], n), nil
-		return
+		t.mem = nil
+		return make([]slot[K], 0, n)
 	}
 	if size >= hugeMin {
-		// Only worth it for large tables: getting huge pages may make
-		// the kernel compact memory at the first touch.
 		_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
 	}
-	t.slots = unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), n)
 	t.mem = mem
+	return unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), n)[:0]
 }
 
-// free gives the slot array's memory back.
+// free gives the memory back; the table is empty and unusable afterwards.
 func (t *table[K]) free() {
 	if t.mem != nil {
 		_ = unix.Munmap(t.mem)
 	}
-	t.slots, t.mem, t.n = nil, nil, 0
+	t.recs, t.mem, t.index, t.order, t.n = nil, nil, nil, nil, 0
 }
 
-// bytes returns the memory the slots take.
+// bytes returns the memory the table takes.
 func (t *table[K]) bytes() int {
-	return len(t.slots) * int(unsafe.Sizeof(slot[K]{}))
+	return cap(t.recs)*int(unsafe.Sizeof(slot[K]{})) + 4*len(t.index) + 4*cap(t.order)
 }
 
-// home returns the slot where the search for k starts.
+// home returns the index slot where the search for k starts.
 func (t *table[K]) home(k *K) int {
 	h := (*k).hash() ^ t.seed
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
 	h ^= h >> 33
-	hi, _ := bits.Mul64(h, uint64(len(t.slots)))
+	hi, _ := bits.Mul64(h, uint64(len(t.index)))
 	return int(hi)
 }
 
-// find returns the slot holding k, or the empty slot where it would go, and
-// whether k is there.
-func (t *table[K]) find(k *K) (int, bool) {
+// find returns the index slot holding k's position, or the empty slot where
+// it would go, and the position (-1 when k is absent).
+func (t *table[K]) find(k *K) (slot int, pos int) {
 	i := t.home(k)
 	for {
-		s := &t.slots[i]
-		if s.rec.state == stateEmpty {
-			return i, false
+		v := t.index[i]
+		if v == 0 {
+			return i, -1
 		}
-		if s.key == *k {
-			return i, true
+		if t.recs[v-1].key == *k {
+			return i, int(v - 1)
 		}
-		if i++; i == len(t.slots) {
+		if i++; i == len(t.index) {
 			i = 0
 		}
 	}
 }
 
-// get returns the record of k, or nil. The pointer is valid until the next
-// insertion or removal.
+// get returns the record of k, or nil.
 func (t *table[K]) get(k *K) *record {
-	if i, ok := t.find(k); ok {
-		return &t.slots[i].rec
+	if _, p := t.find(k); p >= 0 {
+		return &t.recs[p].rec
 	}
 	return nil
 }
 
-// put returns the record of k, adding a live record with zero counters if
-// there is none, and whether it was added. The pointer is valid until the
-// next insertion or removal.
-func (t *table[K]) put(k *K) (*record, bool) {
-	i, ok := t.find(k)
-	if ok {
-		return &t.slots[i].rec, false
+// next returns the record of k, listed by the dump running, or nil: it
+// looks first where the dump order says it should be.
+func (t *table[K]) next(k *K) *record {
+	for t.cursor < len(t.recs) && t.recs[t.cursor].rec.state == stateEmpty {
+		t.cursor++
 	}
-	if float64(t.n+1) > maxLoad*float64(len(t.slots)) {
-		t.resize(int(float64(len(t.slots))*growBy) + 1)
-		i, _ = t.find(k)
+	p := t.cursor
+	if p >= len(t.recs) || t.recs[p].key != *k {
+		if _, p = t.find(k); p < 0 {
+			return nil
+		}
+		t.misplaced++
 	}
-	t.n++
-	t.slots[i] = slot[K]{key: *k, rec: record{state: stateLive}}
-	return &t.slots[i].rec, true
+	t.cursor = p + 1
+	t.order = append(t.order, uint32(p))
+	return &t.recs[p].rec
 }
 
-// resize moves every record to a new slot array of n slots.
-func (t *table[K]) resize(n int) {
-	old, oldMem := t.slots, t.mem
-	t.alloc(max(n, minSlots))
-	for i := range old {
-		if s := &old[i]; s.rec.state != stateEmpty {
-			j, _ := t.find(&s.key)
-			t.slots[j] = *s
+// put returns the record of k, adding a live record with zero counters at
+// the end of the array if there is none, and whether it was added.
+func (t *table[K]) put(k *K) (*record, bool) {
+	i, p := t.find(k)
+	if p >= 0 {
+		return &t.recs[p].rec, false
+	}
+	if len(t.recs) == cap(t.recs) || float64(t.n+1) > indexLoad*float64(len(t.index)) {
+		t.rebuild(false)
+		i, _ = t.find(k)
+	}
+	p = len(t.recs)
+	t.recs = append(t.recs, slot[K]{key: *k, rec: record{state: stateLive}})
+	t.index[i] = uint32(p + 1)
+	t.n++
+	if t.dumping {
+		t.order = append(t.order, uint32(p))
+	}
+	return &t.recs[p].rec, true
+}
+
+// beginDump starts following a dump's order.
+func (t *table[K]) beginDump() {
+	t.dumping, t.cursor, t.order, t.misplaced = true, 0, t.order[:0], 0
+}
+
+// sweep calls fn with every record, once, in array order, and removes those
+// for which it returns false. After a complete dump (ordered), a table whose
+// dump found many records out of place is put back in dump order.
+func (t *table[K]) sweep(fn func(k *K, r *record) (keep bool), ordered bool) {
+	t.dumping = false
+	holes := 0
+	for p := range t.recs {
+		s := &t.recs[p]
+		if s.rec.state == stateEmpty {
+			holes++
+			continue
+		}
+		if fn(&s.key, &s.rec) {
+			continue
+		}
+		t.remove(p)
+		holes++
+	}
+	switch {
+	case ordered && float64(t.misplaced) > misplacMax*float64(t.n):
+		t.rebuild(true)
+	case float64(holes) > holesMax*float64(len(t.recs)):
+		t.rebuild(false)
+	}
+}
+
+// remove empties the record at position p and its index slot, moving back
+// the index entries after it that would no longer be found (backward-shift
+// deletion: the index keeps no tombstones).
+func (t *table[K]) remove(p int) {
+	i, _ := t.find(&t.recs[p].key)
+	t.recs[p] = slot[K]{}
+	t.n--
+	j := i
+	for {
+		if j++; j == len(t.index) {
+			j = 0
+		}
+		v := t.index[j]
+		if v == 0 {
+			break
+		}
+		// The entry at j may move to i if its home is not in (i, j],
+		// cyclically.
+		h := t.home(&t.recs[v-1].key)
+		if (i <= j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
+			t.index[i] = v
+			i = j
+		}
+	}
+	t.index[i] = 0
+}
+
+// rebuild moves every record to a new array without holes, with room to
+// grow, and makes a new index. In dump order, the records the running dump
+// saw come first, in the order it saw them, then the others.
+func (t *table[K]) rebuild(dumpOrder bool) {
+	old, oldMem := t.recs, t.mem
+	t.recs = t.alloc(max(int(float64(t.n)*growBy)+1, minRecs))
+	t.index = make([]uint32, indexSize(cap(t.recs)))
+	moved := make([]uint32, len(old)) // new position plus one, per old one
+	add := func(p int) {
+		if old[p].rec.state == stateEmpty || moved[p] != 0 {
+			return
+		}
+		np := len(t.recs)
+		t.recs = append(t.recs, old[p])
+		moved[p] = uint32(np + 1)
+		i, _ := t.find(&old[p].key)
+		t.index[i] = uint32(np + 1)
+	}
+	if dumpOrder {
+		for _, p := range t.order {
+			add(int(p))
+		}
+	}
+	for p := range old {
+		add(p)
+	}
+	// The running dump goes on where it was, in the new array.
+	n := 0
+	for _, p := range t.order {
+		if moved[p] != 0 {
+			t.order[n] = moved[p] - 1
+			n++
+		}
+	}
+	t.order = t.order[:n]
+	if t.cursor > 0 && t.cursor <= len(old) {
+		if c := t.cursor - 1; c < len(old) && moved[c] != 0 {
+			t.cursor = int(moved[c])
+		} else {
+			t.cursor = len(t.recs)
 		}
 	}
 	if oldMem != nil {
 		_ = unix.Munmap(oldMem)
 	}
-}
-
-// sweep calls fn with every record, once, and removes those for which it
-// returns false. Records are not inserted meanwhile.
-func (t *table[K]) sweep(fn func(k *K, r *record) (keep bool)) {
-	// Start after an empty slot: removing a record moves only later
-	// records of its cluster back, and a cluster never spans an empty
-	// slot, so every record is seen once.
-	start := 0
-	for t.slots[start].rec.state != stateEmpty {
-		start++
-	}
-	for c, i := 0, start+1; c < len(t.slots); {
-		if i == len(t.slots) {
-			i = 0
-		}
-		s := &t.slots[i]
-		if s.rec.state == stateEmpty || fn(&s.key, &s.rec) {
-			i++
-			c++
-			continue
-		}
-		// Slot i now holds a record moved back from later in its
-		// cluster, or nothing: look at it again.
-		t.remove(i)
-	}
-	if len(t.slots) > 4*minSlots && float64(t.n) < minLoad*float64(len(t.slots)) {
-		t.resize(int(float64(t.n)/shrinkTo) + 1)
-	}
-}
-
-// remove empties slot i and moves back the records after it that would no
-// longer be found (backward-shift deletion: the table keeps no tombstones).
-func (t *table[K]) remove(i int) {
-	t.n--
-	j := i
-	for {
-		if j++; j == len(t.slots) {
-			j = 0
-		}
-		s := &t.slots[j]
-		if s.rec.state == stateEmpty {
-			break
-		}
-		// The record at j may move to i if its home is not in (i, j],
-		// cyclically.
-		h := t.home(&s.key)
-		if (i <= j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
-			t.slots[i] = *s
-			i = j
-		}
-	}
-	t.slots[i] = slot[K]{}
 }
