@@ -30,8 +30,9 @@ type flowKey interface {
 // dump order.
 //
 // The array lives outside the Go heap, in an anonymous mapping (with huge
-// pages once large): the garbage collector never scans it. Pointers to
-// records are valid until the next insertion or rebuild. A table is not safe
+// pages once large) that grows in place: the garbage collector never scans
+// it, and the table never needs twice its memory. Pointers to records are
+// valid until the next insertion or sweep. A table is not safe
 // for concurrent use.
 type table[K flowKey] struct {
 	recs []slot[K] // len: records and holes; cap: the mapping's room
@@ -173,7 +174,7 @@ func (t *table[K]) put(k *K) (*record, bool) {
 		return &t.recs[p].rec, false
 	}
 	if len(t.recs) == cap(t.recs) || float64(t.n+1) > indexLoad*float64(len(t.index)) {
-		t.rebuild(false)
+		t.grow()
 		i, _ = t.find(k)
 	}
 	p = len(t.recs)
@@ -211,9 +212,13 @@ func (t *table[K]) sweep(fn func(k *K, r *record) (keep bool), ordered bool) {
 	}
 	switch {
 	case ordered && float64(t.misplaced) > misplacMax*float64(t.n):
-		t.rebuild(true)
+		t.reorder()
 	case float64(holes) > holesMax*float64(len(t.recs)):
-		t.rebuild(false)
+		t.compact()
+		t.reindex()
+	}
+	if cap(t.recs) > 4*minRecs && t.n < cap(t.recs)/4 {
+		t.shrink()
 	}
 }
 
@@ -244,49 +249,126 @@ func (t *table[K]) remove(p int) {
 	t.index[i] = 0
 }
 
-// rebuild moves every record to a new array without holes, with room to
-// grow, and makes a new index. In dump order, the records the running dump
-// saw come first, in the order it saw them, then the others.
-func (t *table[K]) rebuild(dumpOrder bool) {
-	old, oldMem := t.recs, t.mem
-	t.recs = t.alloc(max(int(float64(t.n)*growBy)+1, minRecs))
-	t.index = make([]uint32, indexSize(cap(t.recs)))
-	moved := make([]uint32, len(old)) // new position plus one, per old one
-	add := func(p int) {
-		if old[p].rec.state == stateEmpty || moved[p] != 0 {
-			return
+// grow makes room for a quarter more records: holes are squeezed out in
+// place, the array's mapping is extended in place (the kernel moves page
+// tables, not pages, so the table never needs twice its memory) and the
+// index is made anew.
+func (t *table[K]) grow() {
+	t.compact()
+	n := len(t.recs)
+	want := max(int(float64(n)*growBy)+1, minRecs)
+	if want > cap(t.recs) {
+		size := want * int(unsafe.Sizeof(slot[K]{}))
+		mem, err := []byte(nil), error(unix.EINVAL)
+		if t.mem != nil {
+			mem, err = unix.Mremap(t.mem, size, unix.MREMAP_MAYMOVE)
 		}
-		np := len(t.recs)
-		t.recs = append(t.recs, old[p])
-		moved[p] = uint32(np + 1)
-		i, _ := t.find(&old[p].key)
-		t.index[i] = uint32(np + 1)
-	}
-	if dumpOrder {
-		for _, p := range t.order {
-			add(int(p))
+		if err == nil {
+			if size >= hugeMin {
+				_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
+			}
+			t.mem = mem
+			t.recs = unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), want)[:n]
+		} else {
+			oldMem := t.mem
+			recs := t.alloc(want)[:n]
+			copy(recs, t.recs)
+			t.recs = recs
+			if oldMem != nil {
+				_ = unix.Munmap(oldMem)
+			}
 		}
 	}
-	for p := range old {
-		add(p)
+	t.reindex()
+}
+
+// shrink gives back the memory of a table that emptied, leaving room for a
+// quarter more records than it holds.
+func (t *table[K]) shrink() {
+	t.compact()
+	want := max(int(float64(len(t.recs))*growBy)+1, minRecs)
+	if t.mem == nil {
+		recs := make([]slot[K], len(t.recs), want)
+		copy(recs, t.recs)
+		t.recs = recs
+	} else if mem, err := unix.Mremap(t.mem, want*int(unsafe.Sizeof(slot[K]{})), unix.MREMAP_MAYMOVE); err == nil {
+		t.mem = mem
+		t.recs = unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), want)[:len(t.recs)]
 	}
-	// The running dump goes on where it was, in the new array.
+	t.reindex()
+}
+
+// compact squeezes the holes out of the array, keeping the order.
+func (t *table[K]) compact() {
 	n := 0
-	for _, p := range t.order {
-		if moved[p] != 0 {
-			t.order[n] = moved[p] - 1
+	for p := range t.recs {
+		if t.recs[p].rec.state == stateEmpty {
+			continue
+		}
+		t.recs[n] = t.recs[p]
+		n++
+	}
+	clear(t.recs[n:])
+	t.recs = t.recs[:n]
+	// Positions moved: what the running dump knew of them is lost, which
+	// costs lookups, not correctness.
+	t.order = t.order[:0]
+	t.cursor = min(t.cursor, n)
+}
+
+// reorder puts the records the running dump saw first, in the order it saw
+// them, then the others, and squeezes out the holes: in place, moving each
+// record once.
+func (t *table[K]) reorder() {
+	// dest[p] is where the record at p goes; holes go after the records.
+	const unset = ^uint32(0)
+	dest := make([]uint32, len(t.recs))
+	for p := range dest {
+		dest[p] = unset
+	}
+	n := uint32(0)
+	place := func(p int) {
+		if t.recs[p].rec.state != stateEmpty && dest[p] == unset {
+			dest[p] = n
 			n++
 		}
 	}
-	t.order = t.order[:n]
-	if t.cursor > 0 && t.cursor <= len(old) {
-		if c := t.cursor - 1; c < len(old) && moved[c] != 0 {
-			t.cursor = int(moved[c])
-		} else {
-			t.cursor = len(t.recs)
+	for _, p := range t.order {
+		place(int(p))
+	}
+	for p := range t.recs {
+		place(p)
+	}
+	tail := n
+	for p := range dest {
+		if dest[p] == unset {
+			dest[p] = tail
+			tail++
 		}
 	}
-	if oldMem != nil {
-		_ = unix.Munmap(oldMem)
+	for i := range dest {
+		for dest[i] != uint32(i) {
+			j := dest[i]
+			t.recs[i], t.recs[j] = t.recs[j], t.recs[i]
+			dest[i], dest[j] = dest[j], dest[i]
+		}
+	}
+	clear(t.recs[n:])
+	t.recs = t.recs[:n]
+	t.order = t.order[:0]
+	t.cursor = 0
+	t.reindex()
+}
+
+// reindex makes the index anew, sized for the array's room.
+func (t *table[K]) reindex() {
+	if size := indexSize(cap(t.recs)); size != len(t.index) {
+		t.index = make([]uint32, size)
+	} else {
+		clear(t.index)
+	}
+	for p := range t.recs {
+		i, _ := t.find(&t.recs[p].key)
+		t.index[i] = uint32(p + 1)
 	}
 }

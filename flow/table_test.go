@@ -147,3 +147,27 @@ func TestTableDumpOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestTableShrinks(t *testing.T) {
+	tb := newTable[key4]()
+	defer tb.free()
+	for i := range 100000 {
+		k := key4{keyTail: keyTail{id: uint32(i + 1)}}
+		tb.put(&k)
+	}
+	full := tb.bytes()
+	keep := 0
+	tb.sweep(func(k *key4, _ *record) bool {
+		keep++
+		return keep <= 1000
+	}, false)
+	if tb.n != 1000 || tb.bytes() > full/20 {
+		t.Errorf("%d records in %d bytes (was %d): want 1000 in far less", tb.n, tb.bytes(), full)
+	}
+	for i := range 1000 {
+		k := tb.recs[i].key
+		if tb.get(&k) == nil {
+			t.Fatalf("record %d lost", i)
+		}
+	}
+}
