@@ -1,18 +1,24 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/ctload"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 	"github.com/netfilter-exporter/netfilter_exporter/nftables"
@@ -44,16 +50,34 @@ func BenchmarkScrapeNfacct(b *testing.B) {
 			e := startExporter(b, "--netns="+ns.Path())
 			b.ResetTimer()
 			var size int
+			var times []time.Duration
 			for i := 0; i < b.N; i++ {
+				start := time.Now()
 				resp, err := http.Get(e.url + "/metrics")
 				if err != nil {
 					b.Fatal(err)
 				}
 				nb, _ := io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
+				times = append(times, time.Since(start))
 				size = int(nb)
 			}
 			b.StopTimer()
+			// The same dump by the nfacct tool, for the ratio.
+			var list []time.Duration
+			if _, err := exec.LookPath("nfacct"); err == nil {
+				for range 10 {
+					start := time.Now()
+					if _, err := ns.Try("nfacct", "list"); err != nil {
+						b.Fatal(err)
+					}
+					list = append(list, time.Since(start))
+				}
+				slices.Sort(list)
+				b.ReportMetric(float64(list[len(list)/2].Microseconds())/1000, "nfacct-list-median-ms")
+			}
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
 			b.ReportMetric(float64(size), "body-bytes")
 			b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmRSS"), "rss-MB")
 			b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmHWM"), "peak-rss-MB")
@@ -196,4 +220,277 @@ func BenchmarkScrapeNftables(b *testing.B) {
 			b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmRSS"), "rss-MB")
 		})
 	}
+}
+
+// BenchmarkScrapeFlows measures whole scrapes of the real exporter process
+// holding n conntrack flow series (5n samples: flows, and packets and bytes
+// per direction), grouped by family,proto,src,sport,dport: n distinct UDP
+// entries are created in a test namespace through ctnetlink and flushed,
+// and the exporter sums their DESTROY events. Each scrape asks for gzip, as
+// Prometheus does. It reports the median scrape, the compressed body, and
+// the exporter's resident memory after the scrapes and at its peak (VmHWM,
+// the load included). With graphite=on the exporter also pushes every 5s to
+// a listener that reads and discards.
+func BenchmarkScrapeFlows(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000, 300000} {
+		for _, graphiteOn := range []bool{false, true} {
+			if graphiteOn && n != 100000 {
+				continue
+			}
+			b.Run(fmt.Sprintf("series=%d/graphite=%v", n, graphiteOn), func(b *testing.B) {
+				benchmarkScrapeFlows(b, n, graphiteOn)
+			})
+		}
+	}
+}
+
+func benchmarkScrapeFlows(b *testing.B, n int, graphiteOn bool) {
+	netnstest.Require(b)
+	if restore, err := raiseConntrackMax(n); err != nil {
+		b.Fatal(err)
+	} else {
+		defer restore()
+	}
+	ns := netnstest.New(b)
+	args := []string{"--netns=" + ns.Path(), "--no-collector.nfacct",
+		"--conntrack.group-by=family,proto,src,sport,dport", fmt.Sprintf("--conntrack.max-series=%d", n+10)}
+	if graphiteOn {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+			}
+		}()
+		args = append(args, "--graphite.address="+l.Addr().String(), "--graphite.interval=5s")
+	}
+	e := startExporter(b, args...)
+	if err := ctload.Create(ns.FD(), n); err != nil {
+		b.Fatal(err)
+	}
+	if err := ctload.Flush(ns.FD()); err != nil {
+		b.Fatal(err)
+	}
+	series := waitSeries(b, e, n)
+	c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	var times []time.Duration
+	var size int
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		req, _ := http.NewRequest(http.MethodGet, e.url+"/metrics", nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		nb, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		times = append(times, time.Since(start))
+		size = int(nb)
+	}
+	b.StopTimer()
+	// Once more without gzip, for the size of the text.
+	resp, err := c.Get(e.url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	text, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(float64(size), "gzip-bytes")
+	b.ReportMetric(float64(text), "text-bytes")
+	b.ReportMetric(series, "series")
+	b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmRSS"), "rss-MB")
+	b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmHWM"), "peak-rss-MB")
+}
+
+// waitSeries waits until the exporter holds n flow series, or until their
+// number has stopped growing for 2s (events the kernel could not queue are
+// lost, and counted), and returns it.
+func waitSeries(b *testing.B, e *exporter, n int) float64 {
+	deadline := time.Now().Add(3 * time.Minute)
+	var last float64
+	stable := time.Now()
+	for {
+		v, _ := scrapeValue(b, e.url, "netfilter_conntrack_series")
+		if v >= float64(n) {
+			return v
+		}
+		if v != last {
+			last, stable = v, time.Now()
+		} else if v > 0 && time.Since(stable) > 2*time.Second {
+			lost, _ := scrapeValue(b, e.url, "netfilter_conntrack_events_lost_total")
+			b.Logf("%v series of %d (%v events lost)", v, n, lost)
+			return v
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the exporter holds %v of %d series after 3 minutes", v, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// scrapeValue returns the value of an unlabelled sample of /metrics, read
+// from the text without parsing the rest.
+func scrapeValue(b *testing.B, url, name string) (float64, bool) {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// raiseConntrackMax makes room for n entries in the conntrack table: the
+// limit can only be changed in the initial namespace. It returns a function
+// that puts the old values back.
+func raiseConntrackMax(n int) (func(), error) {
+	files := []string{"/proc/sys/net/netfilter/nf_conntrack_max", "/proc/sys/net/netfilter/nf_conntrack_buckets"}
+	var old []string
+	for _, f := range files {
+		v, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		old = append(old, strings.TrimSpace(string(v)))
+	}
+	restore := func() {
+		for i, f := range files {
+			_ = os.WriteFile(f, []byte(old[i]), 0o644)
+		}
+	}
+	want := n + n/4
+	for i, f := range files {
+		if cur, _ := strconv.Atoi(old[i]); cur >= want {
+			continue
+		}
+		if err := os.WriteFile(f, []byte(strconv.Itoa(want)), 0o644); err != nil {
+			restore()
+			return nil, fmt.Errorf("raising %s to %d: %w", f, want, err)
+		}
+	}
+	return restore, nil
+}
+
+// flowExporter starts the exporter on a fresh namespace holding n flow
+// series grouped by family,proto,src,sport,dport, with extra flags.
+func flowExporter(b *testing.B, n int, extra ...string) *exporter {
+	b.Helper()
+	netnstest.Require(b)
+	ns := netnstest.New(b)
+	args := append([]string{"--netns=" + ns.Path(), "--no-collector.nfacct",
+		"--conntrack.group-by=family,proto,src,sport,dport", fmt.Sprintf("--conntrack.max-series=%d", n+10)}, extra...)
+	e := startExporter(b, args...)
+	if err := ctload.Create(ns.FD(), n); err != nil {
+		b.Fatal(err)
+	}
+	if err := ctload.Flush(ns.FD()); err != nil {
+		b.Fatal(err)
+	}
+	waitSeries(b, e, n)
+	return e
+}
+
+// stalledClient asks for /metrics uncompressed with a 4 KiB receive
+// buffer and never reads.
+func stalledClient(b *testing.B, url string) net.Conn {
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// BenchmarkStalledClients reproduces the lockout of issue 15: 10,000 flow
+// series, 45 clients that ask for /metrics with a 4 KiB receive buffer and
+// never read, and beside them 10 normal scrapes (gzip, 10s timeout), one a
+// second. It reports how many normal scrapes succeeded, their median, and
+// the exporter's peak RSS. Default web flags (40 requests, 10s write
+// timeout).
+func BenchmarkStalledClients(b *testing.B) {
+	e := flowExporter(b, 10000)
+	for b.Loop() {
+		var conns []net.Conn
+		for range 45 {
+			conns = append(conns, stalledClient(b, e.url))
+		}
+		time.Sleep(time.Second)
+		ok := 0
+		var times []time.Duration
+		c := &http.Client{Timeout: 10 * time.Second}
+		for range 10 {
+			start := time.Now()
+			resp, err := c.Get(e.url + "/metrics")
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode == http.StatusOK {
+					ok++
+					times = append(times, time.Since(start))
+				}
+			}
+			time.Sleep(time.Second)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		b.ReportMetric(float64(ok), "ok-of-10")
+		b.Logf("%d of 10 normal scrapes succeeded beside 45 stalled clients; peak RSS %.1f MB", ok, procStatusMB(b, e.cmd.Process.Pid, "VmHWM"))
+		if len(times) > 0 {
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
+		}
+	}
+	b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmHWM"), "peak-rss-MB")
+}
+
+// BenchmarkConcurrentScrapes runs rounds of 10 concurrent scrapes (gzip) of
+// 4,096 flow series and reports the exporter's peak RSS.
+func BenchmarkConcurrentScrapes(b *testing.B) {
+	e := flowExporter(b, 4096)
+	b.ResetTimer()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() {
+				resp, err := http.Get(e.url + "/metrics")
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			})
+		}
+		wg.Wait()
+	}
+	b.StopTimer()
+	b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmHWM"), "peak-rss-MB")
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 	"github.com/netfilter-exporter/netfilter_exporter/nftables"
+	exposition "github.com/netfilter-exporter/netfilter_exporter/prometheus"
 )
 
 const (
@@ -53,6 +54,8 @@ type options struct {
 	web           *web.FlagConfig
 	telemetryPath string
 	maxRequests   int
+	writeTimeout  time.Duration
+	scrapeTimeout time.Duration
 	log           promslog.Config
 
 	netnsPath        string
@@ -102,7 +105,9 @@ func newApp(o *options) *kingpin.Application {
 	app.HelpFlag.Short('h')
 	o.web = kingpinflag.AddFlags(app, ":9862")
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.telemetryPath)
-	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&o.maxRequests)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit. When every slot is taken, a client that has stopped reading for 1s is cut off to make room.").Default("40").IntVar(&o.maxRequests)
+	app.Flag("web.write-timeout", "Longest time a client may take to read each 64 KiB of a /metrics response before it is cut off; the deadline is renewed after every chunk, so a slow client that keeps reading gets the whole body.").Default(exposition.DefaultWriteTimeout.String()).DurationVar(&o.writeTimeout)
+	app.Flag("web.scrape-timeout", "Longest time one /metrics request may take, from its arrival to its last byte.").Default(exposition.DefaultScrapeTimeout.String()).DurationVar(&o.scrapeTimeout)
 	promslogflag.AddFlags(app, &o.log)
 
 	app.Flag("netns", "Network namespace file to watch instead of the exporter's own, e.g. /var/run/netns/fw.").PlaceHolder("PATH").StringVar(&o.netnsPath)
@@ -263,7 +268,6 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		versioncollector.NewCollector(exporterName),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collector.NewPrometheus(set),
 	)
 
 	if gcfg.Address != "" {
@@ -280,7 +284,7 @@ func serve(ctx context.Context, o *options, logger *slog.Logger) error {
 		}()
 	}
 
-	return serveHTTP(ctx, o, reg, set, logger)
+	return serveHTTP(ctx, o, set, reg, set, logger)
 }
 
 // nfacctSettings checks the nfacct flags.
@@ -537,14 +541,20 @@ func graphiteConfig(o *options, reg prometheus.Registerer) (graphite.Config, err
 	}, nil
 }
 
-// serveHTTP serves /metrics, /-/healthy, /-/ready and the landing page
-// until ctx is done.
-func serveHTTP(ctx context.Context, o *options, reg *prometheus.Registry, ready health.Readiness, logger *slog.Logger) error {
+// serveHTTP serves /metrics (snapshots of src, after the families of reg),
+// /-/healthy, /-/ready and the landing page until ctx is done.
+func serveHTTP(ctx context.Context, o *options, src exposition.Source, reg *prometheus.Registry, ready health.Readiness, logger *slog.Logger) error {
+	if o.writeTimeout <= 0 || o.scrapeTimeout <= 0 {
+		return fmt.Errorf("--web.write-timeout and --web.scrape-timeout must be positive, got %v and %v", o.writeTimeout, o.scrapeTimeout)
+	}
 	mux := http.NewServeMux()
-	mux.Handle(o.telemetryPath, promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: o.maxRequests,
+	mux.Handle(o.telemetryPath, promhttp.InstrumentMetricHandler(reg, exposition.NewHandler(src, exposition.HandlerOpts{
+		Gatherer:      reg,
+		Registerer:    reg,
+		MaxRequests:   o.maxRequests,
+		WriteTimeout:  o.writeTimeout,
+		ScrapeTimeout: o.scrapeTimeout,
+		Logger:        logger,
 	})))
 	health.Register(mux, "Netfilter Exporter", ready)
 	if o.telemetryPath != "/" && o.telemetryPath != "" {
@@ -560,7 +570,10 @@ func serveHTTP(ctx context.Context, o *options, reg *prometheus.Registry, ready 
 		}
 		mux.Handle("/", landing)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// No WriteTimeout: it would bound a whole response, however large and
+	// however steadily read. The metrics handler sets a deadline per chunk
+	// instead, and one per scrape.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, o.web, logger) }()
 	select {
@@ -570,7 +583,10 @@ func serveHTTP(ctx context.Context, o *options, reg *prometheus.Registry, ready 
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(shutdownCtx); err != nil {
-			return err
+			// Clients that stopped reading hold their responses until
+			// their write deadline: do not wait for them.
+			logger.Warn("closing the connections of scrapes still under way", "err", err)
+			_ = srv.Close()
 		}
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err

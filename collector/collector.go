@@ -81,7 +81,7 @@ func (s *Set) Pending() []string {
 
 type result struct {
 	name     string
-	samples  []tree.Sample
+	samples  *tree.Builder
 	err      error
 	duration time.Duration
 }
@@ -115,22 +115,52 @@ func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
 		}
 	}
 	var self tree.Builder
+	total := 0
 	for _, name := range s.names {
 		r, ok := byName[name]
 		if !ok {
 			r = result{name: name, err: fmt.Errorf("no answer: %w", ctx.Err()), duration: s.now().Sub(snap.Time)}
+			byName[name] = r
 		}
 		success := 1.0
 		if r.err != nil {
 			success = 0
 			s.logger.Error("collector failed", "collector", name, "duration_seconds", r.duration.Seconds(), "err", r.err)
 		} else {
-			snap.Samples = append(snap.Samples, r.samples...)
+			total += r.samples.Len()
 		}
 		self.Add(successDesc, success, []string{"exporter", "collector", name, "success"}, name)
 		self.Add(durationDesc, r.duration.Seconds(), []string{"exporter", "collector", name, "duration_seconds"}, name)
 	}
-	snap.Samples = append(snap.Samples, self.Samples()...)
+	// The first collector's samples are taken as they are when they are in
+	// one block (see tree.Builder.Grow) with room for the rest; otherwise
+	// everything is copied once into a slice of the final size.
+	total += self.Len()
+	for i, name := range s.names {
+		r := byName[name]
+		if r.samples == nil {
+			continue
+		}
+		if r.err == nil {
+			if i == 0 {
+				if base := r.samples.Detach(); base != nil && cap(base) >= total {
+					snap.Samples = base
+				} else if base != nil {
+					snap.Samples = append(make([]tree.Sample, 0, total), base...)
+				}
+			}
+			if snap.Samples == nil {
+				snap.Samples = make([]tree.Sample, 0, total)
+			}
+			snap.Samples = r.samples.AppendTo(snap.Samples)
+		}
+		r.samples.Release()
+	}
+	if snap.Samples == nil {
+		snap.Samples = make([]tree.Sample, 0, total)
+	}
+	snap.Samples = self.AppendTo(snap.Samples)
+	self.Release()
 	return snap
 }
 
@@ -138,16 +168,16 @@ func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
 func (s *Set) run(ctx context.Context, name string, c Collector) (r result) {
 	r.name = name
 	start := s.now()
-	var b tree.Builder
+	b := new(tree.Builder)
 	defer func() {
 		if p := recover(); p != nil {
 			r.err = fmt.Errorf("%w: %v\n%s", errPanic, p, debug.Stack())
 		}
 		r.duration = s.now().Sub(start)
-		r.samples = b.Samples()
+		r.samples = b
 		s.answered[name].Store(true)
 	}()
-	r.err = c.Update(ctx, &b)
+	r.err = c.Update(ctx, b)
 	return r
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -55,7 +56,7 @@ netfilter_exporter_collector_success{collector="panicking"} 0
 netfilter_test_value 42
 `
 	start := time.Now()
-	if err := testutil.CollectAndCompare(NewPrometheus(set), strings.NewReader(want),
+	if err := testutil.GatherAndCompare(prometheus.NewGatherer(set), strings.NewReader(want),
 		"netfilter_exporter_collector_success", "netfilter_test_value"); err != nil {
 		t.Error(err)
 	}
@@ -104,5 +105,35 @@ func TestSetPendingUntilEveryCollectorAnswered(t *testing.T) {
 	}
 	if p := set.Pending(); len(p) != 0 {
 		t.Errorf("after slow returned, Pending() = %q, want none", p)
+	}
+}
+
+// TestSetTakesAGrownBuilderAsItIs checks the snapshot of a collector that
+// sizes its Builder (taken without a copy) followed by another collector
+// and the Set's own samples, in order.
+func TestSetTakesAGrownBuilderAsItIs(t *testing.T) {
+	const n = 10000
+	big := collectorFunc(func(_ context.Context, b *tree.Builder) error {
+		b.Grow(n)
+		for i := range n {
+			b.Add(testDesc, float64(i), nil)
+		}
+		return nil
+	})
+	small := collectorFunc(func(_ context.Context, b *tree.Builder) error {
+		b.Add(testDesc, -1, nil)
+		return nil
+	})
+	snap := NewSet(map[string]Collector{"a": big, "b": small}, time.Second, discard).Snapshot(context.Background())
+	if len(snap.Samples) != n+1+4 {
+		t.Fatalf("%d samples, want %d", len(snap.Samples), n+5)
+	}
+	for i := range n {
+		if snap.Samples[i].Value != float64(i) {
+			t.Fatalf("sample %d is %v", i, snap.Samples[i].Value)
+		}
+	}
+	if snap.Samples[n].Value != -1 || snap.Samples[n+1].Desc != successDesc {
+		t.Errorf("after the grown collector: %v %v", snap.Samples[n].Value, snap.Samples[n+1].Desc.Name)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -101,7 +102,7 @@ func TestConntrackLiveRounds(t *testing.T) {
 	delete(d.table, 1)
 	round()
 
-	p := NewPrometheus(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
+	p := prometheus.NewGatherer(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/conntrack_live.prom",
 		"netfilter_conntrack_flows_total", "netfilter_conntrack_flows_active", "netfilter_conntrack_tcp_flows_active",
 		"netfilter_conntrack_flows_closed_out_total", "netfilter_conntrack_flow_lookups_total", "netfilter_conntrack_dumps_total",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -76,7 +77,7 @@ func TestConntrackGolden(t *testing.T) {
 	go c.Run(ctx, discard)
 	<-l.done
 
-	p := NewPrometheus(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
+	p := prometheus.NewGatherer(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/conntrack.prom",
 		"netfilter_conntrack_flows_total", "netfilter_conntrack_flow_packets_total", "netfilter_conntrack_flow_bytes_total",
 		"netfilter_conntrack_destroy_events_total", "netfilter_conntrack_events_lost_total", "netfilter_conntrack_listener_overruns_total",
@@ -96,7 +97,7 @@ func TestConntrackWithoutDropCounterFails(t *testing.T) {
 # TYPE netfilter_exporter_collector_success gauge
 netfilter_exporter_collector_success{collector="conntrack"} 0
 `
-	if err := testutil.CollectAndCompare(NewPrometheus(set), strings.NewReader(want), "netfilter_exporter_collector_success"); err != nil {
+	if err := testutil.GatherAndCompare(prometheus.NewGatherer(set), strings.NewReader(want), "netfilter_exporter_collector_success"); err != nil {
 		t.Error(err)
 	}
 }
@@ -107,7 +108,7 @@ func (f fakeTable) TableStats(context.Context) (ctnl.TableStats, error) { return
 
 func TestConntrackStatsGolden(t *testing.T) {
 	c := NewConntrackStats(fakeTable{ctnl.TableStats{Entries: 12, MaxEntries: 262144, CPUs: 2, Found: 3, Invalid: 4, Insert: 5, InsertFailed: 6, Drop: 7, EarlyDrop: 8, Error: 9, SearchRestart: 10, ClashResolve: 11, ChainTooLong: 1}})
-	p := NewPrometheus(NewSet(map[string]Collector{"conntrack_stats": c}, time.Second, discard))
+	p := prometheus.NewGatherer(NewSet(map[string]Collector{"conntrack_stats": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/conntrack_stats.prom", "netfilter_conntrack_entries", "netfilter_conntrack_entries_limit",
 		"netfilter_conntrack_stat_insert_total", "netfilter_conntrack_stat_early_drop_total", "netfilter_conntrack_stat_chaintoolong_total")
 }

@@ -1,9 +1,8 @@
-// Package collector turns netfilter state into the metric tree and serves the
-// tree to Prometheus.
+// Package collector turns netfilter state into the metric tree.
 //
 // Each Collector reads one part of netfilter through a narrow interface to a
 // kernel client and adds samples to a tree.Builder. A Set runs its collectors
 // concurrently, isolates their failures and panics, times them, and returns
-// one tree.Snapshot; Prometheus (through NewPrometheus) and the Graphite
-// writer both read snapshots from it, never the kernel.
+// one tree.Snapshot; the /metrics handler (package prometheus) and the
+// Graphite writer both read snapshots from it, never the kernel.
 package collector

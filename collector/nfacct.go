@@ -105,23 +105,39 @@ func NewNfacct(src NfacctLister, cfg NfacctConfig) (*Nfacct, error) {
 
 // labelValues returns the label values of an object name.
 func (c *Nfacct) labelValues(name string) []string {
-	vals := make([]string, 1, 1+len(c.cfg.NameLabels))
+	n := len(c.cfg.NameLabels)
+	vals := make([]string, 1, 1+n)
 	vals[0] = name
-	if n := len(c.cfg.NameLabels); n > 0 {
-		parts := strings.SplitN(name, c.cfg.Separator, n)
-		for len(parts) < n {
-			parts = append(parts, "")
+	// As strings.SplitN(name, sep, n), the last label taking the rest of
+	// the name, without its allocation; with fewer parts than labels, the
+	// last ones read "".
+	rest := name
+	for i := range n {
+		part := rest
+		if i < n-1 {
+			part, rest, _ = strings.Cut(rest, c.cfg.Separator)
 		}
-		vals = append(vals, parts...)
+		vals = append(vals, part)
 	}
 	return vals
 }
 
-// graphitePath returns the Graphite path of one of an object's values: the
-// dots of the name make levels, as ulogd2's GRAPHITE output writes them.
-func graphitePath(name, leaf string) []string {
-	p := append([]string{"nfacct"}, strings.Split(name, ".")...)
-	return append(p, leaf)
+// graphitePaths returns the Graphite paths of an object's values, one per
+// leaf (at most four), from one allocation: the dots of the name make
+// levels, as ulogd2's GRAPHITE output writes them.
+func graphitePaths(name string, leaves ...string) (paths [4][]string) {
+	levels := 2 + strings.Count(name, ".")
+	backing := make([]string, 0, levels*len(leaves))
+	for i, leaf := range leaves {
+		start := len(backing)
+		backing = append(backing, "nfacct")
+		for level := range strings.SplitSeq(name, ".") {
+			backing = append(backing, level)
+		}
+		backing = append(backing, leaf)
+		paths[i] = backing[start:len(backing):len(backing)]
+	}
+	return paths
 }
 
 // Update dumps the nfacct objects and adds their samples to b.
@@ -141,22 +157,27 @@ func (c *Nfacct) Update(ctx context.Context, b *tree.Builder) error {
 	b.Add(c.objects, float64(len(objs)), []string{"nfacct", "objects"})
 	for _, o := range objs {
 		lv := c.labelValues(o.Name)
-		b.Add(c.packets, float64(o.Packets), graphitePath(o.Name, "pkts"), lv...)
-		b.Add(c.bytes, float64(o.Bytes), graphitePath(o.Name, "bytes"), lv...)
-		b.Add(c.use, float64(o.Use), nil, lv...)
 		if !o.HasQuota() {
+			p := graphitePaths(o.Name, "pkts", "bytes")
+			b.Add(c.packets, float64(o.Packets), p[0], lv...)
+			b.Add(c.bytes, float64(o.Bytes), p[1], lv...)
+			b.Add(c.use, float64(o.Use), nil, lv...)
 			continue
 		}
 		quota, leaf := c.quotaBytes, "quota_bytes"
 		if o.QuotaUnit() == "packets" {
 			quota, leaf = c.quotaPackets, "quota_packets"
 		}
-		b.Add(quota, float64(o.Quota), graphitePath(o.Name, leaf), lv...)
+		p := graphitePaths(o.Name, "pkts", "bytes", leaf, "over_quota")
+		b.Add(c.packets, float64(o.Packets), p[0], lv...)
+		b.Add(c.bytes, float64(o.Bytes), p[1], lv...)
+		b.Add(c.use, float64(o.Use), nil, lv...)
+		b.Add(quota, float64(o.Quota), p[2], lv...)
 		over := 0.0
 		if o.OverQuota() {
 			over = 1
 		}
-		b.Add(c.overQuota, over, graphitePath(o.Name, "over_quota"), lv...)
+		b.Add(c.overQuota, over, p[3], lv...)
 		if watching {
 			b.Add(c.notifications, float64(notified[o.Name]), nil, lv...)
 		}

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	prom "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
+	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -53,25 +55,25 @@ func TestNfacctGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := NewPrometheus(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
+			p := prometheus.NewGatherer(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
 			checkGolden(t, p, tt.golden, nfacctMetrics...)
 		})
 	}
 }
 
-// checkGolden compares what p collects of the named families with a golden
-// file, and lints everything p collects with promlint.
-func checkGolden(t *testing.T, p *Prometheus, golden string, names ...string) {
+// checkGolden compares what p gathers of the named families with a golden
+// file, and lints everything p gathers with promlint.
+func checkGolden(t *testing.T, p prom.Gatherer, golden string, names ...string) {
 	t.Helper()
 	f, err := os.Open(golden)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := testutil.CollectAndCompare(p, f, names...); err != nil {
+	if err := testutil.GatherAndCompare(p, f, names...); err != nil {
 		t.Error(err)
 	}
-	problems, err := testutil.CollectAndLint(p)
+	problems, err := testutil.GatherAndLint(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +199,10 @@ func TestNfacctOverQuotaNotifications(t *testing.T) {
 netfilter_nfacct_over_quota_notifications_total{name="guest-quota"} 2
 netfilter_nfacct_over_quota_notifications_total{name="pkt-quota"} 1
 `
-	p := NewPrometheus(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
+	p := prometheus.NewGatherer(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := testutil.CollectAndCompare(p, strings.NewReader(want), "netfilter_nfacct_over_quota_notifications_total")
+		err := testutil.GatherAndCompare(p, strings.NewReader(want), "netfilter_nfacct_over_quota_notifications_total")
 		if err == nil {
 			return
 		}

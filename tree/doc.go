@@ -7,4 +7,12 @@
 // (a Path of hierarchy elements below the configured prefix). Readers never
 // call the kernel; they turn a Snapshot into their own output format, so
 // /metrics and the Graphite feed always agree.
+//
+// Reading a large tree is cheap when collectors share what does not change:
+// a Labels holds the label values of a series for as long as it lives, and
+// the Prometheus output renders their text once; a Desc's Leaf ends the
+// Graphite path of its samples, so the samples of one series share one
+// Path (read the whole path with Sample.GraphitePath). A Builder keeps its
+// samples in pooled blocks, so building a tree of 500,000 samples copies
+// nothing it already holds.
 package tree

@@ -1,0 +1,131 @@
+package tree
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
+
+var testDesc = NewDesc("netfilter_test_value", "A test value.", Counter, "id")
+
+// TestBuilderKeepsOrderAcrossBlocks adds more samples than a block holds
+// and checks that every reader sees them all, in order.
+func TestBuilderKeepsOrderAcrossBlocks(t *testing.T) {
+	const n = 3*chunkLen + 7
+	var b Builder
+	for i := range n {
+		b.Add(testDesc, float64(i), nil, fmt.Sprint(i))
+	}
+	if b.Len() != n {
+		t.Fatalf("Len %d, want %d", b.Len(), n)
+	}
+	pre := []Sample{{Value: -1}}
+	for name, got := range map[string][]Sample{"Samples": b.Samples(), "AppendTo": b.AppendTo(pre)[1:]} {
+		if len(got) != n {
+			t.Fatalf("%s: %d samples, want %d", name, len(got), n)
+		}
+		for i, s := range got {
+			if s.Value != float64(i) || s.LabelValues[0] != fmt.Sprint(i) {
+				t.Fatalf("%s: sample %d is %v %q", name, i, s.Value, s.LabelValues)
+			}
+		}
+	}
+	b.Reset()
+	if b.Len() != 0 || len(b.Samples()) != 0 {
+		t.Errorf("after Reset: Len %d, %d samples", b.Len(), len(b.Samples()))
+	}
+	b.Add(testDesc, 42, nil, "x")
+	if s := b.Samples(); len(s) != 1 || s[0].Value != 42 || s[0].Path != nil {
+		t.Errorf("after Reset and Add: %+v", s)
+	}
+	b.Release()
+	if b.Len() != 0 {
+		t.Errorf("after Release: Len %d", b.Len())
+	}
+}
+
+func TestSharedSamples(t *testing.T) {
+	l := NewLabels("443")
+	head := []string{"conntrack", "443"}
+	origPkts := testDesc.WithLeaf("orig", "pkts")
+	var b Builder
+	b.AddShared(origPkts, 1, head, l)
+	b.AddShared(testDesc, 2, head, l)
+	b.AddShared(origPkts, 3, nil, nil)
+	b.Add(testDesc, 4, []string{"plain"}, "x")
+	s := b.Samples()
+	if !slices.Equal(s[0].LabelValues, []string{"443"}) || s[0].Labels != l {
+		t.Errorf("shared labels: %q %p", s[0].LabelValues, s[0].Labels)
+	}
+	for i, want := range [][]string{{"conntrack", "443", "orig", "pkts"}, {"conntrack", "443"}, nil, {"plain"}} {
+		if got := s[i].GraphitePath(); !slices.Equal(got, want) || (want == nil) != (got == nil) {
+			t.Errorf("sample %d: GraphitePath %q, want %q", i, got, want)
+		}
+	}
+	if !slices.Equal(head, []string{"conntrack", "443"}) {
+		t.Errorf("the shared path was changed: %q", head)
+	}
+	if testDesc.Leaf != nil || origPkts.Name != testDesc.Name {
+		t.Errorf("WithLeaf changed the original or the name: %+v %+v", testDesc, origPkts)
+	}
+}
+
+func TestLabelsTextIsMadeOnce(t *testing.T) {
+	l := NewLabels("a", "b")
+	names := []string{"x", "y"}
+	other := []string{"x", "y"}
+	calls := 0
+	mk := func(n, v []string) ([]byte, bool) {
+		calls++
+		return []byte(n[0] + v[0]), true
+	}
+	for range 3 {
+		if text, ok := l.Text(names, mk); string(text) != "xa" || !ok {
+			t.Fatalf("Text = %q, %v", text, ok)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("made %d times for the same names, want 1", calls)
+	}
+	l.Text(other, mk)
+	if calls != 2 {
+		t.Errorf("other names did not make a new text")
+	}
+}
+
+// TestGrowAndDetach checks that a Builder grown to its size hands over its
+// one block as it is, and keeps several blocks otherwise.
+func TestGrowAndDetach(t *testing.T) {
+	const n = 3 * chunkLen
+	var b Builder
+	b.Grow(n)
+	for i := range n {
+		b.Add(testDesc, float64(i), nil, "x")
+	}
+	s := b.Detach()
+	if len(s) != n || cap(s) < n+growSlack || s[n-1].Value != n-1 {
+		t.Fatalf("Detach: %d samples, cap %d", len(s), cap(s))
+	}
+	if b.Len() != 0 || b.Detach() != nil {
+		t.Errorf("after Detach: Len %d", b.Len())
+	}
+
+	var c Builder
+	c.Add(testDesc, 0, nil, "x")
+	c.Grow(n) // the first block cannot hold n more: a second one
+	for i := 1; i <= n+1; i++ {
+		c.Add(testDesc, float64(i), nil, "x")
+	}
+	if c.Detach() != nil {
+		t.Fatal("Detach handed over samples that span several blocks")
+	}
+	got := c.Samples()
+	if len(got) != n+2 {
+		t.Fatalf("%d samples, want %d", len(got), n+2)
+	}
+	for i, smp := range got {
+		if smp.Value != float64(i) {
+			t.Fatalf("sample %d is %v", i, smp.Value)
+		}
+	}
+}
