@@ -73,7 +73,7 @@ func TestSetSnapshotPaths(t *testing.T) {
 	snap := set.Snapshot(context.Background())
 	var paths []string
 	for _, s := range snap.Samples {
-		paths = append(paths, strings.Join(s.Path, "."))
+		paths = append(paths, strings.Join(s.GraphitePath(), "."))
 	}
 	want := "test.value exporter.collector.good.success exporter.collector.good.duration_seconds"
 	if got := strings.Join(paths, " "); got != want {

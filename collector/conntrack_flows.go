@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"slices"
+	"sync"
 
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
@@ -15,6 +16,28 @@ type flowFamilies struct {
 	flows, packets, bytes, duration, active, tcpActive   *tree.Desc
 	series, limit, overflowEvents, expired, filteredDesc *tree.Desc
 	buckets                                              []float64
+
+	// The families' descriptions with the Graphite leaf of each sample of
+	// a series, whose samples then share one path.
+	flowsLeaf, activeLeaf                            *tree.Desc
+	origPackets, origBytes, replyPackets, replyBytes *tree.Desc
+	tcpLeaf                                          map[string]*tree.Desc
+
+	// cache keeps what the samples of each series share from one snapshot
+	// to the next: label values (whose text the outputs render once) and
+	// the Graphite path. Snapshots may be taken concurrently (a scrape and
+	// the Graphite feed), hence mu.
+	mu    sync.Mutex
+	cache map[*string]*seriesShared
+	gen   uint64
+}
+
+// seriesShared is what the samples of one series share.
+type seriesShared struct {
+	head               []string // conntrack, then the key values
+	plain, orig, reply *tree.Labels
+	tcp                map[string]*tree.Labels
+	gen                uint64 // the latest snapshot that had the series
 }
 
 func newFlowFamilies(keys []flow.Key) *flowFamilies {
@@ -24,7 +47,7 @@ func newFlowFamilies(keys []flow.Key) *flowFamilies {
 	}
 	dirLabels := append([]string{"direction"}, labels...)
 	const ns = namespace + "_conntrack_"
-	return &flowFamilies{
+	fams := &flowFamilies{
 		keys: len(keys),
 		flows: tree.NewDesc(ns+"flows_total",
 			"Conntrack flows that ended, by the keys of --conntrack.group-by.", tree.Counter, labels...),
@@ -49,7 +72,17 @@ func newFlowFamilies(keys []flow.Key) *flowFamilies {
 		filteredDesc: tree.NewDesc(ns+"events_filtered_total",
 			"Conntrack flows the configured filters rejected.", tree.Counter),
 		buckets: flow.DurationBuckets(),
+		cache:   make(map[*string]*seriesShared),
+		tcpLeaf: make(map[string]*tree.Desc),
 	}
+	f := fams
+	f.flowsLeaf = f.flows.WithLeaf("flows")
+	f.activeLeaf = f.active.WithLeaf("active")
+	f.origPackets = f.packets.WithLeaf("orig", "pkts")
+	f.origBytes = f.bytes.WithLeaf("orig", "bytes")
+	f.replyPackets = f.packets.WithLeaf("reply", "pkts")
+	f.replyBytes = f.bytes.WithLeaf("reply", "bytes")
+	return f
 }
 
 // update reads agg and adds its samples to b.
@@ -58,9 +91,23 @@ func (f *flowFamilies) update(ctx context.Context, agg *flow.Aggregator, b *tree
 	if err != nil {
 		return err
 	}
+	perSeries := 5
+	if r.Live {
+		perSeries++
+	}
+	b.Grow(perSeries*len(r.Series) + len(r.Durations) + 5)
+	f.mu.Lock()
+	f.gen++
 	for i := range r.Series {
 		f.addSeries(b, &r.Series[i], r.Live)
 	}
+	// Forget the series that are gone.
+	for k, sh := range f.cache {
+		if sh.gen != f.gen {
+			delete(f.cache, k)
+		}
+	}
+	f.mu.Unlock()
 	for _, d := range r.Durations {
 		hv := tree.HistogramValue{Count: d.Count, Sum: d.Sum, Buckets: make(map[float64]uint64, len(f.buckets))}
 		for j, ub := range f.buckets {
@@ -77,41 +124,56 @@ func (f *flowFamilies) update(ctx context.Context, agg *flow.Aggregator, b *tree
 	return nil
 }
 
-// addSeries adds the samples of one series: five, plus the active flows with
-// live accounting on. Paths read conntrack.<key values>.<leaf>.
-func (f *flowFamilies) addSeries(b *tree.Builder, s *flow.Series, live bool) {
-	n := f.keys
-	vals := s.Values
-	// One allocation for both label value lists: direction, then keys.
-	lv := make([]string, 2*(n+1))
-	orig, reply := lv[:n+1:n+1], lv[n+1:]
-	orig[0], reply[0] = "orig", "reply"
-	copy(orig[1:], vals)
-	copy(reply[1:], vals)
+// shared returns what the samples of series s share, made at its first
+// snapshot. f.mu must be held.
+func (f *flowFamilies) shared(s *flow.Series) *seriesShared {
+	id := &s.Values[0] // the Aggregator keeps one Values per series
+	sh := f.cache[id]
+	if sh == nil {
+		vals := s.Values
+		withDir := func(dir string) *tree.Labels {
+			return tree.NewLabels(append([]string{dir}, vals...)...)
+		}
+		sh = &seriesShared{
+			head:  append([]string{"conntrack"}, vals...),
+			plain: tree.NewLabels(vals...),
+			orig:  withDir("orig"),
+			reply: withDir("reply"),
+		}
+		f.cache[id] = sh
+	}
+	sh.gen = f.gen
+	return sh
+}
 
-	// One allocation for the paths.
-	leaves := 9
-	if live {
-		leaves += 2 + 3*len(s.TCP)
-	}
-	pb := make([]string, 0, 6*(n+1)+leaves+3*len(s.TCP)*(n+1))
-	path := func(leaf ...string) []string {
-		start := len(pb)
-		pb = append(pb, "conntrack")
-		pb = append(pb, vals...)
-		pb = append(pb, leaf...)
-		return pb[start:len(pb):len(pb)]
-	}
-	b.Add(f.flows, float64(s.Flows), path("flows"), vals...)
-	b.Add(f.packets, float64(s.OrigPackets), path("orig", "pkts"), orig...)
-	b.Add(f.bytes, float64(s.OrigBytes), path("orig", "bytes"), orig...)
-	b.Add(f.packets, float64(s.ReplyPackets), path("reply", "pkts"), reply...)
-	b.Add(f.bytes, float64(s.ReplyBytes), path("reply", "bytes"), reply...)
+// addSeries adds the samples of one series: five, plus the active flows with
+// live accounting on. Paths read conntrack.<key values>.<leaf>. f.mu must be
+// held.
+func (f *flowFamilies) addSeries(b *tree.Builder, s *flow.Series, live bool) {
+	sh := f.shared(s)
+	b.AddShared(f.flowsLeaf, float64(s.Flows), sh.head, sh.plain)
+	b.AddShared(f.origPackets, float64(s.OrigPackets), sh.head, sh.orig)
+	b.AddShared(f.origBytes, float64(s.OrigBytes), sh.head, sh.orig)
+	b.AddShared(f.replyPackets, float64(s.ReplyPackets), sh.head, sh.reply)
+	b.AddShared(f.replyBytes, float64(s.ReplyBytes), sh.head, sh.reply)
 	if !live {
 		return
 	}
-	b.Add(f.active, float64(s.Active), path("active"), vals...)
+	b.AddShared(f.activeLeaf, float64(s.Active), sh.head, sh.plain)
 	for _, c := range s.TCP {
-		b.Add(f.tcpActive, float64(c.Flows), path("tcp_active", c.State), append(slices.Clone(vals), c.State)...)
+		d := f.tcpLeaf[c.State]
+		if d == nil {
+			d = f.tcpActive.WithLeaf("tcp_active", c.State)
+			f.tcpLeaf[c.State] = d
+		}
+		l := sh.tcp[c.State]
+		if l == nil {
+			if sh.tcp == nil {
+				sh.tcp = make(map[string]*tree.Labels)
+			}
+			l = tree.NewLabels(append(slices.Clone(s.Values), c.State)...)
+			sh.tcp[c.State] = l
+		}
+		b.AddShared(d, float64(c.Flows), sh.head, l)
 	}
 }

@@ -172,8 +172,8 @@ func TestConntrackSeriesSamples(t *testing.T) {
 			t.Errorf("two samples %s", l)
 		}
 		labels[l] = true
-		if s.Path != nil {
-			p := strings.Join(s.Path, ".")
+		if gp := s.GraphitePath(); gp != nil {
+			p := strings.Join(gp, ".")
 			if paths[p] {
 				t.Errorf("two samples at %s", p)
 			}

@@ -105,8 +105,8 @@ func TestNfacctGraphitePaths(t *testing.T) {
 	}
 	var got []string
 	for _, s := range b.Samples() {
-		if s.Path != nil {
-			got = append(got, strings.Join(s.Path, "/")+"="+strconv.FormatFloat(s.Value, 'f', -1, 64))
+		if s.GraphitePath() != nil {
+			got = append(got, strings.Join(s.GraphitePath(), "/")+"="+strconv.FormatFloat(s.Value, 'f', -1, 64))
 		}
 	}
 	want := []string{

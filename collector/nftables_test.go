@@ -98,8 +98,8 @@ func TestNftablesGraphitePaths(t *testing.T) {
 	}
 	var got []string
 	for _, s := range b.Samples() {
-		if s.Path != nil {
-			got = append(got, strings.Join(s.Path, "/")+"="+strconv.FormatFloat(s.Value, 'f', -1, 64))
+		if s.GraphitePath() != nil {
+			got = append(got, strings.Join(s.GraphitePath(), "/")+"="+strconv.FormatFloat(s.Value, 'f', -1, 64))
 		}
 	}
 	// Elements are raw: the Graphite writer escapes "dns.v4" into one level.

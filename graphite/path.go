@@ -212,6 +212,7 @@ type formatter struct {
 	buf   []byte
 	ends  []int
 	lines []string
+	path  []string // the path of the sample being formatted
 }
 
 func newFormatter(prefix string, esc byte, mode Mode) *formatter {
@@ -253,16 +254,18 @@ func (f *formatter) format(snap *tree.Snapshot) []string {
 			continue
 		}
 		v := s.Value
+		// The whole path: the sample's own, then its Desc's leaf.
+		f.path = s.AppendGraphitePath(f.path[:0])
 		if f.mode == Delta && s.Desc != nil && s.Desc.Kind == tree.Counter {
 			var ok bool
-			if v, ok = f.delta(s.Path, v); !ok {
+			if v, ok = f.delta(f.path, v); !ok {
 				continue
 			}
 		}
 		if f.tagged && s.Desc != nil {
 			f.buf = appendTaggedLine(f.buf, f.prefix, s, v, ts, f.esc)
 		} else {
-			f.buf = appendLine(f.buf, f.prefix, s.Path, v, ts, f.esc)
+			f.buf = appendLine(f.buf, f.prefix, f.path, v, ts, f.esc)
 		}
 		f.ends = append(f.ends, len(f.buf))
 	}
