@@ -256,7 +256,9 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 	for _, want := range []string{"netfilter_conntrack_flow_bytes_total", "netfilter_conntrack_flows_total",
 		"netfilter_conntrack_flows_active", "netfilter_conntrack_flow_duration_seconds", "netfilter_nfacct_bytes_total",
 		"netfilter_nfacct_quota_bytes", "netfilter_exporter_collector_success", "netfilter_conntrack_events_lost_total",
-		"netfilter_conntrack_destroy_events_total", "netfilter_conntrack_entries"} {
+		"netfilter_conntrack_destroy_events_total", "netfilter_conntrack_entries",
+		"netfilter_nftables_counter_bytes_total", "netfilter_nftables_quota_used_bytes",
+		"netfilter_nftables_quota_limit_bytes", "netfilter_nftables_quota_exhausted"} {
 		if !used[want] {
 			t.Errorf("no dashboard query uses %s", want)
 		}
@@ -283,15 +285,16 @@ func dashboardVars(d *grafanaDashboard, rateInterval string) *strings.Replacer {
 }
 
 // TestExampleGraphiteDashboard checks the Graphite dashboard without
-// Graphite: import metadata and a prefix variable in every target.
-// TestEndToEndPrometheusAndCarbon matches its targets against the paths a
-// real carbon-cache wrote.
+// Graphite: import metadata, a prefix variable in every target, and targets
+// for the paths of every collector. TestEndToEndPrometheusAndCarbon matches
+// its targets against the paths a real carbon-cache wrote.
 func TestExampleGraphiteDashboard(t *testing.T) {
 	d := loadDashboard(t, graphiteDashboard)
 	checkImportable(t, graphiteDashboard, d, "graphite")
 	if v := d.variable("prefix"); v == nil || v.varQuery() != "netfilter" {
 		t.Error("no prefix variable defaulting to netfilter, the default --graphite.prefix")
 	}
+	var patterns []string
 	for _, p := range d.panels() {
 		for _, tg := range p.Targets {
 			if len(graphitePatterns(tg.Target)) == 0 {
@@ -300,6 +303,23 @@ func TestExampleGraphiteDashboard(t *testing.T) {
 			if strings.Count(tg.Target, "(") != strings.Count(tg.Target, ")") {
 				t.Errorf("panel %q: unbalanced parentheses in %q", p.Title, tg.Target)
 			}
+			for _, pat := range graphitePatterns(tg.Target) {
+				patterns = append(patterns, strings.Replace(pat, "$prefix", "netfilter", 1))
+			}
+		}
+	}
+	// Paths as the README documents them.
+	for _, want := range []string{"netfilter.nfacct.ipv4.http.bytes", "netfilter.nfacct.web.quota_bytes",
+		"netfilter.nftables.inet.filter.web.bytes", "netfilter.nftables.inet.filter.web.pkts",
+		"netfilter.nftables.inet.filter.web.quota.limit", "netfilter.nftables.inet.filter.web.quota.exhausted",
+		"netfilter.conntrack.ipv4.tcp.443.orig.bytes", "netfilter.conntrack.ipv4.tcp.443.flows",
+		"netfilter.conntrack_stats.entries", "netfilter.exporter.collector.nftables.success"} {
+		found := false
+		for _, pat := range patterns {
+			found = found || graphiteMatch(pat, want)
+		}
+		if !found {
+			t.Errorf("no Graphite dashboard target reads %s", want)
 		}
 	}
 }

@@ -182,12 +182,18 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 	}
 	b.Run(t, "iptables", "-I", "INPUT", "-p", "udp", "--dport", "9000", "-m", "nfacct", "--nfacct-name", "e2e.udp")
 	// The same datagrams, counted by an nf_tables named counter whose
-	// dotted name is one escaped level in Graphite.
+	// dotted name is one escaped level in Graphite, and by two quotas for
+	// the dashboards' quota panels: e2e.q stays under its limit, e2e.full
+	// (an over quota, 4 datagrams) is exhausted. No verdict: they only count.
 	netnstest.NftLoad(t, b, `table inet e2e {
 	counter e2e.udp { }
+	quota e2e.q { until 1 mbytes }
+	quota e2e.full { over 512 bytes }
 	chain input {
 		type filter hook input priority 0;
 		udp dport 9000 counter name "e2e.udp"
+		udp dport 9000 quota name "e2e.q"
+		udp dport 9000 quota name "e2e.full"
 	}
 }`)
 	// Quota objects of both units, with names of one and two levels, for
@@ -252,6 +258,18 @@ scrape_configs:
 	if nft != nf {
 		t.Fatalf("nft shows e2e.udp = %v, want what nfacct counted: %v", nft, nf)
 	}
+	quotas := map[string]netnstest.NftQuota{}
+	for _, q := range netnstest.NftQuotas(t, b) {
+		if q.Table == "e2e" {
+			quotas[q.Name] = q
+		}
+	}
+	if q := quotas["e2e.q"]; q.Used != uint64(nf[1]) || q.Limit != 1<<20 || q.Over {
+		t.Fatalf("nft shows quota e2e.q = %+v, want until 1 MiB with the %v bytes nfacct counted used", q, nf[1])
+	}
+	if q := quotas["e2e.full"]; q.Used != q.Limit || q.Limit != 512 || !q.Over {
+		t.Fatalf("nft shows quota e2e.full = %+v, want over 512 bytes, used up", q)
+	}
 
 	// Prometheus, through its HTTP API.
 	for query, v := range map[string]float64{
@@ -264,6 +282,13 @@ scrape_configs:
 		`netfilter_conntrack_events_lost_total`:                                                          0,
 		`netfilter_nftables_counter_bytes_total{family="inet",table="e2e",name="e2e.udp"}`:               nft[1],
 		`netfilter_nftables_counter_packets_total{family="inet",table="e2e",name="e2e.udp"}`:             nft[0],
+		`netfilter_nftables_quota_used_bytes{family="inet",table="e2e",name="e2e.q"}`:                    float64(quotas["e2e.q"].Used),
+		`netfilter_nftables_quota_limit_bytes{family="inet",table="e2e",name="e2e.q"}`:                   float64(quotas["e2e.q"].Limit),
+		`netfilter_nftables_quota_exhausted{family="inet",table="e2e",name="e2e.q"}`:                     0,
+		// The expression of the NetfilterNftablesQuotaExhausted alert finds
+		// e2e.full, and only it, with its mode.
+		`count(netfilter_nftables_quota_exhausted * on(job, instance, family, table, name) group_left(mode) netfilter_nftables_quota_info == 1)`:                   1,
+		`netfilter_nftables_quota_exhausted{name="e2e.full"} * on(job, instance, family, table, name) group_left(mode) netfilter_nftables_quota_info{mode="over"}`: 1,
 	} {
 		eventually(t, 30*time.Second, func() string {
 			if got, ok := promQuery(t, mon, query); !ok || got != v {
@@ -285,6 +310,8 @@ scrape_configs:
 		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_udp/bytes.wsp"):                        nft[1],
 		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_udp/pkts.wsp"):                         nft[0],
 		taggedWhisperPath(dir, "tagged.nftables_counter_bytes_total;family=inet;object=e2e.udp;table=e2e"): nft[1],
+		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_q/quota/used.wsp"):                     float64(quotas["e2e.q"].Used),
+		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_full/quota/exhausted.wsp"):             1,
 	} {
 		eventually(t, 30*time.Second, func() string {
 			if got, ok := whisperLast(path); !ok || got != v {
