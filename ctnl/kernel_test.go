@@ -2,8 +2,10 @@ package ctnl_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,6 +159,48 @@ func TestKernelTableStats(t *testing.T) {
 	if s.Insert != 0 && s.Insert < 2 {
 		t.Errorf("insert = %d, want at least 2", s.Insert)
 	}
+}
+
+// TestKernelTableStatsAfterTimeout provokes real timeouts: readings with
+// deadlines of a few microseconds, many of which expire after the request
+// was sent, so that the kernel's answer arrives after the reader gave up
+// and waits in the socket. Each must leave the Client working: the reading
+// after it, with time enough, must succeed. (Before the socket was replaced
+// after a failure, it failed with "mismatched sequence in netlink reply",
+// and so did every reading after it.)
+func TestKernelTableStatsAfterTimeout(t *testing.T) {
+	netnstest.Require(t)
+	b := netnstest.New(t)
+	h, err := netns.Open(b.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	c, err := ctnl.Dial(h, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cut := 0
+	for i := range 200 {
+		d := time.Duration(i%50) * time.Microsecond
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		_, errCut := c.TableStats(ctx)
+		cancel()
+		if errCut != nil {
+			if !errors.Is(errCut, context.DeadlineExceeded) && !errors.Is(errCut, os.ErrDeadlineExceeded) {
+				t.Fatalf("a reading with a deadline of %v failed with %v, want a timeout", d, errCut)
+			}
+			cut++
+		}
+		if _, err := c.TableStats(context.Background()); err != nil {
+			t.Fatalf("the reading after one with a deadline of %v (%v) failed: %v", d, errCut, err)
+		}
+	}
+	if cut == 0 {
+		t.Fatal("no reading was cut short by its deadline: the test proved nothing")
+	}
+	t.Logf("%d of 200 readings cut short by their deadline; every reading after them succeeded", cut)
 }
 
 func keys(m map[string]ctnl.Flow) []string {

@@ -2,12 +2,14 @@ package ctnl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
@@ -44,27 +46,67 @@ type TableStats struct {
 	Found, Invalid, Insert, InsertFailed, Drop, EarlyDrop, Error, SearchRestart, ClashResolve, ChainTooLong uint64
 }
 
+var errClosed = errors.New("conntrack client is closed")
+
 // Client makes conntrack requests. It is safe for concurrent use; requests
 // are serialised.
 type Client struct {
 	mu      sync.Mutex
-	c       *netfilter.Conn
+	dial    func() (*netlink.Conn, error)
 	timeout time.Duration
+	closed  bool
+	// c is nil after a request failed: its answer, or the rest of it, may
+	// still arrive (a deadline that passed while the kernel was busy) and
+	// would be read as the answer to the next request, which netlink
+	// refuses as a mismatched sequence, request after request. The next
+	// request dials a fresh socket.
+	c *netlink.Conn
 }
 
-// Dial opens a Client in ns (nil: the caller's namespace). Each request is
-// bounded by timeout.
+// Dial opens a Client in ns (nil: the caller's namespace), which must stay
+// open as long as the Client: it may dial again. Each request is bounded
+// by timeout.
 func Dial(ns *netns.Handle, timeout time.Duration) (*Client, error) {
-	c, err := netfilter.Dial(&netlink.Config{NetNS: ns.FD()})
-	if err != nil {
-		return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
+	return newClient(func() (*netlink.Conn, error) {
+		return netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns.FD()})
+	}, timeout)
+}
+
+// newClient returns a Client whose sockets dial opens.
+func newClient(dial func() (*netlink.Conn, error), timeout time.Duration) (*Client, error) {
+	c := &Client{dial: dial, timeout: timeout}
+	if err := c.open(); err != nil {
+		return nil, err
 	}
-	return &Client{c: c, timeout: timeout}, nil
+	return c, nil
+}
+
+// open dials the socket. c.mu is held or c is not shared yet.
+func (c *Client) open() error {
+	nc, err := c.dial()
+	if err != nil {
+		return fmt.Errorf("opening conntrack netlink socket: %w", err)
+	}
+	c.c = nc
+	return nil
+}
+
+// drop closes the socket; the next request dials a new one.
+func (c *Client) drop() error {
+	if c.c == nil {
+		return nil
+	}
+	err := c.c.Close()
+	c.c = nil
+	return err
 }
 
 // Close closes the Client.
 func (c *Client) Close() error {
-	return c.c.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.drop()
 }
 
 // TableStats reads the table's global and per-CPU statistics.
@@ -163,8 +205,13 @@ func eachBE32(data []byte, fn func(typ uint16, v uint32)) error {
 }
 
 // query sends one request and returns the answer, bounded by the Client's
-// timeout and ctx.
+// timeout and ctx. After a failure the socket is dropped, so that what the
+// kernel still sends for this request never reaches the next one. c.mu is
+// held.
 func (c *Client) query(ctx context.Context, typ netfilter.MessageType, flags netlink.HeaderFlags) ([]netlink.Message, error) {
+	if c.closed {
+		return nil, errClosed
+	}
 	req, err := netfilter.MarshalNetlink(netfilter.Header{
 		SubsystemID: netfilter.NFSubsysCTNetlink,
 		MessageType: typ,
@@ -174,10 +221,23 @@ func (c *Client) query(ctx context.Context, typ netfilter.MessageType, flags net
 	if err != nil {
 		return nil, err
 	}
+	if c.c == nil {
+		if err := c.open(); err != nil {
+			return nil, err
+		}
+	}
 	stop, err := deadline.Bound(ctx, c.c, c.timeout)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
-	return c.c.Query(req)
+	msgs, err := c.c.Execute(req)
+	stop()
+	if err != nil {
+		c.drop()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
+		return nil, err
+	}
+	return msgs, nil
 }
