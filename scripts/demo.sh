@@ -78,6 +78,11 @@ while True:
         if ".nfacct.demo." in line or ".conntrack.ipv4." in line:
             print("graphite> " + line, end="")' "$GPORT" &
 pids+=($!)
+# The exporter's first push must find the printer listening.
+for _ in $(seq 1 200); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$GPORT") 2>/dev/null && break
+	sleep 0.1
+done
 
 "$BIN" --netns="/var/run/netns/$B" --conntrack.enable-accounting \
 	--web.listen-address="127.0.0.1:$PORT" \
