@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netfilter-exporter/netfilter_exporter/config"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 )
@@ -26,7 +27,7 @@ func TestHelpTellsTheTruth(t *testing.T) {
 		"conntrack flows",
 		"conntrack table statistics",
 		"--conntrack.group-by=" + flow.DefaultGroupBy + " ",
-		"--conntrack.max-series=" + strconv.Itoa(defaultMaxSeries) + " ",
+		"--conntrack.max-series=" + strconv.Itoa(config.DefaultMaxSeries) + " ",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help lacks %q:\n%s", want, out)
@@ -46,7 +47,7 @@ func TestHelpTellsTheTruth(t *testing.T) {
 func TestExporterGraphiteTaggedHelpExample(t *testing.T) {
 	netnstest.Require(t, "nfacct")
 	var help string
-	for _, f := range newApp(&options{}).Model().Flags {
+	for _, f := range newCommandLine().app.Model().Flags {
 		if f.Name == "graphite.tagged" {
 			help = f.Help
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -387,32 +388,107 @@ func TestExporterNfacctEndToEnd(t *testing.T) {
 	})
 }
 
-func TestExporterRejectsBadFlags(t *testing.T) {
+// TestBadFlags runs the exporter with a bad value for every flag that takes
+// a value, with --config.check and for a real start: both must refuse it the
+// same way, with an exit code of 1 or 2, a message that names the flag, and
+// no stack trace. It needs no privileges: settings are checked before
+// anything touches the kernel.
+func TestBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	twoDocs := filepath.Join(dir, "two.yml")
+	huge := filepath.Join(dir, "huge.yml")
+	badWeb := filepath.Join(dir, "web.yml")
+	for name, data := range map[string]string{
+		twoDocs: "ports: [22]\n---\nports: [80]\n",
+		huge:    "# " + strings.Repeat("x", 2<<20) + "\n",
+		badWeb:  "tls_server_config: {cert_file: /nonexistent}\n",
+	} {
+		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		args []string
-		want string
+		want string // in the message, besides the flag
 	}{
-		{[]string{"--netns=/nonexistent/ns"}, "--netns"},
+		{[]string{"--web.telemetry-path=noslash"}, "must start with /"},
+		{[]string{"--web.telemetry-path="}, "must start with /"},
+		{[]string{"--web.telemetry-path=/-/ready"}, "/-/"},
+		{[]string{"--web.max-requests=-1"}, "from 0"},
+		{[]string{"--web.max-requests=99999999999999999999"}, "99999999999999999999"},
+		{[]string{"--web.write-timeout=0s"}, "from 1ms"},
+		{[]string{"--web.scrape-timeout=-5s"}, "from 1ms"},
+		{[]string{"--web.listen-address=nonsense"}, "missing port"},
+		{[]string{"--web.listen-address=:99999"}, "port"},
+		{[]string{"--web.config.file=/nonexistent/web.yml"}, "no such file"},
+		{[]string{"--web.config.file=" + badWeb}, "web.config.file"},
+		{[]string{"--netns=/nonexistent/ns"}, "no such file"},
 		{[]string{"--netns=/etc/hostname"}, "not a network namespace"},
-		{[]string{"--graphite.address=127.0.0.1:2003", "--graphite.backlog-size=lots"}, "--graphite.backlog-size"},
-		{[]string{"--graphite.address=127.0.0.1:2003", "--graphite.escape-char=ab"}, "--graphite.escape-char"},
-		{[]string{"--graphite.mode=sometimes"}, "graphite.mode"},
+		{[]string{"--netns=/proc/self/ns/mnt"}, "mount namespace"},
+		{[]string{"--collector.timeout=0s"}, "from 1ms"},
+		{[]string{"--collector.timeout=-1s"}, "from 1ms"},
+		{[]string{"--collector.netlink-timeout=0s"}, "from 1ms"},
+		{[]string{"--collector.netlink-timeout=1000h"}, "to 1h0m0s"},
+		{[]string{"--config.file=/nonexistent.yml"}, "no such file"},
+		{[]string{"--config.file=" + twoDocs}, "more than one YAML document"},
+		{[]string{"--config.file=" + huge}, "larger than"},
+		{[]string{"--conntrack.group-by=port"}, "port"},
+		{[]string{"--conntrack.group-by="}, "group-by"},
+		{[]string{"--conntrack.max-series=0"}, "from 1"},
+		{[]string{"--conntrack.max-series=99999999999999999999"}, "99999999999999999999"},
+		{[]string{"--conntrack.max-series=lots"}, "lots"},
+		{[]string{"--conntrack.series-ttl=-1m"}, "from 0s"},
+		{[]string{"--conntrack.receive-buffer=lots"}, "lots"},
+		{[]string{"--conntrack.receive-buffer=2GiB"}, "1GiB"},
+		{[]string{"--conntrack.receive-buffer-max=0"}, "from 1B"},
+		{[]string{"--conntrack.receive-buffer=512MiB", "--conntrack.receive-buffer-max=64MiB"}, "below --conntrack.receive-buffer"},
+		{[]string{"--conntrack.receive-method=epoll"}, "epoll"},
+		{[]string{"--conntrack.poll-interval=often"}, "often"},
+		{[]string{"--conntrack.poll-interval=1ns"}, "from 10ms"},
+		{[]string{"--conntrack.poll-interval=-1s"}, "from 10ms"},
+		{[]string{"--conntrack.dump-read-size=-1"}, "from 0"},
 		{[]string{"--nfacct.name-labels=family,bad-label"}, "bad-label"},
-		{[]string{"--nftables.rule-counters-limit=0"}, "--nftables.rule-counters-limit"},
-		{[]string{"--config.check", "--nftables.rule-counters-limit=-1"}, "--nftables.rule-counters-limit"},
+		{[]string{"--nfacct.name-separator="}, "empty"},
+		{[]string{"--nftables.rule-counters-limit=0"}, "1"},
+		{[]string{"--nftables.rule-counters-limit=x"}, "x"},
+		{[]string{"--graphite.address=bad"}, "missing port"},
+		{[]string{"--graphite.address=:2003"}, "missing host"},
+		{[]string{"--graphite.address=carbon:0"}, "port"},
+		{[]string{"--graphite.interval=1ns"}, "from 100ms"},
+		{[]string{"--graphite.interval=0s"}, "from 100ms"},
+		{[]string{"--graphite.timeout=0s"}, "from 1ms"},
+		{[]string{"--graphite.backlog-size=lots"}, "lots"},
+		{[]string{"--graphite.escape-char=ab"}, "one character"},
+		{[]string{"--graphite.escape-char=."}, "one character"},
+		{[]string{"--graphite.mode=sometimes"}, "sometimes"},
+		{[]string{"--log.level=loud"}, "log.level"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 	}
 	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			cmd := exec.Command(binary, append([]string{"--web.listen-address=" + freeAddr(t)}, tt.args...)...)
-			out, err := cmd.CombinedOutput()
-			if err == nil {
-				t.Fatalf("exporter accepted %v; output:\n%s", tt.args, out)
+		flag, _, _ := strings.Cut(strings.TrimPrefix(tt.args[len(tt.args)-1], "--"), "=")
+		for _, check := range []bool{true, false} {
+			args := append([]string{"--web.listen-address=" + freeAddr(t)}, tt.args...)
+			if check {
+				args = append(args, "--config.check")
 			}
-			if !strings.Contains(string(out), tt.want) {
-				t.Errorf("error output does not name %q:\n%s", tt.want, out)
-			}
-		})
+			t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || (exit.ExitCode() != 1 && exit.ExitCode() != 2) {
+					t.Fatalf("exit: %v, want status 1 or 2; output:\n%s", err, out)
+				}
+				for _, want := range []string{flag, tt.want} {
+					if !strings.Contains(string(out), want) {
+						t.Errorf("output does not say %q:\n%s", want, out)
+					}
+				}
+				if strings.Contains(string(out), "goroutine ") || strings.Contains(string(out), "panic") {
+					t.Errorf("output has a stack trace:\n%s", out)
+				}
+			})
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +35,9 @@ var (
 
 // Set runs named collectors and assembles their samples into snapshots.
 type Set struct {
-	names      []string
+	names []string
+	// mu guards collectors, which Replace changes while snapshots run.
+	mu         sync.RWMutex
 	collectors map[string]Collector
 	timeout    time.Duration
 	logger     *slog.Logger
@@ -100,7 +103,7 @@ func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
 	results := make(chan result, len(s.names))
 	for _, name := range s.names {
 		go func() {
-			results <- s.run(ctx, name, s.collectors[name])
+			results <- s.run(ctx, name, s.collector(name))
 		}()
 	}
 	byName := make(map[string]result, len(s.names))
@@ -162,6 +165,25 @@ func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
 	snap.Samples = self.AppendTo(snap.Samples)
 	self.Release()
 	return snap
+}
+
+// collector returns the collector of name.
+func (s *Set) collector(name string) Collector {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.collectors[name]
+}
+
+// Replace puts c in place of the collector of name, which must be one of
+// the Set's; snapshots that already run go on with the old one. It is how
+// the exporter reopens its collectors when the watched network namespace
+// changes.
+func (s *Set) Replace(name string, c Collector) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.collectors[name]; ok {
+		s.collectors[name] = c
+	}
 }
 
 // run updates one collector, turning a panic into an error.

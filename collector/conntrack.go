@@ -2,7 +2,8 @@ package collector
 
 import (
 	"context"
-	"log/slog"
+	"errors"
+	"fmt"
 
 	"sync/atomic"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
+
+var errListenerStopped = errors.New("stopped receiving")
 
 // ConntrackListener delivers conntrack DESTROY events; *ctnl.Listener is one.
 type ConntrackListener interface {
@@ -69,22 +72,20 @@ func NewConntrack(l ConntrackListener, agg *flow.Aggregator) *Conntrack {
 	}
 }
 
-// Run listens until ctx is done, feeding every event to the aggregator as a
-// finished flow. If the listener fails it is logged and started again.
-func (c *Conntrack) Run(ctx context.Context, logger *slog.Logger) {
-	for ctx.Err() == nil {
-		c.up.Store(true)
-		err := c.l.Run(ctx, c.add)
-		c.up.Store(false)
-		if ctx.Err() != nil {
-			return
-		}
-		logger.Error("conntrack listener failed; retrying in 1s", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
+// Listen receives DESTROY events and feeds them to the aggregator until ctx
+// is done (it then returns nil) or the listener fails. listener_up reads 1
+// meanwhile. Run it with a retry (task.Retry).
+func (c *Conntrack) Listen(ctx context.Context) error {
+	c.up.Store(true)
+	defer c.up.Store(false)
+	err := c.l.Run(ctx, c.add)
+	if ctx.Err() != nil {
+		return nil
 	}
+	if err == nil {
+		err = errListenerStopped
+	}
+	return fmt.Errorf("conntrack listener: %w", err)
 }
 
 // add counts a batch of DESTROY events.

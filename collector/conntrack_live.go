@@ -140,11 +140,12 @@ func (c *Conntrack) Live(d ConntrackDumper, cfg LiveConfig) {
 }
 
 // Poll dumps the table until ctx is done: the first dump is the baseline,
-// every later one counts what each flow moved since. It returns at once
-// when live accounting is off.
-func (c *Conntrack) Poll(ctx context.Context, logger *slog.Logger) {
+// every later one counts what each flow moved since. A dump that fails is
+// logged (once, until dumps work again) and tried again. It returns nil when
+// ctx is done, and at once when live accounting is off.
+func (c *Conntrack) Poll(ctx context.Context, logger *slog.Logger) error {
 	if c.poll == nil {
-		return
+		return nil
 	}
 	p := c.poll
 	failing := false
@@ -152,7 +153,7 @@ func (c *Conntrack) Poll(ctx context.Context, logger *slog.Logger) {
 		start := time.Now()
 		st, err := p.round(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		wait := p.next(st, err)
 		switch {
@@ -167,10 +168,11 @@ func (c *Conntrack) Poll(ctx context.Context, logger *slog.Logger) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return nil
 		case <-t.C:
 		}
 	}
+	return nil
 }
 
 // round runs one dump, looks up the flows it missed and ends it.

@@ -74,7 +74,7 @@ func TestConntrackGolden(t *testing.T) {
 	c := NewConntrack(l, agg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go c.Run(ctx, discard)
+	go func() { _ = c.Listen(ctx) }()
 	<-l.done
 
 	p := prometheus.NewGatherer(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))

@@ -109,7 +109,7 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: h, ReadSize: readSize()})
+	d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: h.FD(), ReadSize: readSize()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
@@ -185,9 +183,9 @@ func (c *Nfacct) Update(ctx context.Context, b *tree.Builder) error {
 	return nil
 }
 
-// WatchOverQuota counts the notifications r delivers until ctx is done or r
-// fails for good. Counts are served for quota objects that still exist.
-func (c *Nfacct) WatchOverQuota(ctx context.Context, r OverQuotaReceiver, logger *slog.Logger) {
+// WatchOverQuota counts the notifications r delivers until ctx is done (it
+// then returns nil) or a receive fails. Run it with a retry (task.Retry). Counts are served for quota objects that still exist.
+func (c *Nfacct) WatchOverQuota(ctx context.Context, r OverQuotaReceiver) error {
 	c.mu.Lock()
 	c.watchRunning = true
 	c.mu.Unlock()
@@ -199,16 +197,10 @@ func (c *Nfacct) WatchOverQuota(ctx context.Context, r OverQuotaReceiver, logger
 	for {
 		objs, err := r.Receive(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if err != nil {
-			logger.Warn("receiving nfacct over-quota notifications", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
+			return fmt.Errorf("receiving nfacct over-quota notifications: %w", err)
 		}
 		c.mu.Lock()
 		for _, o := range objs {

@@ -190,7 +190,7 @@ func TestNfacctOverQuotaNotifications(t *testing.T) {
 	r := &fakeReceiver{batch: [][]nfacct.Object{{{Name: "guest-quota"}}, {{Name: "guest-quota"}, {Name: "pkt-quota"}}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { c.WatchOverQuota(ctx, r, discard); close(done) }()
+	go func() { _ = c.WatchOverQuota(ctx, r); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	want := `

@@ -60,8 +60,9 @@ type DumpFilter struct {
 
 // DumpConfig configures a Dumper.
 type DumpConfig struct {
-	// NetNS is the namespace whose table is read; nil means the caller's.
-	NetNS *netns.Handle
+	// NetNS is an open file descriptor of the network namespace whose table
+	// is read; zero means the caller's namespace.
+	NetNS int
 	// ReadSize is the buffer of one read; DefaultDumpReadSize when 0. A
 	// small one makes a dump slower, which tests use to widen races.
 	ReadSize int
@@ -107,7 +108,7 @@ type Dumper struct {
 // NewDumper opens a Dumper in the configured namespace.
 func NewDumper(cfg DumpConfig) (*Dumper, error) {
 	var fd int
-	err := cfg.NetNS.Do(func() (err error) {
+	err := netns.Do(cfg.NetNS, func() (err error) {
 		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 		return err
 	})
@@ -374,10 +375,7 @@ func ackError(payload []byte) error {
 
 // withCapability names the capability a permission error is about.
 func withCapability(err error) error {
-	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		return fmt.Errorf("%w (ctnetlink needs CAP_NET_ADMIN)", err)
-	}
-	return err
+	return netns.CapabilityHint(err, "CAP_NET_ADMIN")
 }
 
 // ThreadCPU returns the processor time the calling OS thread has used.

@@ -52,11 +52,11 @@ func TestKernelDestroyEventsMatchConntrackList(t *testing.T) {
 	}
 	defer h.Close()
 	for _, s := range []string{ctnl.SysctlAcct, ctnl.SysctlTimestamp} {
-		if on, err := ctnl.ReadSysctl(h, s); err != nil || !on {
+		if on, err := ctnl.ReadSysctl(h.FD(), s); err != nil || !on {
 			t.Fatalf("ReadSysctl(%s) = %v, %v; want true after sysctl -w", s, on, err)
 		}
 	}
-	l, err := ctnl.Listen(ctnl.ListenConfig{NetNS: h, ReadBuffer: 8 << 20})
+	l, err := ctnl.Listen(ctnl.ListenConfig{NetNS: h.FD(), ReadBuffer: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestKernelTableStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	c, err := ctnl.Dial(h, 2*time.Second)
+	c, err := ctnl.Dial(&ctnl.Config{NetNS: h.FD(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestKernelTableStatsAfterTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	c, err := ctnl.Dial(h, 2*time.Second)
+	c, err := ctnl.Dial(&ctnl.Config{NetNS: h.FD(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestKernelTableStatsInsertAndFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	c, err := ctnl.Dial(h, 10*time.Second)
+	c, err := ctnl.Dial(&ctnl.Config{NetNS: h.FD(), Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestKernelTableStatsInsertAndFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hn.Close()
-	cn, err := ctnl.Dial(hn, 10*time.Second)
+	cn, err := ctnl.Dial(&ctnl.Config{NetNS: hn.FD(), Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

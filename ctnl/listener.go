@@ -36,8 +36,9 @@ var (
 
 // ListenConfig configures a Listener.
 type ListenConfig struct {
-	// NetNS is the namespace to listen in; nil means the caller's.
-	NetNS *netns.Handle
+	// NetNS is an open file descriptor of the network namespace to listen
+	// in; zero means the caller's namespace.
+	NetNS int
 	// ReadBuffer is the socket receive buffer in bytes, set with
 	// SO_RCVBUFFORCE (so above net.core.rmem_max); 0 keeps the default.
 	ReadBuffer int
@@ -163,12 +164,12 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		batch = DefaultBatch
 	}
 	var fd int
-	err := cfg.NetNS.Do(func() (err error) {
+	err := netns.Do(cfg.NetNS, func() (err error) {
 		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening conntrack netlink socket: %w", err)
+		return nil, fmt.Errorf("opening conntrack netlink socket: %w", withCapability(err))
 	}
 	linger := cfg.Linger
 	if linger == 0 {

@@ -63,12 +63,32 @@ type Client struct {
 	c *netlink.Conn
 }
 
-// Dial opens a Client in ns (nil: the caller's namespace), which must stay
-// open as long as the Client: it may dial again. Each request is bounded
-// by timeout.
-func Dial(ns *netns.Handle, timeout time.Duration) (*Client, error) {
+// Config says where a Client talks and how long it waits.
+type Config struct {
+	// NetNS is an open file descriptor of the network namespace to talk to,
+	// which must stay open as long as the Client: it may dial again. Zero
+	// means the caller's namespace.
+	NetNS int
+	// Timeout bounds each request; zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// DefaultTimeout bounds a request when Config.Timeout is zero.
+const DefaultTimeout = 5 * time.Second
+
+// Dial opens a Client as cfg says (nil: the caller's namespace, the default
+// timeout).
+func Dial(cfg *Config) (*Client, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	fd := cfg.NetNS
 	return newClient(func() (*netlink.Conn, error) {
-		return netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns.FD()})
+		return netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fd})
 	}, timeout)
 }
 
@@ -85,7 +105,7 @@ func newClient(dial func() (*netlink.Conn, error), timeout time.Duration) (*Clie
 func (c *Client) open() error {
 	nc, err := c.dial()
 	if err != nil {
-		return fmt.Errorf("opening conntrack netlink socket: %w", err)
+		return fmt.Errorf("opening conntrack netlink socket: %w", netns.CapabilityHint(err, "CAP_NET_ADMIN"))
 	}
 	c.c = nc
 	return nil

@@ -25,9 +25,9 @@ const (
 var errSysctlValue = errors.New("unexpected sysctl value")
 
 // ReadSysctl reads a boolean sysctl under /proc/sys, such as SysctlAcct, in
-// the namespace ns (nil: the caller's).
-func ReadSysctl(ns *netns.Handle, name string) (bool, error) {
-	v, err := ReadSysctlInt(ns, name)
+// the network namespace whose descriptor is fd (0: the caller's).
+func ReadSysctl(fd int, name string) (bool, error) {
+	v, err := ReadSysctlInt(fd, name)
 	if err != nil {
 		return false, err
 	}
@@ -42,10 +42,10 @@ func ReadSysctl(ns *netns.Handle, name string) (bool, error) {
 }
 
 // ReadSysctlInt reads an integer sysctl under /proc/sys, such as
-// SysctlEvents, in the namespace ns (nil: the caller's).
-func ReadSysctlInt(ns *netns.Handle, name string) (int, error) {
+// SysctlEvents, in the network namespace whose descriptor is fd (0: the caller's).
+func ReadSysctlInt(fd int, name string) (int, error) {
 	var data []byte
-	err := ns.Do(func() (err error) {
+	err := netns.Do(fd, func() (err error) {
 		data, err = os.ReadFile("/proc/sys/" + name)
 		return err
 	})
@@ -59,22 +59,60 @@ func ReadSysctlInt(ns *netns.Handle, name string) (int, error) {
 	return v, nil
 }
 
-// WriteSysctl sets a boolean sysctl under /proc/sys in the namespace ns.
-func WriteSysctl(ns *netns.Handle, name string, on bool) error {
+// WriteSysctl sets a boolean sysctl under /proc/sys in the network namespace whose descriptor is fd.
+func WriteSysctl(fd int, name string, on bool) error {
 	v := 0
 	if on {
 		v = 1
 	}
-	return WriteSysctlInt(ns, name, v)
+	return WriteSysctlInt(fd, name, v)
 }
 
-// WriteSysctlInt sets an integer sysctl under /proc/sys in the namespace ns.
-func WriteSysctlInt(ns *netns.Handle, name string, v int) error {
-	err := ns.Do(func() error {
+// WriteSysctlInt sets an integer sysctl under /proc/sys in the network namespace whose descriptor is fd.
+func WriteSysctlInt(fd int, name string, v int) error {
+	err := netns.Do(fd, func() error {
 		return os.WriteFile("/proc/sys/"+name, []byte(strconv.Itoa(v)+"\n"), 0o644)
 	})
 	if err != nil {
 		return fmt.Errorf("setting %s: %w", name, err)
 	}
 	return nil
+}
+
+// Setting is the state of one of the sysctls accounting needs.
+type Setting struct {
+	// Name is the sysctl, dotted: net.netfilter.nf_conntrack_acct.
+	Name string
+	// Value is what it reads (after Switched), Want what accounting needs.
+	Value, Want int
+	// Switched tells that EnsureAccounting set it to Want.
+	Switched bool
+	// Err is why it could not be read or set.
+	Err error
+}
+
+// OK reports whether the setting is what accounting needs.
+func (s Setting) OK() bool {
+	return s.Err == nil && s.Value == s.Want
+}
+
+// AccountingSettings reads the three sysctls that decide what conntrack
+// accounting sees in the namespace fd (0: the caller's): nf_conntrack_acct
+// (counters), nf_conntrack_timestamp (start and stop times) and
+// nf_conntrack_events (1: every flow sends events; 2, the default, only
+// those created while some listener existed). With enable, it sets to 1
+// those that are not; they apply to flows created afterwards.
+func AccountingSettings(fd int, enable bool) []Setting {
+	var out []Setting
+	for _, name := range []string{SysctlAcct, SysctlTimestamp, SysctlEvents} {
+		s := Setting{Name: strings.ReplaceAll(name, "/", "."), Want: 1}
+		s.Value, s.Err = ReadSysctlInt(fd, name)
+		if enable && s.Err == nil && s.Value != s.Want {
+			if s.Err = WriteSysctlInt(fd, name, s.Want); s.Err == nil {
+				s.Value, s.Switched = s.Want, true
+			}
+		}
+		out = append(out, s)
+	}
+	return out
 }

@@ -193,16 +193,26 @@ type Aggregator struct {
 	epoch   uint8
 }
 
-// NewAggregator returns an empty Aggregator configured by cfg.
-func NewAggregator(cfg Config) (*Aggregator, error) {
+// Validate checks cfg: the keys must be known and not repeated, MaxSeries
+// positive, SeriesTTL not negative.
+func (cfg *Config) Validate() error {
 	if err := checkGroupBy(cfg.GroupBy); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.MaxSeries <= 0 {
-		return nil, fmt.Errorf("%w %d: must be positive", errMaxSeries, cfg.MaxSeries)
+		return fmt.Errorf("%w %d: must be positive", errMaxSeries, cfg.MaxSeries)
 	}
 	if cfg.SeriesTTL < 0 {
-		return nil, fmt.Errorf("%w %v: must not be negative", errSeriesTTL, cfg.SeriesTTL)
+		return fmt.Errorf("%w %v: must not be negative", errSeriesTTL, cfg.SeriesTTL)
+	}
+	return nil
+}
+
+// NewAggregator returns an empty Aggregator configured by cfg, after
+// checking it.
+func NewAggregator(cfg Config) (*Aggregator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	cfg.GroupBy = slices.Clone(cfg.GroupBy)
 	a := &Aggregator{

@@ -581,3 +581,45 @@ func (a *Aggregator) LiveStats() (LiveStats, bool) {
 	}
 	return a.live.stats, true
 }
+
+// ResetLive forgets every flow followed, for a namespace that is gone or was
+// replaced: the flows still alive in it count as ended, closed out with what
+// the dumps saw of them, and the next dump is a baseline again. Series and
+// their sums stay.
+func (a *Aggregator) ResetLive() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.live
+	if l == nil {
+		return
+	}
+	now := a.sinceStart()
+	var d Delta
+	for i := range l.v4.recs {
+		s := &l.v4.recs[i]
+		if s.rec.state == stateLive || s.rec.state == stateGone {
+			a.closeOut(entryOf(FamilyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
+			l.stats.ClosedOut++
+		}
+	}
+	for i := range l.v6.recs {
+		s := &l.v6.recs[i]
+		if s.rec.state == stateLive || s.rec.state == stateGone {
+			a.closeOut(entryOf(FamilyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
+			l.stats.ClosedOut++
+		}
+	}
+	l.v4.free()
+	l.v6.free()
+	l.v4, l.v6 = newTable[key4](), newTable[key6]()
+	l.start, l.ended, l.entries = a.now().UnixNano(), 0, 0
+	l.stats.Tracked, l.stats.Tombstones, l.stats.TableBytes = 0, 0, l.v4.bytes()+l.v6.bytes()
+	for _, s := range a.series {
+		s.activeNext = 0
+		s.endDump()
+	}
+	if a.overflow != nil {
+		a.overflow.activeNext = 0
+		a.overflow.endDump()
+	}
+}

@@ -278,3 +278,25 @@ func ptr[T any](v T) *T { return &v }
 func eqPtr[T comparable](a, b *T) bool {
 	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
+
+func TestLiveReset(t *testing.T) {
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
+	f := liveFlow{sport: 1, id: 1, start: 1}
+	runSteps(t, a, []step{
+		{dump: []Entry{}, want: liveSums{}},
+		{dump: []Entry{f.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 1, 100, 1, 50, 1}},
+	})
+	a.ResetLive()
+	if got := sums(t, a); got != (liveSums{1, 1, 100, 1, 50, 0}) {
+		t.Errorf("after reset: %+v, want the flow ended, its bytes kept, none active", got)
+	}
+	// The next dump is a baseline: a flow of the new namespace that began
+	// before the reset counts from then on.
+	old := liveFlow{sport: 2, id: 2, start: -1}
+	runSteps(t, a, []step{
+		{dump: []Entry{old.at(a, [4]uint64{5, 500, 5, 500})}, want: liveSums{1, 1, 100, 1, 50, 1}},
+	})
+	if st, _ := a.LiveStats(); st.ClosedOut != 1 || st.Tracked != 1 {
+		t.Errorf("stats %+v: want 1 closed out, 1 tracked", st)
+	}
+}

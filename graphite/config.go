@@ -117,6 +117,12 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// Validate checks c, as New will.
+func (c Config) Validate() error {
+	_, err := c.validate()
+	return err
+}
+
 // validate checks c and returns it with its defaults filled in.
 func (c Config) validate() (Config, error) {
 	host, port, err := net.SplitHostPort(c.Address)

@@ -65,7 +65,7 @@ func flowSource(tb testing.TB, n int) *collector.Set {
 	c := collector.NewConntrack(l, agg)
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
-	go c.Run(ctx, slog.New(slog.DiscardHandler))
+	go func() { _ = c.Listen(ctx) }()
 	<-l.done
 	return collector.NewSet(map[string]collector.Collector{"conntrack": c}, time.Minute, slog.New(slog.DiscardHandler))
 }

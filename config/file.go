@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"reflect"
@@ -34,10 +36,31 @@ var (
 	errMark      = errors.New("is not a mark")
 	errGroupBy   = errors.New("is not a group-by key")
 	errMaxSeries = errors.New("is not a positive integer")
+	errTooLarge  = errors.New("configuration file too large")
+	errDocuments = errors.New("more than one YAML document")
 )
 
-// Config is a validated configuration file.
-type Config struct {
+// singleDocument refuses data holding more than one YAML document: the
+// decoder would read the first and silently ignore the others.
+func singleDocument(data []byte) error {
+	d := yaml.NewDecoder(bytes.NewReader(data))
+	var v any
+	for n := 0; ; n++ {
+		err := d.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return nil // the strict decoding reports it with its line
+		}
+		if n == 1 {
+			return fmt.Errorf("%w: the file must hold one (remove the second ---)", errDocuments)
+		}
+	}
+}
+
+// File is a validated configuration file.
+type File struct {
 	// NetworkPrefixes maps each network name to its prefixes, as given;
 	// nil when the file names no networks.
 	NetworkPrefixes map[string][]netip.Prefix
@@ -55,12 +78,12 @@ type Config struct {
 	// Filter is built from Accept and Deny; nil when there are no rules.
 	Filter *flow.Filter
 	// Conntrack holds the defaults of the --conntrack flags.
-	Conntrack Conntrack
+	Conntrack FileConntrack
 }
 
-// Conntrack holds the defaults the file gives to the --conntrack flags; flags
-// given on the command line win.
-type Conntrack struct {
+// FileConntrack holds the defaults the file gives to the --conntrack flags;
+// flags given on the command line win.
+type FileConntrack struct {
 	// GroupBy is the default of --conntrack.group-by; nil when not given.
 	GroupBy []flow.Key
 	// MaxSeries is the default of --conntrack.max-series; 0 when not given.
@@ -157,18 +180,30 @@ func describe(v any) string {
 	return fmt.Sprintf("%q", fmt.Sprint(v))
 }
 
-// Load reads and validates the configuration file at path.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+// Load reads and validates the configuration file at path. A file larger
+// than MaxConfigFileSize is refused before it is parsed.
+func Load(path string) (*File, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxConfigFileSize {
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, errTooLarge, MaxConfigFileSize)
 	}
 	return Parse(data, path)
 }
 
 // Parse validates the configuration data, read from the file name; errors
 // begin with name.
-func Parse(data []byte, name string) (*Config, error) {
+func Parse(data []byte, name string) (*File, error) {
+	if err := singleDocument(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	var raw rawFile
 	if err := yaml.UnmarshalStrict(data, &raw); err != nil {
 		return nil, yamlError(name, err)
@@ -181,7 +216,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	return c, nil
 }
 
-// parser turns a rawFile into a Config, naming its file in errors.
+// parser turns a rawFile into a File, naming its file in errors.
 type parser struct {
 	file string
 }
@@ -191,8 +226,8 @@ func (p *parser) errorf(path, format string, args ...any) error {
 	return fmt.Errorf("%s: %s: "+format, append([]any{p.file, path}, args...)...)
 }
 
-func (p *parser) config(raw *rawFile) (*Config, error) {
-	c := &Config{}
+func (p *parser) config(raw *rawFile) (*File, error) {
+	c := &File{}
 	var err error
 	if raw.Networks != nil {
 		if c.NetworkPrefixes, err = p.networks(raw.Networks); err != nil {
@@ -448,8 +483,8 @@ func (p *parser) mark(path, s string) (flow.MarkMatch, error) {
 	return flow.MarkMatch{Value: uint32(value), Mask: uint32(mask)}, nil
 }
 
-func (p *parser) conntrack(raw *rawConntrack) (Conntrack, error) {
-	var c Conntrack
+func (p *parser) conntrack(raw *rawConntrack) (FileConntrack, error) {
+	var c FileConntrack
 	if raw.GroupBy.given {
 		items, err := p.list("conntrack.group_by", raw.GroupBy, "keys")
 		if err != nil {

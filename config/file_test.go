@@ -27,7 +27,7 @@ func TestLoadFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Config{
+	want := &File{
 		NetworkPrefixes: map[string][]netip.Prefix{
 			"lan":     pfx("192.168.0.0/16", "fd00::/8"),
 			"dmz":     pfx("198.51.100.0/24"),
@@ -43,10 +43,10 @@ func TestLoadFull(t *testing.T) {
 			{Zone: []uint16{7}},
 			{Mark: []flow.MarkMatch{{Value: 0x10, Mask: 0xf0}, {Value: 5, Mask: 0xffffffff}}},
 		},
-		Conntrack: Conntrack{GroupBy: []flow.Key{flow.KeyFamily, flow.KeyProto, flow.KeyDPort}, MaxSeries: 4096},
+		Conntrack: FileConntrack{GroupBy: []flow.Key{flow.KeyFamily, flow.KeyProto, flow.KeyDPort}, MaxSeries: 4096},
 	}
 	opts := cmp.Options{
-		cmpopts.IgnoreFields(Config{}, "Networks", "Ports", "Filter"),
+		cmpopts.IgnoreFields(File{}, "Networks", "Ports", "Filter"),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 	}
 	if diff := cmp.Diff(want, c, opts); diff != "" {
@@ -84,7 +84,7 @@ func TestParseEmpty(t *testing.T) {
 			t.Errorf("Parse(%q) error: %v", data, err)
 			continue
 		}
-		if diff := cmp.Diff(&Config{}, c, cmpopts.IgnoreUnexported(Config{})); diff != "" {
+		if diff := cmp.Diff(&File{}, c, cmpopts.IgnoreUnexported(File{})); diff != "" {
 			t.Errorf("Parse(%q) (-want +got):\n%s", data, diff)
 		}
 	}

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/netfilter-exporter/netfilter_exporter/collector"
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	exposition "github.com/netfilter-exporter/netfilter_exporter/prometheus"
+)
+
+// Defaults of the settings that have no flag default of their own.
+const (
+	DefaultMaxSeries = 4096
+	// MaxConfigFileSize is the largest configuration file read.
+	MaxConfigFileSize = 1 << 20
+)
+
+// Flags are the exporter's own command-line settings as given, before they
+// are checked; Settings checks them. The web server's and the log's flags
+// (exporter-toolkit and promslog) are declared beside them by the caller.
+type Flags struct {
+	TelemetryPath string
+	MaxRequests   string
+	WriteTimeout  time.Duration
+	ScrapeTimeout time.Duration
+
+	NetNS            string
+	CollectorTimeout time.Duration
+	NetlinkTimeout   time.Duration
+	Nfacct           bool
+	Nftables         bool
+	Conntrack        bool
+	ConntrackStats   bool
+
+	ConfigFile string
+
+	GroupBy          string
+	groupBySet       bool
+	MaxSeries        string
+	maxSeriesSet     bool
+	SeriesTTL        time.Duration
+	EnableAccounting bool
+	ReceiveBuffer    string
+	ReceiveBufferMax string
+	NoENOBUFS        bool
+	ReceiveMethod    string
+	PollInterval     string
+	DumpReadSize     string
+	Reliable         bool
+
+	NfacctNameLabels string
+	NfacctSeparator  string
+	NfacctOverQuota  bool
+
+	NftRuleCounters      bool
+	NftRuleCountersLimit string
+
+	GraphiteAddress  string
+	GraphiteInterval time.Duration
+	GraphitePrefix   string
+	GraphiteTimeout  time.Duration
+	GraphiteBacklog  string
+	GraphiteEscape   string
+	GraphiteMode     string
+	GraphiteTagged   bool
+}
+
+// AddFlags declares the exporter's own flags on app and returns where their
+// values go. Every flag is checked by Settings, for --config.check and a
+// real start alike.
+func AddFlags(app *kingpin.Application) *Flags {
+	f := &Flags{}
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.TelemetryPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit. When every slot is taken, a client that has stopped reading for 1s is cut off to make room.").Default("40").StringVar(&f.MaxRequests)
+	app.Flag("web.write-timeout", "Longest time a client may take to read each 64 KiB of a /metrics response before it is cut off; the deadline is renewed after every chunk, so a slow client that keeps reading gets the whole body.").Default(exposition.DefaultWriteTimeout.String()).DurationVar(&f.WriteTimeout)
+	app.Flag("web.scrape-timeout", "Longest time one /metrics request may take, from its arrival to its last byte.").Default(exposition.DefaultScrapeTimeout.String()).DurationVar(&f.ScrapeTimeout)
+
+	app.Flag("netns", "Network namespace file to watch instead of the exporter's own, e.g. /var/run/netns/fw. The exporter follows it: when the namespace is deleted its collectors fail, and when one appears again at the path they reopen in it.").PlaceHolder("PATH").StringVar(&f.NetNS)
+	app.Flag("collector.timeout", "Longest time one snapshot of all collectors may take.").Default("10s").DurationVar(&f.CollectorTimeout)
+	app.Flag("collector.netlink-timeout", "Deadline of one netlink request (nfacct dump, nftables dump, conntrack statistics), and of each read of a conntrack table dump.").Default("5s").DurationVar(&f.NetlinkTimeout)
+	app.Flag("collector.nfacct", "Enable the nfacct collector (nfnetlink_acct objects).").Default("true").BoolVar(&f.Nfacct)
+	app.Flag("collector.nftables", "Enable the nftables collector (nf_tables named counters and quotas of every table).").Default("true").BoolVar(&f.Nftables)
+	app.Flag("collector.conntrack", "Enable the conntrack collector (flows counted while they run and when they end).").Default("true").BoolVar(&f.Conntrack)
+	app.Flag("collector.conntrack_stats", "Enable the conntrack table statistics collector.").Default("true").BoolVar(&f.ConntrackStats)
+
+	app.Flag("config.file", "YAML file with named networks, port lists and filters for conntrack accounting.").PlaceHolder("FILE").StringVar(&f.ConfigFile)
+
+	app.Flag("conntrack.group-by", "Comma-separated keys that conntrack flows are summed by, in Graphite hierarchy order: family, proto, sport, dport, src, dst, src_net, dst_net, zone, mark, nat. Default: "+flow.DefaultGroupBy+", or conntrack.group_by in --config.file.").PlaceHolder(flow.DefaultGroupBy).IsSetByUser(&f.groupBySet).StringVar(&f.GroupBy)
+	app.Flag("conntrack.max-series", "Most conntrack flow series, the overflow series included; past it new key combinations are summed into one series whose keys read other. Default: "+strconv.Itoa(DefaultMaxSeries)+", or conntrack.max_series in --config.file.").PlaceHolder(strconv.Itoa(DefaultMaxSeries)).IsSetByUser(&f.maxSeriesSet).StringVar(&f.MaxSeries)
+	app.Flag("conntrack.series-ttl", "Remove a conntrack flow series not updated for this long; 0 keeps series forever.").Default("0s").DurationVar(&f.SeriesTTL)
+	app.Flag("conntrack.enable-accounting", "Set nf_conntrack_acct, nf_conntrack_timestamp and nf_conntrack_events to 1 in the watched namespace at start (they apply to flows created afterwards).").BoolVar(&f.EnableAccounting)
+	app.Flag("conntrack.receive-buffer", "Receive buffer of the conntrack event socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&f.ReceiveBuffer)
+	app.Flag("conntrack.receive-buffer-max", "Largest size the receive buffer is doubled up to, each time the kernel drops events; equal to --conntrack.receive-buffer to never grow it.").Default("1GiB").StringVar(&f.ReceiveBufferMax)
+	app.Flag("conntrack.no-enobufs", "Set NETLINK_NO_ENOBUFS on the event socket: when the buffer is full the kernel drops only the events that do not fit, instead of every event until the exporter has emptied the buffer. Losses are counted either way.").Default("true").BoolVar(&f.NoENOBUFS)
+	app.Flag("conntrack.receive-method", "How conntrack events are received: auto (io_uring where the kernel and seccomp allow it, else recvmmsg), io_uring (a multishot receive into a ring of buffers, Linux 6.1+) or recvmmsg.").Default("auto").StringVar(&f.ReceiveMethod)
+	app.Flag("conntrack.poll-interval", "Live accounting: how often the conntrack table is dumped, so that flows are counted while they run and flows that never send a DESTROY event are counted too. auto adapts it to the table, from 5s up to 10m, so that dumps use at most 4% of one CPU; 0 turns live accounting off (flows are then counted only when they end).").Default("auto").StringVar(&f.PollInterval)
+	app.Flag("conntrack.dump-read-size", "Read size of conntrack table dumps; small values slow dumps down (for tests).").Hidden().Default("0").StringVar(&f.DumpReadSize)
+	app.Flag("conntrack.reliable", "Reliable event delivery (NETLINK_BROADCAST_ERROR): the kernel keeps an ended flow until its DESTROY event is delivered. Lossless, but the table holds those entries meanwhile.").BoolVar(&f.Reliable)
+
+	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&f.NfacctNameLabels)
+	app.Flag("nfacct.name-separator", "Separator between the parts of nfacct object names for --nfacct.name-labels.").Default(".").StringVar(&f.NfacctSeparator)
+	app.Flag("nfacct.over-quota-events", "Listen for the kernel's over-quota notifications and count them.").Default("true").BoolVar(&f.NfacctOverQuota)
+
+	app.Flag("nftables.rule-counters", "Also export the anonymous counters of nf_tables rules that carry a comment, summed by family, table, chain and comment.").BoolVar(&f.NftRuleCounters)
+	app.Flag("nftables.rule-counters-limit", "Most rule counter series exported with --nftables.rule-counters; the others are left out and counted.").Default(strconv.Itoa(collector.DefaultRuleCountersLimit)).StringVar(&f.NftRuleCountersLimit)
+
+	app.Flag("graphite.address", "host:port of a carbon plaintext listener to push to; empty disables the Graphite feed.").Default("").StringVar(&f.GraphiteAddress)
+	app.Flag("graphite.interval", "How often a snapshot is pushed to Graphite.").Default("60s").DurationVar(&f.GraphiteInterval)
+	app.Flag("graphite.prefix", "Prefix of every Graphite path.").Default("netfilter").StringVar(&f.GraphitePrefix)
+	app.Flag("graphite.timeout", "Dial and write deadline of the Graphite connection.").Default("10s").DurationVar(&f.GraphiteTimeout)
+	app.Flag("graphite.backlog-size", "Points kept while carbon is unreachable: a number of points (100000) or a size in bytes (64MiB). The oldest are dropped first.").Default("100000").StringVar(&f.GraphiteBacklog)
+	app.Flag("graphite.escape-char", "Character that replaces each character Graphite cannot take in a path element.").Default("_").StringVar(&f.GraphiteEscape)
+	app.Flag("graphite.mode", "cumulative: counters as the kernel holds them; delta: the increase since the previous push (what ulogd2 sends, without zeroing the kernel).").Default("cumulative").StringVar(&f.GraphiteMode)
+	app.Flag("graphite.tagged", "Send Graphite 1.1 tagged series (netfilter.nfacct_bytes_total;object=web) instead of dotted paths; labels become tags, the nfacct name label the tag object (Graphite reserves name); carbon needs ENABLE_TAGS.").BoolVar(&f.GraphiteTagged)
+	return f
+}

@@ -1,0 +1,353 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/units"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/netfilter-exporter/netfilter_exporter/collector"
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/graphite"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
+)
+
+var (
+	errFlag = errors.New("invalid flag value")
+)
+
+// Settings are the exporter's settings once checked: the flags merged with
+// the configuration file, where flags given on the command line win. main
+// builds the exporter from them and nothing else.
+type Settings struct {
+	Web        Web
+	NetNS      string
+	Collectors Collectors
+	Conntrack  Conntrack
+	Nfacct     Nfacct
+	Nftables   collector.NftablesConfig
+	// Graphite is the Graphite feed's configuration; its Address is empty
+	// when the feed is off.
+	Graphite graphite.Config
+}
+
+// Web are the web server's settings.
+type Web struct {
+	// Toolkit holds exporter-toolkit's flags: listen addresses, systemd
+	// socket, web config file.
+	Toolkit       *web.FlagConfig
+	TelemetryPath string
+	MaxRequests   int
+	WriteTimeout  time.Duration
+	ScrapeTimeout time.Duration
+}
+
+// Collectors say which collectors run and how long they may take.
+type Collectors struct {
+	Nfacct, Nftables, Conntrack, ConntrackStats bool
+	// Timeout bounds one snapshot; NetlinkTimeout one netlink request.
+	Timeout, NetlinkTimeout time.Duration
+}
+
+// Conntrack are the conntrack collector's settings.
+type Conntrack struct {
+	// Flow configures the aggregation; Flow.Live is on unless
+	// --conntrack.poll-interval=0.
+	Flow flow.Config
+	// PollInterval is the time between dumps; 0 adapts it to the table.
+	PollInterval     time.Duration
+	DumpReadSize     int
+	ReceiveBuffer    int
+	ReceiveBufferMax int
+	NoENOBUFS        bool
+	Reliable         bool
+	Method           ctnl.Method
+	EnableAccounting bool
+}
+
+// Nfacct are the nfacct collector's settings.
+type Nfacct struct {
+	collector.NfacctConfig
+	OverQuotaEvents bool
+}
+
+// Bounds of durations and sizes: values outside them are mistakes.
+const (
+	maxTimeout      = time.Hour
+	maxPollInterval = 24 * time.Hour
+	maxSeriesTTL    = 365 * 24 * time.Hour
+	maxMaxSeries    = 10_000_000
+	maxRequests     = 10_000
+	maxBuffer       = 1 << 30
+	minGraphiteIntv = 100 * time.Millisecond
+	maxGraphiteIntv = 24 * time.Hour
+)
+
+// Settings checks every flag and the configuration file and returns the
+// merged settings, or an error naming the first flag or field that is
+// wrong. toolkit holds exporter-toolkit's flags. It opens the --netns file
+// to check that it is a network namespace, and closes it.
+func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
+	s := &Settings{NetNS: f.NetNS}
+	var err error
+	if s.Web, err = f.web(toolkit); err != nil {
+		return nil, err
+	}
+	if f.NetNS != "" {
+		h, err := netns.Open(f.NetNS)
+		if err != nil {
+			return nil, fmt.Errorf("--netns: %w", err)
+		}
+		h.Close()
+	}
+	s.Collectors = Collectors{Nfacct: f.Nfacct, Nftables: f.Nftables, Conntrack: f.Conntrack, ConntrackStats: f.ConntrackStats}
+	if s.Collectors.Timeout, err = duration("--collector.timeout", f.CollectorTimeout, time.Millisecond, maxTimeout); err != nil {
+		return nil, err
+	}
+	if s.Collectors.NetlinkTimeout, err = duration("--collector.netlink-timeout", f.NetlinkTimeout, time.Millisecond, maxTimeout); err != nil {
+		return nil, err
+	}
+	file := &File{}
+	if f.ConfigFile != "" {
+		if file, err = Load(f.ConfigFile); err != nil {
+			return nil, fmt.Errorf("--config.file: %w", err)
+		}
+	}
+	if s.Conntrack, err = f.conntrack(file); err != nil {
+		return nil, err
+	}
+	s.Nfacct = Nfacct{NfacctConfig: collector.NfacctConfig{Separator: f.NfacctSeparator}, OverQuotaEvents: f.NfacctOverQuota}
+	if f.NfacctNameLabels != "" {
+		s.Nfacct.NameLabels = strings.Split(f.NfacctNameLabels, ",")
+	}
+	if f.NfacctSeparator == "" {
+		return nil, fmt.Errorf("--nfacct.name-separator: %w: must not be empty", errFlag)
+	}
+	if err := s.Nfacct.Validate(); err != nil {
+		return nil, fmt.Errorf("--nfacct.name-labels: %w", err)
+	}
+	limit, err := integer("--nftables.rule-counters-limit", f.NftRuleCountersLimit, 1, maxMaxSeries)
+	if err != nil {
+		return nil, err
+	}
+	s.Nftables = collector.NftablesConfig{RuleCounters: f.NftRuleCounters, RuleCountersLimit: limit}
+	if err := s.Nftables.Validate(); err != nil {
+		return nil, err
+	}
+	if s.Graphite, err = f.graphite(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// web checks the web server's flags.
+func (f *Flags) web(toolkit *web.FlagConfig) (Web, error) {
+	w := Web{Toolkit: toolkit, TelemetryPath: f.TelemetryPath, WriteTimeout: f.WriteTimeout, ScrapeTimeout: f.ScrapeTimeout}
+	if !strings.HasPrefix(f.TelemetryPath, "/") || strings.HasPrefix(f.TelemetryPath, "/-/") {
+		return w, fmt.Errorf("--web.telemetry-path: %w %q: must start with / and not with /-/ (the health endpoints)", errFlag, f.TelemetryPath)
+	}
+	var err error
+	if w.MaxRequests, err = integer("--web.max-requests", f.MaxRequests, 0, maxRequests); err != nil {
+		return w, err
+	}
+	if w.WriteTimeout, err = duration("--web.write-timeout", f.WriteTimeout, time.Millisecond, maxTimeout); err != nil {
+		return w, err
+	}
+	if w.ScrapeTimeout, err = duration("--web.scrape-timeout", f.ScrapeTimeout, time.Millisecond, maxTimeout); err != nil {
+		return w, err
+	}
+	if toolkit == nil {
+		return w, nil
+	}
+	if toolkit.WebSystemdSocket == nil || !*toolkit.WebSystemdSocket {
+		if toolkit.WebListenAddresses == nil || len(*toolkit.WebListenAddresses) == 0 {
+			return w, fmt.Errorf("--web.listen-address: %w: at least one address is needed", errFlag)
+		}
+		for _, a := range *toolkit.WebListenAddresses {
+			if err := listenAddress(a); err != nil {
+				return w, fmt.Errorf("--web.listen-address: %w %q: %w", errFlag, a, err)
+			}
+		}
+	}
+	if toolkit.WebConfigFile != nil && *toolkit.WebConfigFile != "" {
+		if err := web.Validate(*toolkit.WebConfigFile); err != nil {
+			return w, fmt.Errorf("--web.config.file: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// listenAddress checks an address the web server can listen on: host:port
+// (the host may be empty), or vsock://CID:PORT.
+func listenAddress(a string) error {
+	if rest, ok := strings.CutPrefix(a, "vsock://"); ok {
+		cid, port, err := net.SplitHostPort(rest)
+		if err != nil {
+			return err
+		}
+		if _, err := strconv.ParseUint(cid, 10, 32); err != nil {
+			return fmt.Errorf("CID %q is not a number", cid)
+		}
+		return checkPort(port, 0)
+	}
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	return checkPort(port, 0)
+}
+
+// checkPort checks a port number of at least lo.
+func checkPort(port string, lo int) error {
+	p, err := strconv.Atoi(port)
+	if err != nil || p < lo || p > 65535 {
+		return fmt.Errorf("port %q must be a number from %d to 65535", port, lo)
+	}
+	return nil
+}
+
+// conntrack checks the conntrack flags and merges them with the file.
+func (f *Flags) conntrack(file *File) (Conntrack, error) {
+	c := Conntrack{
+		NoENOBUFS: f.NoENOBUFS, Reliable: f.Reliable, EnableAccounting: f.EnableAccounting,
+	}
+	switch m := ctnl.Method(f.ReceiveMethod); m {
+	case ctnl.MethodAuto, ctnl.MethodIOURing, ctnl.MethodRecvmmsg:
+		c.Method = m
+	default:
+		return c, fmt.Errorf("--conntrack.receive-method: %w %q: want auto, io_uring or recvmmsg", errFlag, f.ReceiveMethod)
+	}
+	c.Flow.Networks, c.Flow.Ports, c.Flow.Filter = file.Networks, file.Ports, file.Filter
+	switch {
+	case f.groupBySet:
+		keys, err := flow.ParseGroupBy(f.GroupBy)
+		if err != nil {
+			return c, fmt.Errorf("--conntrack.group-by: %w", err)
+		}
+		c.Flow.GroupBy = keys
+	case len(file.Conntrack.GroupBy) > 0:
+		c.Flow.GroupBy = file.Conntrack.GroupBy
+	default:
+		c.Flow.GroupBy, _ = flow.ParseGroupBy(flow.DefaultGroupBy)
+	}
+	switch {
+	case f.maxSeriesSet:
+		n, err := integer("--conntrack.max-series", f.MaxSeries, 1, maxMaxSeries)
+		if err != nil {
+			return c, err
+		}
+		c.Flow.MaxSeries = n
+	case file.Conntrack.MaxSeries > 0:
+		c.Flow.MaxSeries = file.Conntrack.MaxSeries
+	default:
+		c.Flow.MaxSeries = DefaultMaxSeries
+	}
+	var err error
+	if c.Flow.SeriesTTL, err = duration("--conntrack.series-ttl", f.SeriesTTL, 0, maxSeriesTTL); err != nil {
+		return c, err
+	}
+	c.Flow.Live = true
+	if f.PollInterval != "auto" {
+		d, perr := time.ParseDuration(f.PollInterval)
+		if perr != nil {
+			return c, fmt.Errorf("--conntrack.poll-interval: %w %q: want auto, 0 or a duration such as 30s", errFlag, f.PollInterval)
+		}
+		if d != 0 {
+			if d, err = duration("--conntrack.poll-interval", d, 10*time.Millisecond, maxPollInterval); err != nil {
+				return c, err
+			}
+		}
+		c.PollInterval, c.Flow.Live = d, d > 0
+	}
+	if c.DumpReadSize, err = integer("--conntrack.dump-read-size", f.DumpReadSize, 0, maxBuffer); err != nil {
+		return c, err
+	}
+	if c.ReceiveBuffer, err = size("--conntrack.receive-buffer", f.ReceiveBuffer); err != nil {
+		return c, err
+	}
+	if c.ReceiveBufferMax, err = size("--conntrack.receive-buffer-max", f.ReceiveBufferMax); err != nil {
+		return c, err
+	}
+	if c.ReceiveBufferMax < c.ReceiveBuffer {
+		return c, fmt.Errorf("--conntrack.receive-buffer-max: %w %s: below --conntrack.receive-buffer %s", errFlag, f.ReceiveBufferMax, f.ReceiveBuffer)
+	}
+	if err := c.Flow.Validate(); err != nil {
+		return c, fmt.Errorf("conntrack settings: %w", err)
+	}
+	return c, nil
+}
+
+// graphite checks the Graphite flags, whether the feed is on or not, so that
+// a mistake shows at once.
+func (f *Flags) graphite() (graphite.Config, error) {
+	points, bytes, err := graphite.ParseBacklogSize(f.GraphiteBacklog)
+	if err != nil {
+		return graphite.Config{}, fmt.Errorf("--graphite.backlog-size: %w", err)
+	}
+	if len(f.GraphiteEscape) != 1 || !graphite.ValidPathChar(f.GraphiteEscape[0]) {
+		return graphite.Config{}, fmt.Errorf("--graphite.escape-char: %w %q: must be one character of [A-Za-z0-9_-]", errFlag, f.GraphiteEscape)
+	}
+	mode, err := graphite.ParseMode(f.GraphiteMode)
+	if err != nil {
+		return graphite.Config{}, fmt.Errorf("--graphite.mode: %w", err)
+	}
+	interval, err := duration("--graphite.interval", f.GraphiteInterval, minGraphiteIntv, maxGraphiteIntv)
+	if err != nil {
+		return graphite.Config{}, err
+	}
+	timeout, err := duration("--graphite.timeout", f.GraphiteTimeout, time.Millisecond, maxTimeout)
+	if err != nil {
+		return graphite.Config{}, err
+	}
+	c := graphite.Config{
+		Address:       f.GraphiteAddress,
+		Prefix:        f.GraphitePrefix,
+		Interval:      interval,
+		Timeout:       timeout,
+		BacklogPoints: points,
+		BacklogBytes:  bytes,
+		EscapeChar:    f.GraphiteEscape[0],
+		Mode:          mode,
+		Tagged:        f.GraphiteTagged,
+	}
+	if c.Address != "" {
+		if err := c.Validate(); err != nil {
+			return c, fmt.Errorf("--graphite.address: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// duration checks that d is within [lo, hi].
+func duration(flag string, d, lo, hi time.Duration) (time.Duration, error) {
+	if d < lo || d > hi {
+		return d, fmt.Errorf("%s: %w %v: must be from %v to %v", flag, errFlag, d, lo, hi)
+	}
+	return d, nil
+}
+
+// integer parses a decimal integer within [lo, hi], naming the value as
+// given when it is not one.
+func integer(flag, s string, lo, hi int) (int, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < int64(lo) || n > int64(hi) {
+		return 0, fmt.Errorf("%s: %w %q: must be a whole number from %d to %d", flag, errFlag, s, lo, hi)
+	}
+	return int(n), nil
+}
+
+// size parses a size in bytes such as 64MiB, from 1 byte to 1 GiB (the
+// kernel doubles a socket buffer size and keeps it in an int).
+func size(flag, s string) (int, error) {
+	n, err := units.ParseBase2Bytes(s)
+	if err != nil || n <= 0 || n > maxBuffer {
+		return 0, fmt.Errorf("%s: %w %q: must be a size from 1B to 1GiB, e.g. 64MiB", flag, errFlag, s)
+	}
+	return int(n), nil
+}

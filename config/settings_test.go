@@ -1,0 +1,120 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+)
+
+// settings parses args as the exporter's flags and returns the settings.
+func settings(t *testing.T, args ...string) (*Settings, error) {
+	t.Helper()
+	app := kingpin.New("test", "")
+	f := AddFlags(app)
+	if _, err := app.Parse(args); err != nil {
+		t.Fatalf("parsing %q: %v", args, err)
+	}
+	return f.Settings(nil)
+}
+
+func TestSettingsFlagsWinOverTheFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yml")
+	if err := os.WriteFile(file, []byte("conntrack:\n  group_by: [src_net, dport]\n  max_series: 77\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keys := func(s string) []flow.Key {
+		k, err := flow.ParseGroupBy(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	tests := []struct {
+		name      string
+		args      []string
+		groupBy   []flow.Key
+		maxSeries int
+	}{
+		{"defaults", nil, keys(flow.DefaultGroupBy), DefaultMaxSeries},
+		{"file", []string{"--config.file=" + file}, keys("src_net,dport"), 77},
+		{"flags win", []string{"--config.file=" + file, "--conntrack.group-by=proto", "--conntrack.max-series=9"}, keys("proto"), 9},
+		{"one flag wins", []string{"--config.file=" + file, "--conntrack.max-series=9"}, keys("src_net,dport"), 9},
+		{"flags alone", []string{"--conntrack.group-by=family,nat", "--conntrack.max-series=5"}, keys("family,nat"), 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := settings(t, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(s.Conntrack.Flow.GroupBy, tt.groupBy) || s.Conntrack.Flow.MaxSeries != tt.maxSeries {
+				t.Errorf("group by %q, max series %d; want %q, %d", s.Conntrack.Flow.GroupBy, s.Conntrack.Flow.MaxSeries, tt.groupBy, tt.maxSeries)
+			}
+		})
+	}
+}
+
+func TestSettingsPollInterval(t *testing.T) {
+	tests := []struct {
+		arg      string
+		live     bool
+		interval time.Duration
+	}{
+		{"auto", true, 0},
+		{"0", false, 0},
+		{"0s", false, 0},
+		{"30s", true, 30 * time.Second},
+		{"10ms", true, 10 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		s, err := settings(t, "--conntrack.poll-interval="+tt.arg)
+		if err != nil {
+			t.Errorf("%s: %v", tt.arg, err)
+			continue
+		}
+		if s.Conntrack.Flow.Live != tt.live || s.Conntrack.PollInterval != tt.interval {
+			t.Errorf("%s: live %v every %v, want %v every %v", tt.arg, s.Conntrack.Flow.Live, s.Conntrack.PollInterval, tt.live, tt.interval)
+		}
+	}
+}
+
+func TestSettingsDefaults(t *testing.T) {
+	s, err := settings(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Collectors
+	if !c.Nfacct || !c.Nftables || !c.Conntrack || !c.ConntrackStats || c.Timeout != 10*time.Second || c.NetlinkTimeout != 5*time.Second {
+		t.Errorf("collectors %+v", c)
+	}
+	if s.Conntrack.ReceiveBuffer != 64<<20 || s.Conntrack.ReceiveBufferMax != 1<<30 || !s.Conntrack.NoENOBUFS || !s.Conntrack.Flow.Live {
+		t.Errorf("conntrack %+v", s.Conntrack)
+	}
+	if s.Graphite.Address != "" || s.Graphite.Interval != time.Minute || s.Graphite.BacklogPoints != 100000 {
+		t.Errorf("graphite %+v", s.Graphite)
+	}
+	if s.Web.TelemetryPath != "/metrics" || s.Web.MaxRequests != 40 {
+		t.Errorf("web %+v", s.Web)
+	}
+}
+
+func TestSettingsErrorsAreFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--collector.timeout=0s"},
+		{"--conntrack.max-series=-3"},
+		{"--graphite.interval=1ns"},
+		{"--web.max-requests=many"},
+	} {
+		_, err := settings(t, args...)
+		if !errors.Is(err, errFlag) {
+			t.Errorf("%q: error %v, want one wrapping errFlag", args, err)
+		}
+	}
+}

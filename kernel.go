@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/collector"
+	"github.com/netfilter-exporter/netfilter_exporter/config"
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/task"
+	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
+	"github.com/netfilter-exporter/netfilter_exporter/nftables"
+)
+
+// followEvery is how often the --netns path is looked at.
+const followEvery = 2 * time.Second
+
+// kernel is everything that talks to the kernel of the watched network
+// namespace: the collectors' kernel clients and the tasks that feed them
+// (the conntrack event listener, the table dumps, the over-quota listener).
+// When the namespace changes it is closed and opened again in the new one;
+// the flow aggregator, whose sums must never go down, stays.
+type kernel struct {
+	s      *config.Settings
+	logger *slog.Logger
+	agg    *flow.Aggregator // nil without the conntrack collector
+	set    *collector.Set
+
+	tasks   *task.Group // of the namespace open now; nil while none is
+	closers []io.Closer
+}
+
+func newKernel(s *config.Settings, logger *slog.Logger) (*kernel, error) {
+	k := &kernel{s: s, logger: logger}
+	if s.Collectors.Conntrack {
+		agg, err := flow.NewAggregator(s.Conntrack.Flow)
+		if err != nil {
+			return nil, err
+		}
+		k.agg = agg
+	}
+	return k, nil
+}
+
+// open makes the enabled collectors in namespace ns and starts their tasks.
+// A collector that cannot start (module missing, permission denied) is
+// served as failing, with the reason; the others go on.
+func (k *kernel) open(ctx context.Context, ns *netns.Handle) map[string]collector.Collector {
+	k.tasks = task.NewGroup(ctx, k.logger)
+	fd := ns.FD()
+	cs := make(map[string]collector.Collector)
+	add := func(name string, c collector.Collector, err error) {
+		if err != nil {
+			err = netns.CapabilityHint(err, "CAP_NET_ADMIN")
+			k.logger.Error("collector cannot start; it will report success 0", "collector", name, "err", err)
+			c = collector.Failing(fmt.Errorf("%s: %w", name, err))
+		}
+		cs[name] = c
+	}
+	if k.s.Collectors.Nfacct {
+		c, err := k.nfacct(fd)
+		add("nfacct", c, err)
+	}
+	if k.s.Collectors.Nftables {
+		var c collector.Collector
+		conn, err := nftables.Dial(&nftables.Config{NetNS: fd, Timeout: k.s.Collectors.NetlinkTimeout})
+		if err == nil {
+			k.closers = append(k.closers, conn)
+			c, err = collector.NewNftables(conn, k.s.Nftables)
+		}
+		add("nftables", c, err)
+	}
+	if k.s.Collectors.Conntrack {
+		c, err := k.conntrack(fd)
+		add("conntrack", c, err)
+	}
+	if k.s.Collectors.ConntrackStats {
+		var c collector.Collector
+		client, err := ctnl.Dial(&ctnl.Config{NetNS: fd, Timeout: k.s.Collectors.NetlinkTimeout})
+		if err == nil {
+			k.closers = append(k.closers, client)
+			c = collector.NewConntrackStats(client)
+		}
+		add("conntrack_stats", c, err)
+	}
+	return cs
+}
+
+// close stops the namespace's tasks and closes its clients.
+func (k *kernel) close() {
+	if k.tasks != nil {
+		k.tasks.Stop()
+		k.tasks = nil
+	}
+	for _, c := range k.closers {
+		c.Close()
+	}
+	k.closers = nil
+}
+
+// nfacct opens the nfacct client and, if asked, the over-quota listener.
+func (k *kernel) nfacct(fd int) (collector.Collector, error) {
+	cfg := &nfacct.Config{NetNS: fd, Timeout: k.s.Collectors.NetlinkTimeout}
+	conn, err := nfacct.Dial(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := collector.NewNfacct(conn, k.s.Nfacct.NfacctConfig)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	k.closers = append(k.closers, conn)
+	if !k.s.Nfacct.OverQuotaEvents {
+		return c, nil
+	}
+	l, err := nfacct.ListenOverQuota(cfg)
+	if err != nil {
+		// Counting notifications is a bonus: the counters still work.
+		k.logger.Warn("not counting nfacct over-quota notifications", "err", err)
+		return c, nil
+	}
+	k.closers = append(k.closers, l)
+	k.tasks.Go("nfacct over-quota listener", task.Retry("nfacct over-quota listener",
+		func(ctx context.Context) error { return c.WatchOverQuota(ctx, l) }, task.DefaultBackoff, k.logger))
+	return c, nil
+}
+
+// conntrack checks the sysctls accounting needs, opens the DESTROY listener
+// and, with live accounting, the table dumper, and starts both.
+func (k *kernel) conntrack(fd int) (collector.Collector, error) {
+	s := &k.s.Conntrack
+	k.checkSysctls(fd)
+	l, err := ctnl.Listen(ctnl.ListenConfig{
+		NetNS:         fd,
+		ReadBuffer:    s.ReceiveBuffer,
+		MaxReadBuffer: s.ReceiveBufferMax,
+		NoENOBUFS:     s.NoENOBUFS,
+		Reliable:      s.Reliable,
+		Method:        s.Method,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if m, why := l.Method(); why != nil {
+		k.logger.Info("conntrack events are received with "+string(m), "io_uring", why)
+	} else {
+		k.logger.Info("conntrack events are received with " + string(m))
+	}
+	c := collector.NewConntrack(l, k.agg)
+	logger := k.logger.With("collector", "conntrack")
+	if s.Flow.Live {
+		d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: fd, Timeout: k.s.Collectors.NetlinkTimeout, ReadSize: s.DumpReadSize})
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		k.closers = append(k.closers, d)
+		c.Live(d, collector.LiveConfig{Interval: s.PollInterval, Filter: collector.DumpFilterFor(s.Flow.Filter)})
+		k.tasks.Go("conntrack table dumps", func(ctx context.Context) error { return c.Poll(ctx, logger) })
+	}
+	k.closers = append(k.closers, l)
+	k.tasks.Go("conntrack listener", task.Retry("conntrack listener", c.Listen, task.DefaultBackoff, logger))
+	return c, nil
+}
+
+// checkSysctls logs, or with --conntrack.enable-accounting sets, the
+// sysctls that decide what conntrack accounting sees.
+func (k *kernel) checkSysctls(fd int) {
+	live := k.s.Conntrack.Flow.Live
+	for _, st := range ctnl.AccountingSettings(fd, k.s.Conntrack.EnableAccounting) {
+		switch {
+		case st.Switched:
+			k.logger.Info("switched on for flows created from now on", "sysctl", st.Name)
+		case st.Err != nil && k.s.Conntrack.EnableAccounting:
+			k.logger.Error("--conntrack.enable-accounting could not switch on a conntrack setting: "+lost(st.Name, live), "sysctl", st.Name, "err", st.Err)
+		case st.Err != nil:
+			k.logger.Warn("cannot check conntrack setting", "sysctl", st.Name, "err", st.Err)
+		case !st.OK():
+			k.logger.Warn(lost(st.Name, live)+"; set it to 1 or pass --conntrack.enable-accounting", "sysctl", st.Name, "value", st.Value)
+		}
+	}
+}
+
+// lost says what accounting misses while sysctl is not 1.
+func lost(sysctl string, live bool) string {
+	switch sysctl {
+	case "net.netfilter.nf_conntrack_acct":
+		return "conntrack setting is off: packet and byte counters will read 0"
+	case "net.netfilter.nf_conntrack_timestamp":
+		return "conntrack setting is off: flow durations will not be measured"
+	}
+	if live {
+		return "flows created while no conntrack listener existed send no DESTROY event; live accounting counts them from table dumps, up to the last dump that saw them"
+	}
+	return "flows created while no conntrack listener existed (while the exporter was down) send no DESTROY event and are never counted with --conntrack.poll-interval=0"
+}
+
+// follow returns the task that watches the --netns path: when the
+// namespace goes away the collectors fail, naming it, and when a namespace
+// appears at the path again they are opened in it.
+func (k *kernel) follow(ns *netns.Follower) task.Func {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(followEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			changed, why, err := ns.Check()
+			if err != nil {
+				k.logger.Warn("cannot check the network namespace", "netns", ns.Path(), "err", err)
+				continue
+			}
+			if !changed {
+				continue
+			}
+			k.close()
+			if k.agg != nil {
+				k.agg.ResetLive()
+			}
+			h, _, err := ns.Current()
+			if err != nil {
+				k.logger.Error(why+"; the collectors fail until a network namespace appears there again", "netns", ns.Path())
+				for _, name := range k.set.Names() {
+					k.set.Replace(name, collector.Failing(fmt.Errorf("%s: %w", name, err)))
+				}
+				continue
+			}
+			k.logger.Info(why+"; the collectors were reopened in it", "netns", ns.Path())
+			for name, c := range k.open(ctx, h) {
+				k.set.Replace(name, c)
+			}
+		}
+	}
+}
