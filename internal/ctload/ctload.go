@@ -21,6 +21,12 @@ import (
 // They run from 198.18.0.0/16 to 198.19.0.1, ports 53, 80, 123, 443 and
 // 8080, with a 600 s timeout; no packet is sent.
 func Create(netns, n int) error {
+	return CreateTimeout(netns, n, 600)
+}
+
+// CreateTimeout is Create with entries that time out after timeout seconds,
+// for measurements that must outlast the default 600.
+func CreateTimeout(netns, n int, timeout uint32) error {
 	c, err := netlink.Dial(syscall.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
 	if err != nil {
 		return err
@@ -37,7 +43,7 @@ func Create(netns, n int) error {
 		var a [4]byte
 		binary.BigEndian.PutUint32(a[:], 0xc6120000|uint32(i>>14)) // 198.18.x.y
 		src := netip.AddrFrom4(a)
-		f := conntrack.NewFlow(17, 0, src, dst, uint16(1024+i%16384), ports[i%len(ports)], 600, 0)
+		f := conntrack.NewFlow(17, 0, src, dst, uint16(1024+i%16384), ports[i%len(ports)], timeout, 0)
 		attrs, err := marshalFlow(f)
 		if err != nil {
 			return err
