@@ -19,10 +19,6 @@ import (
 // DefaultTimeout bounds every request when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
 
-// maxInterrupted is how many times in a row a dump is restarted because the
-// ruleset changed while it ran.
-const maxInterrupted = 5
-
 var (
 	errClosed      = errors.New("nf_tables connection is closed")
 	errInterrupted = errors.New("nf_tables dump interrupted: the ruleset changed while it was read")
@@ -110,8 +106,10 @@ func (c *Conn) drop() error {
 // dump sends a dump request of type req for every family and calls fn with
 // the family and the attributes of each answer of type answer. It restarts
 // the dump, and discards what fn was given, when the kernel says the ruleset
-// changed meanwhile: reset is called before every attempt. The whole dump
-// is bounded by the Conn's timeout and by ctx.
+// changed meanwhile, as often as the Conn's timeout and ctx allow (nft(8)
+// restarts without bound): reset is called before every attempt. A ruleset
+// that changes faster than a dump runs, for the whole timeout, gives an error
+// that says how often the dump was interrupted.
 //
 // The kernel resumes a dump by position and flags (NLM_F_DUMP_INTR) a dump
 // whose ruleset generation changed between two of its parts. One race goes
@@ -142,12 +140,18 @@ func (c *Conn) dump(ctx context.Context, req, answer uint16, reset func(), fn fu
 			c.drop()
 		}
 	}()
-	for range maxInterrupted {
+	interruptions := 0
+	for {
 		reset()
 		err = c.dumpOnce(req, answer, fn)
 		if !errors.Is(err, errInterrupted) {
 			break
 		}
+		interruptions++
+	}
+	if err != nil && interruptions > 0 {
+		// The deadline ended the last attempt.
+		err = fmt.Errorf("%w %d times, then: %w", errInterrupted, interruptions, err)
 	}
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", ctx.Err(), err)
