@@ -357,8 +357,10 @@ func TestSlowReaderGetsWholeBody(t *testing.T) {
 func TestScrapeTimeoutBoundsARequest(t *testing.T) {
 	h := NewHandler(newPaddedSource(20000, 300), HandlerOpts{WriteTimeout: time.Minute, ScrapeTimeout: 700 * time.Millisecond})
 	url := serve(t, h)
-	c := stall(t, url)
+	// Taken before the request is sent, so that the server's clock cannot
+	// start before the test's.
 	start := time.Now()
+	c := stall(t, url)
 	br := bufio.NewReaderSize(c, 4096)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
