@@ -61,7 +61,7 @@ func TestFormatterDelta(t *testing.T) {
 		for _, p := range step.points {
 			snap.Samples = append(snap.Samples, tree.Sample{Desc: p.desc, Path: []string{p.path}, Value: p.value})
 		}
-		got := f.format(snap)
+		got := formatLines(f, snap)
 		if !slices.Equal(got, step.want) {
 			t.Fatalf("step %d (%s): format = %q, want %q", i, step.name, got, step.want)
 		}
@@ -76,9 +76,58 @@ func TestFormatterDeltaKeepsCollidingPathsApart(t *testing.T) {
 			{Desc: counterDesc, Path: []string{"a.b"}, Value: vals[0]},
 			{Desc: counterDesc, Path: []string{"a:b"}, Value: vals[1]},
 		}}
-		got := f.format(snap)
+		got := formatLines(f, snap)
 		if i == 1 && !slices.Equal(got, []string{"p.a_b 1 1\n", "p.a_b 5 1\n"}) {
 			t.Errorf("format = %q", got)
 		}
+	}
+}
+
+// TestFormatterDeltaFinal checks the last snapshot in Delta mode: stamped
+// with the previous snapshot's time, each counter carries what was sent then
+// plus the increase since, so that it replaces that point in carbon.
+func TestFormatterDeltaFinal(t *testing.T) {
+	snap := func(ts int64, ps ...tree.Sample) *tree.Snapshot {
+		return &tree.Snapshot{Time: time.Unix(ts, 0), Samples: ps}
+	}
+	c := func(path string, v float64) tree.Sample {
+		return tree.Sample{Desc: counterDesc, Path: []string{path}, Value: v}
+	}
+	g := func(path string, v float64) tree.Sample {
+		return tree.Sample{Desc: gaugeDesc, Path: []string{path}, Value: v}
+	}
+
+	f := newFormatter("p", '_', Delta)
+	formatLines(f, snap(1, c("c", 100), c("r", 50)))
+	if got, want := formatLines(f, snap(2, c("c", 130), c("r", 10), c("d", 5), g("g", 3))), []string{"p.c 30 2\n", "p.r 10 2\n", "p.g 3 2\n"}; !slices.Equal(got, want) {
+		t.Fatalf("second snapshot = %q, want %q", got, want)
+	}
+	var out lines
+	f.formatFinal(snap(9, c("c", 150), c("r", 12), c("d", 9), c("new", 1), g("g", 4)), &out)
+	want := []string{
+		"p.c 50 2\n", // 30 sent at 2, plus 20 since
+		"p.r 12 2\n", // 10 sent at 2 (after a reset), plus 2 since
+		"p.d 4 2\n",  // first seen at 2: nothing was sent then
+		"p.g 4 2\n",  // gauges as they are
+	}
+	if !slices.Equal(out, want) {
+		t.Errorf("final snapshot = %q, want %q", out, want)
+	}
+
+	// Without a previous snapshot, the final one is a first one.
+	f = newFormatter("p", '_', Delta)
+	out = nil
+	f.formatFinal(snap(5, c("c", 1), g("g", 2)), &out)
+	if want := []string{"p.g 2 5\n"}; !slices.Equal(out, want) {
+		t.Errorf("final snapshot alone = %q, want %q", out, want)
+	}
+
+	// In Cumulative mode the final snapshot is an ordinary one.
+	f = newFormatter("p", '_', Cumulative)
+	formatLines(f, snap(1, c("c", 1)))
+	out = nil
+	f.formatFinal(snap(5, c("c", 3)), &out)
+	if want := []string{"p.c 3 5\n"}; !slices.Equal(out, want) {
+		t.Errorf("cumulative final snapshot = %q, want %q", out, want)
 	}
 }

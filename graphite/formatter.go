@@ -4,7 +4,13 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
-// formatter turns snapshots into plaintext lines. It keeps, in Delta mode, the
+// lineSink receives formatted lines. A batch is one; the line is only valid
+// during the call.
+type lineSink interface {
+	add(line []byte)
+}
+
+// formatter turns snapshots into plaintext lines. In Delta mode it keeps the
 // previous value of every counter path, so it must be used by one goroutine
 // at a time and see the snapshots in order.
 type formatter struct {
@@ -13,18 +19,18 @@ type formatter struct {
 	mode   Mode
 	tagged bool
 
-	gen   uint64
-	prev  map[string]*deltaEntry
-	key   []byte
-	buf   []byte
-	ends  []int
-	lines []string
+	deltas *deltas // nil in Cumulative mode
+	line   []byte
+	// lastTime is the timestamp of the last snapshot formatted, and
+	// formatted whether there was one.
+	lastTime  int64
+	formatted bool
 }
 
 func newFormatter(prefix string, esc byte, mode Mode) *formatter {
 	f := &formatter{prefix: SanitizePrefix(prefix, esc), esc: esc, mode: mode}
 	if mode == Delta {
-		f.prev = make(map[string]*deltaEntry)
+		f.deltas = newDeltas()
 	}
 	return f
 }
@@ -39,55 +45,64 @@ func sendable(s *tree.Sample) bool {
 	return s.Desc == nil || s.Desc.Kind != tree.Histogram
 }
 
-// format returns the lines of snap, in the order of its samples. The lines
-// share one backing allocation; the returned slice is reused by the next call,
-// the strings in it are not. Samples without a path, histograms and NaN or
+// format writes the lines of snap to out, in the order of its samples, and
+// returns how many it wrote. Samples without a path, histograms and NaN or
 // infinite values are skipped, and in Delta mode so is the first sighting of
 // a counter path. A sample with a nil Desc is sent as a gauge.
-func (f *formatter) format(snap *tree.Snapshot) []string {
-	f.buf = f.buf[:0]
-	f.ends = f.ends[:0]
-	clear(f.lines)
-	f.lines = f.lines[:0]
+func (f *formatter) format(snap *tree.Snapshot, out lineSink) int {
 	if snap == nil {
-		return nil
+		return 0
 	}
 	ts := snap.Time.Unix()
-	f.gen++
+	n := f.write(snap, ts, out, false)
+	f.lastTime, f.formatted = ts, true
+	return n
+}
+
+// formatFinal writes the lines of the last snapshot before the Writer stops.
+// In Cumulative mode it is format. In Delta mode the lines carry the
+// timestamp of the previous snapshot, and each counter the increase since
+// the snapshot before that one: the point replaces, in carbon, the one sent
+// for the previous snapshot, and adds to it what was counted since, so that
+// nothing counted before the stop is lost and nothing is counted twice,
+// whatever the step of the whisper archive. Without a previous snapshot,
+// formatFinal is format.
+func (f *formatter) formatFinal(snap *tree.Snapshot, out lineSink) int {
+	if snap == nil || f.mode != Delta || !f.formatted {
+		return f.format(snap, out)
+	}
+	return f.write(snap, f.lastTime, out, true)
+}
+
+// write writes the lines of snap stamped ts; final selects the deltas of
+// formatFinal.
+func (f *formatter) write(snap *tree.Snapshot, ts int64, out lineSink, final bool) int {
+	if f.deltas != nil {
+		f.deltas.begin()
+	}
+	n := 0
 	for i := range snap.Samples {
 		s := &snap.Samples[i]
 		if !sendable(s) || !finite(s.Value) {
 			continue
 		}
 		v := s.Value
-		if f.mode == Delta && s.Desc != nil && s.Desc.Kind == tree.Counter {
+		if f.deltas != nil && s.Desc != nil && s.Desc.Kind == tree.Counter {
 			var ok bool
-			if v, ok = f.delta(s.Path, v); !ok {
+			if v, ok = f.deltas.next(s.Path, v, final); !ok {
 				continue
 			}
 		}
 		if f.tagged && s.Desc != nil {
-			f.buf = appendTaggedLine(f.buf, f.prefix, s, v, ts, f.esc)
+			f.line = appendTaggedLine(f.line[:0], f.prefix, s, v, ts, f.esc)
 		} else {
-			f.buf = appendLine(f.buf, f.prefix, s.Path, v, ts, f.esc)
+			f.line = appendLine(f.line[:0], f.prefix, s.Path, v, ts, f.esc)
 		}
-		f.ends = append(f.ends, len(f.buf))
+		out.add(f.line)
+		n++
 	}
-	if f.mode == Delta {
-		for k, e := range f.prev {
-			if e.gen != f.gen {
-				delete(f.prev, k)
-			}
-		}
+	if f.deltas != nil {
+		f.deltas.end()
 	}
-	if len(f.ends) == 0 {
-		return nil
-	}
-	all := string(f.buf)
-	start := 0
-	for _, end := range f.ends {
-		f.lines = append(f.lines, all[start:end])
-		start = end
-	}
-	return f.lines
+	return n
 }

@@ -17,6 +17,20 @@ var (
 	histDesc    = tree.NewDesc("latency_seconds", "", tree.Histogram)
 )
 
+// lines is a lineSink that keeps each line as a string.
+type lines []string
+
+func (l *lines) add(line []byte) { *l = append(*l, string(line)) }
+
+// formatLines returns the lines f.format writes for snap, nil if none.
+func formatLines(f *formatter, snap *tree.Snapshot) []string {
+	var out lines
+	if n := f.format(snap, &out); n != len(out) {
+		panic(fmt.Sprintf("format returned %d for %d lines", n, len(out)))
+	}
+	return out
+}
+
 func TestFormatterSkips(t *testing.T) {
 	f := newFormatter("netfilter", '_', Cumulative)
 	snap := &tree.Snapshot{
@@ -32,12 +46,12 @@ func TestFormatterSkips(t *testing.T) {
 			{Desc: gaugeDesc, Path: []string{"b"}, Value: 5},
 		},
 	}
-	got := f.format(snap)
+	got := formatLines(f, snap)
 	want := []string{"netfilter.a 1 100\n", "netfilter.nodesc 4 100\n", "netfilter.b 5 100\n"}
 	if !slices.Equal(got, want) {
 		t.Errorf("format = %q, want %q", got, want)
 	}
-	if got := f.format(nil); got != nil {
+	if got := formatLines(f, nil); got != nil {
 		t.Errorf("format(nil) = %q, want nil", got)
 	}
 }
@@ -54,11 +68,15 @@ func BenchmarkFormatSnapshot(b *testing.B) {
 	for _, mode := range []Mode{Cumulative, Delta} {
 		b.Run(fmt.Sprint(mode), func(b *testing.B) {
 			f := newFormatter("netfilter", '_', mode)
+			q := newQueue(0, 1<<30, 0, 0)
+			defer q.release()
 			b.ReportAllocs()
 			for b.Loop() {
-				if len(f.format(snap)) == 0 && mode == Cumulative {
+				batch := q.newBatch()
+				if f.format(snap, batch) == 0 && mode == Cumulative {
 					b.Fatal("no lines")
 				}
+				batch.discard()
 			}
 		})
 	}

@@ -96,7 +96,7 @@ func TestTaggedLines(t *testing.T) {
 	}}
 	f := newFormatter("netfilter", '_', Cumulative)
 	f.tagged = true
-	got := strings.Join(f.format(snap), "")
+	got := strings.Join(formatLines(f, snap), "")
 	want := "netfilter.conntrack_flow_bytes_total;direction=orig;family=ipv6;src=2001:db8::1 1500 1700000000\n" +
 		"netfilter.conntrack_flow_bytes_total;direction=reply;family=_ipv4;service=http;src=bad_value_with_space 7 1700000000\n" +
 		"netfilter.conntrack_events_total 3 1700000000\n" +
