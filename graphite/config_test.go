@@ -159,7 +159,7 @@ func TestNewValidation(t *testing.T) {
 		{"negative backlog points", func(c *Config) { c.BacklogPoints = -1; c.BacklogBytes = 10 }, nilSource{}, errBacklog},
 		{"negative backlog bytes", func(c *Config) { c.BacklogBytes = -1 }, nilSource{}, errBacklog},
 		{"bad mode", func(c *Config) { c.Mode = 7 }, nilSource{}, errMode},
-		{"valid resend window", func(c *Config) { c.ResendWindow, c.ResendWindowBytes = time.Minute, 1 << 20 }, nilSource{}, nil},
+		{"valid resend window", func(c *Config) { c.ResendWindow, c.ResendWindowBytes = time.Minute, 1<<20 }, nilSource{}, nil},
 		{"negative resend window", func(c *Config) { c.ResendWindow = -time.Second }, nilSource{}, errWindow},
 		{"negative resend window size", func(c *Config) { c.ResendWindowBytes = -1 }, nilSource{}, errWindow},
 		{"no source", func(*Config) {}, nil, errSource},
