@@ -28,6 +28,16 @@ var (
 	errRunning     = errors.New("graphite writer already run")
 )
 
+// The defaults of the flags that size the queues. A snapshot of 100,000
+// conntrack series (500,000 points) takes about 40 MB of plaintext lines (see
+// BENCHMARKS.md): the backlog holds six of them, the resend window more than
+// one and a half, as much as a carbon-cache that keeps up holds in memory.
+const (
+	DefaultBacklogSize      = "256MiB"
+	DefaultResendWindow     = 5 * time.Minute
+	DefaultResendWindowSize = "64MiB"
+)
+
 // Mode selects how counter values are sent.
 type Mode int
 

@@ -229,8 +229,8 @@ func runWriter(t *testing.T, w *Writer) (stop func()) {
 				if err != nil {
 					t.Errorf("Run returned %v", err)
 				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return")
+			case <-time.After(w.cfg.Timeout + 10*time.Second):
+				t.Errorf("Run did not return within its timeout")
 			}
 		})
 	}
