@@ -82,7 +82,7 @@ type countingCarbon struct {
 	malformed []string
 }
 
-func startCountingCarbon(t *testing.T) *countingCarbon {
+func startCountingCarbon(t testing.TB) *countingCarbon {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

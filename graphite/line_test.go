@@ -2,6 +2,7 @@ package graphite
 
 import (
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,24 @@ func TestFormatValue(t *testing.T) {
 				t.Errorf("FormatValue(%v) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestAppendValueMatchesFormatFloat checks that the integer path of
+// appendValue writes exactly what strconv.FormatFloat does.
+func TestAppendValueMatchesFormatFloat(t *testing.T) {
+	vals := []float64{0, math.Copysign(0, -1), 1, -1, 0.5, -0.5, 1e15, 1e16, 1 << 53, 1<<53 - 1, -(1<<53 - 1),
+		1<<53 + 2, 1e21, 1e22, 123456789012345680, math.MaxInt64, math.MinInt64, math.MaxFloat64,
+		math.SmallestNonzeroFloat64, 4.000000000000001, 1e-7}
+	for i := 0; i < 100_000; i++ {
+		// Integers of every magnitude, and their neighbours.
+		v := math.Ldexp(float64(i%4096+1), i%70) * float64(1-2*(i%2))
+		vals = append(vals, v, math.Nextafter(v, 0), math.Nextafter(v, math.Inf(1)))
+	}
+	for _, v := range vals {
+		if got, want := string(appendValue(nil, v)), strconv.FormatFloat(v, 'f', -1, 64); got != want {
+			t.Fatalf("appendValue(%v) = %q, want %q", v, got, want)
+		}
 	}
 }
 
