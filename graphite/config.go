@@ -113,8 +113,9 @@ type Config struct {
 	Prefix string
 	// Interval is how often a snapshot is taken and queued.
 	Interval time.Duration
-	// Timeout bounds dialing carbon and each write to it, and, when the
-	// Writer stops, the final snapshot and the flush together.
+	// Timeout bounds dialing carbon; a connection on which carbon's kernel
+	// acknowledges nothing for Timeout has stalled and is reset. When the
+	// Writer stops, it bounds the final snapshot and the flush together.
 	Timeout time.Duration
 	// BacklogPoints is the most points kept that carbon's kernel has not
 	// acknowledged yet; 0 means no limit on the number of points.

@@ -14,10 +14,11 @@ import (
 // acknowledged, oldest first: the backlog. The sender writes them in order;
 // the first taken chunks have been written, in full or in part, on the
 // current connection. Acknowledged chunks move to window, where they stay
-// for windowAge and within windowBytes. When a connection fails, the lines of
-// the window are put back in front of pending, marked as resends, and every
+// for windowAge and within windowBytes. When a connection fails, every
 // pending line is written again on the next connection, in the original
-// order.
+// order (rewind); when carbon may have lost what it acknowledged, the lines
+// of the window are first put back in front of pending, marked as resends
+// (replay).
 //
 // The backlog limits apply to the lines carbon has not acknowledged yet,
 // resends aside: when a push exceeds them, the oldest lines not in flight
@@ -279,8 +280,8 @@ func (q *queue) enforceWindow() {
 }
 
 // rewind is called when the connection has failed, after the last ack: the
-// lines not acknowledged will be written again from the start, preceded by
-// those of the resend window.
+// lines not acknowledged will be written again from the start, on the next
+// connection. The complete lines acknowledged join the resend window.
 func (q *queue) rewind(now time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -310,6 +311,7 @@ func (q *queue) rewind(now time.Time) {
 				w.at = now
 				q.windowLines += lines
 				q.windowSize += end
+				q.enforceWindow()
 			}
 			c.off += end
 			c.lines -= lines
@@ -317,17 +319,27 @@ func (q *queue) rewind(now time.Time) {
 		q.frontAcked = 0
 	}
 	q.taken = 0
-	if q.window.len() > 0 {
-		for i := range q.window.len() {
-			c := q.window.at(i)
-			c.resend, c.sealed = true, true
-		}
-		q.resendLines += q.windowLines
-		q.resendBytes += q.windowSize
-		q.windowLines, q.windowSize = 0, 0
-		q.pending.prepend(&q.window)
-		q.enforceWindow()
+}
+
+// replay queues the lines of the resend window in front of every pending
+// line, to be written again on the next connection: carbon may have lost
+// them. It is called between connections.
+func (q *queue) replay(now time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.expire(now)
+	if q.window.len() == 0 {
+		return
 	}
+	for i := range q.window.len() {
+		c := q.window.at(i)
+		c.resend, c.sealed = true, true
+	}
+	q.resendLines += q.windowLines
+	q.resendBytes += q.windowSize
+	q.windowLines, q.windowSize = 0, 0
+	q.pending.prepend(&q.window)
+	q.enforceWindow()
 }
 
 // empty reports whether every line has been acknowledged (or dropped).

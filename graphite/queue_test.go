@@ -55,10 +55,11 @@ func (c *conn) ackUpTo(n int, now time.Time) {
 	}
 }
 
-// fail ends the connection in failure and returns what it wrote.
-func (c *conn) fail(now time.Time) []string {
+// fail ends the connection as when carbon resets it: what was not
+// acknowledged, and the resend window before it, will be written again.
+func (c *conn) fail(now time.Time) {
 	c.q.rewind(now)
-	return splitLines(c.wrote)
+	c.q.replay(now)
 }
 
 func splitLines(b []byte) []string {
@@ -263,6 +264,35 @@ func TestQueueRewindTwice(t *testing.T) {
 	}
 }
 
+// TestQueueRewindWithoutReplay checks a connection that failed while carbon
+// stays up: only what was not acknowledged is written again, and the window
+// is kept for a later replay.
+func TestQueueRewindWithoutReplay(t *testing.T) {
+	now := time.Now()
+	q := newQueue(100, 0, 1<<20, time.Minute)
+	defer q.release()
+	pushLines(q, span(1, 4)...)
+	c := &conn{q: q}
+	c.writeAll()
+	c.ackUpTo(7, now) // l1, l2 and a byte of l3
+	q.rewind(now)
+	c2 := &conn{q: q}
+	c2.writeAll()
+	if got := splitLines(c2.wrote); !slices.Equal(got, span(3, 4)) {
+		t.Fatalf("next connection writes %q, want l3, l4", got)
+	}
+	c2.ackUpTo(c2.written, now)
+	if st := q.stats(); st.sent != 4 || st.resent != 0 || st.windowLines != 4 {
+		t.Errorf("stats = %+v, want 4 sent once, none resent, 4 in the window", st)
+	}
+	q.replay(now)
+	c3 := &conn{q: q}
+	c3.writeAll()
+	if got := splitLines(c3.wrote); !slices.Equal(got, span(1, 4)) {
+		t.Errorf("a later replay writes %q, want l1..l4", got)
+	}
+}
+
 func TestQueueWindowExpires(t *testing.T) {
 	start := time.Now()
 	q := newQueue(100, 0, 1<<20, time.Minute)
@@ -277,14 +307,14 @@ func TestQueueWindowExpires(t *testing.T) {
 		t.Fatalf("window = %d lines, want 4", st.windowLines)
 	}
 	// The whole chunk is kept while its newest line is recent.
-	q.rewind(start.Add(80 * time.Second))
+	q.replay(start.Add(80 * time.Second))
 	c := &conn{q: q}
 	c.writeAll()
 	if got := splitLines(c.wrote); !slices.Equal(got, span(1, 4)) {
 		t.Errorf("replay after 80s writes %q, want l1..l4 (their chunk holds lines 50s old)", got)
 	}
 	c.ackUpTo(c.written, start.Add(80*time.Second))
-	q.rewind(start.Add(141 * time.Second))
+	q.replay(start.Add(141 * time.Second))
 	c2 := &conn{q: q}
 	c2.writeAll()
 	if len(c2.wrote) != 0 {

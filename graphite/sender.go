@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"time"
 )
 
@@ -40,6 +41,12 @@ func (w *Writer) send(ctx context.Context, draining <-chan struct{}) {
 			if err := w.dial(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
+				}
+				if w.stalled {
+					// Carbon stalled, and now cannot be reached: it
+					// may have died with what it acknowledged.
+					w.q.replay(time.Now())
+					w.stalled = false
 				}
 				w.connectErrors.Add(1)
 				w.fail("cannot connect to carbon", err)
@@ -123,6 +130,7 @@ func (w *Writer) dial(ctx context.Context) error {
 	}
 	w.conn, w.raw = conn, raw
 	w.written, w.acked = 0, 0
+	w.stalled = false
 	w.stopAbort = context.AfterFunc(ctx, func() {
 		_ = conn.SetDeadline(time.Unix(1, 0))
 	})
@@ -149,21 +157,34 @@ func (w *Writer) probe() error {
 	return probeConn(w.raw)
 }
 
-// write writes data to the connection within Timeout.
+// write writes data to the connection. It fails with
+// os.ErrDeadlineExceeded when carbon's kernel acknowledges nothing for
+// Timeout: carbon stalled. A carbon that is only slow, and acknowledges
+// something in every Timeout, is waited for.
 func (w *Writer) write(ctx context.Context, data []byte) error {
-	err := w.conn.SetWriteDeadline(time.Now().Add(w.cfg.Timeout))
-	if err == nil {
-		// Checked after the deadline is set: once ctx is done, its
-		// AfterFunc has set or will set a past deadline that this write
-		// cannot override.
-		err = ctx.Err()
-	}
-	if err == nil {
-		var n int
-		n, err = w.conn.Write(data)
+	for {
+		err := w.conn.SetWriteDeadline(time.Now().Add(w.cfg.Timeout))
+		if err == nil {
+			// Checked after the deadline is set: once ctx is done, its
+			// AfterFunc has set or will set a past deadline that this
+			// write cannot override.
+			err = ctx.Err()
+		}
+		if err != nil {
+			return err
+		}
+		w.pollAcks()
+		before := w.acked
+		n, err := w.conn.Write(data)
 		w.written += int64(n)
+		data = data[n:]
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
+			return err
+		}
+		if w.pollAcks(); w.acked == before {
+			return err
+		}
 	}
-	return err
 }
 
 // pollAcks asks the kernel how many of the bytes written are still not
@@ -182,13 +203,29 @@ func (w *Writer) pollAcks() {
 
 // lost handles a connection that ended in failure: what carbon's kernel
 // acknowledged is settled, the connection closed, and everything not
-// acknowledged, after the resend window, will be written again on the next
-// one.
+// acknowledged will be written again on the next one.
+//
+// When carbon closed or reset the connection, what it acknowledged may be
+// lost with it: the resend window is written first. When a write timed out,
+// carbon is up but took nothing for Timeout: the connection is closed with a
+// reset, which drops what its kernel did not acknowledge and leaves it what
+// it did, to read when it wakes up, so that nothing is sent twice; the
+// window is written again only if carbon then cannot be reached.
 func (w *Writer) lost(ctx context.Context, msg string, err error) {
 	w.pollAcks()
 	w.writeErrors.Add(1)
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
+	if tcp, ok := w.conn.(*net.TCPConn); ok && timedOut {
+		_ = tcp.SetLinger(0)
+	}
 	w.closeConn()
-	w.q.rewind(time.Now())
+	now := time.Now()
+	w.q.rewind(now)
+	if timedOut {
+		w.stalled = true
+	} else {
+		w.q.replay(now)
+	}
 	w.fail(msg, err)
 	w.sleep(ctx)
 }

@@ -68,12 +68,15 @@ type Writer struct {
 	warnedTooBig bool
 
 	// The fields below belong to the sender goroutine.
-	dialer      net.Dialer
-	conn        net.Conn
-	raw         syscall.RawConn // conn's socket, for SIOCOUTQ and the probe
-	stopAbort   func() bool     // unregisters the deadline that aborts conn's I/O on stop
-	written     int64           // bytes written on conn
-	acked       int64           // bytes of conn acknowledged by carbon's kernel
+	dialer    net.Dialer
+	conn      net.Conn
+	raw       syscall.RawConn // conn's socket, for SIOCOUTQ and the probe
+	stopAbort func() bool     // unregisters the deadline that aborts conn's I/O on stop
+	written   int64           // bytes written on conn
+	acked     int64           // bytes of conn acknowledged by carbon's kernel
+	// stalled is set when the last connection ended with a write that
+	// timed out, until the next attempt to connect.
+	stalled     bool
 	backoff     time.Duration
 	everSent    bool      // a write has succeeded on some connection
 	outage      bool      // carbon is unreachable and that has been logged
@@ -145,8 +148,12 @@ func (w *Writer) Run(ctx context.Context) error {
 		return errRunning
 	}
 	defer w.q.release()
+	// sctx ends Timeout after ctx: it bounds the snapshots and the flush
+	// of the stop.
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
+	unregister := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.Timeout, stop) })
+	defer unregister()
 	draining := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -154,10 +161,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.send(sctx, draining)
 	}()
 
-	w.collect(ctx)
-
-	t := time.AfterFunc(w.cfg.Timeout, stop)
-	defer t.Stop()
+	w.collect(ctx, sctx)
 	w.final(sctx)
 	close(draining)
 	<-done
@@ -171,14 +175,15 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // collect queues a snapshot at once and then at every tick until ctx is
-// done. It never waits for the network. A snapshot taken while ctx ends is
-// not queued: the final snapshot replaces it.
-func (w *Writer) collect(ctx context.Context) {
+// done. It never waits for the network. Snapshots are taken with sctx, so
+// that one begun before ctx ends completes and is sent; one that sctx cut
+// short is not.
+func (w *Writer) collect(ctx, sctx context.Context) {
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
 	for ctx.Err() == nil {
-		snap := w.src.Snapshot(ctx)
-		if ctx.Err() != nil {
+		snap := w.src.Snapshot(sctx)
+		if sctx.Err() != nil {
 			return
 		}
 		w.queue(snap, false)
