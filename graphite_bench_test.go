@@ -86,15 +86,24 @@ func (p *pushCounter) complete(points int) []int64 {
 // a counting listener on the loopback. Each iteration waits for one more
 // complete push. It reports the exporter's peak resident memory with the
 // Graphite feed alone, the points of each push (every one must arrive), and
-// the points dropped. Run it with -benchtime=3x.
+// the points dropped, with the default resend window and without one. Run
+// it with -benchtime=3x.
 func BenchmarkExporterGraphite100kSeries(b *testing.B) {
+	for _, window := range []string{"64MiB", "0"} {
+		b.Run("resend-window-size="+window, func(b *testing.B) {
+			benchmarkExporterGraphite(b, "--graphite.resend-window-size="+window)
+		})
+	}
+}
+
+func benchmarkExporterGraphite(b *testing.B, args ...string) {
 	netnstest.Require(b)
 	const series, points = 100_000, 5 * 100_000
 	ns := netnstest.New(b)
 	carbon := newPushCounter(b)
-	e := startExporter(b, "--netns="+ns.Path(), "--no-collector.nfacct", "--no-collector.conntrack_stats",
+	e := startExporter(b, append([]string{"--netns=" + ns.Path(), "--no-collector.nfacct", "--no-collector.conntrack_stats",
 		"--conntrack.group-by=family,proto,src,sport,dport", "--conntrack.max-series=100010",
-		"--graphite.address="+carbon.ln.Addr().String(), "--graphite.interval=5s")
+		"--graphite.address=" + carbon.ln.Addr().String(), "--graphite.interval=5s"}, args...)...)
 	if err := ctload.Create(ns.FD(), series); err != nil {
 		b.Fatal(err)
 	}

@@ -76,7 +76,8 @@ func BenchmarkFormatSnapshot(b *testing.B) {
 				if f.format(snap, batch) == 0 && mode == Cumulative {
 					b.Fatal("no lines")
 				}
-				batch.discard()
+				batch.push()
+				drain(q)
 			}
 		})
 	}

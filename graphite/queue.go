@@ -50,7 +50,6 @@ type queue struct {
 	resendLines, resendBytes   int // resends in pending, not acknowledged
 	windowLines, windowSize    int // lines in window
 	sent, resent, dropped      uint64
-	biggestPush                int // bytes of the largest push, for the log
 }
 
 func newQueue(maxPoints, maxBytes, windowBytes int, windowAge time.Duration) *queue {
@@ -66,13 +65,15 @@ func newQueue(maxPoints, maxBytes, windowBytes int, windowAge time.Duration) *qu
 	}
 }
 
-// batch is the lines of one snapshot, formatted into chunks of their own and
-// not yet queued. It is used by one goroutine.
+// batch is the lines of one snapshot, formatted into chunks. Every chunk
+// filled is queued at once, so that the sender writes a large snapshot while
+// the rest is formatted and it never waits in memory whole; the last chunk
+// is queued by push. It is used by one goroutine.
 type batch struct {
-	q      *queue
-	chunks []*chunk
-	lines  int
-	bytes  int
+	q     *queue
+	cur   *chunk // the chunk being filled, not queued yet
+	lines int
+	bytes int
 }
 
 // newBatch returns an empty batch for q.
@@ -80,63 +81,74 @@ func (q *queue) newBatch() *batch { return &batch{q: q} }
 
 // add appends one line, which must end with '\n', to b.
 func (b *batch) add(line []byte) {
-	var c *chunk
-	if n := len(b.chunks); n > 0 {
-		c = b.chunks[n-1]
+	if b.cur == nil || b.cur.room() < len(line) {
+		q := b.q
+		q.mu.Lock()
+		if b.cur != nil {
+			q.enqueue(b.cur)
+		}
+		b.cur = q.pool.get(len(line))
+		q.mu.Unlock()
+		q.wake()
 	}
-	if c == nil || c.room() < len(line) {
-		b.q.mu.Lock()
-		c = b.q.pool.get(len(line))
-		b.q.mu.Unlock()
-		b.chunks = append(b.chunks, c)
-	}
-	c.add(line, 1)
+	b.cur.add(line, 1)
 	b.lines++
 	b.bytes += len(line)
 }
 
-// discard gives the chunks of b back without queueing them.
-func (b *batch) discard() {
-	b.q.mu.Lock()
-	defer b.q.mu.Unlock()
-	for _, c := range b.chunks {
-		b.q.pool.put(c)
-	}
-	b.chunks = nil
-}
-
-// push appends the lines of b to the backlog, drops the oldest lines beyond
-// the limits, and wakes the sender. It never waits for the sender. b must not
-// be used afterwards. push reports whether b alone was larger than the
-// backlog limits.
-func (q *queue) push(b *batch) (tooBig bool) {
-	if b.lines == 0 {
-		b.discard()
-		return false
-	}
+// push queues the rest of b, and reports whether b was larger than the
+// backlog limits, which then dropped some of its lines even if carbon keeps
+// up. b must not be used afterwards.
+func (b *batch) push() (tooBig bool) {
+	q := b.q
 	q.mu.Lock()
-	for _, c := range b.chunks {
-		q.backlogLines += c.lines
-		q.backlogBytes += c.size()
-		// Small pushes, while the sender is not taking them, share a chunk.
-		if t := q.pending.back(); t != nil && !t.sealed && !t.resend && t.room() >= c.size() {
-			t.add(c.data(), c.lines)
-			q.pool.put(c)
-			continue
-		}
-		q.pending.pushBack(c)
+	if b.cur != nil {
+		q.enqueue(b.cur)
+		b.cur = nil
 	}
-	b.chunks = nil
-	tooBig = (q.maxPoints > 0 && b.lines > q.maxPoints) || (q.maxBytes > 0 && b.bytes > q.maxBytes)
-	q.biggestPush = max(q.biggestPush, b.bytes)
-	q.enforceBacklog()
 	q.expire(time.Now())
 	q.mu.Unlock()
+	q.wake()
+	return (q.maxPoints > 0 && b.lines > q.maxPoints) || (q.maxBytes > 0 && b.bytes > q.maxBytes)
+}
+
+// discard gives the chunk being filled back without queueing it; the
+// chunks already filled stay queued.
+func (b *batch) discard() {
+	if b.cur == nil {
+		return
+	}
+	b.q.mu.Lock()
+	b.q.pool.put(b.cur)
+	b.q.mu.Unlock()
+	b.cur = nil
+}
+
+// enqueue appends the lines of c to the backlog and drops the oldest lines
+// beyond the limits. Small chunks, while the sender has not taken the last
+// one, share it.
+func (q *queue) enqueue(c *chunk) {
+	if c.lines == 0 {
+		q.pool.put(c)
+		return
+	}
+	q.backlogLines += c.lines
+	q.backlogBytes += c.size()
+	if t := q.pending.back(); t != nil && !t.sealed && !t.resend && t.room() >= c.size() {
+		t.add(c.data(), c.lines)
+		q.pool.put(c)
+	} else {
+		q.pending.pushBack(c)
+	}
+	q.enforceBacklog()
+}
+
+// wake wakes the sender without ever waiting for it.
+func (q *queue) wake() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
-	return tooBig
 }
 
 // enforceBacklog drops the oldest fresh lines that are not in flight while a

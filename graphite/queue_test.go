@@ -27,7 +27,7 @@ func pushLines(q *queue, ls ...string) bool {
 	for _, l := range ls {
 		b.add([]byte(l))
 	}
-	return q.push(b)
+	return b.push()
 }
 
 // conn is the sender's side of a test connection: it takes the queue's

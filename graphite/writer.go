@@ -224,7 +224,7 @@ func (w *Writer) queue(snap *tree.Snapshot, final bool) {
 		w.form.format(snap, b)
 	}
 	points, size := b.lines, b.bytes
-	if w.q.push(b) && !w.warnedTooBig {
+	if b.push() && !w.warnedTooBig {
 		w.warnedTooBig = true
 		w.log.Warn("a snapshot is larger than the Graphite backlog: its oldest points are dropped even when carbon keeps up; raise --graphite.backlog-size",
 			"points", points, "bytes", size,
