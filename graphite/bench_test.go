@@ -2,6 +2,7 @@ package graphite
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -59,7 +60,7 @@ func drain(q *queue) {
 	for d := q.take(); d != nil; d = q.take() {
 		n += len(d)
 	}
-	q.ack(n, time.Time{})
+	q.ack(n, time.Now())
 }
 
 // BenchmarkFormat100kSeries formats one snapshot of 100,000 conntrack series
@@ -128,41 +129,51 @@ func BenchmarkSend100kSeries(b *testing.B) {
 
 // BenchmarkQueueMemory measures the memory the backlog and the resend
 // window take for 100,000 conntrack series: the resident memory and Go heap
-// added by one snapshot of 500,000 points waiting in the backlog, and by a
-// full resend window of the default size after snapshots were acknowledged.
+// added by one snapshot of 500,000 points waiting in the backlog, and by the
+// resend window once snapshots were acknowledged, with its default limits,
+// and the CPU time of acknowledging (and so compressing) one snapshot.
 func BenchmarkQueueMemory(b *testing.B) {
-	src := newFlowSource(100_000)
-	windowBytes, _ := ParseWindowSize(DefaultResendWindowSize)
-	var backlogRSS, backlogHeap, windowRSS, windowHeap, snapMB float64
-	for b.Loop() {
-		f := newFormatter("netfilter", '_', Cumulative)
-		q := newQueue(0, 256<<20, windowBytes, time.Hour)
-		debug.FreeOSMemory()
-		rss0, heap0 := rssMB(b), heapMB()
-		batch := q.newBatch()
-		f.format(src.Snapshot(context.Background()), batch)
-		snapMB = float64(batch.bytes) / (1 << 20)
-		batch.push()
-		debug.FreeOSMemory()
-		backlogRSS, backlogHeap = rssMB(b)-rss0, heapMB()-heap0
-		// Acknowledge it and two more: the window keeps the newest 64 MiB.
-		for range 3 {
-			deliver(q, time.Now())
-			batch := q.newBatch()
-			f.format(src.Snapshot(context.Background()), batch)
-			batch.push()
-		}
-		deliver(q, time.Now())
-		debug.FreeOSMemory()
-		windowRSS, windowHeap = rssMB(b)-rss0, heapMB()-heap0
-		if st := q.stats(); st.windowBytes > windowBytes || st.backlogLines != 0 {
-			b.Fatalf("stats = %+v", st)
-		}
-		q.release()
+	for _, snapshots := range []int{1, 5, 10} {
+		b.Run(fmt.Sprintf("window-snapshots=%d", snapshots), func(b *testing.B) {
+			src := newFlowSource(100_000)
+			windowBytes, _ := ParseWindowSize(DefaultResendWindowSize)
+			var backlogRSS, backlogHeap, windowRSS, windowHeap, snapMB, ackCPU float64
+			var st queueStats
+			for b.Loop() {
+				f := newFormatter("netfilter", '_', Cumulative)
+				q := newQueue(0, 256<<20, windowBytes, time.Hour)
+				debug.FreeOSMemory()
+				rss0, heap0 := rssMB(b), heapMB()
+				batch := q.newBatch()
+				f.format(src.Snapshot(context.Background()), batch)
+				snapMB = float64(batch.bytes) / (1 << 20)
+				batch.push()
+				debug.FreeOSMemory()
+				backlogRSS, backlogHeap = rssMB(b)-rss0, heapMB()-heap0
+				cpu := cpuTime()
+				drain(q)
+				ackCPU = float64(cpuTime()-cpu) / 1e6
+				for range snapshots - 1 {
+					batch := q.newBatch()
+					f.format(src.Snapshot(context.Background()), batch)
+					batch.push()
+					drain(q)
+				}
+				debug.FreeOSMemory()
+				windowRSS, windowHeap = rssMB(b)-rss0, heapMB()-heap0
+				if st = q.stats(); st.windowBytes > windowBytes || st.backlogLines != 0 {
+					b.Fatalf("stats = %+v", st)
+				}
+				q.release()
+			}
+			b.ReportMetric(snapMB, "snapshot-MiB")
+			b.ReportMetric(backlogRSS, "backlog-rss-MB")
+			b.ReportMetric(backlogHeap, "backlog-heap-MB")
+			b.ReportMetric(float64(st.windowLines), "window-points")
+			b.ReportMetric(float64(st.windowBytes)/(1<<20), "window-MiB")
+			b.ReportMetric(windowRSS, "window-rss-MB")
+			b.ReportMetric(windowHeap, "window-heap-MB")
+			b.ReportMetric(ackCPU, "ack-cpu-ms")
+		})
 	}
-	b.ReportMetric(snapMB, "snapshot-MiB")
-	b.ReportMetric(backlogRSS, "backlog-rss-MB")
-	b.ReportMetric(backlogHeap, "backlog-heap-MB")
-	b.ReportMetric(windowRSS, "window-rss-MB")
-	b.ReportMetric(windowHeap, "window-heap-MB")
 }

@@ -28,7 +28,7 @@ type carbonCache struct {
 }
 
 // freePort returns a loopback port nobody listens on.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	_, p, err := net.SplitHostPort(freeAddr(t))
 	if err != nil {
@@ -41,7 +41,7 @@ func freePort(t *testing.T) int {
 // newCarbonCache writes the configuration of a carbon-cache that writes at
 // most maxUpdates whisper updates per second, as a busy carbon-cache does:
 // a point waits in its memory for seconds before it reaches whisper.
-func newCarbonCache(t *testing.T, maxUpdates int) *carbonCache {
+func newCarbonCache(t testing.TB, maxUpdates int) *carbonCache {
 	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "conf")
@@ -88,7 +88,7 @@ CACHE_QUERY_PORT = %[5]d
 }
 
 // start runs carbon-cache in the foreground and waits until it listens.
-func (c *carbonCache) start(t *testing.T) {
+func (c *carbonCache) start(t testing.TB) {
 	t.Helper()
 	c.cmd = exec.Command("carbon-cache", "--config="+filepath.Join(c.dir, "conf", "carbon.conf"), "--debug", "start")
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
@@ -183,52 +183,47 @@ func (s *clockSource) count() int {
 	return s.n
 }
 
-// TestEndToEndCarbonKilledKeepsEverySecond pushes points every second to a
-// real carbon-cache that writes them to whisper seconds after receiving
-// them, kills it with SIGKILL, restarts it, and checks that whisper holds
-// every second of every metric: what the killed carbon held in memory was
-// sent again from the resend window.
-func TestEndToEndCarbonKilledKeepsEverySecond(t *testing.T) {
-	netnstest.Require(t, "carbon-cache", "whisper-fetch")
-	const metrics = 20
-	// 20 metrics at one point a second, 5 updates a second: each metric
-	// reaches whisper every 4 seconds, with the points of 4 seconds.
-	carbon := newCarbonCache(t, 5)
-	carbon.start(t)
+// carbonKill pushes points every second to a real carbon-cache that writes
+// at most maxUpdates whisper updates a second, kills it with SIGKILL after
+// 8 pushes, restarts it 3 pushes later, and returns, once carbon had time to
+// write everything, the seconds of the metrics whisper lacks, the Writer's
+// stats, and the number of seconds pushed. window selects the default
+// resend window, or none.
+func carbonKill(tb testing.TB, window bool, metrics, maxUpdates int) (missing []string, st Stats, seconds int) {
+	tb.Helper()
+	carbon := newCarbonCache(tb, maxUpdates)
+	carbon.start(tb)
 	src := &clockSource{start: time.Now().Unix() - 1, metrics: metrics}
 	cfg := Config{
-		Address:           carbon.addr,
-		Prefix:            "nfe",
-		Interval:          time.Second,
-		Timeout:           5 * time.Second,
-		BacklogBytes:      64 << 20,
-		ResendWindow:      DefaultResendWindow,
-		ResendWindowBytes: 64 << 20,
+		Address:      carbon.addr,
+		Prefix:       "nfe",
+		Interval:     time.Second,
+		Timeout:      5 * time.Second,
+		BacklogBytes: 64 << 20,
+	}
+	if window {
+		cfg.ResendWindow = DefaultResendWindow
+		cfg.ResendWindowBytes, _ = ParseWindowSize(DefaultResendWindowSize)
 	}
 	w, err := New(cfg, src, nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	stop := runWriter(t, w)
+	stop := runWriter(tb, w)
 
-	waitFor(t, 30*time.Second, "8 pushes", func() bool { return src.count() >= 8 })
+	waitFor(tb, 30*time.Second, "8 pushes", func() bool { return src.count() >= 8 })
 	carbon.stop(syscall.SIGKILL)
 	killedAt := src.count()
-	waitFor(t, 30*time.Second, "3 pushes while carbon is down", func() bool { return src.count() >= killedAt+3 })
-	carbon.start(t)
+	waitFor(tb, 30*time.Second, "3 pushes while carbon is down", func() bool { return src.count() >= killedAt+3 })
+	carbon.start(tb)
 	restartedAt := src.count()
-	waitFor(t, 60*time.Second, "5 pushes after the restart", func() bool {
+	waitFor(tb, 60*time.Second, "5 pushes after the restart", func() bool {
 		return src.count() >= restartedAt+5 && w.Stats().BacklogPoints == 0
 	})
 	stop()
-	last := src.count()
-
-	st := w.Stats()
-	if st.Resent == 0 || st.Dropped != 0 || st.WriteErrors+st.ConnectErrors == 0 {
-		t.Errorf("stats = %+v, want resends after the kill, no drops", st)
-	}
+	seconds = src.count()
+	st = w.Stats()
 	// carbon-cache writes everything it holds within seconds.
-	var missing []string
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		missing = missing[:0]
@@ -239,20 +234,56 @@ func TestEndToEndCarbonKilledKeepsEverySecond(t *testing.T) {
 				missing = append(missing, err.Error())
 				continue
 			}
-			for n := 1; n <= last; n++ {
+			for n := 1; n <= seconds; n++ {
 				if v, ok := vals[src.start+int64(n)]; !ok || v != float64(n) {
 					missing = append(missing, fmt.Sprintf("%s at second %d: %v (stored %v)", path, n, v, ok))
 				}
 			}
 		}
 		if len(missing) == 0 || time.Now().After(deadline) {
-			break
+			return missing, st, seconds
 		}
 		time.Sleep(time.Second)
 	}
-	if len(missing) > 0 {
-		t.Errorf("whisper lacks %d points of seconds 1..%d (carbon killed after %d, restarted after %d), such as %q",
-			len(missing), last, killedAt, restartedAt, missing[:min(5, len(missing))])
+}
+
+// TestEndToEndCarbonKilledKeepsEverySecond pushes points every second to a
+// real carbon-cache that writes them to whisper seconds after receiving
+// them, kills it with SIGKILL, restarts it, and checks that whisper holds
+// every second of every metric: what the killed carbon held in memory was
+// sent again from the resend window.
+func TestEndToEndCarbonKilledKeepsEverySecond(t *testing.T) {
+	netnstest.Require(t, "carbon-cache", "whisper-fetch")
+	// 20 metrics at one point a second, 5 updates a second: each metric
+	// reaches whisper every 4 seconds, with the points of 4 seconds.
+	missing, st, seconds := carbonKill(t, true, 20, 5)
+	if st.Resent == 0 || st.Dropped != 0 || st.WriteErrors+st.ConnectErrors == 0 {
+		t.Errorf("stats = %+v, want resends after the kill, no drops", st)
 	}
-	t.Logf("stats %+v", st)
+	if len(missing) > 0 {
+		t.Errorf("whisper lacks %d points of seconds 1..%d, such as %q", len(missing), seconds, missing[:min(5, len(missing))])
+	}
+}
+
+// BenchmarkCarbonCacheLoss measures what a carbon-cache killed with SIGKILL
+// loses: the points of 20 metrics pushed every second that whisper lacks
+// once it is restarted, without the resend window and with it, for a
+// carbon-cache slowed to 5 whisper updates a second and one at Debian's
+// default of 500. Run it with -benchtime=1x.
+func BenchmarkCarbonCacheLoss(b *testing.B) {
+	netnstest.Require(b, "carbon-cache", "whisper-fetch")
+	for _, maxUpdates := range []int{5, 500} {
+		for _, window := range []bool{false, true} {
+			b.Run(fmt.Sprintf("max-updates=%d/window=%v", maxUpdates, window), func(b *testing.B) {
+				var lost, seconds int
+				for b.Loop() {
+					missing, _, n := carbonKill(b, window, 20, maxUpdates)
+					lost, seconds = len(missing), n
+				}
+				b.ReportMetric(float64(lost), "points-lost")
+				b.ReportMetric(float64(lost)/20, "seconds-lost/metric")
+				b.ReportMetric(float64(seconds*20), "points-pushed")
+			})
+		}
+	}
 }

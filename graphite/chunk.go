@@ -22,6 +22,11 @@ type chunk struct {
 	off   int    // bytes before off were removed from the front
 	lines int    // lines in data()
 
+	// z holds the lines compressed, in the resend window, with mem nil;
+	// raw is then their size.
+	z   []byte
+	raw int
+
 	// sealed is set once the sender has begun writing the chunk or the
 	// chunk has been queued for a resend: no line is appended to it then.
 	sealed bool
@@ -37,7 +42,20 @@ type chunk struct {
 func (c *chunk) data() []byte { return c.mem[c.off:] }
 
 // size returns the bytes of the lines of c.
-func (c *chunk) size() int { return len(c.mem) - c.off }
+func (c *chunk) size() int {
+	if c.z != nil {
+		return c.raw
+	}
+	return len(c.mem) - c.off
+}
+
+// stored returns the memory the lines of c take: compressed or not.
+func (c *chunk) stored() int {
+	if c.z != nil {
+		return len(c.z)
+	}
+	return c.size()
+}
 
 // room returns how many bytes can still be appended to c.
 func (c *chunk) room() int { return cap(c.mem) - len(c.mem) }
@@ -84,7 +102,7 @@ func (p *chunkPool) get(n int) *chunk {
 
 // put takes back c, which nobody may use any more.
 func (p *chunkPool) put(c *chunk) {
-	if cap(c.mem) != chunkSize {
+	if c.z != nil || cap(c.mem) != chunkSize {
 		return // an oversized chunk, from the Go heap
 	}
 	if len(p.free) < maxFreeChunks {

@@ -29,13 +29,14 @@ var (
 )
 
 // The defaults of the flags that size the queues. A snapshot of 100,000
-// conntrack series (500,000 points) takes about 40 MB of plaintext lines (see
-// BENCHMARKS.md): the backlog holds six of them, the resend window more than
-// one and a half, as much as a carbon-cache that keeps up holds in memory.
+// conntrack series (500,000 points) takes 42 MB of plaintext lines (see
+// BENCHMARKS.md): the backlog holds six of them. The resend window keeps
+// them compressed, about 4.5 MB each: five minutes of them at the default
+// interval, and more than a carbon-cache that keeps up holds in memory.
 const (
 	DefaultBacklogSize      = "256MiB"
 	DefaultResendWindow     = 5 * time.Minute
-	DefaultResendWindowSize = "64MiB"
+	DefaultResendWindowSize = "32MiB"
 )
 
 // Mode selects how counter values are sent.
@@ -133,8 +134,8 @@ type Config struct {
 	// before it writes them, and loses them when it dies. 0 turns resends
 	// off.
 	ResendWindow time.Duration
-	// ResendWindowBytes bounds the bytes of the points kept for resending;
-	// the oldest are forgotten first. 0 turns resends off.
+	// ResendWindowBytes bounds the memory the points kept for resending
+	// take, compressed; the oldest are forgotten first. 0 turns resends off.
 	ResendWindowBytes int
 	// EscapeChar replaces every character Graphite cannot take in a path
 	// element. It must itself be one of [A-Za-z0-9_-]; 0 means

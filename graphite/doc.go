@@ -22,8 +22,11 @@
 // for it.
 //
 // The queued lines live in chunks of memory mapped outside the Go heap (see
-// chunk and allocChunk), so that a large backlog or window neither raises the
-// garbage collector's target nor lingers once freed.
+// chunk and allocChunk), so that a large backlog neither raises the garbage
+// collector's target nor lingers once freed. Each chunk of a snapshot is
+// queued as soon as it is filled, so a large snapshot is written while the
+// rest of it is formatted. The chunks of the resend window are kept
+// compressed.
 //
 // When its context ends, a Writer takes one last snapshot and delivers it,
 // with whatever is still queued, within Config.Timeout.

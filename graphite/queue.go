@@ -37,6 +37,7 @@ type queue struct {
 
 	mu      sync.Mutex
 	pool    chunkPool
+	z       compressor
 	pending chunkList
 	window  chunkList
 	// taken is how many chunks at the front of pending the sender has taken
@@ -47,8 +48,8 @@ type queue struct {
 	frontAcked int
 
 	backlogLines, backlogBytes int // fresh lines in pending, not acknowledged
-	resendLines, resendBytes   int // resends in pending, not acknowledged
-	windowLines, windowSize    int // lines in window
+	resendLines, resendBytes   int // resends in pending, not acknowledged; bytes stored
+	windowLines, windowSize    int // lines in window; bytes stored
 	sent, resent, dropped      uint64
 }
 
@@ -194,6 +195,9 @@ func (q *queue) take() []byte {
 		return nil
 	}
 	c := q.pending.at(q.taken)
+	if c.z != nil {
+		q.resendBytes += q.z.restore(c, &q.pool)
+	}
 	c.sealed = true
 	q.taken++
 	return c.data()
@@ -233,7 +237,8 @@ func (q *queue) ack(n int, now time.Time) {
 
 // toWindow keeps the acknowledged chunk c in the resend window, or frees it
 // when there is no window. Small chunks are copied into the newest chunk of
-// the window, so that the window stays dense.
+// the window, so that the window stays dense; the others, once the next one
+// comes, are compressed.
 func (q *queue) toWindow(c *chunk, now time.Time) {
 	if q.windowBytes == 0 {
 		q.pool.put(c)
@@ -241,11 +246,15 @@ func (q *queue) toWindow(c *chunk, now time.Time) {
 	}
 	q.windowLines += c.lines
 	q.windowSize += c.size()
-	if t := q.window.back(); t != nil && t.room() >= c.size() {
+	t := q.window.back()
+	if t != nil && t.z == nil && t.room() >= c.size() {
 		t.add(c.data(), c.lines)
 		t.at = now
 		q.pool.put(c)
 	} else {
+		if t != nil && t.z == nil {
+			q.windowSize -= q.z.compress(t, &q.pool)
+		}
 		c.resend, c.sealed, c.at = false, true, now
 		q.window.pushBack(c)
 	}
@@ -258,17 +267,30 @@ func (q *queue) expire(now time.Time) {
 	for c := q.window.front(); c != nil && now.Sub(c.at) > q.windowAge; c = q.window.front() {
 		q.window.popFront()
 		q.windowLines -= c.lines
-		q.windowSize -= c.size()
+		q.windowSize -= c.stored()
 		q.pool.put(c)
 	}
 }
 
+// trim removes lines from the front of c, kept for resending, until at least
+// over bytes of memory are freed, and returns the lines and memory freed. A
+// compressed chunk goes whole.
+func trim(c *chunk, over int) (lines, stored int) {
+	if c.z != nil {
+		lines, stored = c.lines, c.stored()
+		c.lines = 0
+		return lines, stored
+	}
+	return c.dropLines(0, over)
+}
+
 // enforceWindow forgets the oldest lines kept for resending, in the window
-// or queued as resends but not in flight, while they exceed windowBytes.
+// or queued as resends but not in flight, while they take more than
+// windowBytes.
 func (q *queue) enforceWindow() {
 	for over := q.windowSize + q.resendBytes - q.windowBytes; over > 0; over = q.windowSize + q.resendBytes - q.windowBytes {
 		if c := q.window.front(); c != nil {
-			lines, size := c.dropLines(0, over)
+			lines, size := trim(c, over)
 			q.windowLines -= lines
 			q.windowSize -= size
 			if c.lines == 0 {
@@ -281,7 +303,7 @@ func (q *queue) enforceWindow() {
 			return // only resends in flight are over the limit
 		}
 		c := q.pending.at(q.taken)
-		lines, size := c.dropLines(0, over)
+		lines, size := trim(c, over)
 		q.resendLines -= lines
 		q.resendBytes -= size
 		if c.lines == 0 {
@@ -314,7 +336,7 @@ func (q *queue) rewind(now time.Time) {
 			lines := bytes.Count(acked[:end], []byte{'\n'})
 			if q.windowBytes > 0 {
 				w := q.window.back()
-				if w == nil || w.room() < end {
+				if w == nil || w.z != nil || w.room() < end {
 					w = q.pool.get(end)
 					w.sealed = true
 					q.window.pushBack(w)

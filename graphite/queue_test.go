@@ -348,6 +348,56 @@ func TestQueuePacksSmallPushes(t *testing.T) {
 	}
 }
 
+// TestQueueWindowCompressed checks that the window keeps full chunks
+// compressed, counts the memory they take, and writes the very same lines
+// again after a failure.
+func TestQueueWindowCompressed(t *testing.T) {
+	now := time.Now()
+	q := newQueue(0, 1<<30, 1<<30, time.Hour)
+	defer q.release()
+	var want []string
+	for i := range 40_000 { // about 1.3 MB: several chunks
+		want = append(want, fmt.Sprintf("netfilter.conntrack.ipv4.udp.198_18_%d.%d.orig.bytes %d 1700000000\n", i/256, i%256, i*1000))
+	}
+	raw := len(strings.Join(want, ""))
+	for i := 0; i < len(want); i += 1000 {
+		pushLines(q, want[i:i+1000]...)
+		deliver(q, now)
+	}
+	st := q.stats()
+	if st.windowLines != len(want) || st.windowBytes*4 > raw {
+		t.Fatalf("window holds %d lines in %d bytes, want %d lines in less than a quarter of %d", st.windowLines, st.windowBytes, len(want), raw)
+	}
+	compressed := 0
+	for i := range q.window.len() {
+		if q.window.at(i).z != nil {
+			compressed++
+		}
+	}
+	if compressed < 3 || compressed != q.window.len()-1 {
+		t.Errorf("%d of %d window chunks compressed, want all but the newest", compressed, q.window.len())
+	}
+	c := &conn{q: q}
+	c.fail(now)
+	c.writeAll()
+	if got := splitLines(c.wrote); !slices.Equal(got, want) {
+		t.Fatalf("the replay writes %d lines, want the %d kept, the same", len(got), len(want))
+	}
+	c.ackUpTo(c.written, now)
+	if st := q.stats(); st.resent != uint64(len(want)) || st.windowLines != len(want) || st.backlogLines != 0 {
+		t.Errorf("stats after the replay = %+v", st)
+	}
+
+	// A window limit below what is kept forgets the oldest chunks whole.
+	q.windowBytes = q.stats().windowBytes / 2
+	q.mu.Lock()
+	q.enforceWindow()
+	q.mu.Unlock()
+	if st := q.stats(); st.windowBytes > q.windowBytes || st.windowLines == 0 || st.windowLines >= len(want) {
+		t.Errorf("after halving the limit: %+v, limit %d", st, q.windowBytes)
+	}
+}
+
 func TestQueueBigLines(t *testing.T) {
 	q := newQueue(0, 1<<30, 1<<30, time.Hour)
 	defer q.release()

@@ -173,7 +173,7 @@ func (c *fakeCarbon) received() []string {
 }
 
 // waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -215,7 +215,7 @@ func (l *logRecorder) count(prefix string) int {
 
 // runWriter starts w.Run and returns a function that stops it and waits for
 // Run to return.
-func runWriter(t *testing.T, w *Writer) (stop func()) {
+func runWriter(t testing.TB, w *Writer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -423,7 +423,7 @@ func gatherValue(t *testing.T, reg *prometheus.Registry, name string) (float64, 
 }
 
 // freeAddr returns a loopback address where nothing listens.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
