@@ -102,7 +102,12 @@ func (p *chunkPool) get(n int) *chunk {
 
 // put takes back c, which nobody may use any more.
 func (p *chunkPool) put(c *chunk) {
-	if c.z != nil || cap(c.mem) != chunkSize {
+	if c.z != nil {
+		freeChunk(c.z)
+		c.z = nil
+		return
+	}
+	if cap(c.mem) != chunkSize {
 		return // an oversized chunk, from the Go heap
 	}
 	if len(p.free) < maxFreeChunks {

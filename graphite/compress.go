@@ -17,8 +17,9 @@ type compressor struct {
 	r   io.ReadCloser
 }
 
-// compress replaces the lines of the raw chunk c by their compressed form
-// and gives its memory back to pool. It returns how much memory that saved.
+// compress replaces the lines of the raw chunk c by their compressed form,
+// in memory of its own outside the Go heap (see allocChunk), and gives the
+// memory of the lines back to pool. It returns how much memory that saved.
 func (z *compressor) compress(c *chunk, pool *chunkPool) (saved int) {
 	z.buf.Reset()
 	if z.w == nil {
@@ -31,7 +32,8 @@ func (z *compressor) compress(c *chunk, pool *chunkPool) (saved int) {
 		return 0 // writes to a bytes.Buffer do not fail; keep c as it is otherwise
 	}
 	raw := chunk{mem: c.mem, lines: c.lines}
-	c.z = bytes.Clone(z.buf.Bytes())
+	c.z = allocChunk(z.buf.Len())[:z.buf.Len()]
+	copy(c.z, z.buf.Bytes())
 	c.raw, c.mem, c.off = len(data), nil, 0
 	pool.put(&raw)
 	return len(data) - len(c.z)
@@ -49,6 +51,7 @@ func (z *compressor) restore(c *chunk, pool *chunkPool) (grown int) {
 	// The data was compressed here: reading it back cannot fail.
 	_, _ = io.ReadFull(z.r, m)
 	grown = c.raw - len(c.z)
+	freeChunk(c.z)
 	c.mem, c.off, c.z, c.raw = m, 0, nil, 0
 	return grown
 }

@@ -23,12 +23,14 @@ import (
 // The backlog limits apply to the lines carbon has not acknowledged yet,
 // resends aside: when a push exceeds them, the oldest lines not in flight
 // are dropped and counted. The lines of the window, and the resends, are
-// bounded by windowBytes instead; when it is exceeded the oldest are
-// forgotten without being counted as dropped, as carbon had them once.
+// bounded by windowBytes of memory instead, their full chunks compressed
+// (see compressor) until the sender takes them again; when it is exceeded
+// the oldest are forgotten without being counted as dropped, as carbon had
+// them once.
 type queue struct {
 	maxPoints   int           // backlog limit in lines; 0: none
 	maxBytes    int           // backlog limit in bytes; 0: none
-	windowBytes int           // resend window limit in bytes; 0: no window
+	windowBytes int           // resend window limit in bytes of memory; 0: no window
 	windowAge   time.Duration // how long acknowledged lines are kept; 0: no window
 
 	// ready holds a token when lines were pushed since the sender last
