@@ -28,11 +28,11 @@ var (
 	errRunning     = errors.New("graphite writer already run")
 )
 
-// The defaults of the flags that size the queues. A snapshot of 100,000
-// conntrack series (500,000 points) takes 42 MB of plaintext lines (see
-// BENCHMARKS.md): the backlog holds six of them. The resend window keeps
-// them compressed, about 4.5 MB each: five minutes of them at the default
-// interval, and more than a carbon-cache that keeps up holds in memory.
+// The defaults of the flags that size the queues. 500,000 points, the five
+// samples of 100,000 conntrack series, take 42 MB of plaintext lines (see
+// BENCHMARKS.md): the backlog holds six such snapshots. The resend window
+// keeps them compressed, about 4.3 MiB each: five minutes of them at the
+// default interval, more than a carbon-cache that keeps up holds in memory.
 const (
 	DefaultBacklogSize      = "256MiB"
 	DefaultResendWindow     = 5 * time.Minute
