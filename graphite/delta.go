@@ -41,20 +41,22 @@ func (d *deltas) end() {
 	}
 }
 
-// next returns what to send for counter path now that its value is v: the
-// increase since the previous snapshot, or v itself when the counter went
-// down. ok is false the first time the path is seen, when there is no
-// baseline yet. With final, the increase is counted from the snapshot
-// before the previous one instead: what was sent at the previous snapshot
-// plus the increase since.
-func (d *deltas) next(path []string, v float64, final bool) (float64, bool) {
+// next returns what to send for the counter at path and leaf (see
+// appendPath) now that its value is v: the increase since the previous
+// snapshot, or v itself when the counter went down. ok is false the first
+// time the path is seen, when there is no baseline yet. With final, the
+// increase is counted from the snapshot before the previous one instead:
+// what was sent at the previous snapshot plus the increase since.
+func (d *deltas) next(path, leaf []string, v float64, final bool) (float64, bool) {
 	// The key encodes the raw elements with their lengths, so that two paths
 	// that escape to the same string keep separate baselines.
 	d.key = d.key[:0]
-	for _, e := range path {
-		d.key = strconv.AppendInt(d.key, int64(len(e)), 10)
-		d.key = append(d.key, ':')
-		d.key = append(d.key, e...)
+	for _, elems := range [2][]string{path, leaf} {
+		for _, e := range elems {
+			d.key = strconv.AppendInt(d.key, int64(len(e)), 10)
+			d.key = append(d.key, ':')
+			d.key = append(d.key, e...)
+		}
 	}
 	e, seen := d.prev[string(d.key)]
 	if !seen {

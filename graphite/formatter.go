@@ -35,11 +35,21 @@ func newFormatter(prefix string, esc byte, mode Mode) *formatter {
 	return f
 }
 
-// sendable reports whether s goes to Graphite at all: histograms and samples
-// without path elements do not. A zero-length Path would name the prefix
-// itself, which is a branch of the hierarchy, not a series.
+// leaf returns the elements that end the Graphite path of s after its Path
+// (tree.Desc.Leaf), nil for most samples.
+func leaf(s *tree.Sample) []string {
+	if s.Desc == nil {
+		return nil
+	}
+	return s.Desc.Leaf
+}
+
+// sendable reports whether s goes to Graphite at all: histograms, samples
+// with a nil Path and samples without path elements do not. A path without
+// elements would name the prefix itself, which is a branch of the
+// hierarchy, not a series.
 func sendable(s *tree.Sample) bool {
-	if len(s.Path) == 0 || s.Histogram != nil {
+	if s.Path == nil || len(s.Path)+len(leaf(s)) == 0 || s.Histogram != nil {
 		return false
 	}
 	return s.Desc == nil || s.Desc.Kind != tree.Histogram
@@ -89,14 +99,14 @@ func (f *formatter) write(snap *tree.Snapshot, ts int64, out lineSink, final boo
 		v := s.Value
 		if f.deltas != nil && s.Desc != nil && s.Desc.Kind == tree.Counter {
 			var ok bool
-			if v, ok = f.deltas.next(s.Path, v, final); !ok {
+			if v, ok = f.deltas.next(s.Path, leaf(s), v, final); !ok {
 				continue
 			}
 		}
 		if f.tagged && s.Desc != nil {
 			f.line = appendTaggedLine(f.line[:0], f.prefix, s, v, ts, f.esc)
 		} else {
-			f.line = appendLine(f.line[:0], f.prefix, s.Path, v, ts, f.esc)
+			f.line = appendLine(f.line[:0], f.prefix, s.Path, leaf(s), v, ts, f.esc)
 		}
 		out.add(f.line)
 		n++

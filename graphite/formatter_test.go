@@ -56,6 +56,35 @@ func TestFormatterSkips(t *testing.T) {
 	}
 }
 
+// TestFormatterLeaf checks samples whose Desc ends their path (tree.Desc's
+// Leaf, for samples of one series that share a Path): the line holds both,
+// and in Delta mode each keeps a baseline of its own.
+func TestFormatterLeaf(t *testing.T) {
+	orig := tree.NewDesc("netfilter_conntrack_flow_bytes_total", "", tree.Counter, "direction").WithLeaf("orig", "bytes")
+	reply := tree.NewDesc("netfilter_conntrack_flow_bytes_total", "", tree.Counter, "direction").WithLeaf("reply", "bytes")
+	alone := tree.NewDesc("netfilter_conntrack_flows_total", "", tree.Counter).WithLeaf("flows")
+	head := []string{"conntrack", "10.0.0.1"}
+	snap := func(ts int64, o, r float64) *tree.Snapshot {
+		return &tree.Snapshot{Time: time.Unix(ts, 0), Samples: []tree.Sample{
+			{Desc: orig, Path: head, Value: o},
+			{Desc: reply, Path: head, Value: r},
+			{Desc: alone, Path: []string{}, Value: 7}, // the leaf alone
+			{Desc: alone, Path: nil, Value: 8},        // kept out of Graphite
+		}}
+	}
+	f := newFormatter("nf", '_', Cumulative)
+	want := []string{"nf.conntrack.10_0_0_1.orig.bytes 100 1\n", "nf.conntrack.10_0_0_1.reply.bytes 40 1\n", "nf.flows 7 1\n"}
+	if got := formatLines(f, snap(1, 100, 40)); !slices.Equal(got, want) {
+		t.Errorf("cumulative = %q, want %q", got, want)
+	}
+	f = newFormatter("nf", '_', Delta)
+	formatLines(f, snap(1, 100, 40))
+	want = []string{"nf.conntrack.10_0_0_1.orig.bytes 5 2\n", "nf.conntrack.10_0_0_1.reply.bytes 1 2\n", "nf.flows 0 2\n"}
+	if got := formatLines(f, snap(2, 105, 41)); !slices.Equal(got, want) {
+		t.Errorf("delta = %q, want %q", got, want)
+	}
+}
+
 func BenchmarkFormatSnapshot(b *testing.B) {
 	snap := &tree.Snapshot{Time: time.Unix(1700000000, 0)}
 	for i := range 1000 {

@@ -8,15 +8,20 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
-// appendPath appends the full dotted path of a point to dst. prefix must
-// already have been through SanitizePrefix.
-func appendPath(dst []byte, prefix string, path []string, esc byte) []byte {
+// appendPath appends the full dotted path of a point to dst: prefix, which
+// must already have been through SanitizePrefix, then the elements of path
+// and of leaf (a tree.Desc's Leaf, nil for most).
+func appendPath(dst []byte, prefix string, path, leaf []string, esc byte) []byte {
 	dst = append(dst, prefix...)
-	for i, e := range path {
-		if i > 0 || prefix != "" {
-			dst = append(dst, '.')
+	sep := prefix != ""
+	for _, elems := range [2][]string{path, leaf} {
+		for _, e := range elems {
+			if sep {
+				dst = append(dst, '.')
+			}
+			dst = appendElement(dst, e, esc)
+			sep = true
 		}
-		dst = appendElement(dst, e, esc)
 	}
 	return dst
 }
@@ -24,7 +29,7 @@ func appendPath(dst []byte, prefix string, path []string, esc byte) []byte {
 // FormatPath returns the Graphite path of a point: the sanitised prefix
 // followed by one escaped level per element of path, separated by dots.
 func FormatPath(prefix string, path []string, esc byte) string {
-	return string(appendPath(nil, SanitizePrefix(prefix, esc), path, esc))
+	return string(appendPath(nil, SanitizePrefix(prefix, esc), path, nil, esc))
 }
 
 // FormatValue returns v as carbon expects it: integers without exponent or
@@ -47,10 +52,10 @@ func appendValue(dst []byte, v float64) []byte {
 	return strconv.AppendFloat(dst, v, 'f', -1, 64)
 }
 
-// appendLine appends one plaintext line, "path value timestamp\n", to dst.
-// prefix must already have been through SanitizePrefix.
-func appendLine(dst []byte, prefix string, path []string, v float64, ts int64, esc byte) []byte {
-	dst = appendPath(dst, prefix, path, esc)
+// appendLine appends one plaintext line, "path value timestamp\n", to dst;
+// the path is made as appendPath does.
+func appendLine(dst []byte, prefix string, path, leaf []string, v float64, ts int64, esc byte) []byte {
+	dst = appendPath(dst, prefix, path, leaf, esc)
 	dst = append(dst, ' ')
 	dst = appendValue(dst, v)
 	dst = append(dst, ' ')
@@ -115,7 +120,7 @@ func FormatLine(prefix string, path []string, v float64, ts int64, esc byte) (li
 	if !finite(v) || len(path) == 0 {
 		return "", false
 	}
-	return string(appendLine(nil, SanitizePrefix(prefix, esc), path, v, ts, esc)), true
+	return string(appendLine(nil, SanitizePrefix(prefix, esc), path, nil, v, ts, esc)), true
 }
 
 func finite(v float64) bool {
