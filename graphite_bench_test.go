@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netfilter-exporter/netfilter_exporter/graphite"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/ctload"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 )
@@ -86,10 +87,10 @@ func (p *pushCounter) complete(points int) []int64 {
 // a counting listener on the loopback. Each iteration waits for one more
 // complete push. It reports the exporter's peak resident memory with the
 // Graphite feed alone, the points of each push (every one must arrive), and
-// the points dropped, with the default resend window and without one. Run
-// it with -benchtime=3x.
+// the points dropped, with the default resend window, a larger one, and
+// none. Run it with -benchtime=2x.
 func BenchmarkExporterGraphite100kSeries(b *testing.B) {
-	for _, window := range []string{"64MiB", "0"} {
+	for _, window := range []string{graphite.DefaultResendWindowSize, "64MiB", "0"} {
 		b.Run("resend-window-size="+window, func(b *testing.B) {
 			benchmarkExporterGraphite(b, "--graphite.resend-window-size="+window)
 		})
