@@ -8,6 +8,7 @@ import (
 
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
+	"github.com/netfilter-exporter/netfilter_exporter/graphite"
 	exposition "github.com/netfilter-exporter/netfilter_exporter/prometheus"
 )
 
@@ -58,14 +59,16 @@ type Flags struct {
 	NftRuleCounters      bool
 	NftRuleCountersLimit string
 
-	GraphiteAddress  string
-	GraphiteInterval time.Duration
-	GraphitePrefix   string
-	GraphiteTimeout  time.Duration
-	GraphiteBacklog  string
-	GraphiteEscape   string
-	GraphiteMode     string
-	GraphiteTagged   bool
+	GraphiteAddress    string
+	GraphiteInterval   time.Duration
+	GraphitePrefix     string
+	GraphiteTimeout    time.Duration
+	GraphiteBacklog    string
+	GraphiteWindow     time.Duration
+	GraphiteWindowSize string
+	GraphiteEscape     string
+	GraphiteMode       string
+	GraphiteTagged     bool
 }
 
 // AddFlags declares the exporter's own flags on app and returns where their
@@ -110,8 +113,10 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("graphite.address", "host:port of a carbon plaintext listener to push to; empty disables the Graphite feed.").Default("").StringVar(&f.GraphiteAddress)
 	app.Flag("graphite.interval", "How often a snapshot is pushed to Graphite.").Default("60s").DurationVar(&f.GraphiteInterval)
 	app.Flag("graphite.prefix", "Prefix of every Graphite path.").Default("netfilter").StringVar(&f.GraphitePrefix)
-	app.Flag("graphite.timeout", "Dial and write deadline of the Graphite connection.").Default("10s").DurationVar(&f.GraphiteTimeout)
-	app.Flag("graphite.backlog-size", "Points kept while carbon is unreachable: a number of points (100000) or a size in bytes (64MiB). The oldest are dropped first.").Default("100000").StringVar(&f.GraphiteBacklog)
+	app.Flag("graphite.timeout", "Dial deadline of the Graphite connection; carbon has stalled when it acknowledges nothing for this long; on SIGTERM, the time allowed for a last snapshot and its delivery.").Default("10s").DurationVar(&f.GraphiteTimeout)
+	app.Flag("graphite.backlog-size", "Points kept until carbon acknowledges them: a size in bytes (256MiB) or a number of points (100000). Size it for several snapshots; when it is full the oldest are dropped.").Default(graphite.DefaultBacklogSize).StringVar(&f.GraphiteBacklog)
+	app.Flag("graphite.resend-window", "How long points carbon acknowledged are kept, to be sent again after carbon closed or reset the connection (a carbon-cache that dies loses the points it holds in memory); 0 turns resends off, which a carbon-aggregator that sums points needs.").Default(graphite.DefaultResendWindow.String()).DurationVar(&f.GraphiteWindow)
+	app.Flag("graphite.resend-window-size", "Most memory the points kept for resending take, compressed (32MiB); the oldest are forgotten first; 0 turns resends off.").Default(graphite.DefaultResendWindowSize).StringVar(&f.GraphiteWindowSize)
 	app.Flag("graphite.escape-char", "Character that replaces each character Graphite cannot take in a path element.").Default("_").StringVar(&f.GraphiteEscape)
 	app.Flag("graphite.mode", "cumulative: counters as the kernel holds them; delta: the increase since the previous push (what ulogd2 sends, without zeroing the kernel).").Default("cumulative").StringVar(&f.GraphiteMode)
 	app.Flag("graphite.tagged", "Send Graphite 1.1 tagged series (netfilter.nfacct_bytes_total;object=web) instead of dotted paths; labels become tags, the nfacct name label the tag object (Graphite reserves name); carbon needs ENABLE_TAGS.").BoolVar(&f.GraphiteTagged)

@@ -305,16 +305,26 @@ func (f *Flags) graphite() (graphite.Config, error) {
 	if err != nil {
 		return graphite.Config{}, err
 	}
+	window, err := duration("--graphite.resend-window", f.GraphiteWindow, 0, maxGraphiteIntv)
+	if err != nil {
+		return graphite.Config{}, err
+	}
+	windowSize, err := graphite.ParseWindowSize(f.GraphiteWindowSize)
+	if err != nil {
+		return graphite.Config{}, fmt.Errorf("--graphite.resend-window-size: %w", err)
+	}
 	c := graphite.Config{
-		Address:       f.GraphiteAddress,
-		Prefix:        f.GraphitePrefix,
-		Interval:      interval,
-		Timeout:       timeout,
-		BacklogPoints: points,
-		BacklogBytes:  bytes,
-		EscapeChar:    f.GraphiteEscape[0],
-		Mode:          mode,
-		Tagged:        f.GraphiteTagged,
+		Address:           f.GraphiteAddress,
+		Prefix:            f.GraphitePrefix,
+		Interval:          interval,
+		Timeout:           timeout,
+		BacklogPoints:     points,
+		BacklogBytes:      bytes,
+		ResendWindow:      window,
+		ResendWindowBytes: windowSize,
+		EscapeChar:        f.GraphiteEscape[0],
+		Mode:              mode,
+		Tagged:            f.GraphiteTagged,
 	}
 	if c.Address != "" {
 		if err := c.Validate(); err != nil {

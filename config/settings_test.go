@@ -97,7 +97,8 @@ func TestSettingsDefaults(t *testing.T) {
 	if s.Conntrack.ReceiveBuffer != 64<<20 || s.Conntrack.ReceiveBufferMax != 1<<30 || !s.Conntrack.NoENOBUFS || !s.Conntrack.Flow.Live {
 		t.Errorf("conntrack %+v", s.Conntrack)
 	}
-	if s.Graphite.Address != "" || s.Graphite.Interval != time.Minute || s.Graphite.BacklogPoints != 100000 {
+	if g := s.Graphite; g.Address != "" || g.Interval != time.Minute || g.BacklogPoints != 0 || g.BacklogBytes != 256<<20 ||
+		g.ResendWindow != 5*time.Minute || g.ResendWindowBytes != 32<<20 {
 		t.Errorf("graphite %+v", s.Graphite)
 	}
 	if s.Web.TelemetryPath != "/metrics" || s.Web.MaxRequests != 40 {

@@ -22,11 +22,21 @@ var (
 	errTimeout     = errors.New("invalid graphite timeout")
 	errEscapeChar  = errors.New("invalid graphite escape character")
 	errBacklog     = errors.New("invalid graphite backlog limits")
+	errWindow      = errors.New("invalid graphite resend window")
 	errSource      = errors.New("no graphite source")
 	errRegister    = errors.New("cannot register graphite metrics")
 	errRunning     = errors.New("graphite writer already run")
-	// errPeerClosed reports that carbon closed an idle connection.
-	errPeerClosed = errors.New("connection closed by peer")
+)
+
+// The defaults of the flags that size the queues. 500,000 points, the five
+// samples of 100,000 conntrack series, take 42 MB of plaintext lines (see
+// BENCHMARKS.md): the backlog holds six such snapshots. The resend window
+// keeps them compressed, about 4.3 MiB each: five minutes of them at the
+// default interval, more than a carbon-cache that keeps up holds in memory.
+const (
+	DefaultBacklogSize      = "256MiB"
+	DefaultResendWindow     = 5 * time.Minute
+	DefaultResendWindowSize = "32MiB"
 )
 
 // Mode selects how counter values are sent.
@@ -83,6 +93,17 @@ func ParseBacklogSize(s string) (points, bytes int, err error) {
 	return 0, int(b), nil
 }
 
+// ParseWindowSize parses the size of the resend window, such as "64MiB",
+// "512KB", or "0" to turn resends off. Units are powers of 1024 whether
+// written KiB or KB, and a size other than 0 needs one.
+func ParseWindowSize(s string) (int, error) {
+	b, err := units.ParseBase2Bytes(strings.TrimSpace(s))
+	if err != nil || b < 0 || int64(b) > math.MaxInt {
+		return 0, fmt.Errorf("%w %q: want a size such as 64MiB, or 0", errWindow, s)
+	}
+	return int(b), nil
+}
+
 // Config configures a Writer.
 type Config struct {
 	// Address is the host:port of carbon's plaintext listener.
@@ -93,16 +114,29 @@ type Config struct {
 	Prefix string
 	// Interval is how often a snapshot is taken and queued.
 	Interval time.Duration
-	// Timeout bounds dialing carbon and each write to it, and the final
-	// flush when the Writer stops.
+	// Timeout bounds dialing carbon; a connection on which carbon's kernel
+	// acknowledges nothing for Timeout has stalled and is reset. When the
+	// Writer stops, it bounds the final snapshot and the flush together.
 	Timeout time.Duration
-	// BacklogPoints is the most lines kept while carbon is away; 0 means no
-	// limit on the number of lines.
+	// BacklogPoints is the most points kept that carbon's kernel has not
+	// acknowledged yet; 0 means no limit on the number of points.
 	BacklogPoints int
-	// BacklogBytes is the most bytes of formatted lines kept while carbon is
-	// away; 0 means no limit on bytes. At least one of BacklogPoints and
-	// BacklogBytes must be greater than zero.
+	// BacklogBytes is the most bytes of formatted lines kept that carbon's
+	// kernel has not acknowledged yet; 0 means no limit on bytes. At least
+	// one of BacklogPoints and BacklogBytes must be greater than zero. The
+	// limits should hold several snapshots: the lines of a snapshot are all
+	// queued at once, and a snapshot larger than the limits loses its
+	// oldest lines even when carbon keeps up.
 	BacklogBytes int
+	// ResendWindow is how long points are kept once carbon's kernel has
+	// acknowledged them, to be sent again, before the backlog, after a
+	// connection that ended in failure: carbon-cache keeps points in memory
+	// before it writes them, and loses them when it dies. 0 turns resends
+	// off.
+	ResendWindow time.Duration
+	// ResendWindowBytes bounds the memory the points kept for resending
+	// take, compressed; the oldest are forgotten first. 0 turns resends off.
+	ResendWindowBytes int
 	// EscapeChar replaces every character Graphite cannot take in a path
 	// element. It must itself be one of [A-Za-z0-9_-]; 0 means
 	// DefaultEscapeChar.
@@ -150,6 +184,9 @@ func (c Config) validate() (Config, error) {
 	if c.BacklogPoints < 0 || c.BacklogBytes < 0 || (c.BacklogPoints == 0 && c.BacklogBytes == 0) {
 		return c, fmt.Errorf("%w (%d points, %d bytes): neither may be negative and at least one must be greater than zero",
 			errBacklog, c.BacklogPoints, c.BacklogBytes)
+	}
+	if c.ResendWindow < 0 || c.ResendWindowBytes < 0 {
+		return c, fmt.Errorf("%w (%v, %d bytes): neither may be negative", errWindow, c.ResendWindow, c.ResendWindowBytes)
 	}
 	if c.Mode != Cumulative && c.Mode != Delta {
 		return c, fmt.Errorf("%w %v", errMode, c.Mode)

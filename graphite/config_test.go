@@ -89,6 +89,37 @@ func TestParseBacklogSize(t *testing.T) {
 	}
 }
 
+func TestParseWindowSize(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int
+		wantErr bool
+	}{
+		{"64MiB", 64 << 20, false},
+		{" 512KB ", 512 << 10, false},
+		{"0", 0, false},
+		{"0B", 0, false},
+		{"100", 0, true}, // a size needs a unit
+		{"-1MiB", 0, true},
+		{"", 0, true},
+		{"lots", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseWindowSize(tt.in)
+			if tt.wantErr {
+				if !errors.Is(err, errWindow) || !strings.Contains(err.Error(), `"`+tt.in+`"`) {
+					t.Fatalf("ParseWindowSize(%q) error = %v, want %v naming the value", tt.in, err, errWindow)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ParseWindowSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
 type nilSource struct{}
 
 func (nilSource) Snapshot(context.Context) *tree.Snapshot { return nil }
@@ -128,6 +159,9 @@ func TestNewValidation(t *testing.T) {
 		{"negative backlog points", func(c *Config) { c.BacklogPoints = -1; c.BacklogBytes = 10 }, nilSource{}, errBacklog},
 		{"negative backlog bytes", func(c *Config) { c.BacklogBytes = -1 }, nilSource{}, errBacklog},
 		{"bad mode", func(c *Config) { c.Mode = 7 }, nilSource{}, errMode},
+		{"valid resend window", func(c *Config) { c.ResendWindow, c.ResendWindowBytes = time.Minute, 1<<20 }, nilSource{}, nil},
+		{"negative resend window", func(c *Config) { c.ResendWindow = -time.Second }, nilSource{}, errWindow},
+		{"negative resend window size", func(c *Config) { c.ResendWindowBytes = -1 }, nilSource{}, errWindow},
 		{"no source", func(*Config) {}, nil, errSource},
 	}
 	for _, tt := range tests {
@@ -165,7 +199,7 @@ func TestNewRegistersOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 10 {
-		t.Errorf("registry holds %d families, want 10", len(mfs))
+	if len(mfs) != 15 {
+		t.Errorf("registry holds %d families, want 15", len(mfs))
 	}
 }

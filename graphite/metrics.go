@@ -19,19 +19,33 @@ func (w *Writer) register(r prometheus.Registerer) error {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metricPrefix + name, Help: help}, f)
 	}
 	limitPoints, limitBytes := float64(w.cfg.BacklogPoints), float64(w.cfg.BacklogBytes)
+	windowBytes, windowSeconds := float64(w.q.windowBytes), w.q.windowAge.Seconds()
+	stat := func(f func(queueStats) float64) func() float64 {
+		return func() float64 { return f(w.q.stats()) }
+	}
 	cs := []prometheus.Collector{
-		counter("points_sent_total", "Lines written to carbon successfully.",
-			func() float64 { return float64(w.bl.stats().sent) }),
-		counter("points_dropped_total", "Lines dropped because the Graphite backlog was full.",
-			func() float64 { return float64(w.bl.stats().dropped) }),
-		gauge("backlog_points", "Lines waiting to be sent to carbon, including the batch being written.",
-			func() float64 { return float64(w.bl.stats().points) }),
-		gauge("backlog_bytes", "Bytes of the lines waiting to be sent to carbon.",
-			func() float64 { return float64(w.bl.stats().bytes) }),
-		gauge("backlog_limit_points", "Most lines the Graphite backlog keeps; 0 means no limit.",
+		counter("points_sent_total", "Points carbon's kernel acknowledged receiving (SIOCOUTQ), each counted once.",
+			stat(func(s queueStats) float64 { return float64(s.sent) })),
+		counter("points_resent_total", "Points sent again from the resend window after a connection to carbon failed, counted once acknowledged.",
+			stat(func(s queueStats) float64 { return float64(s.resent) })),
+		counter("points_dropped_total", "Points dropped because the Graphite backlog was full.",
+			stat(func(s queueStats) float64 { return float64(s.dropped) })),
+		gauge("backlog_points", "Points carbon's kernel has not acknowledged yet, resends aside, including those being written.",
+			stat(func(s queueStats) float64 { return float64(s.backlogLines) })),
+		gauge("backlog_bytes", "Bytes of the points carbon's kernel has not acknowledged yet, resends aside.",
+			stat(func(s queueStats) float64 { return float64(s.backlogBytes) })),
+		gauge("backlog_limit_points", "Most points the Graphite backlog keeps; 0 means no limit.",
 			func() float64 { return limitPoints }),
-		gauge("backlog_limit_bytes", "Most bytes of lines the Graphite backlog keeps; 0 means no limit.",
+		gauge("backlog_limit_bytes", "Most bytes of points the Graphite backlog keeps; 0 means no limit.",
 			func() float64 { return limitBytes }),
+		gauge("resend_window_points", "Points kept to be sent again after a failed connection, including those queued for resending.",
+			stat(func(s queueStats) float64 { return float64(s.windowLines) })),
+		gauge("resend_window_bytes", "Bytes of the points kept to be sent again after a failed connection.",
+			stat(func(s queueStats) float64 { return float64(s.windowBytes) })),
+		gauge("resend_window_limit_bytes", "Most bytes of points kept to be sent again after a failed connection; 0 means resends are off.",
+			func() float64 { return windowBytes }),
+		gauge("resend_window_limit_seconds", "How long points are kept to be sent again after a failed connection; 0 means resends are off.",
+			func() float64 { return windowSeconds }),
 		gauge("connected", "Whether a connection to carbon is open (1) or not (0).",
 			func() float64 {
 				if w.connected.Load() {
@@ -41,7 +55,7 @@ func (w *Writer) register(r prometheus.Registerer) error {
 			}),
 		counter("connect_errors_total", "Failed attempts to connect to carbon.",
 			func() float64 { return float64(w.connectErrors.Load()) }),
-		counter("write_errors_total", "Writes to carbon that failed, or were not tried because carbon had closed the connection.",
+		counter("write_errors_total", "Connections to carbon lost: writes that failed, and connections carbon closed.",
 			func() float64 { return float64(w.writeErrors.Load()) }),
 		gauge("last_send_timestamp_seconds", "Unix time of the last successful write to carbon; 0 if none.",
 			func() float64 { return float64(w.lastSend.Load()) / 1e9 }),

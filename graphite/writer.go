@@ -2,29 +2,13 @@ package graphite
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
-)
-
-const (
-	// maxBatchBytes is the most bytes the sender writes in one call; a line
-	// longer than that is written alone.
-	maxBatchBytes = 64 << 10
-	// minBackoff and maxBackoff bound the wait between two attempts to reach
-	// carbon. The wait doubles after every failure and is reset by a
-	// successful write.
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 30 * time.Second
-	// probeWait is how long the liveness probe of an idle connection waits
-	// for a read to report that carbon has closed it.
-	probeWait = 2 * time.Millisecond
 )
 
 // Source provides the snapshots a Writer sends.
@@ -36,21 +20,30 @@ type Source interface {
 
 // Stats is a reading of a Writer's counters.
 type Stats struct {
-	// Sent is the number of lines written to carbon successfully.
+	// Sent is the number of points carbon's kernel acknowledged, each
+	// counted once.
 	Sent uint64
-	// Dropped is the number of lines dropped because the backlog was full.
+	// Resent is the number of points sent again from the resend window
+	// after a failed connection, counted once acknowledged.
+	Resent uint64
+	// Dropped is the number of points dropped because the backlog was full.
 	Dropped uint64
-	// BacklogPoints is the number of lines waiting to be sent, including
-	// those of the batch being written.
+	// BacklogPoints is the number of points not acknowledged yet, resends
+	// aside, including those being written.
 	BacklogPoints int
-	// BacklogBytes is the size of those lines.
+	// BacklogBytes is the size of those points.
 	BacklogBytes int
+	// WindowPoints is the number of points kept to be sent again after a
+	// failed connection, including those queued for resending.
+	WindowPoints int
+	// WindowBytes is the size of those points.
+	WindowBytes int
 	// Connected tells whether a connection to carbon is open.
 	Connected bool
 	// ConnectErrors is the number of failed attempts to connect.
 	ConnectErrors uint64
-	// WriteErrors is the number of writes that failed or were not tried
-	// because carbon had closed the connection.
+	// WriteErrors is the number of connections lost: writes that failed,
+	// and connections found closed by carbon.
 	WriteErrors uint64
 	// LastSend is when a write last succeeded; zero if none has.
 	LastSend time.Time
@@ -62,7 +55,7 @@ type Writer struct {
 	src  Source
 	log  *slog.Logger
 	form *formatter
-	bl   *backlog
+	q    *queue
 
 	running atomic.Bool
 
@@ -71,12 +64,19 @@ type Writer struct {
 	writeErrors   atomic.Uint64
 	lastSend      atomic.Int64 // Unix nanoseconds; 0 before the first write
 
+	// warnedTooBig belongs to the goroutine that queues snapshots.
+	warnedTooBig bool
+
 	// The fields below belong to the sender goroutine.
-	dialer      net.Dialer
-	conn        net.Conn
-	stopAbort   func() bool // unregisters the deadline that aborts conn's I/O on stop
-	batch       []string
-	buf         []byte
+	dialer    net.Dialer
+	conn      net.Conn
+	raw       syscall.RawConn // conn's socket, for SIOCOUTQ and the probe
+	stopAbort func() bool     // unregisters the deadline that aborts conn's I/O on stop
+	written   int64           // bytes written on conn
+	acked     int64           // bytes of conn acknowledged by carbon's kernel
+	// stalled is set when the last connection ended with a write that
+	// timed out, until the next attempt to connect.
+	stalled     bool
 	backoff     time.Duration
 	everSent    bool      // a write has succeeded on some connection
 	outage      bool      // carbon is unreachable and that has been logged
@@ -105,7 +105,7 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Writer, error) {
 		src:     src,
 		log:     logger.With("component", "graphite", "address", cfg.Address),
 		form:    form,
-		bl:      newBacklog(cfg.BacklogPoints, cfg.BacklogBytes),
+		q:       newQueue(cfg.BacklogPoints, cfg.BacklogBytes, cfg.ResendWindowBytes, cfg.ResendWindow),
 		dialer:  net.Dialer{Timeout: cfg.Timeout},
 		backoff: minBackoff,
 	}
@@ -119,12 +119,15 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Writer, error) {
 
 // Stats returns the current counters of w.
 func (w *Writer) Stats() Stats {
-	b := w.bl.stats()
+	q := w.q.stats()
 	s := Stats{
-		Sent:          b.sent,
-		Dropped:       b.dropped,
-		BacklogPoints: b.points,
-		BacklogBytes:  b.bytes,
+		Sent:          q.sent,
+		Resent:        q.resent,
+		Dropped:       q.dropped,
+		BacklogPoints: q.backlogLines,
+		BacklogBytes:  q.backlogBytes,
+		WindowPoints:  q.windowLines,
+		WindowBytes:   q.windowBytes,
 		Connected:     w.connected.Load(),
 		ConnectErrors: w.connectErrors.Load(),
 		WriteErrors:   w.writeErrors.Load(),
@@ -136,15 +139,21 @@ func (w *Writer) Stats() Stats {
 }
 
 // Run takes a snapshot at once and then every Interval, and sends them to
-// carbon, until ctx is done. It then spends at most Timeout sending what is
-// still queued, closes the connection and returns nil. Lines still queued
+// carbon, until ctx is done. It then takes one last snapshot, sends what is
+// still queued and waits for carbon's kernel to acknowledge it, all within
+// Timeout, closes the connection and returns nil. Points not acknowledged
 // then are lost. Run may be called only once.
 func (w *Writer) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errRunning
 	}
+	defer w.q.release()
+	// sctx ends Timeout after ctx: it bounds the snapshots and the flush
+	// of the stop.
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
+	unregister := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.Timeout, stop) })
+	defer unregister()
 	draining := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -152,15 +161,13 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.send(sctx, draining)
 	}()
 
-	w.collect(ctx)
-
+	w.collect(ctx, sctx)
+	w.final(sctx)
 	close(draining)
-	t := time.AfterFunc(w.cfg.Timeout, stop)
 	<-done
-	t.Stop()
 	w.closeConn()
-	if st := w.bl.stats(); st.points > 0 {
-		w.log.Warn("stopped with points not sent to carbon", "points", st.points)
+	if st := w.q.stats(); st.backlogLines > 0 {
+		w.log.Warn("stopped with points carbon did not acknowledge", "points", st.backlogLines)
 	} else {
 		w.log.Info("stopped")
 	}
@@ -168,12 +175,18 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // collect queues a snapshot at once and then at every tick until ctx is
-// done. It never waits for the network.
-func (w *Writer) collect(ctx context.Context) {
+// done. It never waits for the network. Snapshots are taken with sctx, so
+// that one begun before ctx ends completes and is sent; one that sctx cut
+// short is not.
+func (w *Writer) collect(ctx, sctx context.Context) {
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
 	for ctx.Err() == nil {
-		w.queue(w.src.Snapshot(ctx))
+		snap := w.src.Snapshot(sctx)
+		if sctx.Err() != nil {
+			return
+		}
+		w.queue(snap, false)
 		select {
 		case <-ctx.Done():
 		case <-t.C:
@@ -181,9 +194,21 @@ func (w *Writer) collect(ctx context.Context) {
 	}
 }
 
+// final queues the last snapshot, taken when the Writer stops. ctx ends when
+// the time to stop is up.
+func (w *Writer) final(ctx context.Context) {
+	snap := w.src.Snapshot(ctx)
+	if ctx.Err() != nil {
+		w.log.Warn("no final snapshot: taking it took longer than the timeout", "timeout", w.cfg.Timeout.String())
+		return
+	}
+	w.queue(snap, true)
+}
+
 // queue formats snap and appends its lines to the backlog. A snapshot with a
-// zero Time is stamped with the current time.
-func (w *Writer) queue(snap *tree.Snapshot) {
+// zero Time is stamped with the current time. final selects the formatting
+// of the last snapshot (see formatter.formatFinal).
+func (w *Writer) queue(snap *tree.Snapshot, final bool) {
 	if snap == nil {
 		return
 	}
@@ -192,179 +217,17 @@ func (w *Writer) queue(snap *tree.Snapshot) {
 		s.Time = time.Now()
 		snap = &s
 	}
-	w.bl.push(w.form.format(snap))
-}
-
-// send is the sender goroutine. It writes the backlog to carbon whenever
-// lines are queued, reconnecting with backoff after failures, until ctx is
-// done. Once draining is closed it returns as soon as the backlog is empty.
-func (w *Writer) send(ctx context.Context, draining <-chan struct{}) {
-	for ctx.Err() == nil {
-		if w.bl.empty() {
-			select {
-			case <-draining:
-				return
-			default:
-			}
-			select {
-			case <-w.bl.ready:
-			case <-draining:
-			case <-ctx.Done():
-			}
-			continue
-		}
-		if w.conn == nil {
-			if err := w.dial(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				w.connectErrors.Add(1)
-				w.fail("cannot connect to carbon", err)
-				w.sleep(ctx)
-				continue
-			}
-		}
-		if err := w.probe(); err != nil {
-			w.writeErrors.Add(1)
-			w.closeConn()
-			w.fail("carbon closed the connection", err)
-			w.sleep(ctx)
-			continue
-		}
-		if err := w.flush(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			w.writeErrors.Add(1)
-			w.closeConn()
-			w.fail("cannot write to carbon", err)
-			w.sleep(ctx)
-		}
+	b := w.q.newBatch()
+	if final {
+		w.form.formatFinal(snap, b)
+	} else {
+		w.form.format(snap, b)
 	}
-}
-
-// dial opens the connection to carbon. The connection's I/O is aborted when
-// ctx is done, so that the final flush of Run never outlasts Timeout.
-func (w *Writer) dial(ctx context.Context) error {
-	conn, err := w.dialer.DialContext(ctx, "tcp", w.cfg.Address)
-	if err != nil {
-		return err
+	points, size := b.lines, b.bytes
+	if b.push() && !w.warnedTooBig {
+		w.warnedTooBig = true
+		w.log.Warn("a snapshot is larger than the Graphite backlog: its oldest points are dropped even when carbon keeps up; raise --graphite.backlog-size",
+			"points", points, "bytes", size,
+			"backlog_limit_points", w.cfg.BacklogPoints, "backlog_limit_bytes", w.cfg.BacklogBytes)
 	}
-	w.conn = conn
-	w.stopAbort = context.AfterFunc(ctx, func() {
-		_ = conn.SetDeadline(time.Unix(1, 0))
-	})
-	w.connected.Store(true)
-	w.log.Debug("connected to carbon", "local", conn.LocalAddr().String())
-	return nil
-}
-
-// closeConn closes the connection, if any.
-func (w *Writer) closeConn() {
-	if w.conn == nil {
-		return
-	}
-	w.stopAbort()
-	_ = w.conn.Close()
-	w.conn = nil
-	w.connected.Store(false)
-}
-
-// probe checks, before writing to a connection that has been idle, that
-// carbon has not closed it: carbon never sends anything, so a read that does
-// not time out means the connection is finished. Without the check the next
-// batch would be written into a dead socket and lost.
-func (w *Writer) probe() error {
-	if err := w.conn.SetReadDeadline(time.Now().Add(probeWait)); err != nil {
-		return err
-	}
-	var b [64]byte
-	n, err := w.conn.Read(b[:])
-	switch {
-	case err == nil && n > 0:
-		return nil // carbon does not talk; whatever this is, the connection is up
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil
-	case err == nil, errors.Is(err, io.EOF):
-		return errPeerClosed
-	}
-	return err
-}
-
-// flush writes the queued lines in batches until the backlog is empty. A
-// batch leaves the backlog only once its write has succeeded; a failed batch
-// goes back to the front of the backlog.
-func (w *Writer) flush(ctx context.Context) error {
-	for {
-		w.batch = w.bl.take(w.batch[:0], maxBatchBytes)
-		if len(w.batch) == 0 {
-			return nil
-		}
-		w.buf = w.buf[:0]
-		for _, l := range w.batch {
-			w.buf = append(w.buf, l...)
-		}
-		err := w.conn.SetWriteDeadline(time.Now().Add(w.cfg.Timeout))
-		if err == nil {
-			// Checked after the deadline is set: once ctx is done, its
-			// AfterFunc has set or will set a past deadline that this
-			// write cannot override.
-			err = ctx.Err()
-		}
-		if err == nil {
-			_, err = w.conn.Write(w.buf)
-		}
-		if err != nil {
-			w.bl.giveBack(w.batch)
-			clear(w.batch)
-			return err
-		}
-		w.bl.commit(w.batch)
-		clear(w.batch)
-		w.succeeded()
-	}
-}
-
-// succeeded records a successful write and ends the outage, if any.
-func (w *Writer) succeeded() {
-	w.lastSend.Store(time.Now().UnixNano())
-	w.backoff = minBackoff
-	switch {
-	case w.outage:
-		w.log.Info("reconnected to carbon",
-			"down_for", time.Since(w.outageStart).Round(time.Millisecond).String(),
-			"failed_attempts", w.attempts,
-			"backlog_points", w.bl.stats().points)
-	case !w.everSent:
-		w.log.Info("connected to carbon")
-	}
-	w.everSent = true
-	w.outage = false
-	w.attempts = 0
-}
-
-// fail records a failed attempt. Only the first failure of an outage is
-// logged at warn level; the others are logged at debug level.
-func (w *Writer) fail(msg string, err error) {
-	w.attempts++
-	if w.outage {
-		w.log.Debug(msg, "err", err, "attempt", w.attempts)
-		return
-	}
-	w.outage = true
-	w.outageStart = time.Now()
-	w.log.Warn(msg+"; queueing points and retrying", "err", err,
-		"backlog_points", w.bl.stats().points)
-}
-
-// sleep waits for the current backoff, or until ctx is done, and doubles the
-// backoff for the next failure.
-func (w *Writer) sleep(ctx context.Context) {
-	t := time.NewTimer(w.backoff)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	w.backoff = min(2*w.backoff, maxBackoff)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -172,7 +173,7 @@ func (c *fakeCarbon) received() []string {
 }
 
 // waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -214,7 +215,7 @@ func (l *logRecorder) count(prefix string) int {
 
 // runWriter starts w.Run and returns a function that stops it and waits for
 // Run to return.
-func runWriter(t *testing.T, w *Writer) (stop func()) {
+func runWriter(t testing.TB, w *Writer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -228,8 +229,8 @@ func runWriter(t *testing.T, w *Writer) (stop func()) {
 				if err != nil {
 					t.Errorf("Run returned %v", err)
 				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return")
+			case <-time.After(w.cfg.Timeout + 10*time.Second):
+				t.Errorf("Run did not return within its timeout")
 			}
 		})
 	}
@@ -250,12 +251,19 @@ func testConfig(addr string) Config {
 func TestWriterSendsEveryInterval(t *testing.T) {
 	tests := []struct {
 		mode Mode
-		// line is the line expected for the i-th line received (from 0).
-		line func(i int) string
+		// line is the line expected for the i-th line received (from 0)
+		// of n lines, the last one from the final snapshot.
+		line func(i, n int) string
 	}{
-		{Cumulative, func(i int) string { return cumulativeLine(i + 1) }},
+		{Cumulative, func(i, _ int) string { return cumulativeLine(i + 1) }},
 		// Delta: snapshot 1 sets the baseline, then every snapshot adds 10.
-		{Delta, func(i int) string { return fmt.Sprintf("netfilter.nfacct.web.pkts 10 %d", baseTime+i+2) }},
+		// The final one replaces the last point with 10 more.
+		{Delta, func(i, n int) string {
+			if i == n-1 {
+				return fmt.Sprintf("netfilter.nfacct.web.pkts 20 %d", baseTime+i+1)
+			}
+			return fmt.Sprintf("netfilter.nfacct.web.pkts 10 %d", baseTime+i+2)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode.String(), func(t *testing.T) {
@@ -275,10 +283,13 @@ func TestWriterSendsEveryInterval(t *testing.T) {
 				t.Errorf("5 lines after %v; snapshots are taken more often than every %v", elapsed, cfg.Interval)
 			}
 			stop()
+			// Run returns once carbon's kernel has acknowledged every line;
+			// they reach the listener right after.
+			waitFor(t, 5*time.Second, "every line acknowledged", func() bool { return uint64(len(carbon.received())) == w.Stats().Sent })
 			got := carbon.received()
 			for i, l := range got {
-				if l != tt.line(i) {
-					t.Fatalf("line %d = %q, want %q (all: %q)", i, l, tt.line(i), got)
+				if l != tt.line(i, len(got)) {
+					t.Fatalf("line %d = %q, want %q (all: %q)", i, l, tt.line(i, len(got)), got)
 				}
 			}
 			st := w.Stats()
@@ -318,9 +329,12 @@ func TestWriterReplaysOutage(t *testing.T) {
 	})
 	stop()
 	t.Logf("log: %q", logs.records)
+	last := src.count()
+	waitFor(t, 5*time.Second, "the final snapshot", func() bool {
+		return containsLine(carbon2.received(), cumulativeLine(last))
+	})
 
 	all := append(carbon1.received(), carbon2.received()...)
-	last := src.count()
 	// Every snapshot's line arrived, in order; a line may repeat only if it
 	// was in flight when the first carbon went away.
 	next := 1
@@ -354,10 +368,10 @@ func TestWriterReplaysOutage(t *testing.T) {
 		t.Errorf("%d reconnections logged, want 1: %q", n, logs.records)
 	}
 	expected := fmt.Sprintf(`
-# HELP netfilter_exporter_graphite_points_dropped_total Lines dropped because the Graphite backlog was full.
+# HELP netfilter_exporter_graphite_points_dropped_total Points dropped because the Graphite backlog was full.
 # TYPE netfilter_exporter_graphite_points_dropped_total counter
 netfilter_exporter_graphite_points_dropped_total 0
-# HELP netfilter_exporter_graphite_backlog_limit_points Most lines the Graphite backlog keeps; 0 means no limit.
+# HELP netfilter_exporter_graphite_backlog_limit_points Most points the Graphite backlog keeps; 0 means no limit.
 # TYPE netfilter_exporter_graphite_backlog_limit_points gauge
 netfilter_exporter_graphite_backlog_limit_points %d
 # HELP netfilter_exporter_graphite_connected Whether a connection to carbon is open (1) or not (0).
@@ -409,7 +423,7 @@ func gatherValue(t *testing.T, reg *prometheus.Registry, name string) (float64, 
 }
 
 // freeAddr returns a loopback address where nothing listens.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -450,13 +464,13 @@ func TestWriterBacklogOverflow(t *testing.T) {
 		wantBytes += len(cumulativeLine(n)) + 1
 	}
 	expected := fmt.Sprintf(`
-# HELP netfilter_exporter_graphite_points_dropped_total Lines dropped because the Graphite backlog was full.
+# HELP netfilter_exporter_graphite_points_dropped_total Points dropped because the Graphite backlog was full.
 # TYPE netfilter_exporter_graphite_points_dropped_total counter
 netfilter_exporter_graphite_points_dropped_total %d
-# HELP netfilter_exporter_graphite_backlog_points Lines waiting to be sent to carbon, including the batch being written.
+# HELP netfilter_exporter_graphite_backlog_points Points carbon's kernel has not acknowledged yet, resends aside, including those being written.
 # TYPE netfilter_exporter_graphite_backlog_points gauge
 netfilter_exporter_graphite_backlog_points %d
-# HELP netfilter_exporter_graphite_backlog_bytes Bytes of the lines waiting to be sent to carbon.
+# HELP netfilter_exporter_graphite_backlog_bytes Bytes of the points carbon's kernel has not acknowledged yet, resends aside.
 # TYPE netfilter_exporter_graphite_backlog_bytes gauge
 netfilter_exporter_graphite_backlog_bytes %d
 `, generated-limit, limit, wantBytes)
@@ -509,26 +523,34 @@ func TestWriterStopsWithinTimeout(t *testing.T) {
 	}
 }
 
-func TestWriterFlushesOnStop(t *testing.T) {
+// TestWriterSendsFinalSnapshotOnStop checks that stopping the Writer takes
+// one last snapshot and delivers it, so that a restart loses nothing.
+func TestWriterSendsFinalSnapshotOnStop(t *testing.T) {
 	carbon := startCarbon(t, "127.0.0.1:0", 0)
 	cfg := testConfig(carbon.addr())
 	cfg.Interval = time.Hour // only the first, immediate snapshot
-	w, err := New(cfg, &fakeSource{}, nil)
+	src := &fakeSource{}
+	w, err := New(cfg, src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	src := w.src.(*fakeSource)
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx) }()
-	waitFor(t, 5*time.Second, "the first snapshot", func() bool { return src.count() == 1 })
+	waitFor(t, 5*time.Second, "the first snapshot", func() bool { return len(carbon.received()) == 1 })
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the line", func() bool { return len(carbon.received()) == 1 })
-	if got := carbon.received()[0]; got != cumulativeLine(1) {
-		t.Errorf("line = %q, want %q", got, cumulativeLine(1))
+	// Run returns once carbon's kernel has acknowledged the final line; it
+	// reaches the listener right after.
+	waitFor(t, 5*time.Second, "the final snapshot", func() bool { return len(carbon.received()) == 2 })
+	want := []string{cumulativeLine(1), cumulativeLine(2)}
+	if got := carbon.received(); !slices.Equal(got, want) {
+		t.Errorf("lines = %q, want %q", got, want)
+	}
+	if st := w.Stats(); st.Sent != 2 || st.BacklogPoints != 0 {
+		t.Errorf("stats = %+v, want 2 sent and nothing left", st)
 	}
 }
 
@@ -555,12 +577,22 @@ func TestProbe(t *testing.T) {
 	if peer == nil {
 		t.Fatal("accept failed")
 	}
-	w := &Writer{conn: conn}
-	if err := w.probe(); err != nil {
+	raw, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := probeConn(raw); err != nil {
 		t.Fatalf("probe of a live connection = %v", err)
+	}
+	if _, err := peer.Write([]byte("unexpected\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := probeConn(raw); err != nil {
+		t.Fatalf("probe of a live connection carbon wrote to = %v", err)
 	}
 	_ = peer.Close()
 	waitFor(t, 5*time.Second, "the probe to see the close", func() bool {
-		return errors.Is(w.probe(), errPeerClosed)
+		return probeConn(raw) != nil
 	})
 }

@@ -1,0 +1,113 @@
+package graphite
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/tree"
+)
+
+var (
+	counterDesc = tree.NewDesc("nfacct_packets_total", "", tree.Counter, "name")
+	gaugeDesc   = tree.NewDesc("conntrack_entries", "", tree.Gauge)
+	histDesc    = tree.NewDesc("latency_seconds", "", tree.Histogram)
+)
+
+// lines is a lineSink that keeps each line as a string.
+type lines []string
+
+func (l *lines) add(line []byte) { *l = append(*l, string(line)) }
+
+// formatLines returns the lines f.format writes for snap, nil if none.
+func formatLines(f *formatter, snap *tree.Snapshot) []string {
+	var out lines
+	if n := f.format(snap, &out); n != len(out) {
+		panic(fmt.Sprintf("format returned %d for %d lines", n, len(out)))
+	}
+	return out
+}
+
+func TestFormatterSkips(t *testing.T) {
+	f := newFormatter("netfilter", '_', Cumulative)
+	snap := &tree.Snapshot{
+		Time: time.Unix(100, 0),
+		Samples: []tree.Sample{
+			{Desc: counterDesc, Path: []string{"a"}, Value: 1},
+			{Desc: counterDesc, Path: nil, Value: 2},
+			{Desc: counterDesc, Path: []string{}, Value: 3},
+			{Desc: gaugeDesc, Path: []string{"nan"}, Value: math.NaN()},
+			{Desc: gaugeDesc, Path: []string{"inf"}, Value: math.Inf(1)},
+			{Desc: histDesc, Path: []string{"h"}, Histogram: &tree.HistogramValue{Count: 1}},
+			{Desc: nil, Path: []string{"nodesc"}, Value: 4},
+			{Desc: gaugeDesc, Path: []string{"b"}, Value: 5},
+		},
+	}
+	got := formatLines(f, snap)
+	want := []string{"netfilter.a 1 100\n", "netfilter.nodesc 4 100\n", "netfilter.b 5 100\n"}
+	if !slices.Equal(got, want) {
+		t.Errorf("format = %q, want %q", got, want)
+	}
+	if got := formatLines(f, nil); got != nil {
+		t.Errorf("format(nil) = %q, want nil", got)
+	}
+}
+
+// TestFormatterLeaf checks samples whose Desc ends their path (tree.Desc's
+// Leaf, for samples of one series that share a Path): the line holds both,
+// and in Delta mode each keeps a baseline of its own.
+func TestFormatterLeaf(t *testing.T) {
+	orig := tree.NewDesc("netfilter_conntrack_flow_bytes_total", "", tree.Counter, "direction").WithLeaf("orig", "bytes")
+	reply := tree.NewDesc("netfilter_conntrack_flow_bytes_total", "", tree.Counter, "direction").WithLeaf("reply", "bytes")
+	alone := tree.NewDesc("netfilter_conntrack_flows_total", "", tree.Counter).WithLeaf("flows")
+	head := []string{"conntrack", "10.0.0.1"}
+	snap := func(ts int64, o, r float64) *tree.Snapshot {
+		return &tree.Snapshot{Time: time.Unix(ts, 0), Samples: []tree.Sample{
+			{Desc: orig, Path: head, Value: o},
+			{Desc: reply, Path: head, Value: r},
+			{Desc: alone, Path: []string{}, Value: 7}, // the leaf alone
+			{Desc: alone, Path: nil, Value: 8},        // kept out of Graphite
+		}}
+	}
+	f := newFormatter("nf", '_', Cumulative)
+	want := []string{"nf.conntrack.10_0_0_1.orig.bytes 100 1\n", "nf.conntrack.10_0_0_1.reply.bytes 40 1\n", "nf.flows 7 1\n"}
+	if got := formatLines(f, snap(1, 100, 40)); !slices.Equal(got, want) {
+		t.Errorf("cumulative = %q, want %q", got, want)
+	}
+	f = newFormatter("nf", '_', Delta)
+	formatLines(f, snap(1, 100, 40))
+	want = []string{"nf.conntrack.10_0_0_1.orig.bytes 5 2\n", "nf.conntrack.10_0_0_1.reply.bytes 1 2\n", "nf.flows 0 2\n"}
+	if got := formatLines(f, snap(2, 105, 41)); !slices.Equal(got, want) {
+		t.Errorf("delta = %q, want %q", got, want)
+	}
+}
+
+func BenchmarkFormatSnapshot(b *testing.B) {
+	snap := &tree.Snapshot{Time: time.Unix(1700000000, 0)}
+	for i := range 1000 {
+		snap.Samples = append(snap.Samples, tree.Sample{
+			Desc:  counterDesc,
+			Path:  []string{"conntrack", "10.0." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256), "bytes"},
+			Value: float64(i) * 1234567,
+		})
+	}
+	for _, mode := range []Mode{Cumulative, Delta} {
+		b.Run(fmt.Sprint(mode), func(b *testing.B) {
+			f := newFormatter("netfilter", '_', mode)
+			q := newQueue(0, 1<<30, 0, 0)
+			defer q.release()
+			b.ReportAllocs()
+			for b.Loop() {
+				batch := q.newBatch()
+				if f.format(snap, batch) == 0 && mode == Cumulative {
+					b.Fatal("no lines")
+				}
+				batch.push()
+				drain(q)
+			}
+		})
+	}
+}
