@@ -1,4 +1,3 @@
-// Package deadline bounds netlink requests by a timeout and a context.
 package deadline
 
 import (

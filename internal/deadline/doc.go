@@ -1,0 +1,2 @@
+// Package deadline bounds netlink requests by a timeout and a context.
+package deadline
