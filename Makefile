@@ -8,6 +8,8 @@ BIN       ?= netfilter_exporter
 # for this machine (GOARCH in `make release` is for the exporter only).
 PROMU_BIN := .build/promu
 PROMU     := $(PROMU_BIN) --config=.promu.yml
+# staticcheck, pinned in the same module, built the same way.
+STATICCHECK_BIN := .build/staticcheck
 # The version is the git tag without its "v", as promu reads it: v0.1.0 gives
 # 0.1.0, a later commit 0.1.0-3-gabcdef0, uncommitted changes add -dirty.
 # Outside a git checkout it is "dev".
@@ -41,10 +43,11 @@ run: build
 deps:
 	./scripts/install-deps.sh
 
-# Formatting, vet and module tidiness.
-check:
+# Formatting, vet, staticcheck and module tidiness.
+check: $(STATICCHECK_BIN)
 	@out=$$(gofmt -l . | grep -v '^vendor/'); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK_BIN) ./...
 	@cp go.mod /tmp/nfe-go.mod.bak && cp go.sum /tmp/nfe-go.sum.bak; \
 	$(GO) mod tidy; \
 	if ! cmp -s go.mod /tmp/nfe-go.mod.bak || ! cmp -s go.sum /tmp/nfe-go.sum.bak; then \
@@ -60,6 +63,9 @@ check:
 # with .promu.yml and checks the version the binary reports.
 $(PROMU_BIN): tools/go.mod tools/go.sum
 	$(GO) build -modfile=tools/go.mod -o $@ github.com/prometheus/promu
+
+$(STATICCHECK_BIN): tools/go.mod tools/go.sum
+	$(GO) build -modfile=tools/go.mod -o $@ honnef.co/go/tools/cmd/staticcheck
 
 release-check: $(PROMU_BIN)
 	@v=$$(git describe --exact-match --tags 2>/dev/null | sed 's/^v//'); \
