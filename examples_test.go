@@ -51,7 +51,7 @@ func TestExamplesAreChecked(t *testing.T) {
 }
 
 func TestExamplePrometheusConfig(t *testing.T) {
-	netnstest.Require(t, "promtool")
+	netnstest.RequireTools(t, "promtool")
 	out, err := exec.Command("promtool", "check", "config", "examples/prometheus.yml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check config examples/prometheus.yml: %v\n%s", err, out)
@@ -253,7 +253,7 @@ func findPid(t *testing.T, path string) int {
 // where it does not), says what and why (summary, description), links to
 // its runbook section in the README, and is tested both firing and not.
 func TestExampleAlertRules(t *testing.T) {
-	netnstest.Require(t, "promtool")
+	netnstest.RequireTools(t, "promtool")
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
 		cmd := exec.Command("promtool", args...)
 		cmd.Dir = "examples"

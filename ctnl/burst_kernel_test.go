@@ -33,7 +33,7 @@ func queuedBurst(tb testing.TB, cfg ctnl.ListenConfig, n int) *ctnl.Listener {
 	cfg.NetNS = h.FD()
 	l, err := ctnl.Listen(cfg)
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) {
-		tb.Skipf("%s unavailable here: %v", cfg.Method, err)
+		netnstest.Unavailable(tb, "%s unavailable here: %v", cfg.Method, err)
 	}
 	if err != nil {
 		tb.Fatal(err)
