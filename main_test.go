@@ -169,36 +169,6 @@ func (e *exporter) scrape(t testing.TB) (string, map[string]*dto.MetricFamily) {
 	return string(body), mfs
 }
 
-// value returns the value of the sample of family name whose labels include
-// all of labels, and whether there is one.
-func value(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	mf, ok := mfs[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		have := make(map[string]string)
-		for _, lp := range m.GetLabel() {
-			have[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range labels {
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Untyped != nil:
-			return m.GetUntyped().GetValue(), true
-		}
-	}
-	return 0, false
-}
-
 // carbon is a plaintext listener standing in for carbon-cache.
 type carbon struct {
 	l     net.Listener
@@ -334,29 +304,30 @@ func TestExporterNfacctEndToEnd(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		body, mfs = e.scrape(t)
-		if v, _ := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": "dns"}); v == 2 || time.Now().After(deadline) {
+		// Until the first read, the series may be missing.
+		if v, ok := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": "dns"}); (ok && v == 2) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	ref := nfacctList(t, b)
 	for name, w := range want {
-		pkts, ok1 := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": name})
-		bytes, ok2 := value(mfs, "netfilter_nfacct_bytes_total", map[string]string{"name": name})
-		if !ok1 || !ok2 || pkts != w[0] || bytes != w[1] {
+		pkts := mustValue(t, mfs, "netfilter_nfacct_packets_total", map[string]string{"name": name})
+		bytes := mustValue(t, mfs, "netfilter_nfacct_bytes_total", map[string]string{"name": name})
+		if pkts != w[0] || bytes != w[1] {
 			t.Errorf("/metrics shows %s = %v packets %v bytes, want %v", name, pkts, bytes, w)
 		}
 		if ref[name] != w {
 			t.Errorf("nfacct list shows %s = %v after the scrape, want %v: the counters must not be reset", name, ref[name], w)
 		}
 	}
-	if v, _ := value(mfs, "netfilter_nfacct_quota_packets", map[string]string{"name": "q"}); v != 3 {
+	if v := mustValue(t, mfs, "netfilter_nfacct_quota_packets", map[string]string{"name": "q"}); v != 3 {
 		t.Errorf("quota of q = %v, want 3", v)
 	}
-	if v, _ := value(mfs, "netfilter_nfacct_over_quota", map[string]string{"name": "q"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_nfacct_over_quota", map[string]string{"name": "q"}); v != 1 {
 		t.Errorf("over_quota of q = %v, want 1", v)
 	}
-	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nfacct"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nfacct"}); v != 1 {
 		t.Errorf("collector success = %v, want 1", v)
 	}
 	promtoolCheck(t, body)
