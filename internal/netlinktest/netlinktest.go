@@ -8,7 +8,9 @@
 // the client's socket is real: one end of a unix SOCK_SEQPACKET pair whose
 // other end the fake kernel writes its answers to, one datagram each. So
 // deadlines, cancellation and raw reads through syscall.Conn behave as on a
-// netlink socket, and an answer can be any bytes.
+// netlink socket, and an answer can be any bytes. The answer is written as
+// the request is sent, before the client reads: the time the function takes
+// counts against the client's deadline.
 package netlinktest
 
 import (
