@@ -242,12 +242,12 @@ func TestConnInterruptedDump(t *testing.T) {
 			return [][]byte{netlinktest.Datagram(m, done(req, 0))}
 		}
 	}
-	c, f := newFake(t, answer(false))
+	c, _ := newFake(t, answer(false))
 	objs, err := c.Objects(context.Background())
 	if err != nil || len(objs.Counters) != 1 || objs.Counters[0].Name != "try2" {
 		t.Errorf("Objects after one interrupted dump = %+v, %v; want the second try's counter only", objs, err)
 	}
-	c, f = newFake(t, answer(true))
+	c, f := newFake(t, answer(true))
 	if _, err := c.Objects(context.Background()); !errors.Is(err, errInterrupted) {
 		t.Errorf("Objects of dumps always interrupted: error = %v, want errInterrupted", err)
 	}

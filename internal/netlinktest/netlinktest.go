@@ -161,10 +161,8 @@ type socket struct {
 	closed   bool
 }
 
-var (
-	_ netlink.Socket = (*socket)(nil)
-	_ syscall.Conn   = (*socket)(nil)
-)
+// The socket is a syscall.Conn: the clients read it raw.
+var _ syscall.Conn = (*socket)(nil)
 
 func (s *socket) Send(m netlink.Message) error {
 	return s.SendMessages([]netlink.Message{m})
