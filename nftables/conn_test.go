@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,7 +231,9 @@ func TestConnGarbledAnswers(t *testing.T) {
 
 // TestConnInterruptedDump: a dump the kernel flags as interrupted
 // (NLM_F_DUMP_INTR) is read again, and what the interrupted one gave is
-// discarded; one interrupted every time fails.
+// discarded. One interrupted every time is restarted until the Conn's
+// timeout or ctx ends it; the error says it was interrupted, how often, and
+// what ended it.
 func TestConnInterruptedDump(t *testing.T) {
 	answer := func(interrupted bool) func(netlink.Message, int) [][]byte {
 		return func(req netlink.Message, n int) [][]byte {
@@ -247,12 +251,44 @@ func TestConnInterruptedDump(t *testing.T) {
 	if err != nil || len(objs.Counters) != 1 || objs.Counters[0].Name != "try2" {
 		t.Errorf("Objects after one interrupted dump = %+v, %v; want the second try's counter only", objs, err)
 	}
-	c, f := newFake(t, answer(true))
-	if _, err := c.Objects(context.Background()); !errors.Is(err, errInterrupted) {
-		t.Errorf("Objects of dumps always interrupted: error = %v, want errInterrupted", err)
-	}
-	if f.n != maxInterrupted {
-		t.Errorf("%d dumps before giving up, want %d", f.n, maxInterrupted)
+
+	for _, tt := range []struct {
+		name string
+		ctx  func() context.Context
+		want error
+	}{
+		{"deadline", context.Background, os.ErrDeadlineExceeded},
+		{"cancel", func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			return ctx
+		}, context.Canceled},
+	} {
+		t.Run("always/"+tt.name, func(t *testing.T) {
+			timeout := 200 * time.Millisecond
+			if tt.want == context.Canceled {
+				timeout = 10 * time.Second // ctx ends it first
+			}
+			c, f := newFakeTimeout(t, timeout, answer(true))
+			start := time.Now()
+			_, err := c.Objects(tt.ctx())
+			if !errors.Is(err, errInterrupted) || !errors.Is(err, tt.want) {
+				t.Fatalf("Objects of dumps always interrupted: error = %v, want errInterrupted and %v", err, tt.want)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("Objects took %v; the restarts did not stop at the end of %v", took, tt.want)
+			}
+			// Each dump but perhaps the last, cut by the deadline, was
+			// interrupted; the error counts them.
+			m := regexp.MustCompile(`while it was read (\d+) times, then: `).FindStringSubmatch(err.Error())
+			if m == nil {
+				t.Fatalf("error %q does not say how often the dump was interrupted", err)
+			}
+			times, _ := strconv.Atoi(m[1])
+			if f.n < 2 || times < f.n-1 || times > f.n {
+				t.Errorf("error says %d interruptions, the fake kernel answered %d dumps; want at least 2 dumps and %d or %d", times, f.n, f.n-1, f.n)
+			}
+		})
 	}
 }
 
