@@ -2,6 +2,7 @@
 #   make run   - build and run the exporter against this host's netfilter (root)
 #   make unit  - the root-free tier: every test that needs no root, in seconds
 #   make test  - install what the tests need, then run every test (root, for the kernel tests)
+#   make e2e   - the tests of the built exporter alone (e2e/; root)
 
 GO        ?= go
 BIN       ?= netfilter_exporter
@@ -30,7 +31,7 @@ ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check release-check release unit test bench burst demo clean
+.PHONY: all build run deps check release-check release unit test e2e bench burst demo clean
 
 all: build
 
@@ -96,6 +97,11 @@ unit:
 # NETFILTER_EXPORTER_KERNEL_TESTS=required.
 test: deps check release-check build
 	NETFILTER_EXPORTER_KERNEL_TESTS=required $(GO) test $(TESTFLAGS) ./...
+
+# The tests of the built exporter (e2e/), which builds it once, with -race
+# as the tests are.
+e2e: deps
+	NETFILTER_EXPORTER_KERNEL_TESTS=required $(GO) test $(TESTFLAGS) ./e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -84,8 +84,8 @@ type pkgSource struct {
 	tests   map[string]bool
 }
 
-// parseModule parses every .go file of the module (the test binary runs in
-// the module's root).
+// parseModule parses every .go file of the module (TestMain runs the tests
+// from the module's root).
 func parseModule(t *testing.T) moduleSource {
 	t.Helper()
 	src := moduleSource{}
@@ -616,22 +616,6 @@ func TestDemo(t *testing.T) {
 		name, _, _ := strings.Cut(ns, " ")
 		if strings.HasPrefix(name, "nfe-demo-") && strings.HasSuffix(name+"\n", own) {
 			t.Errorf("demo left namespace %s behind", name)
-		}
-	}
-}
-
-// TestREADMEDocumentsEveryFlag keeps the README's flag table true.
-func TestREADMEDocumentsEveryFlag(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range newCommandLine().app.Model().Flags {
-		if f.Hidden || f.Name == "help" || f.Name == "version" {
-			continue
-		}
-		if !strings.Contains(string(readme), "`--"+f.Name) {
-			t.Errorf("README does not document --%s", f.Name)
 		}
 	}
 }
