@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v2"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 )
@@ -434,7 +434,7 @@ func TestExampleAlertRules(t *testing.T) {
 			if _, ok := r["for"]; !ok {
 				t.Errorf("%s has no for:", name)
 			}
-			ann, _ := r["annotations"].(map[any]any)
+			ann, _ := r["annotations"].(map[string]any)
 			for _, k := range []string{"summary", "description"} {
 				if s, _ := ann[k].(string); len(s) < 20 {
 					t.Errorf("%s: %s annotation %q says too little", name, k, s)
