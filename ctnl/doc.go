@@ -21,7 +21,7 @@
 // Client.TableStats; after a failed request it replaces its socket, so that
 // an answer arriving late is never read as the next one's.
 //
-// ReadSysctl, WriteSysctl and their Int variants read and set the sysctls
-// accounting depends on (SysctlAcct, SysctlTimestamp, SysctlEvents) in a
-// namespace.
+// AccountingSettings reads, and with enable sets, the sysctls accounting
+// depends on (SysctlAcct, SysctlTimestamp, SysctlEvents) in a namespace;
+// ReadSysctl, WriteSysctl and their Int variants read and set one.
 package ctnl

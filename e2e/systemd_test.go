@@ -178,8 +178,8 @@ func TestExampleSystemdSocketActivation(t *testing.T) {
 	}
 }
 
-// sandboxEnv makes the test binary exec its arguments under the seccomp
-// filter given in the environment (see execSandboxed).
+// The environment that makes the test binary exec its arguments under the
+// seccomp filter it gives (see execSandboxed).
 const (
 	sandboxSyscallsEnv = "NFE_TEST_SECCOMP_ALLOW"    // allowed system call numbers, comma-separated
 	sandboxFamiliesEnv = "NFE_TEST_SECCOMP_FAMILIES" // allowed socket families, comma-separated
