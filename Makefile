@@ -1,6 +1,8 @@
 # netfilter_exporter build, run and test targets.
 #   make run   - build and run the exporter against this host's netfilter (root)
+#   make unit  - the root-free tier: every test that needs no root, in seconds
 #   make test  - install what the tests need, then run every test (root, for the kernel tests)
+#   make e2e   - the tests of the built exporter alone (e2e/; root)
 
 GO        ?= go
 BIN       ?= netfilter_exporter
@@ -8,6 +10,8 @@ BIN       ?= netfilter_exporter
 # for this machine (GOARCH in `make release` is for the exporter only).
 PROMU_BIN := .build/promu
 PROMU     := $(PROMU_BIN) --config=.promu.yml
+# staticcheck, pinned in the same module, built the same way.
+STATICCHECK_BIN := .build/staticcheck
 # The version is the git tag without its "v", as promu reads it: v0.1.0 gives
 # 0.1.0, a later commit 0.1.0-3-gabcdef0, uncommitted changes add -dirty.
 # Outside a git checkout it is "dev".
@@ -27,7 +31,7 @@ ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check release-check release test bench burst demo clean
+.PHONY: all build run deps check release-check release unit test e2e bench burst demo clean
 
 all: build
 
@@ -41,10 +45,11 @@ run: build
 deps:
 	./scripts/install-deps.sh
 
-# Formatting, vet and module tidiness.
-check:
+# Formatting, vet, staticcheck and module tidiness.
+check: $(STATICCHECK_BIN)
 	@out=$$(gofmt -l . | grep -v '^vendor/'); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK_BIN) ./...
 	@cp go.mod /tmp/nfe-go.mod.bak && cp go.sum /tmp/nfe-go.sum.bak; \
 	$(GO) mod tidy; \
 	if ! cmp -s go.mod /tmp/nfe-go.mod.bak || ! cmp -s go.sum /tmp/nfe-go.sum.bak; then \
@@ -60,6 +65,9 @@ check:
 # with .promu.yml and checks the version the binary reports.
 $(PROMU_BIN): tools/go.mod tools/go.sum
 	$(GO) build -modfile=tools/go.mod -o $@ github.com/prometheus/promu
+
+$(STATICCHECK_BIN): tools/go.mod tools/go.sum
+	$(GO) build -modfile=tools/go.mod -o $@ honnef.co/go/tools/cmd/staticcheck
 
 release-check: $(PROMU_BIN)
 	@v=$$(git describe --exact-match --tags 2>/dev/null | sed 's/^v//'); \
@@ -79,9 +87,21 @@ release: release-check
 	done
 	$(PROMU) checksum .tarballs
 
-# Kernel tests fail instead of skipping when NETFILTER_EXPORTER_KERNEL_TESTS=required.
+# The root-free tier: -short skips every kernel test (netnstest.Require),
+# whatever the environment says; tests that need only a tool (promtool)
+# run when it is installed.
+unit:
+	env -u NETFILTER_EXPORTER_KERNEL_TESTS $(GO) test -short -count=1 ./...
+
+# Both tiers. Kernel tests fail instead of skipping when
+# NETFILTER_EXPORTER_KERNEL_TESTS=required.
 test: deps check release-check build
 	NETFILTER_EXPORTER_KERNEL_TESTS=required $(GO) test $(TESTFLAGS) ./...
+
+# The tests of the built exporter (e2e/), which builds it once, with -race
+# as the tests are.
+e2e: deps
+	NETFILTER_EXPORTER_KERNEL_TESTS=required $(GO) test $(TESTFLAGS) ./e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -33,9 +33,7 @@ func TestSetIsolatesFailures(t *testing.T) {
 		return errors.New("operation not permitted")
 	})
 	panicking := collectorFunc(func(context.Context, *tree.Builder) error {
-		var m map[string]int
-		m["boom"]++
-		return nil
+		panic("boom")
 	})
 	hanging := collectorFunc(func(ctx context.Context, _ *tree.Builder) error {
 		<-ctx.Done()

@@ -1,5 +1,8 @@
-// Package config reads the exporter's YAML configuration file, given by
-// --config.file.
+// Package config holds the exporter's settings: its flags (AddFlags, in
+// flags.go), the YAML configuration file given by --config.file (Load and
+// Parse, in file.go and yaml.go), and the two merged and checked once
+// (Flags.Settings, in settings.go), for --config.check and a start alike;
+// flags given on the command line win over the file.
 //
 // The file names networks for the src_net and dst_net keys, lists the ports
 // the port keys read as, holds the accept and deny rules of the conntrack
@@ -9,6 +12,13 @@
 //
 //	config.yml: networks.lan[1]: "10.0.0.0/33" is not a CIDR
 //
-// Parse and Load validate everything and build the flow package's types, so
-// a Config they return is ready to use.
+// and, for the structure (a field unknown, given twice or of the wrong
+// shape), its line:
+//
+//	config.yml: line 3: unexpected structure: unknown field "colour" in filters.deny[0]; valid fields are src, dst, proto, sport, dport, zone, mark
+//
+// The YAML library parses the file into nodes, from which yaml.go reads the
+// file's shapes and words those errors; file.go checks the values. Parse
+// and Load validate everything and build the flow package's types, so a
+// File they return is ready to use.
 package config

@@ -1,19 +1,14 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v2"
 
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 )
@@ -39,25 +34,6 @@ var (
 	errTooLarge  = errors.New("configuration file too large")
 	errDocuments = errors.New("more than one YAML document")
 )
-
-// singleDocument refuses data holding more than one YAML document: the
-// decoder would read the first and silently ignore the others.
-func singleDocument(data []byte) error {
-	d := yaml.NewDecoder(bytes.NewReader(data))
-	var v any
-	for n := 0; ; n++ {
-		err := d.Decode(&v)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return nil // the strict decoding reports it with its line
-		}
-		if n == 1 {
-			return fmt.Errorf("%w: the file must hold one (remove the second ---)", errDocuments)
-		}
-	}
-}
 
 // File is a validated configuration file.
 type File struct {
@@ -90,56 +66,33 @@ type FileConntrack struct {
 	MaxSeries int
 }
 
-// rawFile is the shape of the file.
+// rawFile is the shape of the file, as read from its YAML (yaml.go).
 type rawFile struct {
-	Networks  map[string]strList `yaml:"networks"`
-	Ports     strList            `yaml:"ports"`
-	Filters   *rawFilters        `yaml:"filters"`
-	Conntrack *rawConntrack      `yaml:"conntrack"`
+	Networks  map[string]strList
+	Ports     strList
+	Filters   *rawFilters
+	Conntrack *rawConntrack
 }
 
 type rawFilters struct {
-	Accept []rawRule `yaml:"accept"`
-	Deny   []rawRule `yaml:"deny"`
+	Accept, Deny []rawRule
 }
 
 type rawRule struct {
-	Src   strList `yaml:"src"`
-	Dst   strList `yaml:"dst"`
-	Proto strList `yaml:"proto"`
-	SPort strList `yaml:"sport"`
-	DPort strList `yaml:"dport"`
-	Zone  strList `yaml:"zone"`
-	Mark  strList `yaml:"mark"`
+	Src, Dst, Proto, SPort, DPort, Zone, Mark strList
 }
 
 type rawConntrack struct {
-	GroupBy   strList `yaml:"group_by"`
-	MaxSeries scalar  `yaml:"max_series"`
+	GroupBy   strList
+	MaxSeries scalar
 }
 
 // strList is a YAML list of scalars, each kept as its text. A value of
-// another shape does not fail the decoding: it is described in bad, for
-// Parse to report with its path.
+// another shape is described in bad, for Parse to report with its path.
 type strList struct {
 	items []string
 	given bool
 	bad   string
-}
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (l *strList) UnmarshalYAML(unmarshal func(any) error) error {
-	l.given = true
-	if err := unmarshal(&l.items); err == nil {
-		return nil
-	}
-	l.items = nil
-	var v any
-	if err := unmarshal(&v); err != nil {
-		return err
-	}
-	l.bad = describe(v)
-	return nil
 }
 
 // scalar is a single YAML scalar kept as its text, or described in bad.
@@ -147,37 +100,6 @@ type scalar struct {
 	text  string
 	given bool
 	bad   string
-}
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (s *scalar) UnmarshalYAML(unmarshal func(any) error) error {
-	s.given = true
-	if err := unmarshal(&s.text); err == nil {
-		return nil
-	}
-	var v any
-	if err := unmarshal(&v); err != nil {
-		return err
-	}
-	s.bad = describe(v)
-	return nil
-}
-
-// describe names the shape of a decoded YAML value for error messages.
-func describe(v any) string {
-	switch v := v.(type) {
-	case []any:
-		for _, e := range v {
-			switch e.(type) {
-			case []any, map[any]any:
-				return "a list holding lists or maps"
-			}
-		}
-		return "a list"
-	case map[any]any:
-		return "a map"
-	}
-	return fmt.Sprintf("%q", fmt.Sprint(v))
 }
 
 // Load reads and validates the configuration file at path. A file larger
@@ -201,15 +123,12 @@ func Load(path string) (*File, error) {
 // Parse validates the configuration data, read from the file name; errors
 // begin with name.
 func Parse(data []byte, name string) (*File, error) {
-	if err := singleDocument(data); err != nil {
+	raw, err := decodeFile(data)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	var raw rawFile
-	if err := yaml.UnmarshalStrict(data, &raw); err != nil {
-		return nil, yamlError(name, err)
-	}
 	p := parser{file: name}
-	c, err := p.config(&raw)
+	c, err := p.config(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -515,17 +434,6 @@ func (p *parser) conntrack(raw *rawConntrack) (FileConntrack, error) {
 	return c, nil
 }
 
-// sections describes the YAML types for the errors of the decoder, which
-// name Go types.
-var sections = map[string]struct{ name, shape, fields string }{
-	typeName(rawFile{}):            {"the top level", "a map", "networks, ports, filters, conntrack"},
-	typeName(rawFilters{}):         {"filters", "a map", "accept, deny"},
-	typeName([]rawRule{}):          {"filters.accept and filters.deny", "a list of rules", ""},
-	typeName(rawRule{}):            {"a filter rule", "a map", "src, dst, proto, sport, dport, zone, mark"},
-	typeName(rawConntrack{}):       {"conntrack", "a map", "group_by, max_series"},
-	typeName(map[string]strList{}): {"networks", "a map of names to lists of CIDRs", ""},
-}
-
 // keyList returns the valid group-by keys for error messages.
 func keyList() string {
 	var b strings.Builder
@@ -536,61 +444,4 @@ func keyList() string {
 		b.WriteString(string(k))
 	}
 	return b.String()
-}
-
-func typeName(v any) string { return reflect.TypeOf(v).String() }
-
-var (
-	notFoundRE    = regexp.MustCompile(`^line (\d+): field (.+) not found in type (\S+)$`)
-	alreadySetRE  = regexp.MustCompile(`^line (\d+): field (.+) already set in type (\S+)$`)
-	keySetRE      = regexp.MustCompile(`^line (\d+): key (.+) already set in map$`)
-	cannotUnmarRE = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
-)
-
-// yamlError rewrites an error of the YAML decoder to name the file and, in
-// YAML terms, the field.
-func yamlError(file string, err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		return fmt.Errorf("%s: %w: %s", file, errYAML, msg)
-	}
-	errs := make([]error, 0, len(te.Errors))
-	for _, e := range te.Errors {
-		errs = append(errs, fmt.Errorf("%s: %w", file, rewrite(e)))
-	}
-	return errors.Join(errs...)
-}
-
-// rewrite turns one message of a yaml.TypeError into an error.
-func rewrite(msg string) error {
-	if m := notFoundRE.FindStringSubmatch(msg); m != nil {
-		s, ok := sections[m[3]]
-		if ok {
-			return fmt.Errorf("line %s: %w: unknown field %q in %s; valid fields are %s", m[1], errStructure, m[2], s.name, s.fields)
-		}
-	}
-	if m := alreadySetRE.FindStringSubmatch(msg); m != nil {
-		if s, ok := sections[m[3]]; ok {
-			return fmt.Errorf("line %s: %w: field %q is given twice in %s", m[1], errStructure, m[2], s.name)
-		}
-	}
-	if m := keySetRE.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("line %s: %w: networks.%s is given twice", m[1], errStructure, strings.Trim(m[2], `"`))
-	}
-	if m := cannotUnmarRE.FindStringSubmatch(msg); m != nil {
-		if s, ok := sections[m[4]]; ok {
-			got := "a " + m[2]
-			switch {
-			case m[2] == "seq":
-				got = "a list"
-			case m[2] == "map":
-				got = "a map"
-			case m[3] != "":
-				got = strconv.Quote(m[3])
-			}
-			return fmt.Errorf("line %s: %w: %s must be %s, not %s", m[1], errStructure, s.name, s.shape, got)
-		}
-	}
-	return fmt.Errorf("%w: %s", errStructure, msg)
 }

@@ -77,6 +77,34 @@ func TestLoadFull(t *testing.T) {
 	}
 }
 
+// TestParseAnchorsAndMerges: YAML's anchors, aliases and merge keys work
+// as YAML says; a field given beside a merge wins over the merged one.
+func TestParseAnchorsAndMerges(t *testing.T) {
+	data := `
+networks:
+  lan: &lan [192.168.0.0/16]
+filters:
+  accept:
+    - &web {dst: *lan, dport: [80, 443]}
+    - <<: *web
+      dport: [8080]
+    - <<: [{proto: [udp]}, *web]
+`
+	c, err := Parse([]byte(data), "anchors.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan := []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}
+	want := []flow.Rule{
+		{Dst: lan, DPort: []flow.PortRange{{Lo: 80, Hi: 80}, {Lo: 443, Hi: 443}}},
+		{Dst: lan, DPort: []flow.PortRange{{Lo: 8080, Hi: 8080}}},
+		{Dst: lan, DPort: []flow.PortRange{{Lo: 80, Hi: 80}, {Lo: 443, Hi: 443}}, Proto: []uint8{flow.ProtoUDP}},
+	}
+	if diff := cmp.Diff(want, c.Accept, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+		t.Errorf("Accept (-want +got):\n%s", diff)
+	}
+}
+
 func TestParseEmpty(t *testing.T) {
 	for _, data := range []string{"", "# nothing\n", "networks:\nports:\nfilters:\nconntrack:\n", "filters: {accept: [], deny: []}\n"} {
 		c, err := Parse([]byte(data), "empty.yml")
@@ -100,14 +128,24 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", "networks: [", errYAML, "config.yml: invalid YAML: line 1"},
 		{"tab", "networks:\n\tlan: []", errYAML, "config.yml: invalid YAML"},
 		{"unknown top field", "network: {}", errStructure, `config.yml: line 1: unexpected structure: unknown field "network" in the top level; valid fields are networks, ports, filters, conntrack`},
-		{"unknown rule field", "filters:\n  deny:\n    - {colour: [red]}", errStructure, `config.yml: line 3: unexpected structure: unknown field "colour" in a filter rule; valid fields are src, dst`},
+		{"unknown rule field", "filters:\n  deny:\n    - {colour: [red]}", errStructure, `config.yml: line 3: unexpected structure: unknown field "colour" in filters.deny[0]; valid fields are src, dst, proto, sport, dport, zone, mark`},
 		{"unknown filters field", "filters:\n  allow: []", errStructure, `line 2: unexpected structure: unknown field "allow" in filters`},
 		{"unknown conntrack field", "conntrack:\n  max-series: 5", errStructure, `unknown field "max-series" in conntrack; valid fields are group_by, max_series`},
 		{"field twice", "conntrack:\n  max_series: 5\n  max_series: 6", errStructure, `line 3: unexpected structure: field "max_series" is given twice in conntrack`},
 		{"duplicate network name", "networks:\n  lan: [10.0.0.0/8]\n  lan: [10.1.0.0/16]", errStructure, `config.yml: line 3: unexpected structure: networks.lan is given twice`},
 		{"networks not a map", "networks: [10.0.0.0/8]", errStructure, "config.yml: line 1: unexpected structure: networks must be a map of names to lists of CIDRs, not a list"},
 		{"filters not a map", "filters: 5", errStructure, `filters must be a map, not "5"`},
-		{"rules not a list", "filters: {deny: {zone: [1]}}", errStructure, "filters.accept and filters.deny must be a list of rules, not a map"},
+		{"rules not a list", "filters: {deny: {zone: [1]}}", errStructure, "config.yml: line 1: unexpected structure: filters.deny must be a list of rules, not a map"},
+		{"rule not a map", "filters:\n  accept:\n    - [src]", errStructure, `config.yml: line 3: unexpected structure: filters.accept[0] must be a map, not a list`},
+		{"top level a list", "- networks", errStructure, `config.yml: line 1: unexpected structure: the top level must be a map, not a list`},
+		{"top level text", "networks", errStructure, `config.yml: line 1: unexpected structure: the top level must be a map, not "networks"`},
+		{"key a list", "networks:\n  [lan]: [10.0.0.0/8]", errStructure, `config.yml: line 2: unexpected structure: a key must be a name, not a list`},
+		{"two documents", "ports: [22]\n---\nports: [80]", errDocuments, `config.yml: more than one YAML document`},
+		{"empty second document", "ports: [22]\n---\n", errDocuments, `config.yml: more than one YAML document`},
+		{"merge of a list", "conntrack:\n  <<: [1]\n", errStructure, `config.yml: line 2: unexpected structure: a merge (<<) takes a map or a list of maps, not "1"`},
+		{"unknown field merged", "base: &b {colour: [red]}\n", errStructure, `config.yml: line 1: unexpected structure: unknown field "base" in the top level`},
+		{"unknown field from a merge", "filters:\n  accept:\n    - <<: {colour: [red]}\n", errStructure, `config.yml: line 3: unexpected structure: unknown field "colour" in filters.accept[0]`},
+		{"null in a list", "networks: {lan: [10.0.0.0/8, ~]}", errCIDR, `networks.lan[1]: "" is not a CIDR`},
 		{"bad CIDR", "networks:\n  lan: [192.168.0.0/16, 10.0.0.0/33]", errCIDR, `config.yml: networks.lan[1]: "10.0.0.0/33" is not a CIDR`},
 		{"bad CIDR text", "networks: {lan: [lan]}", errCIDR, `networks.lan[0]: "lan" is not a CIDR`},
 		{"zoned address", "networks: {lan: [\"fe80::1%eth0\"]}", errCIDR, `networks.lan[0]: "fe80::1%eth0" is not a CIDR`},

@@ -21,7 +21,6 @@ const (
 	nlmFRequest   = 0x1
 	nlmFAck       = 0x4
 	nlmFDump      = 0x300 // NLM_F_ROOT | NLM_F_MATCH
-	nlmFDumpIntr  = 0x10
 	nfnetlinkV0   = 0
 	ctaMarkMask   = 21
 	ctaStatusMask = 26
@@ -36,7 +35,6 @@ const (
 var (
 	errDumperClosed = errors.New("conntrack dumper is closed")
 	errDumpBusy     = errors.New("a dump or lookup is already running on this dumper")
-	errSequence     = errors.New("netlink reply to another request")
 	errLookupTuple  = errors.New("lookup needs an IPv4 or IPv6 original tuple")
 )
 

@@ -9,18 +9,17 @@ import (
 
 // Netlink and nfnetlink framing.
 const (
-	nlmsgHdrLen  = 16
-	nfgenHdrLen  = 4
-	nlaHdrLen    = 4
-	nlaTypeMask  = 0x3fff // drops NLA_F_NESTED and NLA_F_NET_BYTEORDER
-	subsysCT     = 1      // NFNL_SUBSYS_CTNETLINK
-	msgCTNew     = 0      // IPCTNL_MSG_CT_NEW
-	msgCTDelete  = 2      // IPCTNL_MSG_CT_DELETE: DESTROY events
-	afINET       = 2
-	afINET6      = 10
-	nlmsgError   = 2
-	nlmsgDone    = 3
-	nlmsgOverrun = 4
+	nlmsgHdrLen = 16
+	nfgenHdrLen = 4
+	nlaHdrLen   = 4
+	nlaTypeMask = 0x3fff // drops NLA_F_NESTED and NLA_F_NET_BYTEORDER
+	subsysCT    = 1      // NFNL_SUBSYS_CTNETLINK
+	msgCTNew    = 0      // IPCTNL_MSG_CT_NEW
+	msgCTDelete = 2      // IPCTNL_MSG_CT_DELETE: DESTROY events
+	afINET      = 2
+	afINET6     = 10
+	nlmsgError  = 2
+	nlmsgDone   = 3
 )
 
 // Conntrack attribute types (enum ctattr_type and its nested enums).
@@ -71,7 +70,6 @@ var (
 	errTruncated  = errors.New("truncated netlink message")
 	errAttribute  = errors.New("malformed conntrack attribute")
 	errNoTuple    = errors.New("conntrack event without an original tuple")
-	errNotCT      = errors.New("not a conntrack message")
 	errBadFamily  = errors.New("unsupported address family")
 	errAddrLength = errors.New("address of the wrong length")
 )

@@ -7,26 +7,16 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 )
 
 const (
-	// groupCTDestroy is NFNLGRP_CONNTRACK_DESTROY.
-	groupCTDestroy = 3
 	// slotSize is the room for one datagram. A conntrack event is a few
 	// hundred bytes; a larger one is counted as undecodable.
 	slotSize = 4096
 	// DefaultBatch is how many datagrams one receive call may return.
 	DefaultBatch = 256
-	// skMeminfoDrops is the index of SK_MEMINFO_DROPS in SO_MEMINFO.
-	skMeminfoDrops = 8
-	// skMeminfoRmemAlloc is the index of SK_MEMINFO_RMEM_ALLOC.
-	skMeminfoRmemAlloc = 0
-	skMeminfoVars      = 9
 )
 
 var (
@@ -114,13 +104,6 @@ type ListenerStats struct {
 	Method Method
 }
 
-// mmsghdr is struct mmsghdr of recvmmsg(2).
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-	_   [4]byte
-}
-
 // Listener receives conntrack DESTROY events.
 type Listener struct {
 	fd       int
@@ -163,23 +146,15 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if batch <= 0 {
 		batch = DefaultBatch
 	}
-	var fd int
-	err := netns.Do(cfg.NetNS, func() (err error) {
-		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		return err
-	})
+	fd, err := openSocket(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening conntrack netlink socket: %w", withCapability(err))
+		return nil, err
 	}
 	linger := cfg.Linger
 	if linger == 0 {
 		linger = DefaultLinger
 	}
 	l := &Listener{fd: fd, batch: batch, linger: linger, reliable: cfg.Reliable, buf: cfg.ReadBuffer, maxBuf: cfg.MaxReadBuffer}
-	if err := l.setup(cfg); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
 	if err := l.chooseMethod(cfg.Method); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -225,36 +200,6 @@ func (l *Listener) Method() (Method, error) {
 	return m, nil
 }
 
-func (l *Listener) setup(cfg ListenConfig) error {
-	if err := unix.Bind(l.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("binding conntrack netlink socket: %w", err)
-	}
-	if cfg.ReadBuffer > 0 {
-		if err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.ReadBuffer); err != nil {
-			return fmt.Errorf("setting the conntrack receive buffer to %d bytes: %w", cfg.ReadBuffer, err)
-		}
-	}
-	if cfg.NoENOBUFS || cfg.Reliable {
-		if err := unix.SetsockoptInt(l.fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1); err != nil {
-			return fmt.Errorf("setting NETLINK_NO_ENOBUFS: %w", err)
-		}
-	}
-	if cfg.Reliable {
-		if err := unix.SetsockoptInt(l.fd, unix.SOL_NETLINK, unix.NETLINK_BROADCAST_ERROR, 1); err != nil {
-			return fmt.Errorf("setting NETLINK_BROADCAST_ERROR: %w", err)
-		}
-	}
-	// A receive timeout lets Run notice that its context is done.
-	tv := unix.NsecToTimeval(int64(250e6))
-	if err := unix.SetsockoptTimeval(l.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("setting the receive timeout: %w", err)
-	}
-	if err := unix.SetsockoptInt(l.fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, groupCTDestroy); err != nil {
-		return fmt.Errorf("joining the conntrack DESTROY group: %w", err)
-	}
-	return nil
-}
-
 // Run receives events until ctx is done or the socket fails for good, and
 // calls fn with each batch of decoded flows. The slice is reused after fn
 // returns. An overrun (ENOBUFS) is counted and receiving goes on; a message
@@ -285,194 +230,6 @@ func (l *Listener) deliver(fn func([]Flow)) {
 	}
 }
 
-func (l *Listener) runRecvmmsg(ctx context.Context, fn func([]Flow)) error {
-	if l.msgs == nil {
-		l.bufs = make([]byte, l.batch*slotSize)
-		l.iovs = make([]unix.Iovec, l.batch)
-		l.msgs = make([]mmsghdr, l.batch)
-		for i := range l.msgs {
-			l.iovs[i].Base = &l.bufs[i*slotSize]
-			l.iovs[i].SetLen(slotSize)
-			l.msgs[i].hdr.Iov = &l.iovs[i]
-			l.msgs[i].hdr.SetIovlen(1)
-		}
-	}
-	var linger *time.Timer
-	for ctx.Err() == nil {
-		if l.closed.Load() {
-			return errListenerClosed
-		}
-		t0 := time.Now()
-		n, err := l.recv()
-		switch {
-		case err == nil:
-			l.grow(false)
-		case errors.Is(err, unix.EAGAIN):
-			l.drained.Store(t0.UnixNano())
-			continue
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.ENOBUFS):
-			l.overruns.Add(1)
-			l.grow(true)
-			continue
-		default:
-			return fmt.Errorf("receiving conntrack events: %w", err)
-		}
-		l.flows = l.flows[:0]
-		for i := 0; i < n; i++ {
-			m := &l.msgs[i]
-			if m.hdr.Flags&unix.MSG_TRUNC != 0 {
-				l.decodeErrors.Add(1)
-				continue
-			}
-			l.decodeDatagram(l.bufs[i*slotSize : i*slotSize+int(m.len)])
-		}
-		l.deliver(fn)
-		if n < len(l.msgs) {
-			// The socket was emptied: every event queued before t0
-			// has been handed to fn.
-			l.drained.Store(t0.UnixNano())
-		}
-		if n < len(l.msgs) && l.linger > 0 {
-			if linger == nil {
-				linger = time.NewTimer(l.linger)
-				defer linger.Stop()
-			} else {
-				linger.Reset(l.linger)
-			}
-			select {
-			case <-ctx.Done():
-			case <-linger.C:
-			}
-		}
-	}
-	return nil
-}
-
-// runRing receives through an io_uring multishot receive. It fails with
-// errRingUnavailable wrapped when the ring cannot be set up.
-func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
-	// The ring serves only the thread that made it.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	r, err := newRecvRing(l.fd, ringSlots)
-	if err != nil {
-		return err
-	}
-	defer r.close()
-	l.using.Store(MethodIOURing)
-	var fail error
-	handle := func(c completion, data []byte) {
-		if c.userData != ringRecvUserData {
-			return
-		}
-		switch errno := unix.Errno(-c.res); {
-		case c.res > slotSize:
-			l.decodeErrors.Add(1)
-		case c.res > 0:
-			l.decodeDatagram(data)
-			if len(l.flows) >= l.batch {
-				l.deliver(fn)
-			}
-		case c.res == 0, errno == unix.EAGAIN, errno == unix.EINTR, errno == unix.ECANCELED:
-		case errno == unix.ENOBUFS && r.held == 0:
-			// Out of buffers: the receive is armed again below.
-		case errno == unix.ENOBUFS:
-			l.overruns.Add(1)
-			l.grow(true)
-		case errno == unix.EINVAL, errno == unix.EOPNOTSUPP:
-			// A kernel that sets up the ring but cannot receive this
-			// way: Run falls back to recvmmsg under MethodAuto.
-			fail = fmt.Errorf("%w: multishot receive: %w", errRingUnavailable, errno)
-		default:
-			fail = fmt.Errorf("receiving conntrack events: %w", errno)
-		}
-	}
-	l.flows = l.flows[:0]
-	wait, timeout := uint32(1), 250*time.Millisecond
-	for ctx.Err() == nil {
-		if l.closed.Load() {
-			return errListenerClosed
-		}
-		if !r.receiving {
-			r.arm()
-		}
-		t0 := time.Now()
-		if err := r.enter(wait, timeout); err != nil {
-			return err
-		}
-		n := r.reap(handle)
-		l.deliver(fn)
-		if fail != nil {
-			return fail
-		}
-		if !l.queued() {
-			l.drained.Store(t0.UnixNano())
-		}
-		l.grow(false)
-		// After a full batch, or while events wait in the socket (a round
-		// can end early: the receive ran out of buffers or was just
-		// armed), go on at once; after a partial batch that emptied the
-		// socket, gather up to a batch for at most the linger time; after
-		// a quiet spell, block until an event comes.
-		wait, timeout = 1, 250*time.Millisecond
-		if n > 0 && n < l.batch && l.linger > 0 && !l.queued() {
-			wait, timeout = uint32(l.batch), l.linger
-		}
-	}
-	return nil
-}
-
-// grow doubles the receive buffer, up to its maximum, when the kernel has
-// dropped events since the last check. Unless overrun is true it checks at
-// most every 100ms.
-func (l *Listener) grow(overrun bool) {
-	if l.maxBuf <= l.buf || (!overrun && time.Since(l.lastCheck) < 100*time.Millisecond) {
-		return
-	}
-	l.lastCheck = time.Now()
-	drops, err := l.drops()
-	if err != nil || drops == l.lastDrops {
-		return
-	}
-	l.lastDrops = drops
-	size := min(2*max(l.buf, 1<<20), l.maxBuf)
-	if err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err != nil {
-		return
-	}
-	l.buf = size
-	l.growths.Add(1)
-}
-
-// meminfo reads the socket's SO_MEMINFO counters.
-func (l *Listener) meminfo() ([skMeminfoVars]uint32, error) {
-	var mem [skMeminfoVars]uint32
-	size := uint32(unsafe.Sizeof(mem))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(l.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
-		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0)
-	if errno != 0 {
-		return mem, errno
-	}
-	return mem, nil
-}
-
-// drops reads the socket's drop counter (SK_MEMINFO_DROPS).
-func (l *Listener) drops() (uint64, error) {
-	mem, err := l.meminfo()
-	if err != nil {
-		return 0, fmt.Errorf("reading the socket's drop counter: %w", err)
-	}
-	return uint64(mem[skMeminfoDrops]), nil
-}
-
-// queued reports whether events wait in the socket's receive queue
-// (SK_MEMINFO_RMEM_ALLOC).
-func (l *Listener) queued() bool {
-	mem, err := l.meminfo()
-	return err == nil && mem[skMeminfoRmemAlloc] > 0
-}
-
 // decodeDatagram decodes every DESTROY event of one datagram into l.flows.
 func (l *Listener) decodeDatagram(b []byte) {
 	for len(b) > 0 {
@@ -500,21 +257,6 @@ func (l *Listener) decodeDatagram(b []byte) {
 			l.decodeErrors.Add(1)
 		}
 	}
-}
-
-// recv fills up to l.batch datagrams with one recvmmsg call, blocking for
-// the first one only.
-func (l *Listener) recv() (int, error) {
-	for i := range l.msgs {
-		l.msgs[i].hdr.Flags = 0
-		l.msgs[i].len = 0
-	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
-		uintptr(len(l.msgs)), unix.MSG_WAITFORONE, 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
 }
 
 // Drained returns a time before which every event the kernel queued on the

@@ -85,7 +85,7 @@ type Setting struct {
 	Name string
 	// Value is what it reads (after Switched), Want what accounting needs.
 	Value, Want int
-	// Switched tells that EnsureAccounting set it to Want.
+	// Switched tells that AccountingSettings set it to Want.
 	Switched bool
 	// Err is why it could not be read or set.
 	Err error

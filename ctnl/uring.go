@@ -1,8 +1,10 @@
 package ctnl
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -26,8 +28,9 @@ const (
 	ioringFeatNoDrop     = 1 << 1
 	ioringFeatExtArg     = 1 << 8
 
+	// The completion ring shares the mapping of the submission ring
+	// (IORING_FEAT_SINGLE_MMAP): no IORING_OFF_CQ_RING mapping.
 	ioringOffSQRing = 0
-	ioringOffCQRing = 0x8000000
 	ioringOffSQEs   = 0x10000000
 
 	ioringEnterGetEvents = 1 << 0
@@ -56,6 +59,80 @@ const (
 const ringStride = slotSize + 64
 
 var errRingUnavailable = errors.New("io_uring receive ring unavailable")
+
+// runRing receives through an io_uring multishot receive. It fails with
+// errRingUnavailable wrapped when the ring cannot be set up.
+func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
+	// The ring serves only the thread that made it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, err := newRecvRing(l.fd, ringSlots)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	l.using.Store(MethodIOURing)
+	var fail error
+	handle := func(c completion, data []byte) {
+		if c.userData != ringRecvUserData {
+			return
+		}
+		switch errno := unix.Errno(-c.res); {
+		case c.res > slotSize:
+			l.decodeErrors.Add(1)
+		case c.res > 0:
+			l.decodeDatagram(data)
+			if len(l.flows) >= l.batch {
+				l.deliver(fn)
+			}
+		case c.res == 0, errno == unix.EAGAIN, errno == unix.EINTR, errno == unix.ECANCELED:
+		case errno == unix.ENOBUFS && r.held == 0:
+			// Out of buffers: the receive is armed again below.
+		case errno == unix.ENOBUFS:
+			l.overruns.Add(1)
+			l.grow(true)
+		case errno == unix.EINVAL, errno == unix.EOPNOTSUPP:
+			// A kernel that sets up the ring but cannot receive this
+			// way: Run falls back to recvmmsg under MethodAuto.
+			fail = fmt.Errorf("%w: multishot receive: %w", errRingUnavailable, errno)
+		default:
+			fail = fmt.Errorf("receiving conntrack events: %w", errno)
+		}
+	}
+	l.flows = l.flows[:0]
+	wait, timeout := uint32(1), 250*time.Millisecond
+	for ctx.Err() == nil {
+		if l.closed.Load() {
+			return errListenerClosed
+		}
+		if !r.receiving {
+			r.arm()
+		}
+		t0 := time.Now()
+		if err := r.enter(wait, timeout); err != nil {
+			return err
+		}
+		n := r.reap(handle)
+		l.deliver(fn)
+		if fail != nil {
+			return fail
+		}
+		if !l.queued() {
+			l.drained.Store(t0.UnixNano())
+		}
+		l.grow(false)
+		// After a full batch, or while events wait in the socket (a round
+		// can end early: the receive ran out of buffers or was just
+		// armed), go on at once; after a partial batch that emptied the
+		// socket, gather up to a batch for at most the linger time; after
+		// a quiet spell, block until an event comes.
+		wait, timeout = 1, 250*time.Millisecond
+		if n > 0 && n < l.batch && l.linger > 0 && !l.queued() {
+			wait, timeout = uint32(l.batch), l.linger
+		}
+	}
+	return nil
+}
 
 // ioURingParams is struct io_uring_params.
 type ioURingParams struct {

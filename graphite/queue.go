@@ -115,18 +115,6 @@ func (b *batch) push() (tooBig bool) {
 	return (q.maxPoints > 0 && b.lines > q.maxPoints) || (q.maxBytes > 0 && b.bytes > q.maxBytes)
 }
 
-// discard gives the chunk being filled back without queueing it; the
-// chunks already filled stay queued.
-func (b *batch) discard() {
-	if b.cur == nil {
-		return
-	}
-	b.q.mu.Lock()
-	b.q.pool.put(b.cur)
-	b.q.mu.Unlock()
-	b.cur = nil
-}
-
 // enqueue appends the lines of c to the backlog and drops the oldest lines
 // beyond the limits. Small chunks, while the sender has not taken the last
 // one, share it.

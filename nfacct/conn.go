@@ -9,6 +9,7 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
 )
@@ -22,6 +23,7 @@ var errClosed = errors.New("nfacct connection is closed")
 type Config struct {
 	// NetNS is an open file descriptor of the network namespace to talk to
 	// (for example of /var/run/netns/fw); zero means the caller's namespace.
+	// It must stay open as long as the Conn, which may dial again with it.
 	NetNS int
 	// Timeout bounds each request; zero means DefaultTimeout.
 	Timeout time.Duration
@@ -45,29 +47,58 @@ func (c *Config) timeout() time.Duration {
 // use; requests are serialised.
 type Conn struct {
 	mu      sync.Mutex
-	c       *netfilter.Conn
+	dial    func() (*netlink.Conn, error)
 	timeout time.Duration
+	closed  bool
+	// c is nil after a request failed: its answer, or the rest of it, may
+	// still arrive (a deadline that passed while the kernel was busy) and
+	// would be read as the answer to the next request, which netlink
+	// refuses as a mismatched sequence, request after request. The next
+	// request dials a fresh socket.
+	c *netlink.Conn
 }
 
-// Dial opens a Conn in the namespace cfg names. cfg may be nil.
+// Dial opens a Conn in the namespace cfg names. cfg may be nil; its NetNS
+// must stay open as long as the Conn, which may dial again with it.
 func Dial(cfg *Config) (*Conn, error) {
-	c, err := netfilter.Dial(cfg.netlink())
+	return newConn(func() (*netlink.Conn, error) { return dial(cfg) }, cfg.timeout())
+}
+
+// dial opens a netfilter netlink socket in the namespace cfg names.
+func dial(cfg *Config) (*netlink.Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg.netlink())
 	if err != nil {
 		return nil, fmt.Errorf("opening netfilter netlink socket: %w", err)
 	}
-	return &Conn{c: c, timeout: cfg.timeout()}, nil
+	return c, nil
 }
 
-// Close closes the connection.
-func (c *Conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// newConn returns a Conn whose sockets dial opens.
+func newConn(dial func() (*netlink.Conn, error), timeout time.Duration) (*Conn, error) {
+	c := &Conn{dial: dial, timeout: timeout}
+	var err error
+	if c.c, err = dial(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// drop closes the socket; the next request dials a new one.
+func (c *Conn) drop() error {
 	if c.c == nil {
 		return nil
 	}
 	err := c.c.Close()
 	c.c = nil
 	return err
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.drop()
 }
 
 // List dumps every accounting object with its counters. It never resets
@@ -147,17 +178,26 @@ func (c *Conn) Delete(ctx context.Context, name string) error {
 func (c *Conn) query(ctx context.Context, req netlink.Message) ([]netlink.Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.c == nil {
+	if c.closed {
 		return nil, errClosed
+	}
+	if c.c == nil {
+		var err error
+		if c.c, err = c.dial(); err != nil {
+			return nil, err
+		}
 	}
 	stop, err := deadline.Bound(ctx, c.c, c.timeout)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
-	msgs, err := c.c.Query(req)
-	if err != nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+	msgs, err := c.c.Execute(req)
+	stop()
+	if err != nil {
+		c.drop()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
 	}
 	return msgs, err
 }

@@ -8,6 +8,10 @@
 // over-quota notifications. It never uses the kernel's read-and-reset request,
 // so reading never zeroes a counter another reader relies on.
 //
+// A Conn whose request failed (a timeout, a cancelled context, an error)
+// replaces its socket before the next request, so that a late answer is
+// never read as the next one's.
+//
 // A single-object GET is answered by the kernel with a multi-part reply; List
 // therefore always dumps the whole table and callers filter by name.
 package nfacct

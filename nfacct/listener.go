@@ -5,23 +5,30 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
 )
 
 // Listener receives the kernel's over-quota notifications: the kernel sends
 // one, with the object's state, when a quota object first passes its quota.
 type Listener struct {
-	c *netfilter.Conn
+	c *netlink.Conn
 }
 
 // ListenOverQuota joins the NFNLGRP_ACCT_QUOTA multicast group in the
 // namespace cfg names. cfg may be nil.
 func ListenOverQuota(cfg *Config) (*Listener, error) {
-	c, err := netfilter.Dial(cfg.netlink())
+	c, err := dial(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening netfilter netlink socket: %w", err)
+		return nil, err
 	}
-	if err := c.JoinGroups([]netfilter.NetlinkGroup{netfilter.GroupAcctQuota}); err != nil {
+	return newListener(c)
+}
+
+// newListener joins the over-quota group on an open netlink connection,
+// which it closes if that fails.
+func newListener(c *netlink.Conn) (*Listener, error) {
+	if err := c.JoinGroup(uint32(netfilter.GroupAcctQuota)); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("joining the nfacct over-quota group: %w", err)
 	}

@@ -38,8 +38,9 @@ type Config struct {
 // Conn is a request connection to nf_tables. It is safe for concurrent use;
 // requests are serialised.
 type Conn struct {
-	mu      sync.Mutex
-	netns   int
+	mu sync.Mutex
+	// socket opens a netlink socket in the Conn's namespace.
+	socket  func() (*netlink.Conn, error)
 	timeout time.Duration
 	closed  bool
 	// c is nil after a request was cut short, which leaves a dump running
@@ -57,13 +58,22 @@ type Conn struct {
 
 // Dial opens a Conn in the namespace cfg names. cfg may be nil.
 func Dial(cfg *Config) (*Conn, error) {
-	c := &Conn{timeout: DefaultTimeout, buf: make([]byte, 64<<10)}
+	var netns int
+	timeout := DefaultTimeout
 	if cfg != nil {
-		c.netns = cfg.NetNS
+		netns = cfg.NetNS
 		if cfg.Timeout > 0 {
-			c.timeout = cfg.Timeout
+			timeout = cfg.Timeout
 		}
 	}
+	return newConn(func() (*netlink.Conn, error) {
+		return netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
+	}, timeout)
+}
+
+// newConn returns a Conn whose sockets socket opens.
+func newConn(socket func() (*netlink.Conn, error), timeout time.Duration) (*Conn, error) {
+	c := &Conn{socket: socket, timeout: timeout, buf: make([]byte, 64<<10)}
 	if err := c.dial(); err != nil {
 		return nil, err
 	}
@@ -72,7 +82,7 @@ func Dial(cfg *Config) (*Conn, error) {
 
 // dial opens the netlink socket. c.mu is held or c is not shared yet.
 func (c *Conn) dial() error {
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netns})
+	nc, err := c.socket()
 	if err != nil {
 		return fmt.Errorf("opening nf_tables netlink socket: %w", err)
 	}

@@ -13,6 +13,7 @@
 // counter, are skipped without being decoded. Reading a counter costs one
 // allocation, its name; table and chain names are shared (see
 // BENCHMARKS.md). A dump that the kernel flags as interrupted by a change of
-// the ruleset is started again, until its deadline; a dump cut short (by its deadline) drops the
+// the ruleset is started again, as often as its deadline allows; a dump cut
+// short (by its deadline, or a malformed datagram) drops the
 // socket, and the next request dials a new one in the same namespace.
 package nftables

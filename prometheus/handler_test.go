@@ -181,9 +181,8 @@ func TestConcurrentScrapesShareOneSnapshot(t *testing.T) {
 
 	const n = 8
 	type result struct {
-		body  []byte
-		om    bool
-		count string
+		body []byte
+		om   bool
 	}
 	results := make(chan result, n)
 	for i := range n {

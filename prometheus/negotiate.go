@@ -9,6 +9,13 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// The Content-Types served, before their escaping scheme.
+var (
+	fmtText              = expfmt.NewFormat(expfmt.TypeTextPlain)
+	fmtOpenMetrics100, _ = expfmt.NewOpenMetricsFormat(expfmt.OpenMetricsVersion_1_0_0)
+	fmtOpenMetrics001, _ = expfmt.NewOpenMetricsFormat(expfmt.OpenMetricsVersion_0_0_1)
+)
+
 // negotiate picks the format of a response from the Accept header, the
 // first acceptable of OpenMetrics (1.0.0, or 0.0.1, served the same way) and
 // the text format (0.0.4), in the client's order of preference, and returns
@@ -29,18 +36,18 @@ func negotiate(h http.Header) (Format, string) {
 		switch ac.Type + "/" + ac.SubType {
 		case "text/plain":
 			if ver == expfmt.TextVersion || ver == "" {
-				return Text, string(expfmt.FmtText) + "; escaping=" + escaping
+				return Text, string(fmtText) + "; escaping=" + escaping
 			}
 		case expfmt.OpenMetricsType:
 			switch ver {
 			case expfmt.OpenMetricsVersion_1_0_0, "":
-				return OpenMetrics, string(expfmt.FmtOpenMetrics_1_0_0) + "; escaping=" + escaping
+				return OpenMetrics, string(fmtOpenMetrics100) + "; escaping=" + escaping
 			case expfmt.OpenMetricsVersion_0_0_1:
-				return OpenMetrics, string(expfmt.FmtOpenMetrics_0_0_1) + "; escaping=" + escaping
+				return OpenMetrics, string(fmtOpenMetrics001) + "; escaping=" + escaping
 			}
 		}
 	}
-	return Text, string(expfmt.FmtText) + "; escaping=" + escaping
+	return Text, string(fmtText) + "; escaping=" + escaping
 }
 
 // acceptsGzip reports whether the client accepts a gzip-encoded body.

@@ -229,7 +229,7 @@ func (r *renderer) newFamily(d *tree.Desc, byName map[string]*family) *family {
 		return nil
 	}
 	for i, l := range d.Labels {
-		if !model.LabelName(l).IsValidLegacy() || strings.HasPrefix(l, "__") || (d.Kind == tree.Histogram && l == "le") {
+		if !model.LegacyValidation.IsValidLabelName(l) || strings.HasPrefix(l, "__") || (d.Kind == tree.Histogram && l == "le") {
 			r.problem(fmt.Errorf("%w: %s has invalid label name %q", errFamily, d.Name, l))
 			return nil
 		}
@@ -245,7 +245,7 @@ func (r *renderer) newFamily(d *tree.Desc, byName map[string]*family) *family {
 		}
 		return prev
 	}
-	if !model.IsValidLegacyMetricName(d.Name) {
+	if !model.LegacyValidation.IsValidMetricName(d.Name) {
 		r.problem(fmt.Errorf("%w: %q is not a valid metric name", errFamily, d.Name))
 		return nil
 	}

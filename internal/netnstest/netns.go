@@ -22,25 +22,53 @@ const RequiredEnv = "NETFILTER_EXPORTER_KERNEL_TESTS"
 
 var counter atomic.Int64
 
-// Require skips t unless it runs as root with every tool in tools on PATH.
-// When RequiredEnv is "required", it fails t instead of skipping it.
+// Require is the first call of a kernel test: one that needs root, to make
+// network namespaces and netfilter state, and the tools it names (and ip)
+// on PATH. It skips t when it cannot run (see Unavailable) and always under
+// go test -short, which runs the root-free tier only (make unit).
 func Require(t testing.TB, tools ...string) {
 	t.Helper()
-	required := os.Getenv(RequiredEnv) == "required"
-	stop := t.Skipf
-	if required {
-		stop = t.Fatalf
+	if testing.Short() {
+		if Required() {
+			t.Fatalf("%s=required and -short contradict each other: -short leaves the kernel tests out", RequiredEnv)
+		}
+		t.Skip("a kernel test: not run with -short (make unit)")
 	}
 	if os.Geteuid() != 0 {
-		stop("this test needs root: it creates network namespaces and netfilter state")
+		Unavailable(t, "this test needs root: it creates network namespaces and netfilter state")
 		return
 	}
-	for _, tool := range append([]string{"ip"}, tools...) {
+	RequireTools(t, append([]string{"ip"}, tools...)...)
+}
+
+// RequireTools skips t unless every tool in tools is on PATH (see
+// Unavailable). It asks for no root: a test that only runs, say, promtool
+// on a file calls it alone and runs for any user, under -short too.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			stop("this test needs %q on PATH (make test installs it): %v", tool, err)
+			Unavailable(t, "this test needs %q on PATH (make deps installs it): %v", tool, err)
 			return
 		}
 	}
+}
+
+// Required reports whether RequiredEnv is "required": tests must then run,
+// and fail where they cannot.
+func Required() bool {
+	return os.Getenv(RequiredEnv) == "required"
+}
+
+// Unavailable stops t because something it needs is missing (root, a tool,
+// a kernel feature): it skips t, or fails it when Required, so that CI can
+// never pass by skipping.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf(format+" (and %s=required)", append(args, RequiredEnv)...)
+	}
+	t.Skipf(format, args...)
 }
 
 // NS is a network namespace made for one test and deleted when it ends.

@@ -52,14 +52,13 @@ var (
 
 // result is what one listener did with one burst.
 type result struct {
-	tool            string
-	counted         int64
-	drain           time.Duration
-	cpu             time.Duration
-	peakRSS         float64 // MB
-	create, flush   time.Duration
-	note            string
-	exporterDropped int64
+	tool          string
+	counted       int64
+	drain         time.Duration
+	cpu           time.Duration
+	peakRSS       float64 // MB
+	create, flush time.Duration
+	note          string
 }
 
 func main() {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -250,10 +250,14 @@ scrape_configs:
 	}
 	tcp := want["ipv4,tcp,8080"]
 	var nft [2]float64
+	found := false
 	for _, c := range netnstest.NftCounters(t, b) {
 		if c.Table == "e2e" && c.Name == "e2e.udp" {
-			nft = [2]float64{float64(c.Packets), float64(c.Bytes)}
+			nft, found = [2]float64{float64(c.Packets), float64(c.Bytes)}, true
 		}
+	}
+	if !found {
+		t.Fatal("nft lists no counter e2e.udp in table e2e")
 	}
 	if nft != nf {
 		t.Fatalf("nft shows e2e.udp = %v, want what nfacct counted: %v", nft, nf)

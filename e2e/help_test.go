@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"os/exec"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/netfilter-exporter/netfilter_exporter/config"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
@@ -47,7 +49,9 @@ func TestHelpTellsTheTruth(t *testing.T) {
 func TestExporterGraphiteTaggedHelpExample(t *testing.T) {
 	netnstest.Require(t, "nfacct")
 	var help string
-	for _, f := range newCommandLine().app.Model().Flags {
+	app := kingpin.New(exporterName, "")
+	config.AddFlags(app) // the package that defines the flag
+	for _, f := range app.Model().Flags {
 		if f.Name == "graphite.tagged" {
 			help = f.Help
 		}

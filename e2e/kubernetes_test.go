@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/alecthomas/units"
-	"go.yaml.in/yaml/v2"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
@@ -199,7 +199,9 @@ func parseK8s(t *testing.T, path string) *k8sDocs {
 		if head.APIVersion != want {
 			t.Errorf("%s: %s has apiVersion %q, want %q", path, head.Kind, head.APIVersion, want)
 		}
-		if err := yaml.UnmarshalStrict([]byte(part), dst); err != nil {
+		d := yaml.NewDecoder(strings.NewReader(part))
+		d.KnownFields(true)
+		if err := d.Decode(dst); err != nil {
 			t.Fatalf("%s: %s: %v", path, head.Kind, err)
 		}
 		seen[head.Kind] = true

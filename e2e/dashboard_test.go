@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -206,7 +206,7 @@ var metricSelector = regexp.MustCompile(`\b((?:netfilter|process|go)_[a-z_]+)(\{
 // query parsed by promtool. TestEndToEndPrometheusAndCarbon runs the
 // queries against a real Prometheus.
 func TestExampleGrafanaDashboard(t *testing.T) {
-	netnstest.Require(t, "promtool")
+	netnstest.RequireTools(t, "promtool")
 	d := loadDashboard(t, promDashboard)
 	checkImportable(t, promDashboard, d, "prometheus")
 	for _, name := range []string{"job", "instance"} {

@@ -1,8 +1,11 @@
-package main
+package e2e
 
 import (
 	"bufio"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net"
 	"net/http"
@@ -16,42 +19,172 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v2"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 )
 
 // TestExamplesAreChecked makes sure no file lands in examples/ without a
-// test that parses or runs it.
+// test that parses or runs it: each file names its tests, and each of those
+// must exist in the module and reach the file's name (in its own code, or in
+// a function, constant or variable of its package that it uses).
 func TestExamplesAreChecked(t *testing.T) {
-	checked := map[string]bool{
-		"prometheus.yml":                  true, // TestExamplePrometheusConfig
-		"nfacct-iptables.sh":              true, // TestExampleNfacctRecipe
-		"nftables.nft":                    true, // TestExampleNftablesRecipe
-		"config.yml":                      true, // TestExampleConfig
-		"alerts.yml":                      true, // TestExampleAlertRules
-		"alerts_test.yml":                 true, // TestExampleAlertRules
-		"grafana-dashboard.json":          true, // TestExampleGrafanaDashboard, TestEndToEndPrometheusAndCarbon
-		"grafana-dashboard-graphite.json": true, // TestExampleGraphiteDashboard, TestEndToEndPrometheusAndCarbon
-		"netfilter_exporter.service":      true, // TestExampleSystemdUnit, TestExampleSystemdUnitSandbox
-		"netfilter_exporter.socket":       true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
-		"netfilter_exporter-socket.conf":  true, // TestExampleSystemdUnit, TestExampleSystemdSocketActivation
-		"daemonset.yaml":                  true, // TestExampleDaemonSet
-		"ulogd2-migration.md":             true, // TestDocumentedCommands, TestUlogd2SideBySide
+	checkedBy := map[string][]string{
+		"prometheus.yml":                  {"TestExamplePrometheusConfig"},
+		"nfacct-iptables.sh":              {"TestExampleNfacctRecipe"},
+		"nftables.nft":                    {"TestExampleNftablesRecipe"},
+		"config.yml":                      {"TestExampleConfig"},
+		"alerts.yml":                      {"TestExampleAlertRules"},
+		"alerts_test.yml":                 {"TestExampleAlertRules"},
+		"grafana-dashboard.json":          {"TestExampleGrafanaDashboard", "TestEndToEndPrometheusAndCarbon"},
+		"grafana-dashboard-graphite.json": {"TestExampleGraphiteDashboard", "TestEndToEndPrometheusAndCarbon"},
+		"netfilter_exporter.service":      {"TestExampleSystemdUnit", "TestExampleSystemdUnitSandbox"},
+		"netfilter_exporter.socket":       {"TestExampleSystemdUnit", "TestExampleSystemdSocketActivation"},
+		"netfilter_exporter-socket.conf":  {"TestExampleSystemdUnit", "TestExampleSystemdSocketActivation"},
+		"daemonset.yaml":                  {"TestExampleKubernetes"},
+		"ulogd2-migration.md":             {"TestDocumentedCommands"},
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
 		t.Fatal(err)
 	}
+	src := parseModule(t)
 	for _, e := range entries {
-		if !checked[e.Name()] {
+		tests, ok := checkedBy[e.Name()]
+		if !ok {
 			t.Errorf("examples/%s is not checked by any test", e.Name())
+		}
+		for _, name := range tests {
+			pkg := src.find(name)
+			if pkg == nil {
+				t.Errorf("examples/%s names %s, which no _test.go file of the module declares", e.Name(), name)
+				continue
+			}
+			if !pkg.reaches(name, e.Name()) {
+				t.Errorf("examples/%s names %s, which never uses the file's name", e.Name(), name)
+			}
+		}
+	}
+	for name := range checkedBy {
+		if _, err := os.Stat(filepath.Join("examples", name)); err != nil {
+			t.Errorf("the list names examples/%s: %v", name, err)
 		}
 	}
 }
 
+// moduleSource is the Go source of the module, by package directory.
+type moduleSource map[string]*pkgSource
+
+// pkgSource is one package's top-level declarations (functions, methods,
+// constants, variables, by name) and, for each, the names it uses and the
+// string literals it holds.
+type pkgSource struct {
+	idents  map[string][]string
+	strings map[string][]string
+	tests   map[string]bool
+}
+
+// parseModule parses every .go file of the module (TestMain runs the tests
+// from the module's root).
+func parseModule(t *testing.T) moduleSource {
+	t.Helper()
+	src := moduleSource{}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "vendor") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(path)
+		p := src[dir]
+		if p == nil {
+			p = &pkgSource{idents: map[string][]string{}, strings: map[string][]string{}, tests: map[string]bool{}}
+			src[dir] = p
+		}
+		for _, decl := range f.Decls {
+			switch decl := decl.(type) {
+			case *ast.FuncDecl:
+				p.add(decl.Name.Name, decl)
+				if decl.Recv == nil && strings.HasSuffix(path, "_test.go") && strings.HasPrefix(decl.Name.Name, "Test") {
+					p.tests[decl.Name.Name] = true
+				}
+			case *ast.GenDecl:
+				for _, spec := range decl.Specs {
+					if vs, ok := spec.(*ast.ValueSpec); ok {
+						for _, n := range vs.Names {
+							p.add(n.Name, vs)
+						}
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("parsing the module: %v", err)
+	}
+	return src
+}
+
+// add records what the declaration node of name uses.
+func (p *pkgSource) add(name string, node ast.Node) {
+	ast.Inspect(node, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.Ident:
+			p.idents[name] = append(p.idents[name], n.Name)
+		case *ast.BasicLit:
+			if n.Kind == token.STRING {
+				p.strings[name] = append(p.strings[name], n.Value)
+			}
+		}
+		return true
+	})
+}
+
+// find returns the package that declares the test function name.
+func (src moduleSource) find(name string) *pkgSource {
+	for _, p := range src {
+		if p.tests[name] {
+			return p
+		}
+	}
+	return nil
+}
+
+// reaches reports whether the declaration from, or one it uses in turn,
+// holds a string literal containing s.
+func (p *pkgSource) reaches(from, s string) bool {
+	seen := map[string]bool{from: true}
+	queue := []string{from}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, lit := range p.strings[n] {
+			if strings.Contains(lit, s) {
+				return true
+			}
+		}
+		for _, id := range p.idents[n] {
+			if _, declared := p.idents[id]; declared && !seen[id] {
+				seen[id] = true
+				queue = append(queue, id)
+			}
+		}
+	}
+	return false
+}
+
 func TestExamplePrometheusConfig(t *testing.T) {
-	netnstest.Require(t, "promtool")
+	netnstest.RequireTools(t, "promtool")
 	out, err := exec.Command("promtool", "check", "config", "examples/prometheus.yml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check config examples/prometheus.yml: %v\n%s", err, out)
@@ -93,12 +226,13 @@ func TestExampleNfacctRecipe(t *testing.T) {
 	for {
 		ref = nfacctList(t, ns)
 		_, mfs := e.scrape(t)
-		got, _ := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": "ipv4.http", "family": "ipv4", "service": "http"})
-		if got > 0 && got == ref["ipv4.http"][0] {
+		// Until the first read, the series may be missing.
+		got, ok := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": "ipv4.http", "family": "ipv4", "service": "http"})
+		if ok && got > 0 && got == ref["ipv4.http"][0] {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ipv4.http: exporter %v packets, nfacct list %v", got, ref["ipv4.http"])
+			t.Fatalf("ipv4.http: exporter %v packets (present %v), nfacct list %v", got, ok, ref["ipv4.http"])
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -111,9 +245,7 @@ func TestExampleNfacctRecipe(t *testing.T) {
 	}
 	for _, fam := range []string{"ipv4", "ipv6"} {
 		for _, svc := range []string{"http", "https", "dns", "total"} {
-			if _, ok := value(mfs, "netfilter_nfacct_bytes_total", map[string]string{"name": fam + "." + svc, "family": fam, "service": svc}); !ok {
-				t.Errorf("no netfilter_nfacct_bytes_total for %s.%s with family and service labels", fam, svc)
-			}
+			mustValue(t, mfs, "netfilter_nfacct_bytes_total", map[string]string{"name": fam + "." + svc, "family": fam, "service": svc})
 		}
 	}
 	if ref["ipv4.total"][0] < ref["ipv4.http"][0] {
@@ -156,18 +288,16 @@ func TestExampleNftablesRecipe(t *testing.T) {
 	}
 	for _, fam := range []string{"ip", "ip6"} {
 		for _, svc := range []string{"http", "https", "dns", "total"} {
-			if _, ok := value(mfs, "netfilter_nftables_counter_bytes_total", map[string]string{"family": fam, "table": "accounting", "name": svc}); !ok {
-				t.Errorf("no netfilter_nftables_counter_bytes_total for %s accounting %s", fam, svc)
-			}
+			mustValue(t, mfs, "netfilter_nftables_counter_bytes_total", map[string]string{"family": fam, "table": "accounting", "name": svc})
 		}
-		if _, ok := value(mfs, "netfilter_nftables_quota_info", map[string]string{"family": fam, "name": "web_budget", "mode": "over"}); !ok {
-			t.Errorf("no quota web_budget in %s with mode over", fam)
+		if v := mustValue(t, mfs, "netfilter_nftables_quota_info", map[string]string{"family": fam, "name": "web_budget", "mode": "over"}); v != 1 {
+			t.Errorf("quota web_budget in %s with mode over: info = %v, want 1", fam, v)
 		}
 	}
-	http, _ := value(mfs, "netfilter_nftables_counter_packets_total", map[string]string{"family": "ip", "name": "http"})
-	total, _ := value(mfs, "netfilter_nftables_counter_packets_total", map[string]string{"family": "ip", "name": "total"})
-	used, _ := value(mfs, "netfilter_nftables_quota_used_bytes", map[string]string{"family": "ip", "name": "web_budget"})
-	httpBytes, _ := value(mfs, "netfilter_nftables_counter_bytes_total", map[string]string{"family": "ip", "name": "http"})
+	http := mustValue(t, mfs, "netfilter_nftables_counter_packets_total", map[string]string{"family": "ip", "name": "http"})
+	total := mustValue(t, mfs, "netfilter_nftables_counter_packets_total", map[string]string{"family": "ip", "name": "total"})
+	used := mustValue(t, mfs, "netfilter_nftables_quota_used_bytes", map[string]string{"family": "ip", "name": "web_budget"})
+	httpBytes := mustValue(t, mfs, "netfilter_nftables_counter_bytes_total", map[string]string{"family": "ip", "name": "http"})
 	if http == 0 || total < http || used != httpBytes {
 		t.Errorf("ip accounting: http %v packets (%v bytes), total %v packets, web_budget used %v bytes; want http > 0, total >= http, and the quota to have used what http counted", http, httpBytes, total, used)
 	}
@@ -253,7 +383,7 @@ func findPid(t *testing.T, path string) int {
 // where it does not), says what and why (summary, description), links to
 // its runbook section in the README, and is tested both firing and not.
 func TestExampleAlertRules(t *testing.T) {
-	netnstest.Require(t, "promtool")
+	netnstest.RequireTools(t, "promtool")
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
 		cmd := exec.Command("promtool", args...)
 		cmd.Dir = "examples"
@@ -304,7 +434,7 @@ func TestExampleAlertRules(t *testing.T) {
 			if _, ok := r["for"]; !ok {
 				t.Errorf("%s has no for:", name)
 			}
-			ann, _ := r["annotations"].(map[any]any)
+			ann, _ := r["annotations"].(map[string]any)
 			for _, k := range []string{"summary", "description"} {
 				if s, _ := ann[k].(string); len(s) < 20 {
 					t.Errorf("%s: %s annotation %q says too little", name, k, s)
@@ -486,22 +616,6 @@ func TestDemo(t *testing.T) {
 		name, _, _ := strings.Cut(ns, " ")
 		if strings.HasPrefix(name, "nfe-demo-") && strings.HasSuffix(name+"\n", own) {
 			t.Errorf("demo left namespace %s behind", name)
-		}
-	}
-}
-
-// TestREADMEDocumentsEveryFlag keeps the README's flag table true.
-func TestREADMEDocumentsEveryFlag(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range newCommandLine().app.Model().Flags {
-		if f.Hidden || f.Name == "help" || f.Name == "version" {
-			continue
-		}
-		if !strings.Contains(string(readme), "`--"+f.Name) {
-			t.Errorf("README does not document --%s", f.Name)
 		}
 	}
 }

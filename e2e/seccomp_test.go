@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -60,10 +60,10 @@ func TestIOURingForbiddenBySeccomp(t *testing.T) {
 	ns := netnstest.New(t)
 	e := startExporterCmd(t, withoutIOURing, "--netns="+ns.Path(), "--no-collector.nfacct")
 	mfs := burst(t, e, ns, 5000)
-	if v, _ := value(mfs, "netfilter_conntrack_listener_info", map[string]string{"method": "recvmmsg"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_conntrack_listener_info", map[string]string{"method": "recvmmsg"}); v != 1 {
 		t.Errorf("listener_info{method=\"recvmmsg\"} = %v, want 1", v)
 	}
-	if events, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil); events != 5000 {
+	if events := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil); events != 5000 {
 		t.Errorf("events_total = %v, want 5000", events)
 	}
 	if log := e.stderr.String(); !strings.Contains(log, "received with recvmmsg") || !strings.Contains(log, "operation not permitted") {
@@ -72,10 +72,10 @@ func TestIOURingForbiddenBySeccomp(t *testing.T) {
 
 	e = startExporterCmd(t, withoutIOURing, "--netns="+ns.Path(), "--no-collector.nfacct", "--conntrack.receive-method=io_uring")
 	_, mfs = e.scrape(t)
-	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack"}); v != 0 {
+	if v := mustValue(t, mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack"}); v != 0 {
 		t.Errorf("conntrack collector success = %v with io_uring forced and forbidden, want 0", v)
 	}
-	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack_stats"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack_stats"}); v != 1 {
 		t.Errorf("conntrack_stats collector success = %v, want 1: the others go on", v)
 	}
 	if log := e.stderr.String(); !strings.Contains(log, "io_uring_setup: operation not permitted") {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -83,7 +83,7 @@ func flushAndWait(t *testing.T, e *exporter, ns *netnstest.NS, n int) (string, m
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		body, mfs := e.scrape(t)
-		got, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
+		got := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
 		if int(got) >= n {
 			return body, mfs
 		}
@@ -114,7 +114,29 @@ func checkSeries(t *testing.T, mfs map[string]*dto.MetricFamily, keys []string, 
 		t.Errorf("exporter has %d series %v, want %d", len(flows), flows, len(want))
 	}
 	for k, w := range want {
-		got := seriesSums{flows[k], op[k], ob[k], rp[k], rb[k]}
+		var got seriesSums
+		missing := false
+		for _, v := range []struct {
+			name string
+			m    map[string]float64
+			to   *float64
+		}{
+			{"netfilter_conntrack_flows_total", flows, &got.flows},
+			{"netfilter_conntrack_flow_packets_total{direction=\"orig\"}", op, &got.origPackets},
+			{"netfilter_conntrack_flow_bytes_total{direction=\"orig\"}", ob, &got.origBytes},
+			{"netfilter_conntrack_flow_packets_total{direction=\"reply\"}", rp, &got.replyPackets},
+			{"netfilter_conntrack_flow_bytes_total{direction=\"reply\"}", rb, &got.replyBytes},
+		} {
+			x, ok := v.m[k]
+			if !ok {
+				t.Errorf("series %s: /metrics has no %s", k, v.name)
+				missing = true
+			}
+			*v.to = x
+		}
+		if missing {
+			continue
+		}
 		if got != *w {
 			t.Errorf("series %s: exporter %+v, conntrack -L %+v", k, got, *w)
 		}
@@ -145,27 +167,21 @@ func TestExporterConntrackMatchesConntrackList(t *testing.T) {
 	body, mfs := flushAndWait(t, e, b, len(ref))
 	checkSeries(t, mfs, []string{"family", "proto", "dport"}, want)
 
-	if v, ok := value(mfs, "netfilter_conntrack_events_lost_total", nil); !ok || v != 0 {
-		t.Errorf("events lost = %v (present %v), want 0", v, ok)
+	if v := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil); v != 0 {
+		t.Errorf("events lost = %v, want 0", v)
 	}
-	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack"}); v != 1 {
 		t.Errorf("conntrack collector success = %v", v)
 	}
-	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack_stats"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "conntrack_stats"}); v != 1 {
 		t.Errorf("conntrack_stats collector success = %v", v)
 	}
 	// Two IPv4 TCP flows with both timestamps: two durations observed.
-	var durations uint64
-	for _, m := range mfs["netfilter_conntrack_flow_duration_seconds"].GetMetric() {
-		labels := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			labels[lp.GetName()] = lp.GetValue()
-		}
-		if labels["family"] == "ipv4" && labels["proto"] == "tcp" {
-			durations = m.GetHistogram().GetSampleCount()
-		}
+	hist := matching(mfs, "netfilter_conntrack_flow_duration_seconds", map[string]string{"family": "ipv4", "proto": "tcp"})
+	if len(hist) != 1 {
+		t.Fatalf("/metrics has %d duration histograms of ipv4 tcp, want 1; the family holds %s", len(hist), describe(mfs, "netfilter_conntrack_flow_duration_seconds"))
 	}
-	if durations != 2 {
+	if durations := hist[0].GetHistogram().GetSampleCount(); durations != 2 {
 		t.Errorf("duration histogram of ipv4 tcp counts %d flows, want 2", durations)
 	}
 	promtoolCheck(t, body)
@@ -333,7 +349,7 @@ func TestExporterConntrackConfig(t *testing.T) {
 				}
 			}
 			for name, want := range tt.self {
-				if got, _ := value(mfs, name, nil); got != want {
+				if got := mustValue(t, mfs, name, nil); got != want {
 					t.Errorf("%s = %v, want %v", name, got, want)
 				}
 			}

@@ -1,6 +1,7 @@
-package main
+package e2e
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,22 +28,64 @@ func netlinkDrops(t *testing.T, ns *netnstest.NS) float64 {
 // exporter has accounted for all n events, received or lost.
 func burst(t *testing.T, e *exporter, ns *netnstest.NS, n int) map[string]*dto.MetricFamily {
 	t.Helper()
-	before, _ := value(e.mustScrape(t), "netfilter_conntrack_destroy_events_total", nil)
-	lostBefore, _ := value(e.mustScrape(t), "netfilter_conntrack_events_lost_total", nil)
+	mfs := e.mustScrape(t)
+	before := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
+	lostBefore := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil)
+	createAndFlush(t, ns, n)
+	return waitAccounted(t, e, n, before, lostBefore)
+}
+
+// stoppedBurst is burst with the exporter stopped (SIGSTOP) while the n
+// events are made: they all wait in its socket, and whatever does not fit
+// in its receive buffer is lost, for certain.
+func stoppedBurst(t *testing.T, e *exporter, ns *netnstest.NS, n int) map[string]*dto.MetricFamily {
+	t.Helper()
+	mfs := e.mustScrape(t)
+	before := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
+	lostBefore := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil)
+	if err := e.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	cont := func() {
+		if stopped {
+			stopped = false
+			if err := e.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer cont()
+	createAndFlush(t, ns, n)
+	cont()
+	return waitAccounted(t, e, n, before, lostBefore)
+}
+
+// createAndFlush makes n conntrack entries in ns and flushes them: n
+// DESTROY events.
+func createAndFlush(t *testing.T, ns *netnstest.NS, n int) {
+	t.Helper()
 	if err := ctload.Create(ns.FD(), n); err != nil {
 		t.Fatal(err)
 	}
 	if err := ctload.Flush(ns.FD()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitAccounted waits until the exporter has accounted for n more events,
+// received or lost, than before and lostBefore, and returns that scrape.
+func waitAccounted(t *testing.T, e *exporter, n int, before, lostBefore float64) map[string]*dto.MetricFamily {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		mfs := e.mustScrape(t)
-		events, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
-		lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+		events := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
+		lost := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil)
 		// Scraped in the middle of a drain, a scrape must stay consistent:
-		// every event it counts is already in the flow series.
-		if flows := sumFlows(mfs); events > flows {
+		// every event it counts is already in the flow series (none yet
+		// before the first event).
+		if flows, _ := sum(mfs, "netfilter_conntrack_flows_total", nil); events > flows {
 			t.Fatalf("a scrape during the drain counts %v events but only %v flows", events, flows)
 		}
 		if events-before+lost-lostBefore >= float64(n) {
@@ -55,17 +98,10 @@ func burst(t *testing.T, e *exporter, ns *netnstest.NS, n int) map[string]*dto.M
 	}
 }
 
-func (e *exporter) mustScrape(t *testing.T) map[string]*dto.MetricFamily {
+func (e *exporter) mustScrape(t testing.TB) map[string]*dto.MetricFamily {
+	t.Helper()
 	_, mfs := e.scrape(t)
 	return mfs
-}
-
-func sumFlows(mfs map[string]*dto.MetricFamily) float64 {
-	var sum float64
-	for _, m := range mfs["netfilter_conntrack_flows_total"].GetMetric() {
-		sum += m.GetCounter().GetValue()
-	}
-	return sum
 }
 
 // TestExporterConntrackOverrun overruns a tiny receive buffer on purpose:
@@ -80,11 +116,11 @@ func TestExporterConntrackOverrun(t *testing.T) {
 				"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
 			const n = 50000
 			mfs := burst(t, e, ns, n)
-			if v, _ := value(mfs, "netfilter_conntrack_listener_info", map[string]string{"method": method}); v != 1 {
+			if v := mustValue(t, mfs, "netfilter_conntrack_listener_info", map[string]string{"method": method}); v != 1 {
 				t.Errorf("listener_info{method=%q} = %v, want 1", method, v)
 			}
-			events, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
-			lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+			events := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
+			lost := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil)
 			if lost == 0 {
 				t.Fatalf("a 32 KiB buffer did not overrun with %d events; the test proves nothing", n)
 			}
@@ -94,18 +130,18 @@ func TestExporterConntrackOverrun(t *testing.T) {
 			if events+lost != n {
 				t.Errorf("received %v + lost %v = %v, want exactly %d", events, lost, events+lost, n)
 			}
-			if flows := sumFlows(mfs); flows != events {
+			if flows := mustSum(t, mfs, "netfilter_conntrack_flows_total", nil); flows != events {
 				t.Errorf("flows_total sums to %v, want every received event (%v)", flows, events)
 			}
 			t.Logf("%d events: %v received, %v lost", n, events, lost)
 
 			// The listener goes on after overruns.
-			if up, _ := value(mfs, "netfilter_conntrack_listener_up", nil); up != 1 {
+			if up := mustValue(t, mfs, "netfilter_conntrack_listener_up", nil); up != 1 {
 				t.Errorf("listener_up = %v after the overrun", up)
 			}
 			mfs = burst(t, e, ns, 10)
-			events2, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
-			lost2, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
+			events2 := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
+			lost2 := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil)
 			if events2+lost2 != n+10 {
 				t.Errorf("after a second burst of 10: received %v + lost %v, want %d", events2, lost2, n+10)
 			}
@@ -124,11 +160,12 @@ func TestExporterConntrackReliable(t *testing.T) {
 				"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=32KiB")
 			const n = 20000
 			mfs := burst(t, e, ns, n)
-			events, _ := value(mfs, "netfilter_conntrack_destroy_events_total", nil)
-			lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
-			failures, _ := value(mfs, "netfilter_conntrack_event_delivery_failures_total", nil)
-			if events != n || lost != 0 || sumFlows(mfs) != n {
-				t.Errorf("reliable mode: received %v, lost %v, flows %v; want %d, 0, %d", events, lost, sumFlows(mfs), n, n)
+			events := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
+			lost := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil)
+			failures := mustValue(t, mfs, "netfilter_conntrack_event_delivery_failures_total", nil)
+			flows := mustSum(t, mfs, "netfilter_conntrack_flows_total", nil)
+			if events != n || lost != 0 || flows != n {
+				t.Errorf("reliable mode: received %v, lost %v, flows %v; want %d, 0, %d", events, lost, flows, n, n)
 			}
 			if failures == 0 {
 				t.Errorf("no delivery failed with a 32 KiB buffer; the test proves nothing")
@@ -139,20 +176,31 @@ func TestExporterConntrackReliable(t *testing.T) {
 }
 
 // TestExporterConntrackBufferGrows checks that drops make the receive
-// buffer grow.
+// buffer grow, up to its maximum: the exporter is stopped while a burst
+// far larger than its 32 KiB buffer is queued, so that events are lost for
+// certain.
 func TestExporterConntrackBufferGrows(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t)
 	e := startExporter(t, "--netns="+ns.Path(), "--no-collector.nfacct",
 		"--conntrack.receive-buffer=32KiB", "--conntrack.receive-buffer-max=16MiB")
-	before, _ := value(e.mustScrape(t), "netfilter_conntrack_receive_buffer_bytes", nil)
-	mfs := burst(t, e, ns, 50000)
-	after, _ := value(mfs, "netfilter_conntrack_receive_buffer_bytes", nil)
-	growths, _ := value(mfs, "netfilter_conntrack_receive_buffer_growths_total", nil)
-	lost, _ := value(mfs, "netfilter_conntrack_events_lost_total", nil)
-	if lost > 0 && (growths == 0 || after <= before) {
+	mfs := e.mustScrape(t)
+	before := mustValue(t, mfs, "netfilter_conntrack_receive_buffer_bytes", nil)
+	if g := mustValue(t, mfs, "netfilter_conntrack_receive_buffer_growths_total", nil); g != 0 {
+		t.Fatalf("%v buffer growths before any event", g)
+	}
+	const n = 50000
+	mfs = stoppedBurst(t, e, ns, n)
+	after := mustValue(t, mfs, "netfilter_conntrack_receive_buffer_bytes", nil)
+	growths := mustValue(t, mfs, "netfilter_conntrack_receive_buffer_growths_total", nil)
+	lost := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil)
+	if lost == 0 {
+		t.Fatalf("no event lost with %d events queued on a 32 KiB buffer; the test proves nothing", n)
+	}
+	if growths == 0 || after <= before {
 		t.Errorf("%v events lost but the buffer did not grow: %v -> %v bytes, %v growths", lost, before, after, growths)
 	}
+	// The kernel reports twice what SO_RCVBUFFORCE set.
 	if after > 2*16<<20 {
 		t.Errorf("buffer grew to %v bytes, past twice the 16 MiB maximum", after)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -98,7 +98,7 @@ func installUnits(t *testing.T, dir string) (service, socket string) {
 // systemd's own verification of the unit, its socket and the socket's
 // drop-in, and the unit's exposure by `systemd-analyze security --offline`.
 func TestExampleSystemdUnit(t *testing.T) {
-	netnstest.Require(t, "systemd-analyze")
+	netnstest.RequireTools(t, "systemd-analyze")
 	kv := unitSettings(t, unitFile)
 	for _, k := range []string{"CapabilityBoundingSet", "AmbientCapabilities"} {
 		if v := lastSetting(kv, k); v != "CAP_NET_ADMIN" {
@@ -138,7 +138,7 @@ func TestExampleSystemdUnit(t *testing.T) {
 
 	help, _ := exec.Command("systemd-analyze", "security", "--help").CombinedOutput()
 	if !strings.Contains(string(help), "--offline") {
-		t.Skip("this systemd-analyze has no security --offline (systemd < 252): exposure not measured")
+		netnstest.Unavailable(t, "this systemd-analyze has no security --offline (systemd < 252): exposure not measured")
 	}
 	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", service).CombinedOutput()
 	if err != nil {
@@ -178,8 +178,8 @@ func TestExampleSystemdSocketActivation(t *testing.T) {
 	}
 }
 
-// sandboxEnv makes the test binary exec its arguments under the seccomp
-// filter given in the environment (see execSandboxed).
+// The environment that makes the test binary exec its arguments under the
+// seccomp filter it gives (see execSandboxed).
 const (
 	sandboxSyscallsEnv = "NFE_TEST_SECCOMP_ALLOW"    // allowed system call numbers, comma-separated
 	sandboxFamiliesEnv = "NFE_TEST_SECCOMP_FAMILIES" // allowed socket families, comma-separated
@@ -290,7 +290,7 @@ func addressFamilies(t *testing.T, kv [][2]string) []uint32 {
 func TestExampleSystemdUnitSandbox(t *testing.T) {
 	netnstest.Require(t, "systemd-analyze", "setpriv", "nfacct")
 	if runtime.GOARCH != "amd64" {
-		t.Skip("the filter below checks the x86-64 audit architecture")
+		netnstest.Unavailable(t, "the filter below checks the x86-64 audit architecture, not %s", runtime.GOARCH)
 	}
 	kv := unitSettings(t, unitFile)
 	if v := lastSetting(kv, "SystemCallErrorNumber"); v != "EPERM" {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -27,9 +27,16 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 )
 
-// binary is the exporter built once for the tests in this file.
+// exporterName is the command's name, of its binary and in its output.
+const exporterName = "netfilter_exporter"
+
+// binary is the exporter, built once for every test of the package.
 var binary string
 
+// TestMain builds the exporter once, with the race detector when the tests
+// run with it (raceEnabled), and runs the tests from the repository's root,
+// so that the files they read (examples/, README.md, scripts/) are named as
+// the README names them.
 func TestMain(m *testing.M) {
 	if os.Getenv(denyIOURingEnv) == "1" {
 		// Started by withoutIOURing: exec the command under the filter.
@@ -43,19 +50,36 @@ func TestMain(m *testing.M) {
 		// Started by TestExampleSystemdUnitSandbox.
 		execSandboxed(os.Args[1:])
 	}
+	os.Exit(run(m))
+}
+
+// run builds the exporter in a directory of its own and runs the tests from
+// the repository's root; it returns their exit code.
+func run(m *testing.M) int {
+	if err := os.Chdir(".."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if _, err := os.Stat("main.go"); err != nil {
+		fmt.Fprintf(os.Stderr, "the e2e tests run from the repository's root, the directory above e2e/: %v\n", err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "nfe-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
+	defer os.RemoveAll(dir)
 	binary = filepath.Join(dir, exporterName)
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the exporter: %v\n%s", err, out)
-		os.Exit(1)
+	args := []string{"build", "-trimpath", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the exporter (go %s .): %v\n%s", strings.Join(args, " "), err, out)
+		return 1
+	}
+	return m.Run()
 }
 
 // freeAddr returns a loopback address with a port nobody listens on.
@@ -167,36 +191,6 @@ func (e *exporter) scrape(t testing.TB) (string, map[string]*dto.MetricFamily) {
 		t.Fatalf("parsing /metrics: %v", err)
 	}
 	return string(body), mfs
-}
-
-// value returns the value of the sample of family name whose labels include
-// all of labels, and whether there is one.
-func value(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	mf, ok := mfs[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		have := make(map[string]string)
-		for _, lp := range m.GetLabel() {
-			have[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range labels {
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Untyped != nil:
-			return m.GetUntyped().GetValue(), true
-		}
-	}
-	return 0, false
 }
 
 // carbon is a plaintext listener standing in for carbon-cache.
@@ -334,29 +328,30 @@ func TestExporterNfacctEndToEnd(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		body, mfs = e.scrape(t)
-		if v, _ := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": "dns"}); v == 2 || time.Now().After(deadline) {
+		// Until the first read, the series may be missing.
+		if v, ok := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": "dns"}); (ok && v == 2) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	ref := nfacctList(t, b)
 	for name, w := range want {
-		pkts, ok1 := value(mfs, "netfilter_nfacct_packets_total", map[string]string{"name": name})
-		bytes, ok2 := value(mfs, "netfilter_nfacct_bytes_total", map[string]string{"name": name})
-		if !ok1 || !ok2 || pkts != w[0] || bytes != w[1] {
+		pkts := mustValue(t, mfs, "netfilter_nfacct_packets_total", map[string]string{"name": name})
+		bytes := mustValue(t, mfs, "netfilter_nfacct_bytes_total", map[string]string{"name": name})
+		if pkts != w[0] || bytes != w[1] {
 			t.Errorf("/metrics shows %s = %v packets %v bytes, want %v", name, pkts, bytes, w)
 		}
 		if ref[name] != w {
 			t.Errorf("nfacct list shows %s = %v after the scrape, want %v: the counters must not be reset", name, ref[name], w)
 		}
 	}
-	if v, _ := value(mfs, "netfilter_nfacct_quota_packets", map[string]string{"name": "q"}); v != 3 {
+	if v := mustValue(t, mfs, "netfilter_nfacct_quota_packets", map[string]string{"name": "q"}); v != 3 {
 		t.Errorf("quota of q = %v, want 3", v)
 	}
-	if v, _ := value(mfs, "netfilter_nfacct_over_quota", map[string]string{"name": "q"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_nfacct_over_quota", map[string]string{"name": "q"}); v != 1 {
 		t.Errorf("over_quota of q = %v, want 1", v)
 	}
-	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nfacct"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nfacct"}); v != 1 {
 		t.Errorf("collector success = %v, want 1", v)
 	}
 	promtoolCheck(t, body)
@@ -564,5 +559,19 @@ func TestWarnsWhenAccountingIsOff(t *testing.T) {
 		if v := strings.TrimSpace(ns.Run(t, "sysctl", "-n", s)); v != "1" {
 			t.Errorf("%s = %s after --conntrack.enable-accounting, want 1", s, v)
 		}
+	}
+}
+
+// TestBinaryRaceMatchesTests checks that the exporter under test was built
+// with the race detector exactly when the tests run with it, as its build
+// settings (go version -m) say.
+func TestBinaryRaceMatchesTests(t *testing.T) {
+	out, err := exec.Command("go", "version", "-m", binary).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go version -m: %v\n%s", err, out)
+	}
+	built := strings.Contains(string(out), "\tbuild\t-race=true\n")
+	if built != raceEnabled {
+		t.Errorf("exporter built with -race: %v; the tests run with it: %v\n%s", built, raceEnabled, out)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -106,8 +106,8 @@ func TestExporterNftables(t *testing.T) {
 
 	body, mfs, counters, _ := scrapeNft(t, e, f.B)
 	promtoolCheck(t, body)
-	if v, ok := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nftables"}); !ok || v != 1 {
-		t.Errorf("collector success = %v (found %v), want 1", v, ok)
+	if v := mustValue(t, mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nftables"}); v != 1 {
+		t.Errorf("collector success = %v, want 1", v)
 	}
 	// Every family of the fixture is there, with what the traffic added.
 	families := map[string]bool{}
@@ -128,21 +128,21 @@ func TestExporterNftables(t *testing.T) {
 		{map[string]string{"family": "ip", "table": "v4", "name": "svc9000"}, f.UDP4},
 		{map[string]string{"family": "ip6", "table": "v6", "name": "svc9000"}, f.UDP6},
 	} {
-		pkts, ok1 := value(mfs, "netfilter_nftables_counter_packets_total", w.labels)
-		bytes, ok2 := value(mfs, "netfilter_nftables_counter_bytes_total", w.labels)
-		if !ok1 || !ok2 || pkts != float64(w.want.Packets) || bytes != float64(w.want.Bytes) {
+		pkts := mustValue(t, mfs, "netfilter_nftables_counter_packets_total", w.labels)
+		bytes := mustValue(t, mfs, "netfilter_nftables_counter_bytes_total", w.labels)
+		if pkts != float64(w.want.Packets) || bytes != float64(w.want.Bytes) {
 			t.Errorf("/metrics shows %v = %v packets %v bytes, want %d and %d", w.labels, pkts, bytes, w.want.Packets, w.want.Bytes)
 		}
 	}
 	small := map[string]string{"family": "inet", "table": "filter", "name": "small"}
-	if v, ok := value(mfs, "netfilter_nftables_quota_exhausted", small); !ok || v != 1 {
-		t.Errorf("quota small: exhausted = %v (found %v), want 1", v, ok)
+	if v := mustValue(t, mfs, "netfilter_nftables_quota_exhausted", small); v != 1 {
+		t.Errorf("quota small: exhausted = %v, want 1", v)
 	}
-	if _, ok := value(mfs, "netfilter_nftables_quota_info", map[string]string{"name": "big", "mode": "over"}); !ok {
-		t.Error("quota big is not shown with mode over")
+	if v := mustValue(t, mfs, "netfilter_nftables_quota_info", map[string]string{"name": "big", "mode": "over"}); v != 1 {
+		t.Errorf("quota big with mode over: info = %v, want 1", v)
 	}
-	if v, ok := value(mfs, "netfilter_nftables_rule_packets_total", map[string]string{"family": "inet", "table": "filter", "chain": "input", "comment": "udp in"}); !ok || v != 12 {
-		t.Errorf("rule counter \"udp in\" = %v (found %v), want 12", v, ok)
+	if v := mustValue(t, mfs, "netfilter_nftables_rule_packets_total", map[string]string{"family": "inet", "table": "filter", "chain": "input", "comment": "udp in"}); v != 12 {
+		t.Errorf("rule counter \"udp in\" = %v, want 12", v)
 	}
 
 	// Reading did not reset anything: nft still shows the exact counts.
@@ -174,15 +174,15 @@ func TestExporterNftables(t *testing.T) {
 	late := map[string]string{"family": "ip6", "table": "late", "name": "x"}
 	f.B.Run(t, "nft", "add table ip6 late; add counter ip6 late x { packets 2 bytes 3 }")
 	_, mfs, _, _ = scrapeNft(t, e, f.B)
-	if v, ok := value(mfs, "netfilter_nftables_counter_bytes_total", late); !ok || v != 3 {
-		t.Errorf("the counter of a table added while the exporter runs reads %v (found %v), want 3", v, ok)
+	if v := mustValue(t, mfs, "netfilter_nftables_counter_bytes_total", late); v != 3 {
+		t.Errorf("the counter of a table added while the exporter runs reads %v, want 3", v)
 	}
 	f.B.Run(t, "nft", "delete table ip6 late")
 	_, mfs, _, _ = scrapeNft(t, e, f.B)
-	if _, ok := value(mfs, "netfilter_nftables_counter_packets_total", late); ok {
+	if len(matching(mfs, "netfilter_nftables_counter_packets_total", late)) != 0 {
 		t.Error("the counter of a deleted table is still on /metrics")
 	}
-	if v, _ := value(mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nftables"}); v != 1 {
+	if v := mustValue(t, mfs, "netfilter_exporter_collector_success", map[string]string{"collector": "nftables"}); v != 1 {
 		t.Errorf("collector success = %v after the table went, want 1", v)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -79,7 +79,7 @@ func TestExporterStalledClientsDoNotLockOut(t *testing.T) {
 		}
 	}
 	_, mfs := e.scrape(t)
-	if v, ok := value(mfs, "netfilter_exporter_http_clients_cut_off_total", map[string]string{"reason": "stalled"}); !ok || v < 1 {
-		t.Errorf("netfilter_exporter_http_clients_cut_off_total{reason=\"stalled\"} = %v (present %v), want at least 1", v, ok)
+	if v := mustValue(t, mfs, "netfilter_exporter_http_clients_cut_off_total", map[string]string{"reason": "stalled"}); v < 1 {
+		t.Errorf("netfilter_exporter_http_clients_cut_off_total{reason=\"stalled\"} = %v, want at least 1", v)
 	}
 }

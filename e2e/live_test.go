@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"io"
@@ -17,38 +17,6 @@ import (
 
 // Tests of live accounting: flows counted while they run, from table dumps,
 // against the real kernel. Each needs root and makes its own namespaces.
-
-// sumOf sums the samples of family name whose labels include match; it
-// fails the test when the family is missing.
-func sumOf(t *testing.T, mfs map[string]*dto.MetricFamily, name string, match map[string]string) float64 {
-	t.Helper()
-	mf, ok := mfs[name]
-	if !ok {
-		t.Fatalf("/metrics has no %s", name)
-	}
-	var sum float64
-next:
-	for _, m := range mf.GetMetric() {
-		for k, v := range match {
-			found := false
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == k && lp.GetValue() == v {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.GetCounter() != nil:
-			sum += m.GetCounter().GetValue()
-		case m.GetGauge() != nil:
-			sum += m.GetGauge().GetValue()
-		}
-	}
-	return sum
-}
 
 // waitUntil scrapes e until cond holds, for at most timeout.
 func waitUntil(t *testing.T, e *exporter, timeout time.Duration, what string, cond func(map[string]*dto.MetricFamily) bool) map[string]*dto.MetricFamily {
@@ -188,7 +156,7 @@ func waitDestroys(t *testing.T, e *exporter, log *netnstest.DestroyLog, min int)
 	for {
 		_, mfs := e.scrape(t)
 		entries = log.Entries()
-		flows := sumOf(t, mfs, "netfilter_conntrack_flows_total", nil)
+		flows, _ := sum(mfs, "netfilter_conntrack_flows_total", nil) // none before the first flow ends
 		if len(entries) >= min && flows == float64(len(entries)) {
 			return entries, mfs
 		}
@@ -224,8 +192,11 @@ func TestExporterLiveCountsLongTransfer(t *testing.T) {
 		b.Run(t, "conntrack", "-D", "-p", "udp")
 		time.Sleep(100 * time.Millisecond)
 		_, mfs := e.scrape(t)
-		seen = append(seen, sumOf(t, mfs, "netfilter_conntrack_flow_bytes_total", orig))
-		if sumOf(t, mfs, "netfilter_conntrack_flows_active", map[string]string{"dport": "8080"}) == 1 {
+		// Before the first dump lists the flow, it has no series:
+		// nothing counted yet.
+		bytes, _ := sum(mfs, "netfilter_conntrack_flow_bytes_total", orig)
+		seen = append(seen, bytes)
+		if active8080, _ := sum(mfs, "netfilter_conntrack_flows_active", map[string]string{"dport": "8080"}); active8080 == 1 {
 			active = true
 		}
 	}
@@ -253,10 +224,10 @@ func TestExporterLiveCountsLongTransfer(t *testing.T) {
 	// in both directions.
 	entries, mfs := waitDestroys(t, e, log, chunks+1)
 	checkSeries(t, mfs, []string{"family", "proto", "dport"}, sumsByKey(entries, familyProtoDport))
-	if n := sumOf(t, mfs, "netfilter_conntrack_dumps_total", nil); n < 10 {
+	if n := mustValue(t, mfs, "netfilter_conntrack_dumps_total", nil); n < 10 {
 		t.Errorf("%v dumps in the test, want many at 100ms", n)
 	}
-	if n := sumOf(t, mfs, "netfilter_conntrack_flows_closed_out_total", nil); n != 0 {
+	if n := mustValue(t, mfs, "netfilter_conntrack_flows_closed_out_total", nil); n != 0 {
 		t.Errorf("%v flows closed out without DESTROY, want 0: every flow sent one", n)
 	}
 }
@@ -322,7 +293,7 @@ func TestExporterLiveRaces(t *testing.T) {
 	// A dump walks the host's whole conntrack hash table, every
 	// namespace's entries: on a host busy with other tables dumps are
 	// slower, so ask only for several.
-	if n := sumOf(t, mfs, "netfilter_conntrack_dumps_total", nil); n < 5 {
+	if n := mustValue(t, mfs, "netfilter_conntrack_dumps_total", nil); n < 5 {
 		body, _ := e.scrape(t)
 		t.Errorf("%v dumps during the test, want many:\n%s\nlog:\n%s", n, grepConntrack(body), e.stderr)
 	}
@@ -358,9 +329,10 @@ func TestExporterLiveStartedMidTransfer(t *testing.T) {
 	e := startExporter(t, "--netns="+b.Path(), "--no-collector.nfacct", "--conntrack.poll-interval=100ms")
 	series := map[string]string{"dport": "8080"}
 	mfs := waitUntil(t, e, 10*time.Second, "no dump listed the running flow", func(mfs map[string]*dto.MetricFamily) bool {
-		return sumOf(t, mfs, "netfilter_conntrack_flows_active", series) == 1
+		v, _ := sum(mfs, "netfilter_conntrack_flows_active", series)
+		return v == 1
 	})
-	if v := sumOf(t, mfs, "netfilter_conntrack_flow_bytes_total", series); v != 0 {
+	if v := mustSum(t, mfs, "netfilter_conntrack_flow_bytes_total", series); v != 0 {
 		t.Errorf("the flow's bytes from before the exporter started show as %v: want a baseline, no spike", v)
 	}
 	if !strings.Contains(e.stderr.String(), "net.netfilter.nf_conntrack_events") {
@@ -379,33 +351,43 @@ func TestExporterLiveStartedMidTransfer(t *testing.T) {
 		float64(final.OrigPackets - before.OrigPackets), float64(final.OrigBytes - before.OrigBytes),
 		float64(final.ReplyPackets - before.ReplyPackets), float64(final.ReplyBytes - before.ReplyBytes),
 	}
-	got := func(mfs map[string]*dto.MetricFamily) [4]float64 {
+	// got reads the flow's counters; waiting, a series not there yet
+	// reads 0 (want has no 0), asserting, it fails the test.
+	got := func(mfs map[string]*dto.MetricFamily, assert bool) [4]float64 {
+		read := func(name string, labels map[string]string) float64 {
+			if assert {
+				return mustSum(t, mfs, name, labels)
+			}
+			v, _ := sum(mfs, name, labels)
+			return v
+		}
 		o := map[string]string{"dport": "8080", "direction": "orig"}
 		r := map[string]string{"dport": "8080", "direction": "reply"}
 		return [4]float64{
-			sumOf(t, mfs, "netfilter_conntrack_flow_packets_total", o), sumOf(t, mfs, "netfilter_conntrack_flow_bytes_total", o),
-			sumOf(t, mfs, "netfilter_conntrack_flow_packets_total", r), sumOf(t, mfs, "netfilter_conntrack_flow_bytes_total", r),
+			read("netfilter_conntrack_flow_packets_total", o), read("netfilter_conntrack_flow_bytes_total", o),
+			read("netfilter_conntrack_flow_packets_total", r), read("netfilter_conntrack_flow_bytes_total", r),
 		}
 	}
 	waitUntil(t, e, 10*time.Second, "the exporter never counted the flow's final counters less its baseline", func(mfs map[string]*dto.MetricFamily) bool {
-		return got(mfs) == want
+		return got(mfs, false) == want
 	})
 
 	// The flow leaves the table without a DESTROY event.
 	b.Run(t, "conntrack", "-D", "-p", "tcp", "--dport", "8080")
 	mfs = waitUntil(t, e, 10*time.Second, "the flow was not closed out", func(mfs map[string]*dto.MetricFamily) bool {
-		return sumOf(t, mfs, "netfilter_conntrack_flows_total", series) == 1
+		v, _ := sum(mfs, "netfilter_conntrack_flows_total", series)
+		return v == 1
 	})
-	if n := sumOf(t, mfs, "netfilter_conntrack_flows_closed_out_total", nil); n != 1 {
+	if n := mustValue(t, mfs, "netfilter_conntrack_flows_closed_out_total", nil); n != 1 {
 		t.Errorf("flows_closed_out_total = %v, want 1", n)
 	}
-	if n := sumOf(t, mfs, "netfilter_conntrack_destroy_events_total", nil); n != 0 {
+	if n := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil); n != 0 {
 		t.Errorf("destroy_events_total = %v: the kernel sent a DESTROY after all?", n)
 	}
-	if g := got(mfs); g != want {
+	if g := got(mfs, true); g != want {
 		t.Errorf("after close-out: packets/bytes orig, reply = %v, want %v (final %+v less baseline %+v)", g, want, final, before)
 	}
-	if v := sumOf(t, mfs, "netfilter_conntrack_flows_active", series); v != 0 {
+	if v := mustSum(t, mfs, "netfilter_conntrack_flows_active", series); v != 0 {
 		t.Errorf("flows_active = %v after the flow is gone, want 0", v)
 	}
 }
@@ -430,8 +412,9 @@ func TestExporterLiveOverrunClosedOut(t *testing.T) {
 	}
 	want := sumsByKey(entries, familyProtoDport)
 	waitUntil(t, e, 10*time.Second, "the dumps do not list every flow", func(mfs map[string]*dto.MetricFamily) bool {
-		return sumOf(t, mfs, "netfilter_conntrack_flows_active", nil) == float64(n) &&
-			sumOf(t, mfs, "netfilter_conntrack_flow_bytes_total", map[string]string{"direction": "reply"}) == float64(want["ipv4,udp,9000"].replyBytes)
+		active, _ := sum(mfs, "netfilter_conntrack_flows_active", nil)
+		reply, _ := sum(mfs, "netfilter_conntrack_flow_bytes_total", map[string]string{"direction": "reply"})
+		return active == float64(n) && reply == float64(want["ipv4,udp,9000"].replyBytes)
 	})
 
 	if err := e.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -442,11 +425,12 @@ func TestExporterLiveOverrunClosedOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	mfs := waitUntil(t, e, 20*time.Second, "not every flow was counted as ended", func(mfs map[string]*dto.MetricFamily) bool {
-		return sumOf(t, mfs, "netfilter_conntrack_flows_total", nil) == float64(n)
+		flows, _ := sum(mfs, "netfilter_conntrack_flows_total", nil)
+		return flows == float64(n)
 	})
-	lost := sumOf(t, mfs, "netfilter_conntrack_events_lost_total", nil)
-	received := sumOf(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
-	closed := sumOf(t, mfs, "netfilter_conntrack_flows_closed_out_total", nil)
+	lost := mustValue(t, mfs, "netfilter_conntrack_events_lost_total", nil)
+	received := mustValue(t, mfs, "netfilter_conntrack_destroy_events_total", nil)
+	closed := mustValue(t, mfs, "netfilter_conntrack_flows_closed_out_total", nil)
 	if lost == 0 || received+lost != float64(n) || closed != lost {
 		t.Errorf("events received %v, lost %v, flows closed out %v: want losses, received+lost = %d and every lost one closed out", received, lost, closed, n)
 	}
@@ -473,7 +457,8 @@ func TestExporterLiveDetectsZeroing(t *testing.T) {
 	before := conntrackEntry(t, b, "tcp", 8080, false)
 	orig := map[string]string{"dport": "8080", "direction": "orig"}
 	waitUntil(t, e, 10*time.Second, "no dump saw the flow's counters", func(mfs map[string]*dto.MetricFamily) bool {
-		return sumOf(t, mfs, "netfilter_conntrack_flow_bytes_total", orig) == float64(before.OrigBytes)
+		v, _ := sum(mfs, "netfilter_conntrack_flow_bytes_total", orig)
+		return v == float64(before.OrigBytes)
 	})
 	b.Run(t, "conntrack", "-L", "-z")
 	if _, err := c.Write(make([]byte, 512<<10)); err != nil {
@@ -488,10 +473,10 @@ func TestExporterLiveDetectsZeroing(t *testing.T) {
 			after = en
 		}
 	}
-	if got, want := sumOf(t, mfs, "netfilter_conntrack_flow_bytes_total", orig), float64(before.OrigBytes+after.OrigBytes); got != want {
+	if got, want := mustSum(t, mfs, "netfilter_conntrack_flow_bytes_total", orig), float64(before.OrigBytes+after.OrigBytes); got != want {
 		t.Errorf("orig bytes %v, want %v: %d before the zeroing and %d after", got, want, before.OrigBytes, after.OrigBytes)
 	}
-	if n := sumOf(t, mfs, "netfilter_conntrack_flow_resets_total", nil); n < 1 {
+	if n := mustValue(t, mfs, "netfilter_conntrack_flow_resets_total", nil); n < 1 {
 		t.Errorf("flow_resets_total = %v, want the zeroing counted", n)
 	}
 }
