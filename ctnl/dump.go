@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 // Request flags and message types of table dumps and lookups.
@@ -197,11 +199,11 @@ func (d *Dumper) Dump(ctx context.Context, filter DumpFilter, fn func([]Flow) er
 				return st, fmt.Errorf("dumping the conntrack table: %w", err)
 			}
 			b = rest
-			if m.seq != seq {
+			if m.Seq != seq {
 				continue // the end of an earlier, abandoned request
 			}
 			switch {
-			case m.typ == nlmsgDone:
+			case m.Type == nlwire.TypeDone:
 				done = true
 				if len(d.flows) > 0 {
 					if err := fn(d.flows); err != nil {
@@ -209,21 +211,21 @@ func (d *Dumper) Dump(ctx context.Context, filter DumpFilter, fn func([]Flow) er
 					}
 				}
 				return st, nil
-			case m.typ == nlmsgError:
+			case m.Type == nlwire.TypeError:
 				done = true
-				if err := ackError(m.payload); err != nil {
+				if err := ackError(m.Payload); err != nil {
 					return st, fmt.Errorf("dumping the conntrack table: %w", err)
 				}
 				return st, nil
-			case m.typ>>8 != subsysCT || m.typ&0xff != msgCTNew:
+			case m.Type>>8 != subsysCT || m.Type&0xff != msgCTNew:
 				continue
 			}
-			if m.flags&nlmFDumpFiltered != 0 {
+			if m.Flags&nlmFDumpFiltered != 0 {
 				st.Filtered = true
 			}
 			i := len(d.flows)
 			d.flows = d.flows[:i+1]
-			if err := decodeFlow(m.payload, &d.flows[i]); err != nil {
+			if err := decodeFlow(m.Payload, &d.flows[i]); err != nil {
 				d.flows = d.flows[:i]
 				continue
 			}
@@ -270,12 +272,12 @@ func (d *Dumper) Lookup(ctx context.Context, f *Flow) (entry Flow, found bool, e
 				return entry, false, fmt.Errorf("looking up a conntrack entry: %w", err)
 			}
 			b = rest
-			if m.seq != seq {
+			if m.Seq != seq {
 				continue
 			}
 			switch {
-			case m.typ == nlmsgError:
-				err := ackError(m.payload)
+			case m.Type == nlwire.TypeError:
+				err := ackError(m.Payload)
 				switch {
 				case errors.Is(err, unix.ENOENT):
 					return entry, false, nil
@@ -284,8 +286,8 @@ func (d *Dumper) Lookup(ctx context.Context, f *Flow) (entry Flow, found bool, e
 				}
 				// The acknowledgement after the entry.
 				return entry, found, nil
-			case m.typ>>8 == subsysCT && m.typ&0xff == msgCTNew:
-				if err := decodeFlow(m.payload, &entry); err != nil {
+			case m.Type>>8 == subsysCT && m.Type&0xff == msgCTNew:
+				if err := decodeFlow(m.Payload, &entry); err != nil {
 					return entry, false, fmt.Errorf("looking up a conntrack entry: %w", err)
 				}
 				found = true
@@ -352,7 +354,7 @@ func (d *Dumper) drain(seq uint32) {
 				return
 			}
 			b = rest
-			if m.seq == seq && (m.typ == nlmsgDone || m.typ == nlmsgError) {
+			if m.Seq == seq && (m.Type == nlwire.TypeDone || m.Type == nlwire.TypeError) {
 				return
 			}
 		}
@@ -389,19 +391,19 @@ func ThreadCPU() time.Duration {
 type request []byte
 
 func newRequest(seq uint32, typ, flags uint16, family uint8) request {
-	r := make(request, nlmsgHdrLen+nfgenHdrLen, 128)
+	r := make(request, nlwire.HeaderLen+nlwire.NfgenLen, 128)
 	binary.NativeEndian.PutUint16(r[4:], uint16(subsysCT)<<8|typ)
 	binary.NativeEndian.PutUint16(r[6:], flags)
 	binary.NativeEndian.PutUint32(r[8:], seq)
-	r[nlmsgHdrLen] = family
-	r[nlmsgHdrLen+1] = nfnetlinkV0
+	r[nlwire.HeaderLen] = family
+	r[nlwire.HeaderLen+1] = nfnetlinkV0
 	return r
 }
 
 // attr appends an attribute holding v.
 func (r request) attr(typ uint16, v []byte) request {
-	var h [nlaHdrLen]byte
-	binary.NativeEndian.PutUint16(h[:], uint16(nlaHdrLen+len(v)))
+	var h [nlwire.AttrHeaderLen]byte
+	binary.NativeEndian.PutUint16(h[:], uint16(nlwire.AttrHeaderLen+len(v)))
 	binary.NativeEndian.PutUint16(h[2:], typ)
 	r = append(append(r, h[:]...), v...)
 	for len(r)%4 != 0 {

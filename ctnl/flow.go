@@ -5,21 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
-// Netlink and nfnetlink framing.
+// Netlink and nfnetlink values of ctnetlink.
 const (
-	nlmsgHdrLen = 16
-	nfgenHdrLen = 4
-	nlaHdrLen   = 4
-	nlaTypeMask = 0x3fff // drops NLA_F_NESTED and NLA_F_NET_BYTEORDER
-	subsysCT    = 1      // NFNL_SUBSYS_CTNETLINK
-	msgCTNew    = 0      // IPCTNL_MSG_CT_NEW
-	msgCTDelete = 2      // IPCTNL_MSG_CT_DELETE: DESTROY events
+	subsysCT    = 1 // NFNL_SUBSYS_CTNETLINK
+	msgCTNew    = 0 // IPCTNL_MSG_CT_NEW
+	msgCTDelete = 2 // IPCTNL_MSG_CT_DELETE: DESTROY events
 	afINET      = 2
 	afINET6     = 10
-	nlmsgError  = 2
-	nlmsgDone   = 3
 )
 
 // Conntrack attribute types (enum ctattr_type and its nested enums).
@@ -112,30 +108,12 @@ type Flow struct {
 	Start, Stop int64
 }
 
-// nextAttr splits the first netlink attribute off b: its type, its value
-// and the rest of b. ok is false when b does not start with a whole
-// attribute. It is small enough to be inlined in every decoding loop.
-func nextAttr(b []byte) (typ uint16, val, rest []byte, ok bool) {
-	if len(b) < nlaHdrLen {
-		return 0, nil, nil, false
-	}
-	l := int(binary.NativeEndian.Uint16(b))
-	if l < nlaHdrLen || l > len(b) {
-		return 0, nil, nil, false
-	}
-	return binary.NativeEndian.Uint16(b[2:]) & nlaTypeMask, b[nlaHdrLen:l], b[min((l+3)&^3, len(b)):], true
-}
-
 // attrError describes the malformed attribute at the start of b. It is
 // kept out of the loops so that they stay small.
 //
 //go:noinline
 func attrError(b []byte) error {
-	l := 0
-	if len(b) >= 2 {
-		l = int(binary.NativeEndian.Uint16(b))
-	}
-	return fmt.Errorf("%w: length %d with %d bytes left", errAttribute, l, len(b))
+	return fmt.Errorf("%w: %s", errAttribute, nlwire.AttrProblem(b))
 }
 
 func be16(b []byte) (uint16, error) {
@@ -163,7 +141,7 @@ func be64(b []byte) (uint64, error) {
 // netlink header) into f. It does not allocate.
 func decodeFlow(payload []byte, f *Flow) error {
 	*f = Flow{}
-	if len(payload) < nfgenHdrLen {
+	if len(payload) < nlwire.NfgenLen {
 		return errTruncated
 	}
 	switch payload[0] {
@@ -175,8 +153,8 @@ func decodeFlow(payload []byte, f *Flow) error {
 		return fmt.Errorf("%w %d", errBadFamily, payload[0])
 	}
 	var haveOrig bool
-	for b := payload[nfgenHdrLen:]; len(b) > 0; {
-		typ, val, rest, ok := nextAttr(b)
+	for b := payload[nlwire.NfgenLen:]; len(b) > 0; {
+		typ, val, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}
@@ -220,7 +198,7 @@ func decodeFlow(payload []byte, f *Flow) error {
 // and protocol in one pass over the nested attributes.
 func decodeTuple(b []byte, t *Tuple, zone *uint16) error {
 	for len(b) > 0 {
-		typ, val, rest, ok := nextAttr(b)
+		typ, val, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}
@@ -228,7 +206,7 @@ func decodeTuple(b []byte, t *Tuple, zone *uint16) error {
 		switch typ {
 		case ctaTupleIP:
 			for len(val) > 0 {
-				typ, v, rest, ok := nextAttr(val)
+				typ, v, rest, ok := nlwire.NextAttr(val)
 				if !ok {
 					return attrError(val)
 				}
@@ -252,7 +230,7 @@ func decodeTuple(b []byte, t *Tuple, zone *uint16) error {
 			}
 		case ctaTupleProto:
 			for len(val) > 0 {
-				typ, v, rest, ok := nextAttr(val)
+				typ, v, rest, ok := nlwire.NextAttr(val)
 				if !ok {
 					return attrError(val)
 				}
@@ -297,7 +275,7 @@ func decodeTuple(b []byte, t *Tuple, zone *uint16) error {
 
 func decodeCounters(b []byte, pkts, bytes *uint64) error {
 	for len(b) > 0 {
-		typ, val, rest, ok := nextAttr(b)
+		typ, val, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}
@@ -326,7 +304,7 @@ func decodeCounters(b []byte, pkts, bytes *uint64) error {
 // decodeProtoInfo takes the TCP state out of a CTA_PROTOINFO.
 func decodeProtoInfo(b []byte, f *Flow) error {
 	for len(b) > 0 {
-		typ, val, rest, ok := nextAttr(b)
+		typ, val, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}
@@ -335,7 +313,7 @@ func decodeProtoInfo(b []byte, f *Flow) error {
 			continue
 		}
 		for len(val) > 0 {
-			typ, v, rest, ok := nextAttr(val)
+			typ, v, rest, ok := nlwire.NextAttr(val)
 			if !ok {
 				return attrError(val)
 			}
@@ -353,7 +331,7 @@ func decodeProtoInfo(b []byte, f *Flow) error {
 
 func decodeTimestamp(b []byte, f *Flow) error {
 	for len(b) > 0 {
-		typ, val, rest, ok := nextAttr(b)
+		typ, val, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}
@@ -375,33 +353,12 @@ func decodeTimestamp(b []byte, f *Flow) error {
 	return nil
 }
 
-// message is one netlink message inside a receive buffer.
-type message struct {
-	typ     uint16
-	flags   uint16
-	seq     uint32
-	payload []byte
-}
-
 // nextMessage splits the first netlink message off b. It returns the rest of
 // the buffer.
-func nextMessage(b []byte) (message, []byte, error) {
-	if len(b) < nlmsgHdrLen {
-		return message{}, nil, errTruncated
+func nextMessage(b []byte) (nlwire.Message, []byte, error) {
+	m, rest, ok := nlwire.NextMessage(b)
+	if !ok {
+		return m, nil, fmt.Errorf("%w: %s", errTruncated, nlwire.Problem(b))
 	}
-	l := int(binary.NativeEndian.Uint32(b))
-	if l < nlmsgHdrLen || l > len(b) {
-		return message{}, nil, fmt.Errorf("%w: length %d with %d bytes left", errTruncated, l, len(b))
-	}
-	m := message{
-		typ:     binary.NativeEndian.Uint16(b[4:]),
-		flags:   binary.NativeEndian.Uint16(b[6:]),
-		seq:     binary.NativeEndian.Uint32(b[8:]),
-		payload: b[nlmsgHdrLen:l],
-	}
-	aligned := (l + 3) &^ 3
-	if aligned > len(b) {
-		aligned = len(b)
-	}
-	return m, b[aligned:], nil
+	return m, rest, nil
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 func nested(typ uint16, children ...netfilter.Attribute) netfilter.Attribute {
@@ -228,7 +230,7 @@ func TestDecodeFlowAgreesWithTiMo(t *testing.T) {
 
 func TestNextMessage(t *testing.T) {
 	m := destroyMessage(t, netfilter.ProtoIPv4, tuple(ctaTupleOrig, cli4, srv4, 6, 1, 2))
-	m.Header.Length = uint32(nlmsgHdrLen + len(m.Data))
+	m.Header.Length = uint32(nlwire.HeaderLen + len(m.Data))
 	b, err := m.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -236,13 +238,13 @@ func TestNextMessage(t *testing.T) {
 	two := append(append([]byte{}, b...), b...)
 	var n int
 	for rest := two; len(rest) > 0; {
-		var msg message
+		var msg nlwire.Message
 		msg, rest, err = nextMessage(rest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if msg.typ != uint16(netfilter.NFSubsysCTNetlink)<<8|msgCTDelete {
-			t.Errorf("type = %#x", msg.typ)
+		if msg.Type != uint16(netfilter.NFSubsysCTNetlink)<<8|msgCTDelete {
+			t.Errorf("type = %#x", msg.Type)
 		}
 		n++
 	}

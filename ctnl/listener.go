@@ -239,8 +239,8 @@ func (l *Listener) decodeDatagram(b []byte) {
 			return
 		}
 		b = rest
-		if m.typ>>8 != subsysCT || m.typ&0xff != msgCTDelete {
-			if m.typ >= 16 { // not a netlink control message
+		if m.Type>>8 != subsysCT || m.Type&0xff != msgCTDelete {
+			if m.Type >= 16 { // not a netlink control message
 				l.decodeErrors.Add(1)
 			}
 			continue
@@ -252,7 +252,7 @@ func (l *Listener) decodeDatagram(b []byte) {
 		} else {
 			l.flows = append(l.flows, Flow{})
 		}
-		if err := decodeFlow(m.payload, &l.flows[len(l.flows)-1]); err != nil {
+		if err := decodeFlow(m.Payload, &l.flows[len(l.flows)-1]); err != nil {
 			l.flows = l.flows[:len(l.flows)-1]
 			l.decodeErrors.Add(1)
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 // Message types and attributes of the conntrack statistics requests.
@@ -206,11 +208,11 @@ func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
 // nfnetlink message payload whose attributes all hold a 32-bit value, as
 // the statistics replies do.
 func eachBE32(data []byte, fn func(typ uint16, v uint32)) error {
-	if len(data) < nfgenHdrLen {
+	if len(data) < nlwire.NfgenLen {
 		return errTruncated
 	}
-	for b := data[nfgenHdrLen:]; len(b) > 0; {
-		typ, val, rest, ok := nextAttr(b)
+	for b := data[nlwire.NfgenLen:]; len(b) > 0; {
+		typ, val, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 // DefaultTimeout bounds every request when Config.Timeout is zero.
@@ -197,14 +199,14 @@ func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error
 				return err
 			}
 			b = rest
-			if m.seq != sent.Header.Sequence {
+			if m.Seq != sent.Header.Sequence {
 				continue // not an answer to this request
 			}
-			if m.flags&flagDumpInterrupted != 0 {
+			if m.Flags&nlwire.FlagDumpInterrupted != 0 {
 				interrupted = true
 			}
-			switch m.typ {
-			case nlmsgDone:
+			switch m.Type {
+			case nlwire.TypeDone:
 				c.idle = true
 				switch {
 				case decodeErr != nil:
@@ -212,22 +214,22 @@ func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error
 				case interrupted:
 					return errInterrupted
 				}
-				return doneError(m.payload)
-			case nlmsgError:
+				return doneError(m.Payload)
+			case nlwire.TypeError:
 				// A dump that starts returns no error message; this
 				// one ends the answer.
 				c.idle = true
-				return errorMessage(m.payload)
+				return errorMessage(m.Payload)
 			case subsysNftables<<8 | answer:
-				if len(m.payload) < nfgenHdrLen {
-					decodeErr = cmpErr(decodeErr, fmt.Errorf("%w: nf_tables message of %d bytes", errTruncated, len(m.payload)))
+				if len(m.Payload) < nlwire.NfgenLen {
+					decodeErr = cmpErr(decodeErr, fmt.Errorf("%w: nf_tables message of %d bytes", errTruncated, len(m.Payload)))
 					continue
 				}
-				if err := fn(Family(m.payload[0]), m.payload[nfgenHdrLen:]); err != nil {
+				if err := fn(Family(m.Payload[0]), m.Payload[nlwire.NfgenLen:]); err != nil {
 					decodeErr = cmpErr(decodeErr, err)
 				}
 			default:
-				decodeErr = cmpErr(decodeErr, fmt.Errorf("%w: type %#x", errUnexpected, m.typ))
+				decodeErr = cmpErr(decodeErr, fmt.Errorf("%w: type %#x", errUnexpected, m.Type))
 			}
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netlinktest"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 // The Conn against a fake kernel (internal/netlinktest) that writes raw
@@ -72,7 +74,7 @@ func msg(t *testing.T, req netlink.Message, typ uint16, flags netlink.HeaderFlag
 // done is the NLMSG_DONE that ends a dump, with errno (0: none).
 func done(req netlink.Message, errno unix.Errno) netlink.Message {
 	return netlink.Message{
-		Header: netlink.Header{Type: nlmsgDone, Flags: netlink.Multi, Sequence: req.Header.Sequence, PID: req.Header.PID},
+		Header: netlink.Header{Type: nlwire.TypeDone, Flags: netlink.Multi, Sequence: req.Header.Sequence, PID: req.Header.PID},
 		Data:   binary.NativeEndian.AppendUint32(nil, uint32(-int32(errno))),
 	}
 }
@@ -189,13 +191,13 @@ func TestConnGarbledAnswers(t *testing.T) {
 		}, errTruncated, true},
 		{"no nfgenmsg header", func(t *testing.T, req netlink.Message) [][]byte {
 			// A message of 2 bytes (nlmsg_len 18), padded to 4.
-			d := netlinktest.Datagram(counterObj(t, req, FamilyINet, "t", "a", 1, 1))[:nlmsgHdrLen+4]
-			binary.NativeEndian.PutUint32(d, nlmsgHdrLen+2)
+			d := netlinktest.Datagram(counterObj(t, req, FamilyINet, "t", "a", 1, 1))[:nlwire.HeaderLen+4]
+			binary.NativeEndian.PutUint32(d, nlwire.HeaderLen+2)
 			return [][]byte{append(d, netlinktest.Datagram(done(req, 0))...)}
 		}, errTruncated, false},
 		{"malformed attribute", func(t *testing.T, req netlink.Message) [][]byte {
 			m := counterObj(t, req, FamilyINet, "t", "a", 1, 1)
-			m.Data = append(m.Data[:nfgenHdrLen:nfgenHdrLen], 0xff, 0x00, objTable, 0x00, 't', 0, 0, 0)
+			m.Data = append(m.Data[:nlwire.NfgenLen:nlwire.NfgenLen], 0xff, 0x00, objTable, 0x00, 't', 0, 0, 0)
 			return [][]byte{netlinktest.Datagram(m, done(req, 0))}
 		}, errAttribute, false},
 		{"unexpected message type", func(t *testing.T, req netlink.Message) [][]byte {
@@ -239,7 +241,7 @@ func TestConnInterruptedDump(t *testing.T) {
 		return func(req netlink.Message, n int) [][]byte {
 			flags := netlink.Multi
 			if interrupted || n == 1 {
-				flags |= flagDumpInterrupted
+				flags |= nlwire.FlagDumpInterrupted
 			}
 			m := msg(t, req, subsysNftables<<8|msgNewObj, flags, FamilyINet,
 				str(objTable, "t"), str(objName, fmt.Sprintf("try%d", n)), u32(objType, objectCounter), counterData(1, 1))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 // Family is the address family of a table (NFPROTO_*).
@@ -138,16 +140,16 @@ func (o *Objects) decode(f Family, b []byte, names interner) error {
 		haveType          bool
 	)
 	for len(b) > 0 {
-		t, v, rest, ok := nextAttr(b)
+		t, v, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}
 		b = rest
 		switch t {
 		case objTable:
-			table = cstring(v)
+			table = nlwire.CString(v)
 		case objName:
-			name = cstring(v)
+			name = nlwire.CString(v)
 		case objType:
 			var err error
 			if typ, err = be32(v); err != nil {
@@ -189,7 +191,7 @@ func (o *Objects) decode(f Family, b []byte, names interner) error {
 func decodeCounter(b []byte, pkts, bytes *uint64) error {
 	var havePkts, haveBytes bool
 	for len(b) > 0 {
-		t, v, rest, ok := nextAttr(b)
+		t, v, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}
@@ -218,7 +220,7 @@ func decodeQuota(b []byte, q *Quota) error {
 	var haveLimit bool
 	var flags uint32
 	for len(b) > 0 {
-		t, v, rest, ok := nextAttr(b)
+		t, v, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return attrError(b)
 		}

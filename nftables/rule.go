@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 // Attributes of a rule (enum nft_rule_attributes) and of its expressions.
@@ -73,16 +75,16 @@ func decodeRule(f Family, b []byte, names interner) (r RuleCounter, ok bool, err
 	var table, chain, exprs, udata []byte
 	var haveHandle bool
 	for len(b) > 0 {
-		t, v, rest, ok := nextAttr(b)
+		t, v, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return r, false, attrError(b)
 		}
 		b = rest
 		switch t {
 		case ruleTable:
-			table = cstring(v)
+			table = nlwire.CString(v)
 		case ruleChain:
-			chain = cstring(v)
+			chain = nlwire.CString(v)
 		case ruleHandle:
 			if r.Handle, err = be64(v); err != nil {
 				return r, false, fmt.Errorf("rule handle: %w", err)
@@ -113,7 +115,7 @@ func decodeRule(f Family, b []byte, names interner) (r RuleCounter, ok bool, err
 // expressions and decodes its counts. Other expressions are not decoded.
 func findCounter(b []byte, pkts, bytesCount *uint64) (bool, error) {
 	for len(b) > 0 {
-		t, elem, rest, ok := nextAttr(b)
+		t, elem, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return false, attrError(b)
 		}
@@ -123,14 +125,14 @@ func findCounter(b []byte, pkts, bytesCount *uint64) (bool, error) {
 		}
 		var name, data []byte
 		for len(elem) > 0 {
-			t, v, rest, ok := nextAttr(elem)
+			t, v, rest, ok := nlwire.NextAttr(elem)
 			if !ok {
 				return false, attrError(elem)
 			}
 			elem = rest
 			switch t {
 			case exprName:
-				name = cstring(v)
+				name = nlwire.CString(v)
 			case exprData:
 				data = v
 			}
@@ -155,7 +157,7 @@ func comment(b []byte) []byte {
 			return nil
 		}
 		if typ == udataComment {
-			return cstring(b[2 : 2+l])
+			return nlwire.CString(b[2 : 2+l])
 		}
 		b = b[2+l:]
 	}
