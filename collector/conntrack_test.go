@@ -157,7 +157,7 @@ func TestConntrackSeriesSamples(t *testing.T) {
 	}
 	got := map[string]float64{}
 	labels, paths := map[string]bool{}, map[string]bool{}
-	for _, s := range b.Samples() {
+	for s := range b.All() {
 		if s.Desc.Help == "" || !strings.HasSuffix(s.Desc.Help, ".") {
 			t.Errorf("%s: help %q is not a sentence", s.Desc.Name, s.Desc.Help)
 		}
