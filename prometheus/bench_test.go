@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,15 +199,15 @@ func BenchmarkScrape(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000, 300000} {
 		sources := []struct {
 			name string
-			src  func() Source
+			src  func(b *testing.B) Source
 		}{
-			{"aggregator", func() Source { return flowSource(b, n) }},
-			{"shared", func() Source { return newSharedSource(n) }},
+			{"aggregator", func(b *testing.B) Source { return flowSource(b, n) }},
+			{"shared", func(*testing.B) Source { return newSharedSource(n) }},
 		}
 		for _, sc := range sources {
 			b.Run(fmt.Sprintf("%s/series=%d", sc.name, n), func(b *testing.B) {
 				resetPeakRSS(b)
-				h := NewHandler(sc.src(), HandlerOpts{})
+				h := NewHandler(sc.src(b), HandlerOpts{})
 				l, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					b.Fatal(err)
@@ -218,6 +219,7 @@ func BenchmarkScrape(b *testing.B) {
 				url := "http://" + l.Addr().String() + "/metrics"
 				var times []time.Duration
 				b.ReportAllocs()
+				cpu0 := processCPU(b)
 				for b.Loop() {
 					start := time.Now()
 					req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -230,12 +232,25 @@ func BenchmarkScrape(b *testing.B) {
 					resp.Body.Close()
 					times = append(times, time.Since(start))
 				}
+				cpu := processCPU(b) - cpu0
 				slices.Sort(times)
 				b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
+				b.ReportMetric(cpu.Seconds()*1000/float64(len(times)), "cpu-ms/op")
 				b.ReportMetric(peakRSSMB(b), "process-peak-rss-MB")
 			})
 		}
 	}
+}
+
+// processCPU returns the processor time of the process, user and system:
+// unlike wall time, it does not count the time other processes of a busy
+// host take.
+func processCPU(b testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // resetPeakRSS returns the memory of earlier sub-benchmarks to the system
