@@ -11,7 +11,7 @@ import "iter"
 //     Labels (the column's Desc names them: its labels are the names of
 //     Fixed followed by Names),
 //   - the Graphite path Prefix, then the row's Path, then the Desc's Leaf
-//     (none when the row's Path is nil),
+//     (none when the row's Path is nil or the column is NoGraphite),
 //   - the value Values[r*len(Columns)+c].
 //
 // A sample costs its value: 8 bytes, where a Sample takes 80 and holds
@@ -39,6 +39,8 @@ type Column struct {
 	Desc *Desc
 	// Fixed are the first label values of every sample of the column.
 	Fixed []string
+	// NoGraphite keeps the samples of the column out of Graphite.
+	NoGraphite bool
 }
 
 // Row is what the samples of one series of a Table share.
@@ -82,6 +84,9 @@ func (t *Table) each(c *cursor, yield func(*Sample) bool) bool {
 		for i := range t.Columns {
 			col := &t.Columns[i]
 			c.s = Sample{Desc: col.Desc, Path: path, Value: t.Values[r*nc+i]}
+			if col.NoGraphite {
+				c.s.Path = nil
+			}
 			if len(col.Fixed) == 0 {
 				c.s.LabelValues, c.s.Labels = vals, row.Labels
 			} else {

@@ -138,11 +138,11 @@ func TestTableSamples(t *testing.T) {
 	flows := NewDesc("netfilter_test_flows_total", "Flows.", Counter, "dport")
 	l443, l53 := NewLabels("443"), NewLabels("53")
 	tab := &Table{
-		Columns: []Column{{Desc: flows.WithLeaf("flows")}, {Desc: dir.WithLeaf("orig", "bytes"), Fixed: []string{"orig"}}},
+		Columns: []Column{{Desc: flows.WithLeaf("flows")}, {Desc: dir.WithLeaf("orig", "bytes"), Fixed: []string{"orig"}}, {Desc: flows, NoGraphite: true}},
 		Names:   []string{"dport"},
 		Prefix:  []string{"ct"},
 		Rows:    []Row{{Labels: l443, Path: []string{"443"}}, {Labels: l53}},
-		Values:  []float64{1, 2, 3, 4},
+		Values:  []float64{1, 2, 9, 3, 4, 9},
 	}
 	var b Builder
 	b.Add(testDesc, 0, []string{"first"}, "x")
@@ -162,8 +162,10 @@ func TestTableSamples(t *testing.T) {
 		{"netfilter_test_value", []string{"x"}, nil, []string{"first"}, 0},
 		{"netfilter_test_flows_total", []string{"443"}, l443, []string{"ct", "443", "flows"}, 1},
 		{"netfilter_test_bytes_total", []string{"orig", "443"}, nil, []string{"ct", "443", "orig", "bytes"}, 2},
+		{"netfilter_test_flows_total", []string{"443"}, l443, nil, 9},
 		{"netfilter_test_flows_total", []string{"53"}, l53, nil, 3},
 		{"netfilter_test_bytes_total", []string{"orig", "53"}, nil, nil, 4},
+		{"netfilter_test_flows_total", []string{"53"}, l53, nil, 9},
 	}
 	var got []Sample
 	for s := range b.All() {
@@ -181,7 +183,7 @@ func TestTableSamples(t *testing.T) {
 		}
 	}
 	// Clones own their slices: the reader's memory is reused.
-	if &got[1].LabelValues[0] == &got[3].LabelValues[0] {
+	if &got[1].LabelValues[0] == &got[4].LabelValues[0] {
 		t.Error("clones share label values")
 	}
 	n := 0
