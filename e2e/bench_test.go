@@ -334,6 +334,12 @@ func benchmarkScrapeFlows(b *testing.B, n int, graphiteOn bool) {
 	b.ReportMetric(series, "series")
 	b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmRSS"), "rss-MB")
 	b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmHWM"), "peak-rss-MB")
+	// Where the memory is: the Go heap in use after the scrapes, and the
+	// heap size at which the next collection starts.
+	heap, _ := scrapeValue(b, e.url, "go_memstats_heap_inuse_bytes")
+	nextGC, _ := scrapeValue(b, e.url, "go_memstats_next_gc_bytes")
+	b.ReportMetric(heap/1e6, "heap-inuse-MB")
+	b.ReportMetric(nextGC/1e6, "next-gc-MB")
 }
 
 // waitSeries waits until the exporter holds n flow series, or until their
