@@ -90,7 +90,8 @@ type result struct {
 }
 
 // Snapshot runs every collector once, concurrently, and returns their
-// samples followed by each collector's success and duration. A failing or
+// samples followed by each collector's success and duration, and their
+// tables. A failing or
 // panicking collector is logged and reported as failed; it never takes the
 // others down.
 func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
@@ -156,6 +157,7 @@ func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
 				snap.Samples = make([]tree.Sample, 0, total)
 			}
 			snap.Samples = r.samples.AppendTo(snap.Samples)
+			snap.Tables = append(snap.Tables, r.samples.Tables()...)
 		}
 		r.samples.Release()
 	}

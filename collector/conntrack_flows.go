@@ -17,27 +17,46 @@ type flowFamilies struct {
 	series, limit, overflowEvents, expired, filteredDesc *tree.Desc
 	buckets                                              []float64
 
-	// The families' descriptions with the Graphite leaf of each sample of
-	// a series, whose samples then share one path.
-	flowsLeaf, activeLeaf                            *tree.Desc
-	origPackets, origBytes, replyPackets, replyBytes *tree.Desc
-	tcpLeaf                                          map[string]*tree.Desc
+	// The series are read into two tables. series has a row per series
+	// and a column per sample: flows, packets and bytes per direction,
+	// and with live accounting the active flows; each column's Desc
+	// carries the Graphite leaf, and the direction is a fixed label. tcp
+	// has a row per TCP state a series has had. names are the key
+	// names; prefix starts every path.
+	columns, liveColumns []tree.Column
+	names, prefix        []string
 
-	// cache keeps what the samples of each series share from one snapshot
-	// to the next: label values (whose text the outputs render once) and
-	// the Graphite path. Snapshots may be taken concurrently (a scrape and
-	// the Graphite feed), hence mu.
-	mu    sync.Mutex
-	cache map[*string]*seriesShared
-	gen   uint64
+	// What the snapshots of the series share, kept from one snapshot to
+	// the next. Snapshots may be taken concurrently (a scrape and the
+	// Graphite feed), hence mu.
+	mu      sync.Mutex
+	reading flow.Reading
+	// shared holds, by series ID, what the samples of a series share.
+	shared []seriesShared
+	// rows are the rows of the series table for the Reading layout
+	// rowsLayout; tcpRows those of the TCP table, for tcpLayout and
+	// tcpPairs (a series' TCP states are only ever added to).
+	rows                  []tree.Row
+	rowsLayout, tcpLayout uint64
+	tcpRows               []tree.Row
+	tcpPairs              int
+	haveRows, haveTCP     bool
+	gen                   uint64
 }
 
-// seriesShared is what the samples of one series share.
+// seriesShared is what the samples of one series share: its label values
+// (whose text outputs render once) and those of its TCP states, with their
+// Graphite paths.
 type seriesShared struct {
-	head               []string // conntrack, then the key values
-	plain, orig, reply *tree.Labels
-	tcp                map[string]*tree.Labels
-	gen                uint64 // the latest snapshot that had the series
+	labels *tree.Labels
+	tcp    map[string]tcpShared
+	gen    uint64 // the latest layout that had the series
+}
+
+// tcpShared is what the sample of one TCP state of a series keeps.
+type tcpShared struct {
+	labels *tree.Labels
+	path   []string
 }
 
 func newFlowFamilies(keys []flow.Key) *flowFamilies {
@@ -47,7 +66,7 @@ func newFlowFamilies(keys []flow.Key) *flowFamilies {
 	}
 	dirLabels := append([]string{"direction"}, labels...)
 	const ns = namespace + "_conntrack_"
-	fams := &flowFamilies{
+	f := &flowFamilies{
 		keys: len(keys),
 		flows: tree.NewDesc(ns+"flows_total",
 			"Conntrack flows that ended, by the keys of --conntrack.group-by.", tree.Counter, labels...),
@@ -72,42 +91,51 @@ func newFlowFamilies(keys []flow.Key) *flowFamilies {
 		filteredDesc: tree.NewDesc(ns+"events_filtered_total",
 			"Conntrack flows the configured filters rejected.", tree.Counter),
 		buckets: flow.DurationBuckets(),
-		cache:   make(map[*string]*seriesShared),
-		tcpLeaf: make(map[string]*tree.Desc),
+		names:   labels,
+		prefix:  []string{"conntrack"},
 	}
-	f := fams
-	f.flowsLeaf = f.flows.WithLeaf("flows")
-	f.activeLeaf = f.active.WithLeaf("active")
-	f.origPackets = f.packets.WithLeaf("orig", "pkts")
-	f.origBytes = f.bytes.WithLeaf("orig", "bytes")
-	f.replyPackets = f.packets.WithLeaf("reply", "pkts")
-	f.replyBytes = f.bytes.WithLeaf("reply", "bytes")
+	f.columns = []tree.Column{
+		{Desc: f.flows.WithLeaf("flows")},
+		{Desc: f.packets.WithLeaf("orig", "pkts"), Fixed: []string{"orig"}},
+		{Desc: f.bytes.WithLeaf("orig", "bytes"), Fixed: []string{"orig"}},
+		{Desc: f.packets.WithLeaf("reply", "pkts"), Fixed: []string{"reply"}},
+		{Desc: f.bytes.WithLeaf("reply", "bytes"), Fixed: []string{"reply"}},
+	}
+	f.liveColumns = append(slices.Clip(f.columns), tree.Column{Desc: f.active.WithLeaf("active")})
 	return f
 }
 
-// update reads agg and adds its samples to b.
+// update reads agg and adds its samples to b: the series in tables, then
+// the duration histograms and the aggregation's counts.
 func (f *flowFamilies) update(ctx context.Context, agg *flow.Aggregator, b *tree.Builder) error {
-	r, err := agg.Read(ctx)
-	if err != nil {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := &f.reading
+	if err := agg.ReadInto(ctx, r); err != nil {
 		return err
 	}
-	perSeries := 5
+	cols := f.columns
 	if r.Live {
-		perSeries++
+		cols = f.liveColumns
 	}
-	b.Grow(perSeries*len(r.Series) + len(r.Durations) + 5)
-	f.mu.Lock()
-	f.gen++
+	if !f.haveRows || r.Layout != f.rowsLayout {
+		f.newRows(r)
+	}
+	values := make([]float64, len(r.Series)*len(cols))
 	for i := range r.Series {
-		f.addSeries(b, &r.Series[i], r.Live)
-	}
-	// Forget the series that are gone.
-	for k, sh := range f.cache {
-		if sh.gen != f.gen {
-			delete(f.cache, k)
+		s := &r.Series[i]
+		v := values[i*len(cols) : (i+1)*len(cols)]
+		v[0], v[1], v[2], v[3], v[4] = float64(s.Flows), float64(s.OrigPackets), float64(s.OrigBytes), float64(s.ReplyPackets), float64(s.ReplyBytes)
+		if r.Live {
+			v[5] = float64(s.Active)
 		}
 	}
-	f.mu.Unlock()
+	b.AddTable(&tree.Table{Columns: cols, Names: f.names, Prefix: f.prefix, Rows: f.rows, Values: values})
+	if r.Live {
+		f.addTCP(b, r)
+	}
+
+	b.Grow(len(r.Durations) + 5)
 	for _, d := range r.Durations {
 		hv := tree.HistogramValue{Count: d.Count, Sum: d.Sum, Buckets: make(map[float64]uint64, len(f.buckets))}
 		for j, ub := range f.buckets {
@@ -124,56 +152,86 @@ func (f *flowFamilies) update(ctx context.Context, agg *flow.Aggregator, b *tree
 	return nil
 }
 
-// shared returns what the samples of series s share, made at its first
-// snapshot. f.mu must be held.
-func (f *flowFamilies) shared(s *flow.Series) *seriesShared {
-	id := &s.Values[0] // the Aggregator keeps one Values per series
-	sh := f.cache[id]
-	if sh == nil {
-		vals := s.Values
-		withDir := func(dir string) *tree.Labels {
-			return tree.NewLabels(append([]string{dir}, vals...)...)
-		}
-		sh = &seriesShared{
-			head:  append([]string{"conntrack"}, vals...),
-			plain: tree.NewLabels(vals...),
-			orig:  withDir("orig"),
-			reply: withDir("reply"),
-		}
-		f.cache[id] = sh
+// newRows makes the rows of the series table for the series of r, and
+// forgets what was kept of the series that are gone. The rows of earlier
+// snapshots are left as they are: those snapshots may still be read.
+// f.mu must be held.
+func (f *flowFamilies) newRows(r *flow.Reading) {
+	f.gen++
+	rows := make([]tree.Row, len(r.Series))
+	for i := range r.Series {
+		s := &r.Series[i]
+		sh := f.sharedOf(s)
+		sh.gen = f.gen
+		// The key values are the Aggregator's, kept for the life of
+		// the series: the row's path after the prefix, and its labels.
+		rows[i] = tree.Row{Labels: sh.labels, Path: s.Values}
 	}
-	sh.gen = f.gen
+	for i := range f.shared {
+		if f.shared[i].gen != f.gen {
+			f.shared[i] = seriesShared{}
+		}
+	}
+	f.rows, f.rowsLayout, f.haveRows = rows, r.Layout, true
+}
+
+// sharedOf returns what is kept of series s, made at its first snapshot.
+// f.mu must be held.
+func (f *flowFamilies) sharedOf(s *flow.Series) *seriesShared {
+	if int(s.ID) >= len(f.shared) {
+		f.shared = slices.Grow(f.shared, int(s.ID)+1-len(f.shared))[:int(s.ID)+1]
+	}
+	sh := &f.shared[s.ID]
+	// An ID goes to a new series once its series is removed: the key
+	// values, which the Aggregator makes once per series, tell them
+	// apart.
+	if sh.labels == nil || &sh.labels.Values()[0] != &s.Values[0] {
+		*sh = seriesShared{labels: tree.NewLabels(s.Values...)}
+	}
 	return sh
 }
 
-// addSeries adds the samples of one series: five, plus the active flows with
-// live accounting on. Paths read conntrack.<key values>.<leaf>. f.mu must be
-// held.
-func (f *flowFamilies) addSeries(b *tree.Builder, s *flow.Series, live bool) {
-	sh := f.shared(s)
-	b.AddShared(f.flowsLeaf, float64(s.Flows), sh.head, sh.plain)
-	b.AddShared(f.origPackets, float64(s.OrigPackets), sh.head, sh.orig)
-	b.AddShared(f.origBytes, float64(s.OrigBytes), sh.head, sh.orig)
-	b.AddShared(f.replyPackets, float64(s.ReplyPackets), sh.head, sh.reply)
-	b.AddShared(f.replyBytes, float64(s.ReplyBytes), sh.head, sh.reply)
-	if !live {
+// addTCP adds the table of the active TCP flows by state: one row per
+// state each series has had, whose path reads
+// conntrack.<key values>.tcp_active.<state>. f.mu must be held.
+func (f *flowFamilies) addTCP(b *tree.Builder, r *flow.Reading) {
+	pairs := 0
+	for i := range r.Series {
+		pairs += len(r.Series[i].TCP)
+	}
+	if pairs == 0 {
 		return
 	}
-	b.AddShared(f.activeLeaf, float64(s.Active), sh.head, sh.plain)
-	for _, c := range s.TCP {
-		d := f.tcpLeaf[c.State]
-		if d == nil {
-			d = f.tcpActive.WithLeaf("tcp_active", c.State)
-			f.tcpLeaf[c.State] = d
-		}
-		l := sh.tcp[c.State]
-		if l == nil {
-			if sh.tcp == nil {
-				sh.tcp = make(map[string]*tree.Labels)
+	if !f.haveTCP || f.tcpLayout != r.Layout || f.tcpPairs != pairs {
+		rows := make([]tree.Row, 0, pairs)
+		for i := range r.Series {
+			s := &r.Series[i]
+			if len(s.TCP) == 0 {
+				continue
 			}
-			l = tree.NewLabels(append(slices.Clone(s.Values), c.State)...)
-			sh.tcp[c.State] = l
+			sh := f.sharedOf(s)
+			for _, c := range s.TCP {
+				ts, ok := sh.tcp[c.State]
+				if !ok {
+					if sh.tcp == nil {
+						sh.tcp = make(map[string]tcpShared)
+					}
+					ts = tcpShared{
+						labels: tree.NewLabels(append(slices.Clone(s.Values), c.State)...),
+						path:   append(slices.Clone(s.Values), "tcp_active", c.State),
+					}
+					sh.tcp[c.State] = ts
+				}
+				rows = append(rows, tree.Row{Labels: ts.labels, Path: ts.path})
+			}
 		}
-		b.AddShared(d, float64(c.Flows), sh.head, l)
+		f.tcpRows, f.tcpLayout, f.tcpPairs, f.haveTCP = rows, r.Layout, pairs, true
 	}
+	values := make([]float64, 0, pairs)
+	for i := range r.Series {
+		for _, c := range r.Series[i].TCP {
+			values = append(values, float64(c.Flows))
+		}
+	}
+	b.AddTable(&tree.Table{Columns: []tree.Column{{Desc: f.tcpActive}}, Names: f.tcpActive.Labels, Prefix: f.prefix, Rows: f.tcpRows, Values: values})
 }

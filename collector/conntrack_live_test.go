@@ -78,7 +78,7 @@ func TestConntrackLiveRounds(t *testing.T) {
 			t.Fatal(err)
 		}
 		var sum float64
-		for _, s := range b.Samples() {
+		for s := range b.All() {
 			if s.Desc.Name == "netfilter_conntrack_flow_bytes_total" {
 				sum += s.Value
 			}

@@ -47,10 +47,36 @@ type Nfacct struct {
 	// quotaBytes and quotaPackets: one name per unit, as the kernel holds
 	// a quota in the unit of the object's flags.
 	quotaBytes, quotaPackets *tree.Desc
+	// The quota families with the leaf of their Graphite paths.
+	quotaBytesLeaf, quotaPacketsLeaf, overQuotaLeaf *tree.Desc
+	// columns are those of the table of every object: packets, bytes
+	// and references; names its label names.
+	columns []tree.Column
+	names   []string
 
 	mu           sync.Mutex
 	notified     map[string]uint64
 	watchRunning bool
+
+	// objs keeps, by name, what the samples of each object share from one
+	// snapshot to the next; gen is the latest snapshot's number. rows
+	// are the rows of the table for the objects of the dump whose names
+	// are rowNames, in that order. Snapshots may be taken concurrently,
+	// hence objsMu.
+	objsMu   sync.Mutex
+	objs     map[string]*objectShared
+	gen      uint64
+	rows     []tree.Row
+	rowNames []string
+}
+
+// objectShared is what the samples of one object share: its label values
+// (whose text outputs render once) and the head of its Graphite paths,
+// nfacct followed by the levels of its name.
+type objectShared struct {
+	labels *tree.Labels
+	head   []string
+	gen    uint64
 }
 
 // Validate checks the configuration: label names must be valid, unique and
@@ -78,7 +104,7 @@ func NewNfacct(src NfacctLister, cfg NfacctConfig) (*Nfacct, error) {
 		cfg.Separator = "."
 	}
 	labels := append([]string{"name"}, cfg.NameLabels...)
-	return &Nfacct{
+	c := &Nfacct{
 		src: src,
 		cfg: cfg,
 		packets: tree.NewDesc(namespace+"_nfacct_packets_total",
@@ -98,7 +124,18 @@ func NewNfacct(src NfacctLister, cfg NfacctConfig) (*Nfacct, error) {
 		notifications: tree.NewDesc(namespace+"_nfacct_over_quota_notifications_total",
 			"Over-quota notifications the kernel sent for the nfacct object since the exporter started.", tree.Counter, labels...),
 		notified: make(map[string]uint64),
-	}, nil
+		objs:     make(map[string]*objectShared),
+	}
+	c.columns = []tree.Column{
+		{Desc: c.packets.WithLeaf("pkts")},
+		{Desc: c.bytes.WithLeaf("bytes")},
+		{Desc: c.use, NoGraphite: true},
+	}
+	c.names = labels
+	c.quotaBytesLeaf = c.quotaBytes.WithLeaf("quota_bytes")
+	c.quotaPacketsLeaf = c.quotaPackets.WithLeaf("quota_packets")
+	c.overQuotaLeaf = c.overQuota.WithLeaf("over_quota")
+	return c, nil
 }
 
 // labelValues returns the label values of an object name.
@@ -120,22 +157,23 @@ func (c *Nfacct) labelValues(name string) []string {
 	return vals
 }
 
-// graphitePaths returns the Graphite paths of an object's values, one per
-// leaf (at most four), from one allocation: the dots of the name make
-// levels, as ulogd2's GRAPHITE output writes them.
-func graphitePaths(name string, leaves ...string) (paths [4][]string) {
-	levels := 2 + strings.Count(name, ".")
-	backing := make([]string, 0, levels*len(leaves))
-	for i, leaf := range leaves {
-		start := len(backing)
-		backing = append(backing, "nfacct")
+// shared returns what the samples of the object name share, made at its
+// first snapshot. c.objsMu must be held.
+func (c *Nfacct) shared(name string) *objectShared {
+	sh := c.objs[name]
+	if sh == nil {
+		// The dots of the name make levels, as ulogd2's GRAPHITE output
+		// writes them.
+		head := make([]string, 1, 2+strings.Count(name, "."))
+		head[0] = "nfacct"
 		for level := range strings.SplitSeq(name, ".") {
-			backing = append(backing, level)
+			head = append(head, level)
 		}
-		backing = append(backing, leaf)
-		paths[i] = backing[start:len(backing):len(backing)]
+		sh = &objectShared{labels: tree.NewLabels(c.labelValues(name)...), head: head}
+		c.objs[name] = sh
 	}
-	return paths
+	sh.gen = c.gen
+	return sh
 }
 
 // Update dumps the nfacct objects and adds their samples to b.
@@ -153,31 +191,56 @@ func (c *Nfacct) Update(ctx context.Context, b *tree.Builder) error {
 	c.mu.Unlock()
 
 	b.Add(c.objects, float64(len(objs)), []string{"nfacct", "objects"})
+	c.objsMu.Lock()
+	defer c.objsMu.Unlock()
+	c.gen++
+	// Every object is a row of the table: packets, bytes, references.
+	// The rows are made again when the objects listed changed.
+	same := len(objs) == len(c.rowNames)
+	for i := 0; same && i < len(objs); i++ {
+		same = objs[i].Name == c.rowNames[i]
+	}
+	if !same {
+		rows := make([]tree.Row, len(objs))
+		names := make([]string, len(objs))
+		for i, o := range objs {
+			sh := c.shared(o.Name)
+			rows[i] = tree.Row{Labels: sh.labels, Path: sh.head[1:]}
+			names[i] = o.Name
+		}
+		c.rows, c.rowNames = rows, names
+	}
+	values := make([]float64, 0, len(c.columns)*len(objs))
 	for _, o := range objs {
-		lv := c.labelValues(o.Name)
+		values = append(values, float64(o.Packets), float64(o.Bytes), float64(o.Use))
+	}
+	b.AddTable(&tree.Table{Columns: c.columns, Names: c.names, Prefix: []string{"nfacct"}, Rows: c.rows, Values: values})
+	// Quotas, for the objects that have one.
+	for _, o := range objs {
 		if !o.HasQuota() {
-			p := graphitePaths(o.Name, "pkts", "bytes")
-			b.Add(c.packets, float64(o.Packets), p[0], lv...)
-			b.Add(c.bytes, float64(o.Bytes), p[1], lv...)
-			b.Add(c.use, float64(o.Use), nil, lv...)
 			continue
 		}
-		quota, leaf := c.quotaBytes, "quota_bytes"
+		sh := c.shared(o.Name)
+		quota := c.quotaBytesLeaf
 		if o.QuotaUnit() == "packets" {
-			quota, leaf = c.quotaPackets, "quota_packets"
+			quota = c.quotaPacketsLeaf
 		}
-		p := graphitePaths(o.Name, "pkts", "bytes", leaf, "over_quota")
-		b.Add(c.packets, float64(o.Packets), p[0], lv...)
-		b.Add(c.bytes, float64(o.Bytes), p[1], lv...)
-		b.Add(c.use, float64(o.Use), nil, lv...)
-		b.Add(quota, float64(o.Quota), p[2], lv...)
+		b.AddShared(quota, float64(o.Quota), sh.head, sh.labels)
 		over := 0.0
 		if o.OverQuota() {
 			over = 1
 		}
-		b.Add(c.overQuota, over, p[3], lv...)
+		b.AddShared(c.overQuotaLeaf, over, sh.head, sh.labels)
 		if watching {
-			b.Add(c.notifications, float64(notified[o.Name]), nil, lv...)
+			b.AddShared(c.notifications, float64(notified[o.Name]), nil, sh.labels)
+		}
+	}
+	// Forget the objects that are gone.
+	if !same {
+		for name, sh := range c.objs {
+			if sh.gen != c.gen {
+				delete(c.objs, name)
+			}
 		}
 	}
 	return nil

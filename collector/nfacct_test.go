@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,17 +73,19 @@ func TestNfacctGraphitePaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, s := range b.Samples() {
+	for s := range b.All() {
 		if s.GraphitePath() != nil {
 			got = append(got, strings.Join(s.GraphitePath(), "/")+"="+strconv.FormatFloat(s.Value, 'f', -1, 64))
 		}
 	}
+	// The order of the points of a push means nothing to carbon.
+	slices.Sort(got)
 	want := []string{
+		"nfacct/guest-quota/bytes=2097152", "nfacct/guest-quota/over_quota=1",
+		"nfacct/guest-quota/pkts=70", "nfacct/guest-quota/quota_bytes=1048576",
+		"nfacct/ipv4/http/bytes=987654", "nfacct/ipv4/http/pkts=1234",
+		"nfacct/ipv6/dns/bytes=400", "nfacct/ipv6/dns/pkts=5",
 		"nfacct/objects=3",
-		"nfacct/ipv4/http/pkts=1234", "nfacct/ipv4/http/bytes=987654",
-		"nfacct/ipv6/dns/pkts=5", "nfacct/ipv6/dns/bytes=400",
-		"nfacct/guest-quota/pkts=70", "nfacct/guest-quota/bytes=2097152",
-		"nfacct/guest-quota/quota_bytes=1048576", "nfacct/guest-quota/over_quota=1",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Graphite paths (-want +got):\n%s", diff)
@@ -178,5 +181,59 @@ netfilter_nfacct_over_quota_notifications_total{name="pkt-quota"} 1
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// changingLister lists the objects it is given, changed between dumps.
+type changingLister struct{ objs *[]nfacct.Object }
+
+func (l changingLister) List(context.Context) ([]nfacct.Object, error) { return *l.objs, nil }
+
+// TestNfacctObjectsChange dumps objects that come, go, change order and
+// change counters from one snapshot to the next, and checks that every
+// snapshot holds the samples of its own dump and nothing else, and that
+// what the collector keeps per object is dropped with the object.
+func TestNfacctObjectsChange(t *testing.T) {
+	var objs []nfacct.Object
+	c, err := NewNfacct(changingLister{&objs}, NfacctConfig{NameLabels: []string{"family", "rest"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumps := [][]nfacct.Object{
+		{{Name: "a.x", Packets: 1}, {Name: "b.y", Packets: 2}},
+		{{Name: "a.x", Packets: 3}, {Name: "b.y", Packets: 4}}, // the same objects
+		{{Name: "b.y", Packets: 5}, {Name: "a.x", Packets: 6}}, // another order
+		{{Name: "c", Packets: 7, Flags: nfacct.FlagQuotaPackets, Quota: 9}, {Name: "a.x", Packets: 8}},
+		{},
+		{{Name: "b.y", Packets: 10}},
+	}
+	var snaps []*tree.Snapshot
+	for i, d := range dumps {
+		objs = d
+		var b tree.Builder
+		if err := c.Update(context.Background(), &b); err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, &tree.Snapshot{Samples: b.Samples(), Tables: b.Tables()})
+		if len(c.objs) != len(d) {
+			t.Errorf("dump %d: %d objects kept for %d listed", i, len(c.objs), len(d))
+		}
+	}
+	// Earlier snapshots are read after later ones were taken: they must
+	// not have changed.
+	for i, snap := range snaps {
+		var got, want []string
+		for s := range snap.All() {
+			if s.Desc.Name == "netfilter_nfacct_packets_total" {
+				got = append(got, fmt.Sprintf("%q=%v %s", s.LabelValues, s.Value, strings.Join(s.GraphitePath(), ".")))
+			}
+		}
+		for _, o := range dumps[i] {
+			family, rest, _ := strings.Cut(o.Name, ".")
+			want = append(want, fmt.Sprintf("%q=%v nfacct.%s.pkts", []string{o.Name, family, rest}, float64(o.Packets), o.Name))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("dump %d: packets\n%q\nwant\n%q", i, got, want)
+		}
 	}
 }

@@ -104,6 +104,24 @@ func procStatusMB(b *testing.B, pid int, field string) float64 {
 	return 0
 }
 
+// procCPU returns the processor time, user and system, of process pid: on
+// a busy host it moves less than wall time.
+func procCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", pid, s)
+	}
+	const ticks = 100 // USER_HZ
+	return time.Duration(utime+stime) * time.Second / ticks
+}
+
 // loadNftCounters loads n named counters, one in ten with a quota beside
 // it, into table inet bench of ns.
 func loadNftCounters(b *testing.B, ns *netnstest.NS, n int) {
@@ -230,7 +248,9 @@ func BenchmarkScrapeNftables(b *testing.B) {
 // Prometheus does. It reports the median scrape, the compressed body, and
 // the exporter's resident memory after the scrapes and at its peak (VmHWM,
 // the load included). With graphite=on the exporter also pushes every 5s to
-// a listener that reads and discards.
+// a listener that counts the points of every push; the scrapes go on once a
+// second until three pushes made after they began are complete, and every
+// push must hold every point, with none dropped.
 func BenchmarkScrapeFlows(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000, 300000} {
 		for _, graphiteOn := range []bool{false, true} {
@@ -254,22 +274,10 @@ func benchmarkScrapeFlows(b *testing.B, n int, graphiteOn bool) {
 	ns := netnstest.New(b)
 	args := []string{"--netns=" + ns.Path(), "--no-collector.nfacct",
 		"--conntrack.group-by=family,proto,src,sport,dport", fmt.Sprintf("--conntrack.max-series=%d", n+10)}
+	var carbon *pushCounter
 	if graphiteOn {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-			}
-		}()
-		args = append(args, "--graphite.address="+l.Addr().String(), "--graphite.interval=5s")
+		carbon = newPushCounter(b)
+		args = append(args, "--graphite.address="+carbon.ln.Addr().String(), "--graphite.interval=5s")
 	}
 	e := startExporter(b, args...)
 	if err := ctload.Create(ns.FD(), n); err != nil {
@@ -282,6 +290,8 @@ func benchmarkScrapeFlows(b *testing.B, n int, graphiteOn bool) {
 	c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	var times []time.Duration
 	var size int
+	cpu0 := procCPU(b, e.cmd.Process.Pid)
+	start0 := time.Now()
 	b.ResetTimer()
 	for b.Loop() {
 		start := time.Now()
@@ -297,6 +307,15 @@ func benchmarkScrapeFlows(b *testing.B, n int, graphiteOn bool) {
 		size = int(nb)
 	}
 	b.StopTimer()
+	// With the Graphite feed on, the exporter's processor time includes
+	// its pushes.
+	cpu := procCPU(b, e.cmd.Process.Pid) - cpu0
+	if carbon != nil {
+		// Scrape once a second until three pushes that began after the
+		// scrapes above are complete, so that the peak holds scrapes and
+		// pushes together; every push must hold every point.
+		checkPushes(b, e, carbon, start0, n)
+	}
 	// Once more without gzip, for the size of the text.
 	resp, err := c.Get(e.url + "/metrics")
 	if err != nil {
@@ -306,11 +325,66 @@ func benchmarkScrapeFlows(b *testing.B, n int, graphiteOn bool) {
 	resp.Body.Close()
 	slices.Sort(times)
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(cpu.Seconds()*1000/float64(len(times)), "exporter-cpu-ms/op")
 	b.ReportMetric(float64(size), "gzip-bytes")
 	b.ReportMetric(float64(text), "text-bytes")
 	b.ReportMetric(series, "series")
 	b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmRSS"), "rss-MB")
 	b.ReportMetric(procStatusMB(b, e.cmd.Process.Pid, "VmHWM"), "peak-rss-MB")
+	// Where the memory is: the Go heap in use after the scrapes, and the
+	// heap size at which the next collection starts.
+	heap, _ := scrapeValue(b, e.url, "go_memstats_heap_inuse_bytes")
+	nextGC, _ := scrapeValue(b, e.url, "go_memstats_next_gc_bytes")
+	b.ReportMetric(heap/1e6, "heap-inuse-MB")
+	b.ReportMetric(nextGC/1e6, "next-gc-MB")
+}
+
+// checkPushes scrapes e (gzip) once a second until three pushes to carbon
+// stamped at or after since are complete, and fails unless every complete
+// push holds the same number of points, at least 5n, none malformed, and
+// the exporter counted no point dropped. It reports the pushes and their
+// points.
+func checkPushes(b *testing.B, e *exporter, carbon *pushCounter, since time.Time, n int) {
+	b.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var done []int64
+	for {
+		done = slices.DeleteFunc(carbon.complete(5*n), func(ts int64) bool { return ts < since.Unix() })
+		if len(done) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d complete pushes of %d points in 2 minutes; exporter log:\n%s", len(done), 5*n, e.stderr)
+		}
+		req, _ := http.NewRequest(http.MethodGet, e.url+"/metrics", nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(time.Second)
+	}
+	all := carbon.complete(5 * n)
+	carbon.mu.Lock()
+	var pushed []int
+	for _, ts := range all {
+		pushed = append(pushed, carbon.perTime[ts])
+	}
+	malformed := carbon.malformed
+	carbon.mu.Unlock()
+	for _, p := range pushed {
+		if p != pushed[0] {
+			b.Fatalf("pushes hold different numbers of points: %v", pushed)
+		}
+	}
+	dropped, ok := scrapeValue(b, e.url, "netfilter_exporter_graphite_points_dropped_total")
+	if !ok || dropped != 0 || malformed != 0 {
+		b.Fatalf("points_dropped_total = %v (found %v) and %d malformed lines on a healthy link, want 0; exporter log:\n%s", dropped, ok, malformed, e.stderr)
+	}
+	b.ReportMetric(float64(len(pushed)), "pushes")
+	b.ReportMetric(float64(pushed[0]), "points/push")
 }
 
 // waitSeries waits until the exporter holds n flow series, or until their

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,7 +44,7 @@ func TestExporterGraphiteFinalPushOnSIGTERM(t *testing.T) {
 		t.Fatalf("nfacct list shows final = %v, want 3 packets of 128 bytes", got)
 	}
 	signalled := time.Now()
-	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := e.terminate(); err != nil {
 		t.Fatal(err)
 	}
 	line := c.waitFor(t, 10*time.Second, func(path string, v float64, ts int64) bool {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,6 +99,18 @@ type exporter struct {
 	url    string
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
+	// terminated is set once the test has sent SIGTERM itself (terminate):
+	// the cleanup then only waits for the exit. A second SIGTERM, sent
+	// while the exporter is past its signal handling and exiting, would
+	// kill it.
+	terminated atomic.Bool
+}
+
+// terminate sends SIGTERM to the exporter, once; the cleanup then waits
+// for it to exit 0 without signalling it again.
+func (e *exporter) terminate() error {
+	e.terminated.Store(true)
+	return e.cmd.Process.Signal(syscall.SIGTERM)
 }
 
 type lockedBuffer struct {
@@ -138,7 +151,9 @@ func startExporterCmd(t testing.TB, command func(args ...string) *exec.Cmd, args
 	exited := make(chan error, 1)
 	go func() { exited <- e.cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		if !e.terminated.Load() {
+			_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		}
 		select {
 		case err := <-exited:
 			if err != nil {

@@ -40,9 +40,10 @@ type Config struct {
 	// GroupBy lists the keys of a series, in label and Graphite level
 	// order. It must not be empty nor name a key twice.
 	GroupBy []Key
-	// MaxSeries bounds the number of series; it must be positive. Deltas of
-	// new key combinations past it are summed into one overflow series
-	// whose every key reads "other".
+	// MaxSeries bounds the number of series, the overflow series
+	// included; it must be positive. Once MaxSeries-1 key combinations
+	// have a series of their own, the deltas of new ones are summed into
+	// one overflow series whose every key reads "other".
 	MaxSeries int
 	// SeriesTTL, when positive, removes a series at the first Update after
 	// it has not been updated for that long. 0 keeps series forever.
@@ -64,7 +65,9 @@ type Config struct {
 
 // Stats are the counts an Aggregator keeps about itself.
 type Stats struct {
-	// Series is the number of series, the overflow series included.
+	// Series is the number of series a Reading holds, the overflow
+	// series included: never more than Config.MaxSeries. (An overflow
+	// series summed into a series whose keys all read "other" is one.)
 	Series int
 	// Overflowed counts the deltas summed into the overflow series.
 	Overflowed uint64
@@ -115,6 +118,8 @@ type series struct {
 	id uint32
 	// values are the series' key values as text, in group-by order.
 	values []string
+	// key is the series' key; zero for the overflow series.
+	key seriesKey
 }
 
 // tcpCounts are the active TCP flows of a series by state, and the states
@@ -192,6 +197,20 @@ type Aggregator struct {
 	byID    []*series
 	freeIDs []uint32
 	epoch   uint8
+
+	// order holds the series but the overflow series, sorted by key, as
+	// of the last Read; series removed since may still be in it (see
+	// alive). added holds the series made since, removed counts those
+	// removed since: Read sorts only what was added and merges it in.
+	order   []*series
+	added   []*series
+	removed int
+	// layout changes whenever a series is added or removed.
+	layout uint64
+	// other is the series whose every key reads "other", if it exists
+	// and is not the overflow series: the overflow series is read as
+	// part of it.
+	other *series
 }
 
 // Validate checks cfg: the keys must be known and not repeated, MaxSeries
@@ -279,10 +298,17 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 	a.key(d, &k)
 	s := a.series[k]
 	if s == nil {
-		if len(a.series) < a.cfg.MaxSeries {
+		// One place is kept for the overflow series: with it, there are
+		// never more than MaxSeries.
+		if len(a.series) < a.cfg.MaxSeries-1 {
 			s = a.newSeries()
 			s.values = a.values(&k, false)
+			s.key = k
 			a.series[k] = s
+			a.added = append(a.added, s)
+			if a.allOther(&k) {
+				a.other = s
+			}
 		} else {
 			if a.overflow == nil {
 				a.overflow = a.newSeries()
@@ -338,7 +364,13 @@ func (a *Aggregator) newSeries() *series {
 		s.id = uint32(len(a.byID))
 		a.byID = append(a.byID, s)
 	}
+	a.layout++
 	return s
+}
+
+// alive reports whether s is still one of the Aggregator's series.
+func (a *Aggregator) alive(s *series) bool {
+	return int(s.id) < len(a.byID) && a.byID[s.id] == s
 }
 
 // dropSeries forgets s, which is no longer in a.series, and makes every
@@ -346,6 +378,11 @@ func (a *Aggregator) newSeries() *series {
 func (a *Aggregator) dropSeries(s *series) {
 	a.byID[s.id] = nil
 	a.freeIDs = append(a.freeIDs, s.id)
+	a.removed++
+	a.layout++
+	if s == a.other {
+		a.other = nil
+	}
 	if a.epoch++; a.epoch == 0 {
 		// Epochs came round: no remembered series may look current.
 		a.epoch = 1
@@ -394,7 +431,7 @@ func (a *Aggregator) Stats() Stats {
 
 func (a *Aggregator) statsLocked() Stats {
 	st := Stats{Series: len(a.series), Overflowed: a.overflowed, Filtered: a.filtered, Expired: a.expired, Flows: a.flows}
-	if a.overflow != nil {
+	if a.overflow != nil && a.other == nil {
 		st.Series++
 	}
 	return st

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func read(t *testing.T, a *Aggregator) Reading {
@@ -38,7 +39,7 @@ func seriesOf(r Reading, vals ...string) (Series, bool) {
 func totals(r Reading) Series {
 	var sum Series
 	for i := range r.Series {
-		sum.merge(&r.Series[i])
+		sum.add(&r.Series[i])
 	}
 	return sum
 }
@@ -175,8 +176,15 @@ func TestUpdateSamples(t *testing.T) {
 		{Values: []string{"ipv4", "tcp", "443"}, Flows: 1, OrigPackets: 20, OrigBytes: 2000, ReplyPackets: 40, ReplyBytes: 40000},
 		{Values: []string{"ipv6", "udp", "53"}, Flows: 1, OrigPackets: 1, OrigBytes: 80, ReplyPackets: 1, ReplyBytes: 300},
 	}
-	if diff := cmp.Diff(want, got.Series); diff != "" {
+	if diff := cmp.Diff(want, got.Series, cmpopts.IgnoreFields(Series{}, "ID")); diff != "" {
 		t.Errorf("series (-want +got):\n%s", diff)
+	}
+	ids := map[uint32]bool{}
+	for _, s := range got.Series {
+		ids[s.ID] = true
+	}
+	if len(ids) != len(got.Series) {
+		t.Errorf("series share IDs: %+v", got.Series)
 	}
 	if !slices.Equal(got.Keys, []Key{KeyFamily, KeyProto, KeyDPort}) || got.MaxSeries != 1000 || got.Live {
 		t.Errorf("keys %q, max series %d, live %v", got.Keys, got.MaxSeries, got.Live)
@@ -238,6 +246,9 @@ func TestDurationHistogram(t *testing.T) {
 	}
 }
 
+// TestOverflow checks that deltas past the series limit are summed into the
+// overflow series, and that the limit counts it: 3 series at most, 2 of
+// them of their own key values.
 func TestOverflow(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyFamily, KeyProto, KeyDPort}, MaxSeries: 3})
 	var want Series
@@ -249,7 +260,7 @@ func TestOverflow(t *testing.T) {
 		d.OrigPackets, d.OrigBytes = r.Uint64N(100), r.Uint64N(1<<40)
 		d.ReplyPackets, d.ReplyBytes = r.Uint64N(100), r.Uint64N(1<<40)
 		d.Final = i%2 == 0
-		if !seen[d.DPort] && len(seen) == 3 {
+		if !seen[d.DPort] && len(seen) == 2 {
 			overflowed++
 		} else {
 			seen[d.DPort] = true
@@ -271,11 +282,11 @@ func TestOverflow(t *testing.T) {
 	if !ok || !s.Overflow || got.Series[len(got.Series)-1].Values[0] != "other" {
 		t.Fatalf("no overflow series last: %q", valuesOf(got))
 	}
-	if st := a.Stats(); st.Series != 4 || st.Overflowed != uint64(overflowed) || st.Flows != 500 {
-		t.Errorf("Stats() = %+v, want 4 series, %d overflowed, 500 flows", st, overflowed)
+	if st := a.Stats(); st.Series != 3 || st.Overflowed != uint64(overflowed) || st.Flows != 500 {
+		t.Errorf("Stats() = %+v, want 3 series, %d overflowed, 500 flows", st, overflowed)
 	}
-	if len(got.Series) != 4 {
-		t.Errorf("%d series, want 4", len(got.Series))
+	if len(got.Series) != 3 {
+		t.Errorf("%d series, want 3: %q", len(got.Series), valuesOf(got))
 	}
 }
 
@@ -301,7 +312,7 @@ func TestOverflowMergesIntoAllOtherSeries(t *testing.T) {
 
 func TestSeriesTTL(t *testing.T) {
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort}, SeriesTTL: 10 * time.Second, MaxSeries: 2})
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort}, SeriesTTL: 10 * time.Second, MaxSeries: 3})
 	a.now = func() time.Time { return now }
 	a.start = now
 	at := func(sec int, ds ...Delta) {
@@ -488,6 +499,85 @@ func TestRandomDeltas(t *testing.T) {
 			if tot := float64(totals(got).OrigBytes); tot != sum {
 				t.Errorf("%s max %d: orig bytes %v, want %v", gb, maxSeries, tot, sum)
 			}
+			if n := len(got.Series); n > maxSeries || got.Stats.Series != n {
+				t.Errorf("%s max %d: %d series, counted as %d", gb, maxSeries, n, got.Stats.Series)
+			}
 		}
+	}
+}
+
+// TestReadIntoKeepsOrder adds and expires series in rounds and checks, at
+// each, that ReadInto into a reused Reading gives what a fresh Read gives,
+// in the order of a full sort of the series' keys, and that Layout changes
+// exactly when series came or went.
+func TestReadIntoKeepsOrder(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	keys, err := ParseGroupBy("dport,src,proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustAggregator(t, Config{GroupBy: keys, MaxSeries: 300, SeriesTTL: 5 * time.Second, Live: true})
+	a.now = func() time.Time { return now }
+	a.start = now
+	r := rand.New(rand.NewPCG(7, 8))
+	var reused Reading
+	var last []string // the IDs and values of the previous reading
+	var lastLayout uint64
+	for round := range 60 {
+		now = now.Add(time.Second)
+		n := r.IntN(40)
+		if round%10 == 9 {
+			n = 0 // a round without new series: nothing to sort
+		}
+		for range n {
+			d := tcp4(fmt.Sprintf("192.0.2.%d", r.IntN(20)), "192.0.2.1", 1, uint16(r.IntN(30)))
+			if r.IntN(3) == 0 {
+				d.Proto = ProtoUDP
+			}
+			d.OrigBytes, d.Final = uint64(r.IntN(1000)), true
+			a.Add(&d)
+		}
+		if err := a.ReadInto(context.Background(), &reused); err != nil {
+			t.Fatal(err)
+		}
+		fresh := read(t, a)
+		if diff := cmp.Diff(fresh, reused, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("round %d: ReadInto differs from Read (-Read +ReadInto):\n%s", round, diff)
+		}
+		// The order of a full sort, as Read used to make it.
+		a.mu.Lock()
+		var want []*series
+		for _, s := range a.series {
+			want = append(want, s)
+		}
+		slices.SortFunc(want, func(x, y *series) int { return a.compare(&x.key, &y.key) })
+		a.mu.Unlock()
+		var got []string
+		for _, s := range reused.Series {
+			if !s.Overflow {
+				got = append(got, strings.Join(s.Values, ","))
+			}
+		}
+		var wantVals []string
+		for _, s := range want {
+			wantVals = append(wantVals, strings.Join(s.values, ","))
+		}
+		if !slices.Equal(got, wantVals) {
+			t.Fatalf("round %d: series in order\n%q\nwant\n%q", round, got, wantVals)
+		}
+		if len(reused.Series) > 300 || reused.Stats.Series != len(reused.Series) {
+			t.Fatalf("round %d: %d series, counted as %d", round, len(reused.Series), reused.Stats.Series)
+		}
+		var ids []string
+		for _, s := range reused.Series {
+			ids = append(ids, fmt.Sprint(s.ID, s.Values))
+		}
+		if round > 0 && !slices.Equal(ids, last) && reused.Layout == lastLayout {
+			t.Errorf("round %d: other series, same layout %d", round, reused.Layout)
+		}
+		if round > 0 && n == 0 && slices.Equal(ids, last) && reused.Layout != lastLayout {
+			t.Errorf("round %d: nothing added or removed, the layout changed", round)
+		}
+		last, lastLayout = ids, reused.Layout
 	}
 }

@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -78,6 +79,36 @@ func BenchmarkRead(b *testing.B) {
 		if _, err := a.Read(context.Background()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkReadInto measures a scrape's read of 100,000 series into a
+// reused Reading, as the conntrack collector reads them: steady (no series
+// added since the last read) and with 1,000 new series before each read.
+func BenchmarkReadInto(b *testing.B) {
+	const n = 100000
+	ds := make([]Delta, n+1000*1000)
+	for i := range ds {
+		ds[i] = Delta{Family: FamilyIPv4, Proto: ProtoTCP,
+			Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), DPort: 443, OrigBytes: 1}
+	}
+	for _, added := range []int{0, 1000} {
+		b.Run(fmt.Sprintf("series=%d/added=%d", n, added), func(b *testing.B) {
+			a := mustAggregator(b, Config{GroupBy: []Key{KeyFamily, KeyProto, KeySrc, KeyDPort}, MaxSeries: len(ds) + 1})
+			a.AddBatch(ds[:n])
+			var r Reading
+			next := n
+			b.ReportAllocs()
+			for b.Loop() {
+				if added > 0 && next+added <= len(ds) {
+					a.AddBatch(ds[next : next+added])
+					next += added
+				}
+				if err := a.ReadInto(context.Background(), &r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -23,10 +23,21 @@ type Reading struct {
 	// Live tells whether live accounting is on: only then do the Active
 	// and TCP fields of the series mean anything.
 	Live bool
+	// Layout identifies which series Series holds: two Readings of one
+	// Aggregator with the same Layout hold the same series (the same IDs
+	// and Values) in the same order. It changes whenever a series is
+	// added or removed.
+	Layout uint64
 }
 
 // Series is one series of a Reading.
 type Series struct {
+	// ID identifies the series for as long as it lives: the series of a
+	// Reading have distinct IDs, and a series keeps its ID from one
+	// Reading to the next. Once a series is removed, its ID may go to a
+	// new series. IDs are small numbers, below the most series the
+	// Aggregator has held at once plus one: they can index a slice.
+	ID uint32
 	// Values are the text of each key, in Reading.Keys order. They are
 	// shared with the Aggregator and must not be changed.
 	Values []string
@@ -72,10 +83,22 @@ func DurationBuckets() []float64 {
 // series, histogram and count, in a stable order. The lock is held only for
 // the copy.
 func (a *Aggregator) Read(ctx context.Context) (Reading, error) {
+	var r Reading
+	err := a.ReadInto(ctx, &r)
+	return r, err
+}
+
+// ReadInto is Read into r, reusing the memory r holds from an earlier
+// reading: the series and their TCP counts. Nothing r held before may be
+// used afterwards but what ReadInto put there. The series are kept sorted
+// from one reading to the next: only the series added since the last
+// reading are sorted, and the copy is the only cost of the others.
+func (a *Aggregator) ReadInto(ctx context.Context, r *Reading) error {
 	if err := ctx.Err(); err != nil {
-		return Reading{}, err
+		return err
 	}
 	now := a.sinceStart()
+	series := r.Series[:0]
 	a.mu.Lock()
 	if a.cfg.SeriesTTL > 0 {
 		for k, s := range a.series {
@@ -91,49 +114,41 @@ func (a *Aggregator) Read(ctx context.Context) (Reading, error) {
 			a.expired++
 		}
 	}
-	type keyed struct {
-		key seriesKey
-		s   Series
+	a.sortSeries()
+	if n := len(a.order) + 1; cap(series) < n {
+		series = slices.Grow(series, n)
 	}
-	entries := make([]keyed, 0, len(a.series))
-	for k, s := range a.series {
-		entries = append(entries, keyed{key: k, s: s.read()})
-	}
-	var overflow *Series
-	if a.overflow != nil {
-		o := a.overflow.read()
-		o.Overflow = true
-		overflow = &o
-	}
-	hists := make([]histEntry, 0, len(a.hists))
-	for k, h := range a.hists {
-		hists = append(hists, histEntry{key: k, durationHist: *h})
-	}
-	r := Reading{Keys: slices.Clone(a.cfg.GroupBy), Stats: a.statsLocked(), MaxSeries: a.cfg.MaxSeries, Live: a.live != nil}
-	a.mu.Unlock()
-
-	slices.SortFunc(entries, func(x, y keyed) int { return a.compare(&x.key, &y.key) })
-	r.Series = make([]Series, 0, len(entries)+1)
-	merged := false
-	for i := range entries {
-		s := entries[i].s
-		if overflow != nil && !merged && a.allOther(&entries[i].key) {
-			// This series has the labels of the overflow series: one
-			// series of the two.
-			s.merge(overflow)
-			merged = true
+	for _, s := range a.order {
+		series = s.readInto(series)
+		if s == a.other && a.overflow != nil {
+			// The overflow series has the labels of this one: they
+			// are one series.
+			series[len(series)-1].merge(a.overflow)
 		}
-		r.Series = append(r.Series, s)
 	}
-	if overflow != nil && !merged {
-		r.Series = append(r.Series, *overflow)
+	if a.overflow != nil && a.other == nil {
+		series = a.overflow.readInto(series)
+		series[len(series)-1].Overflow = true
+	}
+	histList := make([]histEntry, 0, len(a.hists))
+	for k, h := range a.hists {
+		histList = append(histList, histEntry{key: k, durationHist: *h})
+	}
+	keys := r.Keys
+	*r = Reading{
+		Keys: keys, Series: series, Stats: a.statsLocked(), MaxSeries: a.cfg.MaxSeries,
+		Live: a.live != nil, Layout: a.layout,
+	}
+	a.mu.Unlock()
+	if !slices.Equal(r.Keys, a.cfg.GroupBy) {
+		r.Keys = slices.Clone(a.cfg.GroupBy)
 	}
 
-	slices.SortFunc(hists, func(x, y histEntry) int {
+	slices.SortFunc(histList, func(x, y histEntry) int {
 		return cmp.Or(cmp.Compare(x.key.family, y.key.family), cmp.Compare(x.key.proto, y.key.proto))
 	})
-	for i := range hists {
-		h := &hists[i]
+	for i := range histList {
+		h := &histList[i]
 		d := Durations{Family: familyName(h.key.family), Proto: ProtoName(h.key.proto), Sum: h.sum, Buckets: make([]uint64, len(durationBuckets))}
 		for j := range durationBuckets {
 			d.Count += h.counts[j]
@@ -142,7 +157,40 @@ func (a *Aggregator) Read(ctx context.Context) (Reading, error) {
 		d.Count += h.counts[len(durationBuckets)]
 		r.Durations = append(r.Durations, d)
 	}
-	return r, nil
+	return nil
+}
+
+// sortSeries brings a.order up to date: the series removed since the last
+// call leave it, those added are sorted and merged in. a.mu must be held.
+func (a *Aggregator) sortSeries() {
+	if a.removed == 0 && len(a.added) == 0 {
+		return
+	}
+	if a.removed > 0 {
+		a.order = slices.DeleteFunc(a.order, func(s *series) bool { return !a.alive(s) })
+		a.added = slices.DeleteFunc(a.added, func(s *series) bool { return !a.alive(s) })
+	}
+	a.removed = 0
+	if len(a.added) == 0 {
+		return
+	}
+	cmpSeries := func(x, y *series) int { return a.compare(&x.key, &y.key) }
+	slices.SortFunc(a.added, cmpSeries)
+	// Merge from the end, in place: a.order grows by what was added.
+	n, m := len(a.order), len(a.added)
+	a.order = slices.Grow(a.order, m)[:n+m]
+	i, j := n-1, m-1
+	for k := n + m - 1; j >= 0; k-- {
+		if i >= 0 && cmpSeries(a.order[i], a.added[j]) > 0 {
+			a.order[k] = a.order[i]
+			i--
+		} else {
+			a.order[k] = a.added[j]
+			j--
+		}
+	}
+	clear(a.added)
+	a.added = a.added[:0]
 }
 
 // histEntry is a copy of one histogram taken by Read.
@@ -151,25 +199,39 @@ type histEntry struct {
 	durationHist
 }
 
-// read copies s as a Reading reports it. a.mu must be held.
-func (s *series) read() Series {
-	r := Series{
-		Values: s.values, Flows: s.flows,
-		OrigPackets: s.origPackets, OrigBytes: s.origBytes, ReplyPackets: s.replyPackets, ReplyBytes: s.replyBytes,
-		Active: uint64(s.active),
+// readInto appends a copy of s as a Reading reports it to dst, reusing the
+// memory of the TCP counts of the series it overwrites. a.mu must be held.
+func (s *series) readInto(dst []Series) []Series {
+	var tcp []StateCount
+	if len(dst) < cap(dst) {
+		tcp = dst[:len(dst)+1][len(dst)].TCP[:0]
 	}
 	if s.tcp != nil {
 		for st := range tcpStates {
 			if s.tcp.seen&(1<<st) != 0 {
-				r.TCP = append(r.TCP, StateCount{State: tcpStateNames[st], Flows: uint64(s.tcp.now[st])})
+				tcp = append(tcp, StateCount{State: tcpStateNames[st], Flows: uint64(s.tcp.now[st])})
 			}
 		}
 	}
-	return r
+	if len(tcp) == 0 {
+		// A series that never had TCP flows has none, not an empty list.
+		tcp = nil
+	}
+	return append(dst, Series{
+		ID: s.id, Values: s.values, Flows: s.flows,
+		OrigPackets: s.origPackets, OrigBytes: s.origBytes, ReplyPackets: s.replyPackets, ReplyBytes: s.replyBytes,
+		Active: uint64(s.active), TCP: tcp,
+	})
 }
 
-// merge sums the series o into s.
-func (s *Series) merge(o *Series) {
+// merge sums the series s into r.
+func (r *Series) merge(s *series) {
+	var o [1]Series
+	r.add(&s.readInto(o[:0])[0])
+}
+
+// add sums the series o into s.
+func (s *Series) add(o *Series) {
 	s.Flows += o.Flows
 	s.OrigPackets += o.OrigPackets
 	s.OrigBytes += o.OrigBytes

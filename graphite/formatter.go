@@ -91,8 +91,7 @@ func (f *formatter) write(snap *tree.Snapshot, ts int64, out lineSink, final boo
 		f.deltas.begin()
 	}
 	n := 0
-	for i := range snap.Samples {
-		s := &snap.Samples[i]
+	for s := range snap.All() {
 		if !sendable(s) || !finite(s.Value) {
 			continue
 		}

@@ -52,12 +52,53 @@ type family struct {
 	desc *tree.Desc
 	// samples indexes the snapshot's samples of the family.
 	samples []int32
+	// tables holds the columns of the snapshot's tables that belong to
+	// the family, table by table, in snapshot order.
+	tables []tableCols
 	// omName is the family's name in OpenMetrics: without _total for a
 	// counter.
 	omName string
-	// n counts the samples while they are grouped.
-	n int
+	// n counts the samples of the family while they are grouped, tableN
+	// those of its tables.
+	n, tableN int
 }
+
+// table is a table of the snapshot as the renderer writes it.
+type table struct {
+	t *tree.Table
+	// bad marks the rows left out, nBad counts them and err says why
+	// the first was; bad is nil when there is none.
+	bad  []bool
+	nBad int
+	err  error
+}
+
+// tableCols are the columns of one table that belong to one family, in
+// column order.
+type tableCols struct {
+	tab  *table
+	cols []tableCol
+}
+
+// tableCol is a column of a table and how its labels are written.
+type tableCol struct {
+	i int
+	// How the column's fixed labels join the row's: written before
+	// them (fixedFirst), after them (fixedLast), or label by label in
+	// name order (mixed: they interleave, and the row's cached text
+	// cannot be used).
+	join int
+	// fixed is the text of the fixed labels, name="value" pairs in name
+	// order.
+	fixed []byte
+}
+
+// The ways a column's fixed labels join the row's.
+const (
+	fixedFirst = iota
+	fixedLast
+	mixed
+)
 
 // renderer writes one snapshot and the registry's families in one format.
 // It keeps a chunk of rendered text and hands it to w when full.
@@ -95,10 +136,15 @@ func (r *renderer) maybeFlush() {
 // problem records something left out of the output. Only the first few are
 // kept; the rest are counted.
 func (r *renderer) problem(err error) {
+	r.problems2(err, 1)
+}
+
+// problems2 records n samples left out for the same reason.
+func (r *renderer) problems2(err error, n int) {
 	if len(r.problems) < 10 {
 		r.problems = append(r.problems, err)
 	}
-	r.n++
+	r.n += n
 }
 
 // leftOut is what a rendering left out: how many samples and families, and
@@ -166,6 +212,19 @@ func groupFamilies(snap *tree.Snapshot, r *renderer) []*family {
 	byDesc := make(map[*tree.Desc]*family)
 	byName := make(map[string]*family)
 	var fams []*family
+	// familyOf returns the family of d, nil when it cannot be served.
+	familyOf := func(d *tree.Desc) *family {
+		f, ok := byDesc[d]
+		if !ok {
+			f = r.newFamily(d, byName)
+			if f != nil && byName[d.Name] == nil {
+				byName[d.Name] = f
+				fams = append(fams, f)
+			}
+			byDesc[d] = f
+		}
+		return f
+	}
 	// of[i] is the family of sample i.
 	of := make([]*family, len(snap.Samples))
 	// Consecutive samples share a few descriptions: the last ones are
@@ -184,15 +243,7 @@ func groupFamilies(snap *tree.Snapshot, r *renderer) []*family {
 			}
 		}
 		if !found {
-			var ok bool
-			if f, ok = byDesc[d]; !ok {
-				f = r.newFamily(d, byName)
-				if f != nil && byName[d.Name] == nil {
-					byName[d.Name] = f
-					fams = append(fams, f)
-				}
-				byDesc[d] = f
-			}
+			f = familyOf(d)
 			recentD[next], recentF[next] = d, f
 			next = (next + 1) % len(recentD)
 		}
@@ -201,10 +252,48 @@ func groupFamilies(snap *tree.Snapshot, r *renderer) []*family {
 			f.n++
 		}
 	}
-	// The loop above only counted; fill every family's
+	for _, t := range snap.Tables {
+		var tab *table
+		for c := range t.Columns {
+			if len(t.Rows) == 0 {
+				break
+			}
+			f := familyOf(t.Columns[c].Desc)
+			if f == nil {
+				continue // reported by newFamily
+			}
+			col, err := checkColumn(t, c)
+			if err != nil {
+				r.problems2(err, len(t.Rows))
+				continue
+			}
+			if tab == nil {
+				tab = r.checkRows(t)
+			}
+			if n := len(f.tables); n == 0 || f.tables[n-1].tab != tab {
+				f.tables = append(f.tables, tableCols{tab: tab})
+			}
+			tc := &f.tables[len(f.tables)-1]
+			tc.cols = append(tc.cols, col)
+			f.tableN += len(t.Rows)
+		}
+		if tab != nil && tab.nBad > 0 {
+			// Each sample of a row left out, in every column served.
+			cols := 0
+			for _, f := range fams {
+				for _, tc := range f.tables {
+					if tc.tab == tab {
+						cols += len(tc.cols)
+					}
+				}
+			}
+			r.problems2(tab.err, tab.nBad*cols)
+		}
+	}
+	// The loops above only counted; fill every family's
 	// indexes from one backing array. A family left without samples is
 	// not served.
-	fams = slices.DeleteFunc(fams, func(f *family) bool { return f.n == 0 })
+	fams = slices.DeleteFunc(fams, func(f *family) bool { return f.n == 0 && f.tableN == 0 })
 	all := make([]int32, len(snap.Samples))
 	off := 0
 	for _, f := range fams {
@@ -218,6 +307,80 @@ func groupFamilies(snap *tree.Snapshot, r *renderer) []*family {
 	}
 	slices.SortFunc(fams, func(a, b *family) int { return strings.Compare(a.desc.Name, b.desc.Name) })
 	return fams
+}
+
+// checkColumn checks that column c of t can be served and returns how its
+// labels are written.
+func checkColumn(t *tree.Table, c int) (tableCol, error) {
+	col := &t.Columns[c]
+	d := col.Desc
+	switch {
+	case d.Kind != tree.Counter && d.Kind != tree.Gauge:
+		return tableCol{}, fmt.Errorf("%w: %s is a %s in a table, which holds counters and gauges", errSample, d.Name, d.Kind)
+	case len(col.Fixed)+len(t.Names) != len(d.Labels) || !slices.Equal(d.Labels[len(col.Fixed):], t.Names):
+		return tableCol{}, fmt.Errorf("%w: %s has labels %q, a table column %d fixed values and the names %q", errSample, d.Name, d.Labels, len(col.Fixed), t.Names)
+	case !validValues(col.Fixed):
+		return tableCol{}, fmt.Errorf("%w: %s has a label value that is not valid UTF-8: %q", errSample, d.Name, col.Fixed)
+	}
+	tc := tableCol{i: c}
+	if len(col.Fixed) == 0 {
+		return tc, nil
+	}
+	// The fixed labels join the row's text whole when they all sort
+	// before or all after the row's labels.
+	order := labelOrder(d.Labels)
+	nf := len(col.Fixed)
+	first, last := true, true
+	for j, i := range order {
+		if (i < nf) != (j < nf) {
+			first = false
+		}
+		if (i < nf) != (j >= len(order)-nf) {
+			last = false
+		}
+	}
+	switch {
+	case first:
+		tc.join = fixedFirst
+	case last:
+		tc.join = fixedLast
+	default:
+		tc.join = mixed
+		return tc, nil
+	}
+	tc.fixed, _ = labelText(d.Labels[:nf], col.Fixed)
+	return tc, nil
+}
+
+// checkRows checks the rows of t once for all its columns: the labels of
+// each must be valid, and their text is rendered, once for the life of the
+// Labels.
+func (r *renderer) checkRows(t *tree.Table) *table {
+	tab := &table{t: t}
+	for i := range t.Rows {
+		l := t.Rows[i].Labels
+		var err error
+		switch {
+		case l == nil && len(t.Names) > 0:
+			err = fmt.Errorf("%w: a table row has no labels for the names %q", errSample, t.Names)
+		case l == nil:
+		case len(l.Values()) != len(t.Names):
+			err = fmt.Errorf("%w: a table row has %d label values for the names %q", errSample, len(l.Values()), t.Names)
+		default:
+			if _, ok := l.Text(t.Names, labelText); !ok {
+				err = fmt.Errorf("%w: a table row has a label value that is not valid UTF-8: %q", errSample, l.Values())
+			}
+		}
+		if err != nil {
+			if tab.bad == nil {
+				tab.bad = make([]bool, len(t.Rows))
+				tab.err = err
+			}
+			tab.bad[i] = true
+			tab.nBad++
+		}
+	}
+	return tab
 }
 
 // newFamily checks d and returns its family, or the family already known
@@ -306,6 +469,54 @@ func (r *renderer) family(snap *tree.Snapshot, f *family) {
 			r.buf = r.appendLabels(r.buf, s, "")
 			r.buf = append(r.buf, ' ')
 			r.buf = r.appendValue(r.buf, s.Value)
+			r.buf = append(r.buf, '\n')
+		}
+		r.maybeFlush()
+	}
+	for _, tc := range f.tables {
+		r.tableColumns(tc)
+	}
+}
+
+// tableColumns writes the samples of some columns of a table, row by row.
+func (r *renderer) tableColumns(tc tableCols) {
+	t := tc.tab.t
+	nc := len(t.Columns)
+	for row := range t.Rows {
+		if tc.tab.bad != nil && tc.tab.bad[row] {
+			continue
+		}
+		var text []byte
+		if l := t.Rows[row].Labels; l != nil {
+			text, _ = l.Text(t.Names, labelText)
+		}
+		for _, col := range tc.cols {
+			c := &t.Columns[col.i]
+			r.buf = append(r.buf, c.Desc.Name...)
+			switch {
+			case col.join == mixed:
+				s := tree.Sample{Desc: c.Desc, LabelValues: append(slices.Clip(c.Fixed), t.Rows[row].Labels.Values()...)}
+				r.buf = r.appendLabels(r.buf, &s, "")
+			case len(col.fixed) == 0 && len(text) == 0:
+			case len(col.fixed) == 0:
+				r.buf = append(r.buf, '{')
+				r.buf = append(r.buf, text...)
+				r.buf = append(r.buf, '}')
+			default:
+				r.buf = append(r.buf, '{')
+				if col.join == fixedLast && len(text) > 0 {
+					r.buf = append(r.buf, text...)
+					r.buf = append(r.buf, ',')
+				}
+				r.buf = append(r.buf, col.fixed...)
+				if col.join == fixedFirst && len(text) > 0 {
+					r.buf = append(r.buf, ',')
+					r.buf = append(r.buf, text...)
+				}
+				r.buf = append(r.buf, '}')
+			}
+			r.buf = append(r.buf, ' ')
+			r.buf = r.appendValue(r.buf, t.Values[row*nc+col.i])
 			r.buf = append(r.buf, '\n')
 		}
 		r.maybeFlush()

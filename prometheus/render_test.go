@@ -265,3 +265,103 @@ func TestIntegersAsClientGolang(t *testing.T) {
 		}
 	}
 }
+
+// tableSnapshot holds, for every way a table's fixed labels can join its
+// rows' labels, a table and regular samples of the same family before it;
+// label values that need escaping; a row with labels that are not valid
+// UTF-8 and columns that cannot be served, left out.
+func tableSnapshot() (snap *tree.Snapshot, bad int) {
+	dir := tree.NewDesc("netfilter_test_dir_bytes_total", "Bytes by direction.", tree.Counter, "direction", "dport", "src")
+	last := tree.NewDesc("netfilter_test_last", "A fixed label sorting last.", tree.Gauge, "zz", "dport", "src")
+	mixed := tree.NewDesc("netfilter_test_mixed", "Fixed labels on both sides.", tree.Gauge, "a", "z", "dport", "src")
+	plain := tree.NewDesc("netfilter_test_plain_total", "No fixed label.", tree.Counter, "dport", "src")
+	hist := tree.NewDesc("netfilter_test_hist", "Not in a table.", tree.Histogram, "dport", "src")
+	wrong := tree.NewDesc("netfilter_test_wrong", "Labels that are not the table's.", tree.Gauge, "dport", "dst")
+	none := tree.NewDesc("netfilter_test_none", "No label at all.", tree.Gauge)
+	only := tree.NewDesc("netfilter_test_only", "Fixed labels only.", tree.Gauge, "direction")
+	var b tree.Builder
+	b.Add(dir, 7, nil, "orig", "22", "192.0.2.9")
+	b.Add(sizeDesc, 0.25, nil)
+	names := []string{"dport", "src"}
+	rows := []tree.Row{
+		{Labels: tree.NewLabels("443", "192.0.2.1"), Path: []string{"443", "192.0.2.1"}},
+		{Labels: tree.NewLabels(`a"b\c`+"\nd", "::1"), Path: []string{"x", "y"}},
+		{Labels: tree.NewLabels("\xff", "192.0.2.3")}, // left out
+		{Labels: tree.NewLabels("53", "192.0.2.4")},
+	}
+	cols := []tree.Column{
+		{Desc: dir.WithLeaf("orig"), Fixed: []string{"orig"}},
+		{Desc: plain},
+		{Desc: dir.WithLeaf("reply"), Fixed: []string{"reply"}},
+		{Desc: last, Fixed: []string{"x"}},
+		{Desc: mixed, Fixed: []string{"1", "2"}},
+		{Desc: hist},                          // left out: a histogram
+		{Desc: wrong},                         // left out: not the table's label names
+		{Desc: dir, Fixed: nil},               // left out: a label value missing
+		{Desc: only, Fixed: []string{"\xfe"}}, // left out: not UTF-8
+	}
+	t := &tree.Table{Columns: cols, Names: names, Prefix: []string{"test"}, Rows: rows}
+	for i := range len(rows) * len(cols) {
+		t.Values = append(t.Values, float64(i)*1.5e5)
+	}
+	b.AddTable(t)
+	b.AddTable(&tree.Table{Columns: []tree.Column{{Desc: none}, {Desc: only, Fixed: []string{"orig"}}}, Rows: []tree.Row{{}, {}}, Values: []float64{1, 2, 3, 4}})
+	// Left out: the row of the \xff value, in the 5 columns served, and
+	// the 4 rows of the 4 columns that cannot be.
+	return &tree.Snapshot{Samples: b.Samples(), Tables: b.Tables()}, 5 + 4*4
+}
+
+// TestRenderTables checks that the samples of tables render as the same
+// samples one by one would, byte for byte, in both formats, and that what
+// cannot be served is left out and counted.
+func TestRenderTables(t *testing.T) {
+	snap, bad := tableSnapshot()
+	// The same samples, one by one, without those left out.
+	flat := &tree.Snapshot{}
+	for s := range snap.All() {
+		c := s.Clone()
+		c.Labels = nil
+		switch {
+		case s.Desc.Kind == tree.Histogram, s.Desc.Name == "netfilter_test_wrong",
+			len(s.LabelValues) != len(s.Desc.Labels), !validValues(s.LabelValues):
+			continue
+		}
+		flat.Samples = append(flat.Samples, c)
+	}
+	if len(flat.Samples) != snap.Len()-bad {
+		t.Fatalf("%d samples served one by one, want %d", len(flat.Samples), snap.Len()-bad)
+	}
+	for _, f := range []Format{Text, OpenMetrics} {
+		want := renderString(t, f, nil, flat)
+		for range 2 { // rendered, then from the cache
+			var buf bytes.Buffer
+			left, err := render(&buf, f, nil, snap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := buf.String(); got != want {
+				t.Errorf("%s: tables render\n%s\nwant\n%s", f, got, want)
+			}
+			if left.n != bad {
+				t.Errorf("%s: left out %d, want %d: %v", f, left.n, bad, left.err)
+			}
+		}
+	}
+	out := renderString(t, Text, nil, flat)
+	for _, line := range []string{
+		`netfilter_test_dir_bytes_total{direction="orig",dport="22",src="192.0.2.9"} 7`,
+		`netfilter_test_dir_bytes_total{direction="reply",dport="a\"b\\c\nd",src="::1"} 1.65e+06`,
+		`netfilter_test_last{dport="443",src="192.0.2.1",zz="x"} 450000`,
+		`netfilter_test_mixed{a="1",dport="53",src="192.0.2.4",z="2"} 4.65e+06`,
+		`netfilter_test_plain_total{dport="443",src="192.0.2.1"} 150000`,
+		`netfilter_test_none 3`,
+		`netfilter_test_only{direction="orig"} 4`,
+	} {
+		if !strings.Contains(out, line+"\n") {
+			t.Errorf("no line %s in\n%s", line, out)
+		}
+	}
+	if _, err := parseText([]byte(out)); err != nil {
+		t.Errorf("text does not parse: %v", err)
+	}
+}

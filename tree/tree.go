@@ -2,6 +2,7 @@ package tree
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -162,12 +163,17 @@ func (s *Sample) AppendGraphitePath(dst []string) []string {
 	return dst
 }
 
-// Snapshot is one reading of the whole metric tree.
+// Snapshot is one reading of the whole metric tree. Read its samples with
+// All: Samples holds some, Tables the others.
 type Snapshot struct {
 	// Time is when the reading was taken.
 	Time time.Time
-	// Samples holds every sample of the reading, grouped by collector.
+	// Samples holds the samples of the reading that are not in Tables,
+	// grouped by collector.
 	Samples []Sample
+	// Tables hold the samples of large sets of series, compactly; they
+	// come after Samples, grouped by collector.
+	Tables []*Table
 }
 
 // chunkLen is the number of samples in each block a Builder fills. Samples
@@ -186,6 +192,7 @@ var chunkPool = sync.Pool{New: func() any {
 type Builder struct {
 	chunks []*[]Sample
 	n      int
+	tables []*Table
 }
 
 // next returns the sample to fill in next.
@@ -274,7 +281,26 @@ func (b *Builder) put(c *[]Sample) {
 	}
 }
 
-// Len returns the number of samples added so far.
+// AddTable adds the samples of t, after the tables added before. t must
+// not be changed afterwards.
+func (b *Builder) AddTable(t *Table) {
+	b.tables = append(b.tables, t)
+}
+
+// Tables returns the tables added so far.
+func (b *Builder) Tables() []*Table {
+	return b.tables
+}
+
+// All returns every sample added so far, as Snapshot.All does: those added
+// one by one, then those of the tables.
+func (b *Builder) All() iter.Seq[*Sample] {
+	snap := Snapshot{Samples: b.Samples(), Tables: b.tables}
+	return snap.All()
+}
+
+// Len returns the number of samples added so far, not counting those of
+// tables.
 func (b *Builder) Len() int {
 	return b.n
 }
@@ -296,8 +322,10 @@ func (b *Builder) Samples() []Sample {
 	return b.AppendTo(nil)
 }
 
-// Reset drops all samples, keeping the first block.
+// Reset drops all samples and tables, keeping the first block.
 func (b *Builder) Reset() {
+	clear(b.tables)
+	b.tables = b.tables[:0]
 	if len(b.chunks) == 0 {
 		return
 	}
@@ -318,5 +346,5 @@ func (b *Builder) Release() {
 	for _, c := range b.chunks {
 		b.put(c)
 	}
-	b.chunks, b.n = nil, 0
+	b.chunks, b.n, b.tables = nil, 0, nil
 }

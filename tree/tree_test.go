@@ -129,3 +129,71 @@ func TestGrowAndDetach(t *testing.T) {
 		}
 	}
 }
+
+// TestTableSamples checks the samples a Table stands for, as All reads
+// them after the snapshot's own: label values fixed then the row's, paths
+// prefix, row path and leaf, values row by row, none for an empty table.
+func TestTableSamples(t *testing.T) {
+	dir := NewDesc("netfilter_test_bytes_total", "Bytes.", Counter, "direction", "dport")
+	flows := NewDesc("netfilter_test_flows_total", "Flows.", Counter, "dport")
+	l443, l53 := NewLabels("443"), NewLabels("53")
+	tab := &Table{
+		Columns: []Column{{Desc: flows.WithLeaf("flows")}, {Desc: dir.WithLeaf("orig", "bytes"), Fixed: []string{"orig"}}, {Desc: flows, NoGraphite: true}},
+		Names:   []string{"dport"},
+		Prefix:  []string{"ct"},
+		Rows:    []Row{{Labels: l443, Path: []string{"443"}}, {Labels: l53}},
+		Values:  []float64{1, 2, 9, 3, 4, 9},
+	}
+	var b Builder
+	b.Add(testDesc, 0, []string{"first"}, "x")
+	b.AddTable(tab)
+	b.AddTable(&Table{Columns: tab.Columns})
+	if got := b.Tables(); len(got) != 2 || got[0] != tab {
+		t.Fatalf("Tables() = %v", got)
+	}
+	type flat struct {
+		name   string
+		labels []string
+		shared *Labels
+		path   []string
+		value  float64
+	}
+	want := []flat{
+		{"netfilter_test_value", []string{"x"}, nil, []string{"first"}, 0},
+		{"netfilter_test_flows_total", []string{"443"}, l443, []string{"ct", "443", "flows"}, 1},
+		{"netfilter_test_bytes_total", []string{"orig", "443"}, nil, []string{"ct", "443", "orig", "bytes"}, 2},
+		{"netfilter_test_flows_total", []string{"443"}, l443, nil, 9},
+		{"netfilter_test_flows_total", []string{"53"}, l53, nil, 3},
+		{"netfilter_test_bytes_total", []string{"orig", "53"}, nil, nil, 4},
+		{"netfilter_test_flows_total", []string{"53"}, l53, nil, 9},
+	}
+	var got []Sample
+	for s := range b.All() {
+		got = append(got, s.Clone())
+	}
+	snap := &Snapshot{Samples: b.Samples(), Tables: b.Tables()}
+	if len(got) != len(want) || snap.Len() != len(want) {
+		t.Fatalf("%d samples, Len %d, want %d", len(got), snap.Len(), len(want))
+	}
+	for i, w := range want {
+		s := got[i]
+		if s.Desc.Name != w.name || !slices.Equal(s.LabelValues, w.labels) || s.Labels != w.shared || s.Value != w.value ||
+			!slices.Equal(s.GraphitePath(), w.path) || (w.path == nil) != (s.GraphitePath() == nil) {
+			t.Errorf("sample %d: %s %q %p %q %v, want %+v", i, s.Desc.Name, s.LabelValues, s.Labels, s.GraphitePath(), s.Value, w)
+		}
+	}
+	// Clones own their slices: the reader's memory is reused.
+	if &got[1].LabelValues[0] == &got[4].LabelValues[0] {
+		t.Error("clones share label values")
+	}
+	n := 0
+	for range snap.All() {
+		if n++; n == 2 {
+			break
+		}
+	}
+	b.Reset()
+	if len(b.Tables()) != 0 {
+		t.Errorf("after Reset: %d tables", len(b.Tables()))
+	}
+}
