@@ -278,14 +278,14 @@ func TestWriterSendsEveryInterval(t *testing.T) {
 			start := time.Now()
 			stop := runWriter(t, w)
 			const want = 5
-			waitFor(t, 5*time.Second, "5 lines", func() bool { return len(carbon.received()) >= want })
+			waitFor(t, 30*time.Second, "5 lines", func() bool { return len(carbon.received()) >= want })
 			if elapsed := time.Since(start); elapsed < (want-1)*cfg.Interval-cfg.Interval/2 && tt.mode == Cumulative {
 				t.Errorf("5 lines after %v; snapshots are taken more often than every %v", elapsed, cfg.Interval)
 			}
 			stop()
 			// Run returns once carbon's kernel has acknowledged every line;
 			// they reach the listener right after.
-			waitFor(t, 5*time.Second, "every line acknowledged", func() bool { return uint64(len(carbon.received())) == w.Stats().Sent })
+			waitFor(t, 30*time.Second, "every line acknowledged", func() bool { return uint64(len(carbon.received())) == w.Stats().Sent })
 			got := carbon.received()
 			for i, l := range got {
 				if l != tt.line(i, len(got)) {
@@ -315,12 +315,12 @@ func TestWriterReplaysOutage(t *testing.T) {
 	}
 	stop := runWriter(t, w)
 
-	waitFor(t, 5*time.Second, "first carbon to close", carbon1.isClosed)
+	waitFor(t, 30*time.Second, "first carbon to close", carbon1.isClosed)
 	carbon1.Close()
 	// Stay away for several intervals.
 	outageStart := src.count()
-	waitFor(t, 5*time.Second, "snapshots during the outage", func() bool { return src.count() >= outageStart+6 })
-	waitFor(t, 5*time.Second, "disconnection", func() bool { return !w.Stats().Connected })
+	waitFor(t, 30*time.Second, "snapshots during the outage", func() bool { return src.count() >= outageStart+6 })
+	waitFor(t, 30*time.Second, "disconnection", func() bool { return !w.Stats().Connected })
 
 	carbon2 := startCarbon(t, addr, 0)
 	restart := src.count()
@@ -330,7 +330,7 @@ func TestWriterReplaysOutage(t *testing.T) {
 	stop()
 	t.Logf("log: %q", logs.records)
 	last := src.count()
-	waitFor(t, 5*time.Second, "the final snapshot", func() bool {
+	waitFor(t, 30*time.Second, "the final snapshot", func() bool {
 		return containsLine(carbon2.received(), cumulativeLine(last))
 	})
 
@@ -451,8 +451,8 @@ func TestWriterBacklogOverflow(t *testing.T) {
 	}
 	stop := runWriter(t, w)
 
-	waitFor(t, 5*time.Second, "all snapshots", func() bool { return src.count() == generated })
-	waitFor(t, 5*time.Second, "drops", func() bool { return w.Stats().Dropped == generated-limit })
+	waitFor(t, 30*time.Second, "all snapshots", func() bool { return src.count() == generated })
+	waitFor(t, 30*time.Second, "drops", func() bool { return w.Stats().Dropped == generated-limit })
 	st := w.Stats()
 	if st.BacklogPoints != limit || st.Sent != 0 || st.Connected || st.ConnectErrors == 0 {
 		t.Fatalf("stats during the outage = %+v, want %d queued, none sent, connect errors", st, limit)
@@ -501,7 +501,7 @@ func TestWriterStopsWithinTimeout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx) }()
-	waitFor(t, 5*time.Second, "a connect error", func() bool { return w.Stats().ConnectErrors > 0 })
+	waitFor(t, 30*time.Second, "a connect error", func() bool { return w.Stats().ConnectErrors > 0 })
 	if err := w.Run(ctx); !errors.Is(err, errRunning) {
 		t.Errorf("second Run = %v, want %v", err, errRunning)
 	}
@@ -537,14 +537,14 @@ func TestWriterSendsFinalSnapshotOnStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx) }()
-	waitFor(t, 5*time.Second, "the first snapshot", func() bool { return len(carbon.received()) == 1 })
+	waitFor(t, 30*time.Second, "the first snapshot", func() bool { return len(carbon.received()) == 1 })
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
 	// Run returns once carbon's kernel has acknowledged the final line; it
 	// reaches the listener right after.
-	waitFor(t, 5*time.Second, "the final snapshot", func() bool { return len(carbon.received()) == 2 })
+	waitFor(t, 30*time.Second, "the final snapshot", func() bool { return len(carbon.received()) == 2 })
 	want := []string{cumulativeLine(1), cumulativeLine(2)}
 	if got := carbon.received(); !slices.Equal(got, want) {
 		t.Errorf("lines = %q, want %q", got, want)
@@ -592,7 +592,7 @@ func TestProbe(t *testing.T) {
 		t.Fatalf("probe of a live connection carbon wrote to = %v", err)
 	}
 	_ = peer.Close()
-	waitFor(t, 5*time.Second, "the probe to see the close", func() bool {
+	waitFor(t, 30*time.Second, "the probe to see the close", func() bool {
 		return probeConn(raw) != nil
 	})
 }
