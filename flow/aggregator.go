@@ -116,7 +116,8 @@ type series struct {
 	tcp *tcpCounts
 	// id is the series' index in Aggregator.byID.
 	id uint32
-	// values are the series' key values as text, in group-by order.
+	// values are the series' key values as text, in group-by order; nil
+	// until the series is first read (sortSeries).
 	values []string
 	// key is the series' key; zero for the overflow series.
 	key seriesKey
@@ -301,8 +302,10 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 		// One place is kept for the overflow series: with it, there are
 		// never more than MaxSeries.
 		if len(a.series) < a.cfg.MaxSeries-1 {
+			// The label values are made when the series is first
+			// read (sortSeries), not here: in a burst of distinct
+			// flows, every event would pay for text nobody reads yet.
 			s = a.newSeries()
-			s.values = a.values(&k, false)
 			s.key = k
 			a.series[k] = s
 			a.added = append(a.added, s)

@@ -177,3 +177,22 @@ func processCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkAddNewSeries measures what an ended flow costs when it makes a
+// series of its own, as with --conntrack.group-by=family,proto,src,sport,dport:
+// the cost per event of a burst of distinct flows.
+func BenchmarkAddNewSeries(b *testing.B) {
+	const batch = 1024
+	a := mustAggregator(b, Config{GroupBy: []Key{KeyFamily, KeyProto, KeySrc, KeySPort, KeyDPort}, MaxSeries: 1 << 30})
+	ds := benchFlows(batch, 1000)
+	b.ReportAllocs()
+	n := uint32(0)
+	for b.Loop() {
+		for i := range ds {
+			n++
+			ds[i].Src = netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)})
+		}
+		a.AddBatch(ds)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/series")
+}

@@ -174,6 +174,9 @@ func (a *Aggregator) sortSeries() {
 	if len(a.added) == 0 {
 		return
 	}
+	for _, s := range a.added {
+		s.values = a.values(&s.key, false)
+	}
 	cmpSeries := func(x, y *series) int { return a.compare(&x.key, &y.key) }
 	slices.SortFunc(a.added, cmpSeries)
 	// Merge from the end, in place: a.order grows by what was added.

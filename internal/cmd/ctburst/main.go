@@ -44,6 +44,7 @@ var (
 	exporter = flag.String("exporter", "./netfilter_exporter", "exporter binary")
 	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
 	settle   = flag.Duration("settle", 3*time.Second, "a listener that counted nothing new for this long is done")
+	poll     = flag.Duration("poll", 10*time.Millisecond, "how often the listener's count is read while it drains (for the exporter, a whole /metrics scrape: raise it with many series, where scrapes this often would take the CPU the listener needs)")
 	limit    = flag.Duration("timeout", 60*time.Second, "longest wait for a listener to drain")
 	acct     = flag.Bool("acct", false, "turn nf_conntrack_acct and nf_conntrack_timestamp on in the namespace before creating the flows, so that every event carries counters and timestamps, as in production")
 	runs     = flag.Int("runs", 1, "measure every listener this many times, in turn, and print the median and range of each")
@@ -274,7 +275,7 @@ func measure(tool string) (r result, err error) {
 
 	last, lastChange := int64(0), time.Now()
 	for time.Since(flushStart) < *limit {
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(*poll)
 		c := l.count()
 		if c < 0 || c != last {
 			lastChange = time.Now()
