@@ -136,11 +136,11 @@ func (r *renderer) maybeFlush() {
 // problem records something left out of the output. Only the first few are
 // kept; the rest are counted.
 func (r *renderer) problem(err error) {
-	r.problems2(err, 1)
+	r.problemN(err, 1)
 }
 
-// problems2 records n samples left out for the same reason.
-func (r *renderer) problems2(err error, n int) {
+// problemN records n samples left out for one reason.
+func (r *renderer) problemN(err error, n int) {
 	if len(r.problems) < 10 {
 		r.problems = append(r.problems, err)
 	}
@@ -264,7 +264,7 @@ func groupFamilies(snap *tree.Snapshot, r *renderer) []*family {
 			}
 			col, err := checkColumn(t, c)
 			if err != nil {
-				r.problems2(err, len(t.Rows))
+				r.problemN(err, len(t.Rows))
 				continue
 			}
 			if tab == nil {
@@ -287,7 +287,7 @@ func groupFamilies(snap *tree.Snapshot, r *renderer) []*family {
 					}
 				}
 			}
-			r.problems2(tab.err, tab.nBad*cols)
+			r.problemN(tab.err, tab.nBad*cols)
 		}
 	}
 	// The loops above only counted; fill every family's
