@@ -509,36 +509,34 @@ func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
 		}
 		return true
 	}
+	// visit sweeps r and counts it if it stays; closing reports that it was
+	// closed out just now, for the caller to count the rest of its flow.
+	visit := func(r *record) (keep, closing bool) {
+		was := r.state
+		if !sweep(r) {
+			return false, false
+		}
+		if r.state == stateLive || r.state == stateGone {
+			tracked++
+		} else {
+			tombs++
+		}
+		return true, was == stateGone && r.state == stateClosed
+	}
 	var d Delta
 	l.v4.sweep(func(k *key4, r *record) bool {
-		was := r.state
-		if !sweep(r) {
-			return false
-		}
-		if was == stateGone && r.state == stateClosed {
+		keep, closing := visit(r)
+		if closing {
 			a.closeOut(entryOf(FamilyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, r), r, &d, ttlNow)
 		}
-		if r.state == stateLive || r.state == stateGone {
-			tracked++
-		} else {
-			tombs++
-		}
-		return true
+		return keep
 	}, complete)
 	l.v6.sweep(func(k *key6, r *record) bool {
-		was := r.state
-		if !sweep(r) {
-			return false
-		}
-		if was == stateGone && r.state == stateClosed {
+		keep, closing := visit(r)
+		if closing {
 			a.closeOut(entryOf(FamilyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, r), r, &d, ttlNow)
 		}
-		if r.state == stateLive || r.state == stateGone {
-			tracked++
-		} else {
-			tombs++
-		}
-		return true
+		return keep
 	}, complete)
 	l.stats.TableBytes = l.v4.bytes() + l.v6.bytes()
 	l.stats.Tracked, l.stats.Tombstones = tracked, tombs
