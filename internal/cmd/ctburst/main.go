@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/ctload"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/proc"
 )
 
 var (
@@ -243,7 +244,7 @@ func measure(tool string) (r result, err error) {
 		return r, fmt.Errorf("table holds %d entries after creating %d (%v)", got, *n, err)
 	}
 
-	cpu0, err := cpuTime(l.pid())
+	cpu0, err := proc.CPUTime(l.pid())
 	if err != nil {
 		return r, err
 	}
@@ -292,45 +293,13 @@ func measure(tool string) (r result, err error) {
 	}
 	r.counted = last
 	r.drain = lastChange.Sub(flushStart)
-	cpu1, err := cpuTime(l.pid())
+	cpu1, err := proc.CPUTime(l.pid())
 	if err != nil {
 		return r, err
 	}
 	r.cpu = cpu1 - cpu0
-	r.peakRSS, err = peakRSS(l.pid())
+	r.peakRSS, err = proc.StatusMB(l.pid(), "VmHWM")
 	return r, err
-}
-
-// cpuTime is the user plus system time of a process.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const ticks = 100 // USER_HZ
-	if os.Getenv("CTBURST_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "pid %d: user %d sys %d ticks\n", pid, utime, stime)
-	}
-	return time.Duration(utime+stime) * time.Second / ticks, nil
-}
-
-// peakRSS is the high-water mark of a process's resident memory, in MB.
-func peakRSS(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024, err
-		}
-	}
-	return 0, errors.New("no VmHWM")
 }
 
 // process is a listener that is a child process.

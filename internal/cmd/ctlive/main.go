@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/ctload"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/proc"
 )
 
 var (
@@ -112,7 +113,7 @@ func run() error {
 	fmt.Printf("a dump listed them all %v after they were created\n", time.Since(start).Round(time.Millisecond))
 
 	pid := cmd.Process.Pid
-	cpu0, err := cpuTime(pid)
+	cpu0, err := proc.CPUTime(pid)
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func run() error {
 		latencies = append(latencies, time.Since(s))
 	}
 	elapsed := time.Since(t0)
-	cpu1, err := cpuTime(pid)
+	cpu1, err := proc.CPUTime(pid)
 	if err != nil {
 		return err
 	}
@@ -139,7 +140,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	hwm, err := peakRSS(pid)
+	hwm, err := proc.StatusMB(pid, "VmHWM")
 	if err != nil {
 		return err
 	}
@@ -172,7 +173,7 @@ func run() error {
 	if got := m.sum("netfilter_conntrack_flows_total"); got != float64(*n) {
 		return fmt.Errorf("%v flows counted as ended, want %d", got, *n)
 	}
-	if hwm, err = peakRSS(pid); err == nil {
+	if hwm, err = proc.StatusMB(pid, "VmHWM"); err == nil {
 		fmt.Printf("peak RSS after the flush: %.1f MB\n", hwm)
 	}
 	return nil
@@ -223,32 +224,4 @@ func waitFor(url string, timeout time.Duration, cond func(metrics) bool) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// cpuTime returns the processor time of a process.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100, nil
-}
-
-// peakRSS is the high-water mark of a process's resident memory, in MB.
-func peakRSS(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024, err
-		}
-	}
-	return 0, errors.New("no VmHWM")
 }
