@@ -535,36 +535,30 @@ func (r *renderer) histogram(d *tree.Desc, s *tree.Sample) {
 	infSeen := false
 	for _, b := range bounds {
 		le = appendLe(le[:0], b, r.format)
-		r.buf = append(r.buf, d.Name...)
-		r.buf = append(r.buf, "_bucket"...)
-		r.buf = r.appendLabels(r.buf, s, string(le))
-		r.buf = append(r.buf, ' ')
-		r.buf = r.appendCount(r.buf, h.Buckets[b])
-		r.buf = append(r.buf, '\n')
+		r.lineStart(d.Name, "_bucket", s, string(le))
+		r.buf = append(r.appendCount(r.buf, h.Buckets[b]), '\n')
 		if math.IsInf(b, +1) {
 			infSeen = true
 		}
 	}
 	if !infSeen {
-		r.buf = append(r.buf, d.Name...)
-		r.buf = append(r.buf, "_bucket"...)
-		r.buf = r.appendLabels(r.buf, s, "+Inf")
-		r.buf = append(r.buf, ' ')
-		r.buf = r.appendCount(r.buf, h.Count)
-		r.buf = append(r.buf, '\n')
+		r.lineStart(d.Name, "_bucket", s, "+Inf")
+		r.buf = append(r.appendCount(r.buf, h.Count), '\n')
 	}
-	r.buf = append(r.buf, d.Name...)
-	r.buf = append(r.buf, "_sum"...)
-	r.buf = r.appendLabels(r.buf, s, "")
+	r.lineStart(d.Name, "_sum", s, "")
+	r.buf = append(r.appendValue(r.buf, h.Sum), '\n')
+	r.lineStart(d.Name, "_count", s, "")
+	r.buf = append(r.appendCount(r.buf, h.Count), '\n')
+}
+
+// lineStart appends the start of a sample line of a histogram: its name
+// with suffix, its labels (with le when not empty) and the space before
+// the value.
+func (r *renderer) lineStart(name, suffix string, s *tree.Sample, le string) {
+	r.buf = append(r.buf, name...)
+	r.buf = append(r.buf, suffix...)
+	r.buf = r.appendLabels(r.buf, s, le)
 	r.buf = append(r.buf, ' ')
-	r.buf = r.appendValue(r.buf, h.Sum)
-	r.buf = append(r.buf, '\n')
-	r.buf = append(r.buf, d.Name...)
-	r.buf = append(r.buf, "_count"...)
-	r.buf = r.appendLabels(r.buf, s, "")
-	r.buf = append(r.buf, ' ')
-	r.buf = r.appendCount(r.buf, h.Count)
-	r.buf = append(r.buf, '\n')
 }
 
 // validSample reports whether s can be served, after reporting why not.
