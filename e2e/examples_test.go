@@ -42,7 +42,6 @@ func TestExamplesAreChecked(t *testing.T) {
 		"netfilter_exporter.socket":       {"TestExampleSystemdUnit", "TestExampleSystemdSocketActivation"},
 		"netfilter_exporter-socket.conf":  {"TestExampleSystemdUnit", "TestExampleSystemdSocketActivation"},
 		"daemonset.yaml":                  {"TestExampleKubernetes"},
-		"ulogd2-migration.md":             {"TestDocumentedCommands"},
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
@@ -381,7 +380,7 @@ func findPid(t *testing.T, path string) int {
 // TestExampleAlertRules runs promtool on the rules and their unit tests, and
 // checks what promtool does not: every alert waits (for:, and a comment
 // where it does not), says what and why (summary, description), links to
-// its runbook section in the README, and is tested both firing and not.
+// its runbook section in docs/alerts.md, and is tested both firing and not.
 func TestExampleAlertRules(t *testing.T) {
 	netnstest.RequireTools(t, "promtool")
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
@@ -422,7 +421,7 @@ func TestExampleAlertRules(t *testing.T) {
 			}
 		}
 	}
-	readme := string(mustRead(t, "README.md"))
+	runbook := string(mustRead(t, "docs/alerts.md"))
 	n := 0
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
@@ -441,11 +440,11 @@ func TestExampleAlertRules(t *testing.T) {
 				}
 			}
 			anchor := "#" + strings.ToLower(name)
-			if u, _ := ann["runbook_url"].(string); !strings.HasSuffix(u, anchor) {
-				t.Errorf("%s: runbook_url %q does not point at README%s", name, u, anchor)
+			if u, _ := ann["runbook_url"].(string); !strings.HasSuffix(u, "/docs/alerts.md"+anchor) {
+				t.Errorf("%s: runbook_url %q does not point at docs/alerts.md%s", name, u, anchor)
 			}
-			if !strings.Contains(readme, "\n#### "+name+"\n") {
-				t.Errorf("README has no runbook section #### %s", name)
+			if !strings.Contains(runbook, "\n## "+name+"\n") {
+				t.Errorf("docs/alerts.md has no runbook section ## %s", name)
 			}
 			if !firing[name] || !quiet[name] {
 				t.Errorf("%s is not tested both firing (%v) and not firing (%v) in alerts_test.yml", name, firing[name], quiet[name])
@@ -464,10 +463,15 @@ func TestExampleAlertRules(t *testing.T) {
 	}
 }
 
-// checkArgs runs the exporter with args, as given, and --config.check.
+// checkArgs runs the exporter with args, as given, and --config.check
+// (unless they hold it already).
 func checkArgs(t *testing.T, args []string) {
 	t.Helper()
-	out, err := exec.Command(binary, append(append([]string{}, args...), "--config.check")...).CombinedOutput()
+	args = append([]string{}, args...)
+	if !slices.Contains(args, "--config.check") {
+		args = append(args, "--config.check")
+	}
+	out, err := exec.Command(binary, args...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "configuration OK") {
 		t.Errorf("%s %s --config.check: %v\n%s", exporterName, strings.Join(args, " "), err, out)
 	}
@@ -551,14 +555,18 @@ func documentedCommands(t *testing.T, path string) [][]string {
 	return cmds
 }
 
-// TestDocumentedCommands runs every exporter command of the README and the
-// ulogd2 migration page as written, with --config.check: every flag must
+// TestDocumentedCommands runs every exporter command of the README and of
+// the pages of docs/ as written, with --config.check: every flag must
 // exist and every file it names must be there. The paths mapped are where
 // the README installs examples/config.yml, and --netns (to the exporter's
 // own namespace).
 func TestDocumentedCommands(t *testing.T) {
 	total := 0
-	for _, doc := range []string{"README.md", "examples/ulogd2-migration.md"} {
+	pages, err := filepath.Glob("docs/*.md")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no pages in docs/ (%v)", err)
+	}
+	for _, doc := range append([]string{"README.md"}, pages...) {
 		cmds := documentedCommands(t, doc)
 		total += len(cmds)
 		for _, args := range cmds {

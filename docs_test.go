@@ -1,0 +1,108 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// markdownLink matches an inline Markdown link's target: [text](target).
+var markdownLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// headingSlug returns the anchor GitHub gives a Markdown heading: lower
+// case, punctuation other than '-' and '_' removed, spaces made '-'.
+func headingSlug(h string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(h)) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('0' <= r && r <= '9'):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// anchors returns the heading anchors of a Markdown file, fenced code left
+// out.
+func anchors(text string) map[string]bool {
+	a := make(map[string]bool)
+	fenced := false
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			fenced = !fenced
+			continue
+		}
+		if fenced || !strings.HasPrefix(l, "#") {
+			continue
+		}
+		a[headingSlug(strings.TrimLeft(l, "#"))] = true
+	}
+	return a
+}
+
+// docFiles returns the README and every page of docs/.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	pages, err := filepath.Glob("docs/*.md")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no pages in docs/ (%v)", err)
+	}
+	return append([]string{"README.md"}, pages...)
+}
+
+// TestDocsLinks keeps every relative link of the README and of docs/ true:
+// the file it names exists and, where it names an anchor, the page has that
+// heading.
+func TestDocsLinks(t *testing.T) {
+	cache := map[string]map[string]bool{}
+	for _, doc := range docFiles(t) {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range markdownLink.FindAllStringSubmatch(string(text), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, anchor, _ := strings.Cut(target, "#")
+			path := doc
+			if file != "" {
+				path = filepath.Join(filepath.Dir(doc), file)
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s: link %s: %v", doc, target, err)
+				continue
+			}
+			if anchor == "" || !strings.HasSuffix(path, ".md") {
+				continue
+			}
+			if cache[path] == nil {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cache[path] = anchors(string(b))
+			}
+			if !cache[path][anchor] {
+				t.Errorf("%s: link %s: %s has no heading #%s", doc, target, path, anchor)
+			}
+		}
+	}
+}
+
+// TestREADMEIsAFrontDoor keeps the README short enough to read at the door:
+// the depth belongs in docs/.
+func TestREADMEIsAFrontDoor(t *testing.T) {
+	fi, err := os.Stat("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 30*1024 {
+		t.Errorf("README.md is %d bytes, more than 30 KiB: move the depth to docs/", fi.Size())
+	}
+}
