@@ -135,7 +135,11 @@ func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
 	set := collector.NewSet(k.open(tasks.Context(), h), s.Collectors.Timeout, logger)
 	k.set = set
 	defer k.close()
-	logger.Info("collectors enabled", "collectors", strings.Join(set.Names(), ","), "netns", ns.Path())
+	watched := ns.Path()
+	if watched == "" {
+		watched = "the exporter's own"
+	}
+	logger.Info("collectors enabled", "collectors", strings.Join(set.Names(), ","), "netns", watched)
 	if ns.Path() != "" {
 		tasks.Go("network namespace follower", k.follow(ns))
 	}

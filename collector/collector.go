@@ -7,10 +7,11 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -42,9 +43,18 @@ type Set struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	now        func() time.Time
-	// answered holds, per collector name, whether its Update has returned
-	// at least once, successfully or not.
-	answered map[string]*atomic.Bool
+	// statusMu guards status: per collector name, whether its Update has
+	// succeeded once, and its latest error.
+	statusMu sync.Mutex
+	status   map[string]*status
+}
+
+// status is what readiness knows of one collector.
+type status struct {
+	succeeded bool
+	// err is the latest update's error; nil before the first answer and
+	// after a success.
+	err error
 }
 
 // NewSet returns a Set of the collectors given by name. timeout bounds each
@@ -56,11 +66,11 @@ func NewSet(collectors map[string]Collector, timeout time.Duration, logger *slog
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	answered := make(map[string]*atomic.Bool, len(names))
+	st := make(map[string]*status, len(names))
 	for _, n := range names {
-		answered[n] = new(atomic.Bool)
+		st[n] = new(status)
 	}
-	return &Set{names: names, collectors: collectors, timeout: timeout, logger: logger, now: time.Now, answered: answered}
+	return &Set{names: names, collectors: collectors, timeout: timeout, logger: logger, now: time.Now, status: st}
 }
 
 // Names returns the names of the collectors in the Set, sorted.
@@ -68,18 +78,40 @@ func (s *Set) Names() []string {
 	return slices.Clone(s.names)
 }
 
-// Pending returns the names of the collectors whose Update has not yet
-// returned once, sorted. A collector that failed or panicked has answered;
-// one that has not returned, even after its snapshot gave up on it, has
-// not. The exporter is ready when nothing is pending.
-func (s *Set) Pending() []string {
-	var pending []string
+// NotReady returns, sorted by collector name, one line for each collector
+// that has not yet succeeded once: its name and why (its latest error, or
+// that it has not answered yet). The exporter is ready when it returns
+// none. Once a collector has succeeded it stays ready: a later failure
+// shows in netfilter_exporter_collector_success, not in readiness.
+func (s *Set) NotReady() []string {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	var out []string
 	for _, n := range s.names {
-		if !s.answered[n].Load() {
-			pending = append(pending, n)
+		st := s.status[n]
+		switch {
+		case st.succeeded:
+		case st.err != nil:
+			out = append(out, n+": "+firstLine(st.err.Error(), maxReasonLen))
+		default:
+			out = append(out, n+": no answer yet")
 		}
 	}
-	return pending
+	return out
+}
+
+// maxReasonLen bounds the reason NotReady gives for one collector.
+const maxReasonLen = 300
+
+// firstLine returns the first line of s, cut to at most n bytes.
+func firstLine(s string, n int) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return s
 }
 
 type result struct {
@@ -197,9 +229,15 @@ func (s *Set) run(ctx context.Context, name string, c Collector) (r result) {
 		if p := recover(); p != nil {
 			r.err = fmt.Errorf("%w: %v\n%s", errPanic, p, debug.Stack())
 		}
+		// A permission error names the capability that is missing.
+		r.err = netns.CapabilityHint(r.err, "CAP_NET_ADMIN")
 		r.duration = s.now().Sub(start)
 		r.samples = b
-		s.answered[name].Store(true)
+		s.statusMu.Lock()
+		st := s.status[name]
+		st.succeeded = st.succeeded || r.err == nil
+		st.err = r.err
+		s.statusMu.Unlock()
 	}()
 	r.err = c.Update(ctx, b)
 	return r

@@ -3,9 +3,12 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,30 +82,42 @@ func TestSetSnapshotPaths(t *testing.T) {
 	}
 }
 
-func TestSetPendingUntilEveryCollectorAnswered(t *testing.T) {
+func TestSetNotReadyUntilEveryCollectorSucceeded(t *testing.T) {
 	release := make(chan struct{})
 	slow := collectorFunc(func(ctx context.Context, _ *tree.Builder) error {
 		<-release // answers only when the test says so, whatever its deadline
 		return nil
 	})
-	failing := collectorFunc(func(context.Context, *tree.Builder) error { return errors.New("operation not permitted") })
+	var fail atomic.Bool
+	fail.Store(true)
+	flaky := collectorFunc(func(context.Context, *tree.Builder) error {
+		if fail.Load() {
+			return fmt.Errorf("dumping: %w", syscall.EPERM)
+		}
+		return nil
+	})
 	panicking := collectorFunc(func(context.Context, *tree.Builder) error { panic("boom") })
-	set := NewSet(map[string]Collector{"slow": slow, "failing": failing, "panicking": panicking}, 50*time.Millisecond, discard)
+	set := NewSet(map[string]Collector{"slow": slow, "flaky": flaky, "panicking": panicking}, 50*time.Millisecond, discard)
 
-	if got := strings.Join(set.Pending(), ","); got != "failing,panicking,slow" {
-		t.Errorf("before any snapshot Pending() = %q, want every collector", got)
+	want := "flaky: no answer yet|panicking: no answer yet|slow: no answer yet"
+	if got := strings.Join(set.NotReady(), "|"); got != want {
+		t.Errorf("before any snapshot NotReady() = %q, want %q", got, want)
 	}
 	set.Snapshot(context.Background()) // gives up on slow after 50ms
-	if got := strings.Join(set.Pending(), ","); got != "slow" {
-		t.Errorf("after a snapshot that timed out on slow, Pending() = %q, want slow: failures are answers, a timeout is not", got)
+	want = "flaky: dumping: operation not permitted (it needs CAP_NET_ADMIN)|panicking: collector panicked: boom|slow: no answer yet"
+	if got := strings.Join(set.NotReady(), "|"); got != want {
+		t.Errorf("after a snapshot where flaky failed, NotReady() = %q, want %q: a failure is not ready, and says why in one line", got, want)
 	}
+	fail.Store(false)
 	close(release)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(set.Pending()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	set.Snapshot(context.Background())
+	if got := strings.Join(set.NotReady(), "|"); got != "panicking: collector panicked: boom" {
+		t.Errorf("after flaky and slow succeeded, NotReady() = %q, want only panicking", got)
 	}
-	if p := set.Pending(); len(p) != 0 {
-		t.Errorf("after slow returned, Pending() = %q, want none", p)
+	fail.Store(true)
+	set.Snapshot(context.Background())
+	if got := strings.Join(set.NotReady(), "|"); got != "panicking: collector panicked: boom" {
+		t.Errorf("after flaky failed again, NotReady() = %q: a collector that has succeeded once stays ready", got)
 	}
 }
 

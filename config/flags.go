@@ -35,6 +35,10 @@ type Flags struct {
 	Nftables         bool
 	Conntrack        bool
 	ConntrackStats   bool
+	// DisableDefaults turns off every collector not enabled by its own
+	// flag; the *Set fields say which flags were given.
+	DisableDefaults                                  bool
+	nfacctSet, nftablesSet, conntrackSet, ctStatsSet bool
 
 	ConfigFile string
 
@@ -84,10 +88,11 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("netns", "Network namespace file to watch instead of the exporter's own, e.g. /var/run/netns/fw. The exporter follows it: when the namespace is deleted its collectors fail, and when one appears again at the path they reopen in it.").PlaceHolder("PATH").StringVar(&f.NetNS)
 	app.Flag("collector.timeout", "Longest time one snapshot of all collectors may take.").Default("10s").DurationVar(&f.CollectorTimeout)
 	app.Flag("collector.netlink-timeout", "Deadline of one netlink request (nfacct dump, nftables dump, conntrack statistics), and of each read of a conntrack table dump.").Default("5s").DurationVar(&f.NetlinkTimeout)
-	app.Flag("collector.nfacct", "Enable the nfacct collector (nfnetlink_acct objects).").Default("true").BoolVar(&f.Nfacct)
-	app.Flag("collector.nftables", "Enable the nftables collector (nf_tables named counters and quotas of every table).").Default("true").BoolVar(&f.Nftables)
-	app.Flag("collector.conntrack", "Enable the conntrack collector (flows counted while they run and when they end).").Default("true").BoolVar(&f.Conntrack)
-	app.Flag("collector.conntrack_stats", "Enable the conntrack table statistics collector.").Default("true").BoolVar(&f.ConntrackStats)
+	app.Flag("collector.disable-defaults", "Run only the collectors enabled by their own flag, e.g. --collector.disable-defaults --collector.nfacct.").BoolVar(&f.DisableDefaults)
+	app.Flag("collector.nfacct", "Enable the nfacct collector (nfnetlink_acct objects).").Default("true").IsSetByUser(&f.nfacctSet).BoolVar(&f.Nfacct)
+	app.Flag("collector.nftables", "Enable the nftables collector (nf_tables named counters and quotas of every table).").Default("true").IsSetByUser(&f.nftablesSet).BoolVar(&f.Nftables)
+	app.Flag("collector.conntrack", "Enable the conntrack collector (flows counted while they run and when they end).").Default("true").IsSetByUser(&f.conntrackSet).BoolVar(&f.Conntrack)
+	app.Flag("collector.conntrack_stats", "Enable the conntrack table statistics collector.").Default("true").IsSetByUser(&f.ctStatsSet).BoolVar(&f.ConntrackStats)
 
 	app.Flag("config.file", "YAML file with named networks, port lists and filters for conntrack accounting.").PlaceHolder("FILE").StringVar(&f.ConfigFile)
 

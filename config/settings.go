@@ -48,6 +48,18 @@ type Web struct {
 	ScrapeTimeout time.Duration
 }
 
+// collectors returns which collectors run: each as its flag says, and with
+// --collector.disable-defaults only those whose flag was given (and true).
+func (f *Flags) collectors() Collectors {
+	on := func(v, set bool) bool { return v && (set || !f.DisableDefaults) }
+	return Collectors{
+		Nfacct:         on(f.Nfacct, f.nfacctSet),
+		Nftables:       on(f.Nftables, f.nftablesSet),
+		Conntrack:      on(f.Conntrack, f.conntrackSet),
+		ConntrackStats: on(f.ConntrackStats, f.ctStatsSet),
+	}
+}
+
 // Collectors say which collectors run and how long they may take.
 type Collectors struct {
 	Nfacct, Nftables, Conntrack, ConntrackStats bool
@@ -106,7 +118,7 @@ func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
 		}
 		h.Close()
 	}
-	s.Collectors = Collectors{Nfacct: f.Nfacct, Nftables: f.Nftables, Conntrack: f.Conntrack, ConntrackStats: f.ConntrackStats}
+	s.Collectors = f.collectors()
 	if s.Collectors.Timeout, err = duration("--collector.timeout", f.CollectorTimeout, time.Millisecond, maxTimeout); err != nil {
 		return nil, err
 	}

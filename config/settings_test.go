@@ -106,6 +106,32 @@ func TestSettingsDefaults(t *testing.T) {
 	}
 }
 
+func TestSettingsDisableDefaults(t *testing.T) {
+	tests := []struct {
+		args []string
+		want Collectors
+	}{
+		{nil, Collectors{Nfacct: true, Nftables: true, Conntrack: true, ConntrackStats: true}},
+		{[]string{"--no-collector.conntrack"}, Collectors{Nfacct: true, Nftables: true, ConntrackStats: true}},
+		{[]string{"--collector.disable-defaults"}, Collectors{}},
+		{[]string{"--collector.disable-defaults", "--collector.nfacct"}, Collectors{Nfacct: true}},
+		{[]string{"--collector.nfacct", "--collector.disable-defaults", "--collector.conntrack_stats"}, Collectors{Nfacct: true, ConntrackStats: true}},
+		{[]string{"--collector.disable-defaults", "--no-collector.nfacct", "--collector.nftables"}, Collectors{Nftables: true}},
+	}
+	for _, tt := range tests {
+		s, err := settings(t, tt.args...)
+		if err != nil {
+			t.Errorf("%q: %v", tt.args, err)
+			continue
+		}
+		got := s.Collectors
+		got.Timeout, got.NetlinkTimeout = 0, 0
+		if got != tt.want {
+			t.Errorf("%q: collectors %+v, want %+v", tt.args, got, tt.want)
+		}
+	}
+}
+
 func TestSettingsErrorsAreFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--collector.timeout=0s"},

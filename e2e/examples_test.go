@@ -657,6 +657,29 @@ func TestWithoutPrivilegesCollectorsFailAlone(t *testing.T) {
 	if !strings.Contains(log.String(), "operation not permitted") {
 		t.Errorf("the log does not say why the collectors fail:\n%s", log.String())
 	}
+	// Not ready while every collector fails, and the body says why, in
+	// words an operator acts on: the capability that is missing.
+	resp, err := http.Get("http://" + addr + "/-/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/-/ready answered %d without CAP_NET_ADMIN, want 503:\n%s", resp.StatusCode, b)
+	}
+	for _, name := range []string{"conntrack", "conntrack_stats", "nfacct", "nftables"} {
+		want := "- " + name + ": "
+		i := strings.Index(string(b), want)
+		if i < 0 {
+			t.Errorf("/-/ready does not name %s:\n%s", name, b)
+			continue
+		}
+		line, _, _ := strings.Cut(string(b[i:]), "\n")
+		if !strings.Contains(line, "(it needs CAP_NET_ADMIN)") {
+			t.Errorf("/-/ready's reason for %s does not name the capability: %q", name, line)
+		}
+	}
 }
 
 // waitMetrics returns the body of the first successful GET of url within

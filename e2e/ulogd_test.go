@@ -137,7 +137,7 @@ func TestUlogd2SideBySide(t *testing.T) {
 		sink := newPlaintextSink(t, ns, "127.0.0.1:2003")
 		startUlogdNfacct(t, ns, "127.0.0.1:2003", "ulogd.nfacct", "zerocounter=0")
 		ns.Start(t, os.Stderr, binary, "--web.listen-address=127.0.0.1:9862",
-			"--no-collector.conntrack", "--no-collector.conntrack_stats",
+			"--collector.disable-defaults", "--collector.nfacct",
 			"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s", "--graphite.prefix=netfilter")
 		traffic(t, ns)
 		var want map[string]string
@@ -166,6 +166,13 @@ func TestUlogd2SideBySide(t *testing.T) {
 		delete(exporter, "objects")
 		if u := sink.under("ulogd.nfacct"); len(u) != len(exporter) {
 			t.Errorf("ulogd2 sends paths %v, the exporter %v", u, exporter)
+		}
+		// With --collector.disable-defaults --collector.nfacct nothing but
+		// those paths and the exporter's own health is sent.
+		for p := range sink.under("netfilter") {
+			if !strings.HasPrefix(p, "nfacct.") && !strings.HasPrefix(p, "exporter.") {
+				t.Errorf("the exporter sends netfilter.%s, which is neither ulogd2's nor its own health", p)
+			}
 		}
 	})
 

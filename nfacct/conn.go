@@ -74,7 +74,7 @@ func dial(cfg *Config) (*netlink.Conn, error) {
 	}
 	if err := sizeDumps(c, cfg.timeout()); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("sizing the netlink dump messages: %w", err)
+		return nil, fmt.Errorf("opening the nfacct socket: %w", err)
 	}
 	return c, nil
 }
@@ -128,7 +128,9 @@ func sizeDumps(c *netlink.Conn, timeout time.Duration) error {
 		return fmt.Errorf("%w: %d messages, the first of type %d", errNoAck, len(msgs), msgs[0].Header.Type)
 	}
 	if code := int32(binary.NativeEndian.Uint32(msgs[0].Data[:4])); code != 0 {
-		return fmt.Errorf("%w: %w", errNoAck, syscall.Errno(-code))
+		// The kernel checks permissions on the first request: say so in
+		// plain words (EPERM: the process lacks CAP_NET_ADMIN).
+		return fmt.Errorf("the kernel refused its first request: %w", syscall.Errno(-code))
 	}
 	return nil
 }

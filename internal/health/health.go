@@ -17,9 +17,9 @@ const (
 
 // Readiness tells what the exporter still waits for; *collector.Set is one.
 type Readiness interface {
-	// Pending returns the names of what has not answered yet; none means
-	// ready.
-	Pending() []string
+	// NotReady returns one line for each part that is not ready yet,
+	// naming it and saying why; none means ready.
+	NotReady() []string
 }
 
 // Healthy returns a handler that answers 200 to GET and HEAD while the
@@ -35,17 +35,18 @@ func Healthy(name string) http.Handler {
 	})
 }
 
-// Ready returns a handler that answers 200 to GET and HEAD once r has
-// nothing pending, and 503, naming what is pending, until then.
+// Ready returns a handler that answers 200 to GET and HEAD once r reports
+// nothing not ready, and 503, with a line for each part not ready and why,
+// until then.
 func Ready(name string, r Readiness) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if !allowed(w, req) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if pending := r.Pending(); len(pending) > 0 {
+		if waiting := r.NotReady(); len(waiting) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "%s is not ready: waiting for the first answer of collectors %s.\n", name, strings.Join(pending, ", "))
+			fmt.Fprintf(w, "%s is not ready: collectors that have not succeeded yet:\n- %s\n", name, strings.Join(waiting, "\n- "))
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -73,6 +74,6 @@ func Register(mux *http.ServeMux, name string, r Readiness) {
 func LandingLinks() []web.LandingLinks {
 	return []web.LandingLinks{
 		{Address: HealthyPath, Text: "Health", Description: "200 while the exporter serves HTTP (liveness)"},
-		{Address: ReadyPath, Text: "Readiness", Description: "200 once every enabled collector has answered once, 503 before (readiness)"},
+		{Address: ReadyPath, Text: "Readiness", Description: "200 once every enabled collector has succeeded once, 503 with the reasons before (readiness)"},
 	}
 }

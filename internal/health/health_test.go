@@ -15,7 +15,7 @@ type pending struct {
 	names []string
 }
 
-func (p *pending) Pending() []string {
+func (p *pending) NotReady() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.names
@@ -29,7 +29,7 @@ func (p *pending) set(names ...string) {
 
 func TestEndpoints(t *testing.T) {
 	p := &pending{}
-	p.set("conntrack", "nfacct")
+	p.set("conntrack: no answer yet", "nfacct: operation not permitted (it needs CAP_NET_ADMIN)")
 	mux := http.NewServeMux()
 	Register(mux, "Netfilter Exporter", p)
 	srv := httptest.NewServer(mux)
@@ -52,11 +52,12 @@ func TestEndpoints(t *testing.T) {
 		code               int
 		body               string
 	}{
-		{"healthy while collectors wait", "GET", HealthyPath, []string{"nfacct"}, 200, "Netfilter Exporter is Healthy.\n"},
-		{"not ready while collectors wait", "GET", ReadyPath, []string{"conntrack", "nfacct"}, 503, "Netfilter Exporter is not ready: waiting for the first answer of collectors conntrack, nfacct.\n"},
+		{"healthy while collectors wait", "GET", HealthyPath, []string{"nfacct: no answer yet"}, 200, "Netfilter Exporter is Healthy.\n"},
+		{"not ready while collectors wait or fail", "GET", ReadyPath, []string{"conntrack: no answer yet", "nfacct: operation not permitted (it needs CAP_NET_ADMIN)"}, 503,
+			"Netfilter Exporter is not ready: collectors that have not succeeded yet:\n- conntrack: no answer yet\n- nfacct: operation not permitted (it needs CAP_NET_ADMIN)\n"},
 		{"ready once all answered", "GET", ReadyPath, nil, 200, "Netfilter Exporter is Ready.\n"},
 		{"HEAD ready", "HEAD", ReadyPath, nil, 200, ""},
-		{"HEAD not ready", "HEAD", ReadyPath, []string{"nfacct"}, 503, ""},
+		{"HEAD not ready", "HEAD", ReadyPath, []string{"nfacct: no answer yet"}, 503, ""},
 		{"POST refused", "POST", HealthyPath, nil, 405, "method not allowed\n"},
 	}
 	for _, tt := range tests {
