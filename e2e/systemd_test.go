@@ -97,6 +97,38 @@ func installUnits(t *testing.T, dir string) (service, socket string) {
 // TestExampleSystemdUnit checks the unit's capabilities, its command line,
 // systemd's own verification of the unit, its socket and the socket's
 // drop-in, and the unit's exposure by `systemd-analyze security --offline`.
+// TestExampleSystemdUnitSysctls keeps the unit's boot-time sysctl recipe
+// equal to the README's Kernel prerequisites: the same settings, the same
+// values, nothing left out.
+func TestExampleSystemdUnitSysctls(t *testing.T) {
+	setting := regexp.MustCompile(`(net\.netfilter\.[a-z_]+)\s*=\s*(\d+)`)
+	read := func(text string) map[string]string {
+		m := map[string]string{}
+		for _, s := range setting.FindAllStringSubmatch(text, -1) {
+			m[s[1]] = s[2]
+		}
+		return m
+	}
+	readme := string(mustRead(t, "README.md"))
+	i := strings.Index(readme, "## Kernel prerequisites")
+	j := strings.Index(readme[i:], "```ini")
+	k := strings.Index(readme[i+j+6:], "```")
+	if i < 0 || j < 0 || k < 0 {
+		t.Fatal("README has no ini block under Kernel prerequisites")
+	}
+	want := read(readme[i+j : i+j+6+k])
+	var recipe strings.Builder
+	for _, l := range strings.Split(string(mustRead(t, unitFile)), "\n") {
+		if strings.HasPrefix(l, "#") && strings.Contains(l, "net.netfilter.") {
+			recipe.WriteString(l + "\n")
+		}
+	}
+	got := read(recipe.String())
+	if len(want) != 3 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s sets %v at boot, the README %v", unitFile, got, want)
+	}
+}
+
 func TestExampleSystemdUnit(t *testing.T) {
 	netnstest.RequireTools(t, "systemd-analyze")
 	kv := unitSettings(t, unitFile)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -188,4 +189,97 @@ func TestUlogd2SideBySide(t *testing.T) {
 			return ""
 		})
 	})
+}
+
+// ulogdPluginDir is where the migration page's configurations load
+// ulogd2's plugins from (Debian's path on amd64).
+const ulogdPluginDir = "/usr/lib/x86_64-linux-gnu/ulogd"
+
+// TestUlogd2DocumentedConfigs loads every ulogd2 configuration of the
+// migration page, as written, into a real ulogd2 2.0.8, and checks that it
+// does what the page says it does: the NFACCT stacks send the objects'
+// counters to carbon under their prefix, the NFCT stack writes a line per
+// ended flow. Only the plugin directory (where this machine's differs), the
+// files under /var/log/ulogd/ (to a test directory) and the poll interval
+// (60 s to 1 s) are changed.
+func TestUlogd2DocumentedConfigs(t *testing.T) {
+	netnstest.Require(t, "ulogd", "nfacct", "conntrack")
+	const page = "docs/ulogd2-migration.md"
+	var configs []string
+	inINI := false
+	var cur strings.Builder
+	for _, l := range strings.Split(string(mustRead(t, page)), "\n") {
+		switch {
+		case strings.TrimSpace(l) == "```ini":
+			inINI = true
+			cur.Reset()
+		case inINI && strings.HasPrefix(strings.TrimSpace(l), "```"):
+			inINI = false
+			if strings.Contains(cur.String(), "stack=") {
+				configs = append(configs, cur.String())
+			}
+		case inINI:
+			cur.WriteString(l + "\n")
+		}
+	}
+	if len(configs) < 3 {
+		t.Fatalf("%s has %d ulogd2 configurations with a stack, want at least 3", page, len(configs))
+	}
+	for i, conf := range configs {
+		if !strings.HasPrefix(conf, "[global]\n") {
+			t.Errorf("configuration %d of %s does not start with [global]: ulogd -c refuses it (\"Fatal error.\")", i+1, page)
+			continue
+		}
+		t.Run(fmt.Sprint(i+1), func(t *testing.T) {
+			ns := netnstest.New(t)
+			dir := t.TempDir()
+			run := strings.ReplaceAll(conf, ulogdPluginDir, ulogdPlugins(t))
+			run = strings.ReplaceAll(run, "/var/log/ulogd/", dir+"/")
+			run = strings.ReplaceAll(run, "pollinterval=60", "pollinterval=1")
+			file := filepath.Join(dir, "ulogd.conf")
+			if err := os.WriteFile(file, []byte(run), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			logs := func() string {
+				b, _ := os.ReadFile(filepath.Join(dir, "ulogd.log"))
+				return string(b)
+			}
+			switch {
+			case strings.Contains(conf, ":NFACCT"):
+				prefix := regexp.MustCompile(`prefix="([^"]+)"`).FindStringSubmatch(conf)
+				if prefix == nil {
+					t.Fatal("an NFACCT stack without a GRAPHITE prefix")
+				}
+				ns.Run(t, "nfacct", "add", "doc.web")
+				sink := newPlaintextSink(t, ns, "127.0.0.1:2003")
+				ns.Start(t, os.Stderr, "ulogd", "-c", file)
+				eventually(t, 20*time.Second, func() string {
+					if _, ok := sink.under(prefix[1])["doc.web.pkts"]; !ok {
+						return fmt.Sprintf("carbon got no %s.doc.web.pkts from ulogd2; its log:\n%s", prefix[1], logs())
+					}
+					return ""
+				})
+			case strings.Contains(conf, ":NFCT"):
+				ns.Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_events=1")
+				ns.Start(t, os.Stderr, "ulogd", "-c", file)
+				flows := regexp.MustCompile(`(?m)^file="([^"]+)"`).FindStringSubmatch(run)
+				if flows == nil {
+					t.Fatal("an NFCT stack without a LOGEMU file")
+				}
+				eventually(t, 20*time.Second, func() string {
+					// A flow made and ended through ctnetlink, until ulogd2
+					// (which may still be starting) has logged one.
+					args := []string{"-s", "198.18.7.1", "-d", "198.18.7.2", "-p", "udp", "--sport", "4000", "--dport", "53"}
+					_, _ = ns.Try("conntrack", append([]string{"-I", "-t", "60"}, args...)...)
+					_, _ = ns.Try("conntrack", append([]string{"-D"}, args...)...)
+					if b, _ := os.ReadFile(flows[1]); !strings.Contains(string(b), "198.18.7.1") {
+						return fmt.Sprintf("ulogd2 logged no ended flow to %s; its log:\n%s", flows[1], logs())
+					}
+					return ""
+				})
+			default:
+				t.Fatalf("configuration %d: a stack of neither NFACCT nor NFCT:\n%s", i+1, conf)
+			}
+		})
+	}
 }
