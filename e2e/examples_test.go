@@ -188,6 +188,18 @@ func TestExamplePrometheusConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("promtool check config examples/prometheus.yml: %v\n%s", err, out)
 	}
+	// It loads the alerting rules, every one of them.
+	var rules struct{ Groups []struct{ Rules []map[string]any } }
+	if err := yaml.Unmarshal(mustRead(t, "examples/alerts.yml"), &rules); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range rules.Groups {
+		n += len(g.Rules)
+	}
+	if want := fmt.Sprintf("SUCCESS: %d rules found", n); n == 0 || !strings.Contains(string(out), want) {
+		t.Errorf("promtool check config does not load examples/alerts.yml's %d rules (want %q):\n%s", n, want, out)
+	}
 }
 
 func TestExampleConfig(t *testing.T) {
