@@ -116,7 +116,8 @@ burst: build deps
 
 # A throwaway namespace with nfacct objects, rules and traffic, the exporter
 # on it, live /metrics and Graphite lines; cleaned up on exit or Ctrl-C (root).
-demo: build deps
+demo: build
+	./scripts/install-deps.sh ip iptables nfacct conntrack sysctl python3
 	BIN=./$(BIN) ./scripts/demo.sh
 
 clean:

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -636,6 +638,46 @@ func TestDemo(t *testing.T) {
 		name, _, _ := strings.Cut(ns, " ")
 		if strings.HasPrefix(name, "nfe-demo-") && strings.HasSuffix(name+"\n", own) {
 			t.Errorf("demo left namespace %s behind", name)
+		}
+	}
+}
+
+// TestDemoCtrlC stops make demo's script as a terminal's Ctrl-C does (SIGINT
+// to its whole process group): it must clean up and say so, with no Python
+// traceback or other noise.
+func TestDemoCtrlC(t *testing.T) {
+	netnstest.Require(t, "iptables", "nfacct", "conntrack", "sysctl", "python3")
+	port := func() string { _, p, _ := net.SplitHostPort(freeAddr(t)); return p }
+	cmd := exec.Command("./scripts/demo.sh")
+	cmd.Env = append(os.Environ(), "BIN="+binary, "DEMO_DURATION=0", "DEMO_PORT="+port(), "DEMO_GRAPHITE_PORT="+port())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }()
+	eventually(t, 30*time.Second, func() string {
+		if !strings.Contains(out.String(), "metrics> ") {
+			return "the demo shows no metrics yet:\n" + out.String()
+		}
+		return ""
+	})
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Errorf("the demo exited with %v after Ctrl-C, want status 130", err)
+	}
+	text := out.String()
+	if !strings.HasSuffix(text, "demo: cleaned up\n") {
+		t.Errorf("the demo's last line after Ctrl-C is not \"demo: cleaned up\":\n%s", text)
+	}
+	for _, noise := range []string{"Traceback", "KeyboardInterrupt", "Terminated", "level=ERROR"} {
+		if strings.Contains(text, noise) {
+			t.Errorf("the demo printed %q on Ctrl-C:\n%s", noise, text)
 		}
 	}
 }

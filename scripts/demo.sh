@@ -61,7 +61,8 @@ inb sysctl -q -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=1 net.netfilte
 inb python3 -m http.server 80 --bind 192.0.2.2 >/dev/null 2>&1 &
 pids+=($!)
 inb python3 -c '
-import socket
+import signal, socket
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("192.0.2.2", 53))
 while True:
@@ -69,7 +70,8 @@ while True:
     s.sendto(d, a)' &
 pids+=($!)
 python3 -u -c '
-import socket, sys
+import signal, socket, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly
 l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(1)
 while True:
@@ -98,7 +100,8 @@ traffic() {
 
 show() {
 	python3 - "$PORT" <<'PY'
-import sys, urllib.request
+import signal, sys, urllib.request
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly
 body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
 for line in body.splitlines():
     if line.startswith(("netfilter_nfacct_packets_total", "netfilter_nfacct_bytes_total",

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the tests of netfilter_exporter call,
-# when they are missing. Needs root (apt-get).
+# when they are missing. Needs root (apt-get). With command names as
+# arguments (scripts/install-deps.sh ip nfacct), only the packages of those
+# commands (make demo installs what the demo runs, not the test suite).
 set -euo pipefail
 
 # command -> Debian package
@@ -23,8 +25,13 @@ declare -A want=(
 	[git]=git
 	[getcap]=libcap2-bin
 )
+cmds=("$@")
+if [ ${#cmds[@]} -eq 0 ]; then
+	cmds=("${!want[@]}")
+fi
 missing=()
-for cmd in "${!want[@]}"; do
+for cmd in "${cmds[@]}"; do
+	[ -n "${want[$cmd]:-}" ] || { echo "install-deps: no package known for command $cmd" >&2; exit 1; }
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 done
 if [ ${#missing[@]} -eq 0 ]; then
