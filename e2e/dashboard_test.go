@@ -52,6 +52,12 @@ type grafanaPanel struct {
 	} `json:"fieldConfig"`
 	Options struct {
 		Calculate *bool `json:"calculate"`
+		YAxis     struct {
+			Unit string `json:"unit"`
+		} `json:"yAxis"`
+		CellValues struct {
+			Unit string `json:"unit"`
+		} `json:"cellValues"`
 	} `json:"options"`
 	Panels []grafanaPanel `json:"panels"` // of a collapsed row
 }
@@ -82,6 +88,7 @@ type grafanaDashboard struct {
 	} `json:"__requires"`
 	Title      string `json:"title"`
 	UID        string `json:"uid"`
+	Editable   *bool  `json:"editable"`
 	Templating struct {
 		List []grafanaVar `json:"list"`
 	} `json:"templating"`
@@ -145,6 +152,11 @@ func checkImportable(t *testing.T, path string, d *grafanaDashboard, plugin stri
 	t.Helper()
 	if d.UID == "" || d.Title == "" {
 		t.Errorf("%s: no uid or title", path)
+	}
+	// The dashboard linter's "editable" rule: a provisioned dashboard is
+	// not edited in place.
+	if d.Editable == nil || *d.Editable {
+		t.Errorf("%s: editable is not false", path)
 	}
 	input := ""
 	for _, in := range d.Inputs {
@@ -226,7 +238,7 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 	}
 	var exprs []string
 	used := map[string]bool{}
-	heatmap := false
+	heatmap, stats := false, 0
 	for _, p := range d.panels() {
 		for _, tg := range p.Targets {
 			exprs = append(exprs, tg.Expr)
@@ -248,10 +260,20 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 			if p.Options.Calculate == nil || *p.Options.Calculate {
 				t.Errorf("heatmap %q calculates buckets itself; the query gives them (calculate: false)", p.Title)
 			}
+			// The axis is the bucket (a duration), a cell a rate.
+			if p.Options.YAxis.Unit != "s" || p.Options.CellValues.Unit != "ops" {
+				t.Errorf("heatmap %q: axis unit %q and cell unit %q, want s and ops", p.Title, p.Options.YAxis.Unit, p.Options.CellValues.Unit)
+			}
+		}
+		if p.Type == "stat" {
+			stats++
 		}
 	}
 	if !heatmap {
 		t.Error("no heatmap panel for flow durations")
+	}
+	if stats < 4 {
+		t.Errorf("%d stat panels, want the headline numbers (traffic, flows, table use, losses, failures) as stats", stats)
 	}
 	for _, want := range []string{"netfilter_conntrack_flow_bytes_total", "netfilter_conntrack_flows_total",
 		"netfilter_conntrack_flows_active", "netfilter_conntrack_flow_duration_seconds", "netfilter_nfacct_bytes_total",
@@ -280,7 +302,7 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 // dashboardVars substitutes the dashboard's variables as Grafana would for
 // job netfilter, every instance, and the group_by variable's default.
 func dashboardVars(d *grafanaDashboard, rateInterval string) *strings.Replacer {
-	return strings.NewReplacer("$__rate_interval", rateInterval, "$__interval", "1s",
+	return strings.NewReplacer("$__rate_interval", rateInterval, "$__interval", "1s", "$__range", "1h",
 		"$group_by", "proto", "$job", "netfilter", "$instance", ".+")
 }
 
