@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // markdownLink matches an inline Markdown link's target: [text](target).
@@ -104,5 +106,41 @@ func TestREADMEIsAFrontDoor(t *testing.T) {
 	}
 	if fi.Size() > 30*1024 {
 		t.Errorf("README.md is %d bytes, more than 30 KiB: move the depth to docs/", fi.Size())
+	}
+}
+
+// TestDocsYAMLParses parses every yaml block of the README and of docs/:
+// a snippet a reader copies must at least be YAML. (The blocks that are
+// whole configurations are also checked by the tool they are for, in e2e/.)
+func TestDocsYAMLParses(t *testing.T) {
+	n := 0
+	for _, doc := range docFiles(t) {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var block strings.Builder
+		in := false
+		for _, l := range strings.Split(string(text), "\n") {
+			switch trimmed := strings.TrimSpace(l); {
+			case !in && trimmed == "```yaml":
+				in = true
+				block.Reset()
+			case in && trimmed == "```":
+				in = false
+				n++
+				var v any
+				if err := yaml.Unmarshal([]byte(block.String()), &v); err != nil {
+					t.Errorf("%s: a yaml block does not parse: %v\n%s", doc, err, block.String())
+				}
+			case in:
+				// An indented block (in a list item) is YAML once the
+				// list's indentation is taken off.
+				block.WriteString(strings.TrimPrefix(l, "  ") + "\n")
+			}
+		}
+	}
+	if n < 4 {
+		t.Errorf("found %d yaml blocks in the README and docs/, want at least 4: is the parser still right?", n)
 	}
 }

@@ -44,6 +44,8 @@ func TestExamplesAreChecked(t *testing.T) {
 		"netfilter_exporter.socket":       {"TestExampleSystemdUnit", "TestExampleSystemdSocketActivation"},
 		"netfilter_exporter-socket.conf":  {"TestExampleSystemdUnit", "TestExampleSystemdSocketActivation"},
 		"daemonset.yaml":                  {"TestExampleKubernetes"},
+		"recording_rules.yml":             {"TestExampleRecordingRules", "TestDocsScaleOut"},
+		"recording_rules_test.yml":        {"TestExampleRecordingRules"},
 	}
 	entries, err := os.ReadDir("examples")
 	if err != nil {
@@ -191,7 +193,9 @@ func TestExamplePrometheusConfig(t *testing.T) {
 		t.Fatalf("promtool check config examples/prometheus.yml: %v\n%s", err, out)
 	}
 	// It loads the alerting rules, every one of them.
-	var rules struct{ Groups []struct{ Rules []map[string]any } }
+	var rules struct {
+		Groups []struct{ Rules []map[string]any }
+	}
 	if err := yaml.Unmarshal(mustRead(t, "examples/alerts.yml"), &rules); err != nil {
 		t.Fatal(err)
 	}

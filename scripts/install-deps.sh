@@ -14,6 +14,7 @@ declare -A want=(
 	[conntrack]=conntrack
 	[promtool]=prometheus
 	[carbon-cache]=graphite-carbon
+	[carbon-c-relay]=carbon-c-relay
 	[whisper-fetch]=python3-whisper
 	[setcap]=libcap2-bin
 	[setpriv]=util-linux
