@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -102,6 +103,40 @@ func promtoolCheck(t *testing.T, format Format, body []byte) {
 	// Exit status 3 means lint problems only.
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 3 || len(problems) > 0 {
 		t.Errorf("promtool check metrics (%s): %v\n%s", format, err, strings.Join(problems, "\n"))
+	}
+}
+
+// prometheusOMCheck reads body with Prometheus's own OpenMetrics parser,
+// the one a scrape of OpenMetrics uses, through promtool tsdb
+// create-blocks-from openmetrics. That needs a timestamp on every sample:
+// one is added to each sample line. Prometheus's parser is laxer than
+// python's (it takes a family name twice), but it is the one that matters
+// most: it must read the families of no TYPE line and every sample.
+func prometheusOMCheck(t *testing.T, body []byte) {
+	t.Helper()
+	var in bytes.Buffer
+	samples := 0
+	for _, line := range strings.SplitAfter(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			in.WriteString(line)
+			continue
+		}
+		in.WriteString(strings.TrimSuffix(line, "\n") + " 1700000000\n")
+		samples++
+	}
+	file := filepath.Join(t.TempDir(), "body.om")
+	if err := os.WriteFile(file, in.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("promtool", "tsdb", "create-blocks-from", "openmetrics", file, filepath.Join(t.TempDir(), "blocks")).CombinedOutput()
+	if err != nil {
+		t.Errorf("Prometheus's OpenMetrics parser (promtool tsdb create-blocks-from openmetrics): %v\n%s", err, lastLines(string(out), 5))
+		return
+	}
+	// The block's line: ULID, min and max time, duration, samples.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if f := strings.Fields(lines[len(lines)-1]); len(f) < 5 || f[4] != strconv.Itoa(samples) {
+		t.Errorf("Prometheus read %q samples of %d:\n%s", f, samples, out)
 	}
 }
 
@@ -228,6 +263,9 @@ func TestStrictParsersAcceptBodies(t *testing.T) {
 				}
 			}
 			promtoolCheck(t, tt.format, body)
+			if tt.format == OpenMetrics {
+				prometheusOMCheck(t, body)
+			}
 			got := pythonCheck(t, tt.format, body)
 			for _, name := range names {
 				// Python names a counter's family without _total,
