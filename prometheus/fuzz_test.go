@@ -39,6 +39,7 @@ var (
 // fuzzReader reads a fuzz input; past its end it reads zeros.
 type fuzzReader struct{ p []byte }
 
+// byte reads one byte.
 func (r *fuzzReader) byte() byte {
 	if len(r.p) == 0 {
 		return 0
@@ -64,6 +65,8 @@ func (r *fuzzReader) pick(pool []string) string {
 	return r.str()
 }
 
+// float reads a value: one of fuzzValues, or, after a selector of 0xf0 or
+// more, eight bytes of raw bits.
 func (r *fuzzReader) float() float64 {
 	if b := r.byte(); b < 0xf0 {
 		return fuzzValues[int(b)%len(fuzzValues)]
@@ -84,6 +87,7 @@ type fuzzFamily struct {
 	samples    []fuzzSample
 }
 
+// fuzzSample is one sample of a fuzzFamily: a histogram when h is set.
 type fuzzSample struct {
 	values []string
 	v      float64
@@ -233,7 +237,7 @@ func validSamples(f fuzzFamily) []fuzzSample {
 // that every family read is one given, with its help, type, samples and
 // values, and that every family given that is not read was reported left
 // out.
-func checkRoundTrip(t *testing.T, fams []fuzzFamily, format Format) []byte {
+func checkRoundTrip(t *testing.T, fams []fuzzFamily, format Format) {
 	t.Helper()
 	reg, snap := build(fams)
 	var buf bytes.Buffer
@@ -283,7 +287,6 @@ func checkRoundTrip(t *testing.T, fams []fuzzFamily, format Format) []byte {
 			t.Fatalf("%s: family %q (%s) is neither served nor reported left out (%v)\n%s", format, f.name, f.kind, left.err, body)
 		}
 	}
-	return body
 }
 
 // checkFamily compares a family read back with one given.
@@ -367,6 +370,7 @@ func checkFamily(format Format, f fuzzFamily, mf *dto.MetricFamily) error {
 	return nil
 }
 
+// hasNegativeBound reports whether a bucket of h has a negative bound.
 func hasNegativeBound(h *tree.HistogramValue) bool {
 	for b := range h.Buckets {
 		if b < 0 {

@@ -282,7 +282,7 @@ func TestStrictParsersAcceptBodies(t *testing.T) {
 			}
 		})
 	}
-	if n := testutilCount(t, reg, "netfilter_exporter_exposition_errors_total"); n != 0 {
+	if n := counterValue(t, reg, "netfilter_exporter_exposition_errors_total"); n != 0 {
 		t.Errorf("%v samples or families left out", n)
 	}
 }
@@ -294,8 +294,8 @@ func promhttpHandler(reg *prom.Registry, h *Handler) http.Handler {
 	return mux
 }
 
-// testutilCount returns the value of the counter name that reg gathers.
-func testutilCount(t *testing.T, reg *prom.Registry, name string) float64 {
+// counterValue returns the value of the counter name that reg gathers.
+func counterValue(t *testing.T, reg *prom.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
