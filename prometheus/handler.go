@@ -150,6 +150,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 
+	coding := negotiateEncoding(r.Header)
+	if coding == codingNone {
+		w.Header().Add("Vary", "Accept-Encoding")
+		http.Error(w, "Neither gzip nor identity is acceptable (Accept-Encoding), the only content codings served.", http.StatusNotAcceptable)
+		return
+	}
 	if !h.acquire(ctx) {
 		http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", h.opts.MaxRequests), http.StatusServiceUnavailable)
 		return
@@ -168,8 +174,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", contentType)
+	hdr.Add("Vary", "Accept")
 	hdr.Add("Vary", "Accept-Encoding")
-	gz := acceptsGzip(r.Header)
+	gz := coding == codingGzip
 	var zr *gzip.Reader
 	if gz {
 		hdr.Set("Content-Encoding", "gzip")

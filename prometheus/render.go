@@ -155,15 +155,13 @@ type leftOut struct {
 }
 
 // render writes the families of the registry, then those of snap, then, for
-// OpenMetrics, the closing # EOF line. A family of the registry whose name
-// the snapshot also has is left out: each family appears once.
+// OpenMetrics, the closing # EOF line. No two families written claim one
+// name (see resolveNames): a family that would is left out, or, for an
+// OpenMetrics counter, served as unknown under its full name.
 func render(w io.Writer, format Format, reg []*dto.MetricFamily, snap *tree.Snapshot) (leftOut, error) {
 	r := &renderer{w: w, format: format, buf: make([]byte, 0, chunkSize+4096), orders: make(map[*tree.Desc][]int)}
 	fams := groupFamilies(snap, r)
-	names := make(map[string]bool, len(fams))
-	for _, f := range fams {
-		names[f.desc.Name] = true
-	}
+	fams, reg = r.resolveNames(snap, fams, reg)
 	if len(reg) > 0 {
 		encFormat := expfmt.NewFormat(expfmt.TypeTextPlain)
 		if format == OpenMetrics {
@@ -171,12 +169,12 @@ func render(w io.Writer, format Format, reg []*dto.MetricFamily, snap *tree.Snap
 		}
 		enc := expfmt.NewEncoder(bufWriter{r}, encFormat)
 		for _, mf := range reg {
-			if names[mf.GetName()] {
-				r.problem(fmt.Errorf("%w: %s is served by a collector and by the registry; the registry's is left out", errFamily, mf.GetName()))
-				continue
-			}
+			start := len(r.buf)
 			if err := enc.Encode(mf); err != nil {
 				r.problem(fmt.Errorf("%w: encoding %s: %w", errFamily, mf.GetName(), err))
+			}
+			if format == OpenMetrics {
+				r.buf = dropUnknownType(r.buf, start, mf.GetName())
 			}
 			r.maybeFlush()
 		}
@@ -191,6 +189,240 @@ func render(w io.Writer, format Format, reg []*dto.MetricFamily, snap *tree.Snap
 	}
 	r.flush()
 	return leftOut{n: r.n, err: errors.Join(r.problems...)}, r.err
+}
+
+// dropUnknownType removes the line "# TYPE name unknown" from what the
+// OpenMetrics encoder wrote of one family, buf[start:]. A family of type
+// unknown is written without a TYPE line: the spec says "If no TYPE is
+// exposed, the MetricFamily MUST be of type Unknown" (OpenMetrics 1.0.0,
+// "MetricFamily metadata"), and a TYPE line saying unknown is one that
+// Prometheus's text format parser, which promtool check metrics uses,
+// refuses (unknown metric type "unknown"). Without it both read the family
+// alike, as the python parser does.
+func dropUnknownType(buf []byte, start int, name string) []byte {
+	line := "# TYPE " + name + " unknown\n"
+	i := -1
+	if bytes.HasPrefix(buf[start:], []byte(line)) {
+		i = start
+	} else if j := bytes.Index(buf[start:], []byte("\n"+line)); j >= 0 {
+		// After the HELP line: a help text has no line feed.
+		i = start + j + 1
+	}
+	if i < 0 {
+		return buf
+	}
+	return append(buf[:i], buf[i+len(line):]...)
+}
+
+// claimNames appends to dst the sample names that a family of name and
+// type reserves in format, its own name among them. In OpenMetrics they
+// are the suffixes of its type (OpenMetrics 1.0.0, "Suffixes"): _total and
+// _created for a counter (whose name is then the one without _total),
+// _bucket, _count, _sum and _created for a histogram, _count, _sum and
+// _created for a summary. The text format's parser takes _bucket, _count
+// and _sum lines for those of the histogram or summary of the shorter name,
+// so there a histogram or summary reserves them too.
+func claimNames(dst []string, name string, typ dto.MetricType, format Format) []string {
+	dst = append(dst, name)
+	var suffixes []string
+	switch {
+	case typ == dto.MetricType_COUNTER && format == OpenMetrics:
+		suffixes = []string{"_total", "_created"}
+	case typ == dto.MetricType_HISTOGRAM && format == OpenMetrics:
+		suffixes = []string{"_bucket", "_count", "_sum", "_created"}
+	case typ == dto.MetricType_SUMMARY && format == OpenMetrics:
+		suffixes = []string{"_count", "_sum", "_created"}
+	case typ == dto.MetricType_HISTOGRAM:
+		suffixes = []string{"_bucket", "_count", "_sum"}
+	case typ == dto.MetricType_SUMMARY:
+		suffixes = []string{"_count", "_sum"}
+	}
+	for _, s := range suffixes {
+		dst = append(dst, name+s)
+	}
+	return dst
+}
+
+// nameClaims records which family claims each sample name.
+type nameClaims map[string]string
+
+// take claims names for family, unless one of them is claimed already; it
+// returns the name and the family that holds it then.
+func (c nameClaims) take(family string, names []string) (string, string, bool) {
+	for _, n := range names {
+		if holder, ok := c[n]; ok {
+			return n, holder, false
+		}
+	}
+	for _, n := range names {
+		c[n] = family
+	}
+	return "", "", true
+}
+
+// resolveNames makes the family names of one body unique, as OpenMetrics
+// requires (a metric family name appears once) and as the text format's
+// parser needs, and returns the families of the snapshot and of the
+// registry to write. Every family claims the sample names of its type (see
+// claimNames). First the snapshot's families claim theirs, then the
+// registry's, except OpenMetrics counters that end in _total; a family that
+// finds one of its names claimed already is left out (a registry family
+// that has the name of a snapshot one, or a gauge foo_count beside a
+// histogram foo). Then the OpenMetrics counters, the snapshot's first:
+// each is family foo of samples foo_total when foo, foo_total and
+// foo_created are all free, else a family of type unknown under its full
+// name foo_total (the spec's own way to serve a counter that does not fit,
+// as client_golang does for a counter without _total), so that the gauge
+// go_memstats_alloc_bytes and the counter go_memstats_alloc_bytes_total
+// are both served, the counter as unknown. A counter with a negative or
+// NaN sample, which an OpenMetrics counter cannot have, is unknown too.
+func (r *renderer) resolveNames(snap *tree.Snapshot, fams []*family, reg []*dto.MetricFamily) ([]*family, []*dto.MetricFamily) {
+	claims := make(nameClaims, 4*(len(fams)+len(reg)))
+	var names []string
+	keep := make([]bool, len(fams))
+	// regOut[i] is what is written of reg[i]: nil when it is left out,
+	// a copy when its type changes. reg is not changed: the handler
+	// renders it in both formats.
+	regOut := make([]*dto.MetricFamily, len(reg))
+	var counters []*family
+	var regCounters []int
+	for i, f := range fams {
+		d := f.desc
+		typ := kindType(d.Kind)
+		if r.format == OpenMetrics && d.Kind == tree.Counter {
+			if f.omName != d.Name && validCounter(snap, f) {
+				counters = append(counters, f)
+				keep[i] = true
+				continue
+			}
+			f.omName = d.Name
+			typ = dto.MetricType_UNTYPED
+		}
+		names = claimNames(names[:0], d.Name, typ, r.format)
+		if n, holder, ok := claims.take(d.Name, names); !ok {
+			r.problem(fmt.Errorf("%w: %s and %s both claim the name %s; %s is left out", errFamily, holder, d.Name, n, d.Name))
+			continue
+		}
+		keep[i] = true
+	}
+	for i, mf := range reg {
+		name, typ := mf.GetName(), mf.GetType()
+		if r.format == OpenMetrics && typ == dto.MetricType_COUNTER {
+			if strings.HasSuffix(name, "_total") && name != "_total" && validRegCounter(mf) {
+				regCounters = append(regCounters, i)
+				continue
+			}
+			typ = dto.MetricType_UNTYPED
+		}
+		names = claimNames(names[:0], name, typ, r.format)
+		n, holder, ok := claims.take(name, names)
+		switch {
+		case ok && typ != mf.GetType():
+			regOut[i] = untypedCopy(mf)
+		case ok:
+			regOut[i] = mf
+		case holder == name:
+			r.problem(fmt.Errorf("%w: %s is served by a collector and by the registry; the registry's is left out", errFamily, name))
+		default:
+			r.problem(fmt.Errorf("%w: %s and %s (registry) both claim the name %s; %s is left out", errFamily, holder, name, n, name))
+		}
+	}
+	// The counters of OpenMetrics.
+	for _, f := range counters {
+		d := f.desc
+		names = claimNames(names[:0], f.omName, dto.MetricType_COUNTER, r.format)
+		if _, _, ok := claims.take(d.Name, names); ok {
+			continue
+		}
+		f.omName = d.Name
+		if n, holder, ok := claims.take(d.Name, []string{d.Name}); !ok {
+			r.problem(fmt.Errorf("%w: %s and %s both claim the name %s; %s is left out", errFamily, holder, d.Name, n, d.Name))
+			keep[slices.Index(fams, f)] = false
+		}
+	}
+	for _, i := range regCounters {
+		mf := reg[i]
+		name := mf.GetName()
+		names = claimNames(names[:0], strings.TrimSuffix(name, "_total"), dto.MetricType_COUNTER, r.format)
+		if _, _, ok := claims.take(name, names); ok {
+			regOut[i] = mf
+			continue
+		}
+		n, holder, ok := claims.take(name, []string{name})
+		switch {
+		case ok:
+			regOut[i] = untypedCopy(mf)
+		case holder == name:
+			r.problem(fmt.Errorf("%w: %s is served by a collector and by the registry; the registry's is left out", errFamily, name))
+		default:
+			r.problem(fmt.Errorf("%w: %s and %s (registry) both claim the name %s; %s is left out", errFamily, holder, name, n, name))
+		}
+	}
+	out := fams[:0]
+	for i, f := range fams {
+		if keep[i] {
+			out = append(out, f)
+		}
+	}
+	return out, slices.DeleteFunc(regOut, func(mf *dto.MetricFamily) bool { return mf == nil })
+}
+
+// kindType returns the protocol buffer type of a kind.
+func kindType(k tree.Kind) dto.MetricType {
+	switch k {
+	case tree.Counter:
+		return dto.MetricType_COUNTER
+	case tree.Histogram:
+		return dto.MetricType_HISTOGRAM
+	}
+	return dto.MetricType_GAUGE
+}
+
+// validCounter reports whether every sample of the counter f can be an
+// OpenMetrics counter's: neither negative nor NaN.
+func validCounter(snap *tree.Snapshot, f *family) bool {
+	for _, i := range f.samples {
+		if v := snap.Samples[i].Value; v < 0 || math.IsNaN(v) {
+			return false
+		}
+	}
+	for _, tc := range f.tables {
+		t := tc.tab.t
+		nc := len(t.Columns)
+		for row := range t.Rows {
+			for _, col := range tc.cols {
+				if v := t.Values[row*nc+col.i]; v < 0 || math.IsNaN(v) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// validRegCounter is validCounter for a registry's counter.
+func validRegCounter(mf *dto.MetricFamily) bool {
+	for _, m := range mf.Metric {
+		if v := m.GetCounter().GetValue(); v < 0 || math.IsNaN(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// untypedCopy returns mf as a family of type unknown (untyped), the
+// counters' values kept, their exemplars and created timestamps dropped.
+func untypedCopy(mf *dto.MetricFamily) *dto.MetricFamily {
+	out := &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: dto.MetricType_UNTYPED.Enum(), Unit: mf.Unit}
+	for _, m := range mf.Metric {
+		v := m.GetCounter().GetValue()
+		out.Metric = append(out.Metric, &dto.Metric{
+			Label:       m.Label,
+			Untyped:     &dto.Untyped{Value: &v},
+			TimestampMs: m.TimestampMs,
+		})
+	}
+	return out
 }
 
 // bufWriter lets expfmt write into the renderer's buffer.
@@ -417,7 +649,7 @@ func (r *renderer) newFamily(d *tree.Desc, byName map[string]*family) *family {
 		return nil
 	}
 	f := &family{desc: d, omName: d.Name}
-	if d.Kind == tree.Counter {
+	if d.Kind == tree.Counter && len(d.Name) > len("_total") {
 		f.omName = strings.TrimSuffix(d.Name, "_total")
 	}
 	return f
@@ -443,22 +675,32 @@ func (r *renderer) family(snap *tree.Snapshot, f *family) {
 	r.buf = append(r.buf, "# HELP "...)
 	r.buf = append(r.buf, name...)
 	r.buf = append(r.buf, ' ')
-	r.buf = appendHelp(r.buf, d.Help, r.format == OpenMetrics)
-	r.buf = append(r.buf, "\n# TYPE "...)
-	r.buf = append(r.buf, name...)
+	help := d.Help
+	if !utf8.ValidString(help) {
+		// Both formats are UTF-8 throughout.
+		help = strings.ToValidUTF8(help, "\uFFFD")
+	}
+	r.buf = appendHelp(r.buf, help, r.format == OpenMetrics)
+	r.buf = append(r.buf, '\n')
+	var typ string
 	switch d.Kind {
 	case tree.Counter:
-		if r.format == OpenMetrics && name == d.Name {
-			// OpenMetrics counters end in _total; a counter that does
-			// not is served as unknown, as client_golang does.
-			r.buf = append(r.buf, " unknown\n"...)
-		} else {
-			r.buf = append(r.buf, " counter\n"...)
+		// An OpenMetrics counter that does not end in _total, or that
+		// is served under its full name (see resolveNames), is of type
+		// unknown, which is written as no TYPE line (see
+		// dropUnknownType).
+		if r.format == Text || name != d.Name {
+			typ = " counter\n"
 		}
 	case tree.Gauge:
-		r.buf = append(r.buf, " gauge\n"...)
+		typ = " gauge\n"
 	case tree.Histogram:
-		r.buf = append(r.buf, " histogram\n"...)
+		typ = " histogram\n"
+	}
+	if typ != "" {
+		r.buf = append(r.buf, "# TYPE "...)
+		r.buf = append(r.buf, name...)
+		r.buf = append(r.buf, typ...)
 	}
 	for _, i := range f.samples {
 		s := &snap.Samples[i]
@@ -545,10 +787,46 @@ func (r *renderer) histogram(d *tree.Desc, s *tree.Sample) {
 		r.lineStart(d.Name, "_bucket", s, "+Inf")
 		r.buf = append(r.appendCount(r.buf, h.Count), '\n')
 	}
+	if r.format == OpenMetrics && (h.Sum < 0 || math.IsNaN(h.Sum) || (len(bounds) > 0 && bounds[0] < 0)) {
+		// An OpenMetrics histogram's sum is a counter: neither negative
+		// nor NaN, and left out when a bucket is negative (OpenMetrics
+		// 1.0.0, "Histogram"); its count goes with it, and the +Inf
+		// bucket holds it.
+		return
+	}
 	r.lineStart(d.Name, "_sum", s, "")
 	r.buf = append(r.appendValue(r.buf, h.Sum), '\n')
 	r.lineStart(d.Name, "_count", s, "")
 	r.buf = append(r.appendCount(r.buf, h.Count), '\n')
+}
+
+// checkHistogram reports what makes h a histogram no parser takes: a NaN
+// bound, buckets that are not cumulative, or a +Inf bucket that is not the
+// count.
+func checkHistogram(h *tree.HistogramValue) error {
+	bounds := make([]float64, 0, len(h.Buckets))
+	for b := range h.Buckets {
+		if math.IsNaN(b) {
+			return errors.New("a bucket bound is NaN")
+		}
+		bounds = append(bounds, b)
+	}
+	slices.Sort(bounds)
+	var last uint64
+	for _, b := range bounds {
+		n := h.Buckets[b]
+		if n < last {
+			return fmt.Errorf("bucket %g holds %d, less than the one before (%d): buckets are cumulative", b, n, last)
+		}
+		last = n
+	}
+	if n, ok := h.Buckets[math.Inf(1)]; ok && n != h.Count {
+		return fmt.Errorf("bucket +Inf holds %d, the count is %d", n, h.Count)
+	}
+	if last > h.Count {
+		return fmt.Errorf("bucket holds %d, more than the count %d", last, h.Count)
+	}
+	return nil
 }
 
 // lineStart appends the start of a sample line of a histogram: its name
@@ -567,6 +845,10 @@ func (r *renderer) validSample(s *tree.Sample) bool {
 	switch {
 	case len(s.LabelValues) != len(d.Labels):
 		r.problem(fmt.Errorf("%w: %s has %d label values for %d labels %q", errSample, d.Name, len(s.LabelValues), len(d.Labels), d.Labels))
+	case d.Kind == tree.Histogram && s.Histogram == nil:
+		r.problem(fmt.Errorf("%w: histogram %s%q has no value", errSample, d.Name, s.LabelValues))
+	case d.Kind == tree.Histogram && checkHistogram(s.Histogram) != nil:
+		r.problem(fmt.Errorf("%w: histogram %s%q: %w", errSample, d.Name, s.LabelValues, checkHistogram(s.Histogram)))
 	case s.Labels != nil:
 		// Rendered once for the life of the Labels, checked with it.
 		if _, ok := s.Labels.Text(d.Labels, labelText); !ok {
@@ -576,8 +858,6 @@ func (r *renderer) validSample(s *tree.Sample) bool {
 		return true
 	case !validValues(s.LabelValues):
 		r.problem(fmt.Errorf("%w: %s has a label value that is not valid UTF-8: %q", errSample, d.Name, s.LabelValues))
-	case d.Kind == tree.Histogram && s.Histogram == nil:
-		r.problem(fmt.Errorf("%w: histogram %s%q has no value", errSample, d.Name, s.LabelValues))
 	default:
 		return true
 	}

@@ -365,3 +365,78 @@ func TestRenderTables(t *testing.T) {
 		t.Errorf("text does not parse: %v", err)
 	}
 }
+
+// TestRenderNoFamilyNameTwice checks the families that would share a name:
+// client_golang's gauge go_memstats_alloc_bytes and counter
+// go_memstats_alloc_bytes_total are both served, the counter as unknown
+// (no TYPE line) under its full name in OpenMetrics; the same for a
+// snapshot counter beside a snapshot gauge, and for a counter whose
+// _created name is a gauge's; a gauge of a histogram's _count name is left
+// out in both formats.
+func TestRenderNoFamilyNameTwice(t *testing.T) {
+	reg := prom.NewRegistry()
+	reg.MustRegister(
+		prom.NewGaugeFunc(prom.GaugeOpts{Name: "go_memstats_alloc_bytes", Help: "In use."}, func() float64 { return 5 }),
+		prom.NewCounterFunc(prom.CounterOpts{Name: "go_memstats_alloc_bytes_total", Help: "Allocated."}, func() float64 { return 7 }),
+		prom.NewGaugeFunc(prom.GaugeOpts{Name: "netfilter_test_duration_seconds_count", Help: "Clashes."}, func() float64 { return 1 }),
+	)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flows := tree.NewDesc("netfilter_test_flows", "Flows now.", tree.Gauge)
+	flowsTotal := tree.NewDesc("netfilter_test_flows_total", "Flows ever.", tree.Counter)
+	created := tree.NewDesc("netfilter_test_resets_created", "A gauge.", tree.Gauge)
+	resets := tree.NewDesc("netfilter_test_resets_total", "Resets.", tree.Counter)
+	var b tree.Builder
+	b.Add(flows, 2, nil)
+	b.Add(flowsTotal, 9, nil)
+	b.Add(created, 3, nil)
+	b.Add(resets, 4, nil)
+	b.AddHistogram(durDesc, tree.HistogramValue{Count: 1, Sum: 0.5, Buckets: map[float64]uint64{1: 1}}, "tcp")
+	snap := &tree.Snapshot{Samples: b.Samples()}
+
+	wantOM := `# HELP go_memstats_alloc_bytes In use.
+# TYPE go_memstats_alloc_bytes gauge
+go_memstats_alloc_bytes 5.0
+# HELP go_memstats_alloc_bytes_total Allocated.
+go_memstats_alloc_bytes_total 7.0
+# HELP netfilter_test_duration_seconds A histogram.
+# TYPE netfilter_test_duration_seconds histogram
+netfilter_test_duration_seconds_bucket{proto="tcp",le="1.0"} 1
+netfilter_test_duration_seconds_bucket{proto="tcp",le="+Inf"} 1
+netfilter_test_duration_seconds_sum{proto="tcp"} 0.5
+netfilter_test_duration_seconds_count{proto="tcp"} 1
+# HELP netfilter_test_flows Flows now.
+# TYPE netfilter_test_flows gauge
+netfilter_test_flows 2.0
+# HELP netfilter_test_flows_total Flows ever.
+netfilter_test_flows_total 9.0
+# HELP netfilter_test_resets_created A gauge.
+# TYPE netfilter_test_resets_created gauge
+netfilter_test_resets_created 3.0
+# HELP netfilter_test_resets_total Resets.
+netfilter_test_resets_total 4.0
+# EOF
+`
+	for _, f := range []Format{Text, OpenMetrics} {
+		var buf bytes.Buffer
+		left, err := render(&buf, f, mfs, snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left.n != 1 || !strings.Contains(left.err.Error(), "netfilter_test_duration_seconds and netfilter_test_duration_seconds_count (registry) both claim the name netfilter_test_duration_seconds_count") {
+			t.Errorf("%s: left out %d: %v", f, left.n, left.err)
+		}
+		got := buf.String()
+		if f == OpenMetrics && got != wantOM {
+			t.Errorf("OpenMetrics: got\n%s\nwant\n%s", got, wantOM)
+		}
+		if f == Text && (!strings.Contains(got, "# TYPE netfilter_test_flows_total counter\n") || strings.Contains(got, "netfilter_test_duration_seconds_count Clashes") || strings.Count(got, "# HELP") != 7) {
+			t.Errorf("text:\n%s", got)
+		}
+		if _, err := parseText(buf.Bytes()); f == Text && err != nil {
+			t.Errorf("text: %v", err)
+		}
+	}
+}

@@ -35,6 +35,14 @@ for cmd in "${cmds[@]}"; do
 	[ -n "${want[$cmd]:-}" ] || { echo "install-deps: no package known for command $cmd" >&2; exit 1; }
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 done
+# Python modules, for Debian's python3 (the tests run /usr/bin/python3).
+# module -> Debian package
+declare -A want_py=(
+	[prometheus_client.openmetrics.parser]=python3-prometheus-client
+)
+for mod in "${!want_py[@]}"; do
+	/usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || missing+=("${want_py[$mod]}")
+done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
