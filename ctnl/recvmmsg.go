@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -94,10 +93,5 @@ func (l *Listener) recv() (int, error) {
 		l.msgs[i].hdr.Flags = 0
 		l.msgs[i].len = 0
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
-		uintptr(len(l.msgs)), unix.MSG_WAITFORONE, 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
+	return l.sock.recvmmsg(l.msgs)
 }
