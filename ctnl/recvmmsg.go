@@ -53,6 +53,11 @@ func (l *Listener) runRecvmmsg(ctx context.Context, fn func([]Flow)) error {
 			l.grow(true)
 			continue
 		default:
+			if l.closed.Load() {
+				// Closed while receiving: the socket's error says
+				// no more than that.
+				return errListenerClosed
+			}
 			return fmt.Errorf("receiving conntrack events: %w", err)
 		}
 		l.flows = l.flows[:0]

@@ -132,6 +132,9 @@ func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 		n := r.reap(handle)
 		l.deliver(fn)
 		if fail != nil {
+			if l.closed.Load() {
+				return errListenerClosed
+			}
 			return fail
 		}
 		if !l.queued() {
