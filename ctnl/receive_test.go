@@ -258,8 +258,8 @@ func TestListenerBufferGrowth(t *testing.T) {
 		steps: []step{{err: unix.ENOBUFS, drops: 2}, {err: unix.ENOBUFS}, {err: unix.ENOBUFS}},
 		want:  []int{2 << 20},
 	}, {
-		name: "never without MaxReadBuffer",
-		buf:  1 << 20,
+		name:  "never without MaxReadBuffer",
+		buf:   1 << 20,
 		steps: []step{{err: unix.ENOBUFS, drops: 2}, {err: unix.ENOBUFS, drops: 2}},
 	}}
 	for _, m := range receiveMethods {
