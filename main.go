@@ -134,7 +134,14 @@ func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
 	}
 	set := collector.NewSet(k.open(tasks.Context(), h), s.Collectors.Timeout, logger)
 	k.set = set
-	defer k.close()
+	// On every return, the tasks stop before the kernel closes: the
+	// namespace follower, one of them, closes and opens k itself, and the
+	// first snapshot reads its clients. (A separate defer k.close() would
+	// run before the deferred tasks.Stop above.)
+	defer func() {
+		tasks.Stop()
+		k.close()
+	}()
 	watched := ns.Path()
 	if watched == "" {
 		watched = "the exporter's own"

@@ -3,11 +3,7 @@ package ctnl
 // Receive buffer growth: after drops, the Listener doubles its buffer up to
 // ListenConfig.MaxReadBuffer.
 
-import (
-	"time"
-
-	"golang.org/x/sys/unix"
-)
+import "time"
 
 // grow doubles the receive buffer, up to its maximum, when the kernel has
 // dropped events since the last check. Unless overrun is true it checks at
@@ -23,7 +19,7 @@ func (l *Listener) grow(overrun bool) {
 	}
 	l.lastDrops = drops
 	size := min(2*max(l.buf, 1<<20), l.maxBuf)
-	if err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err != nil {
+	if err := l.sock.setReadBuffer(size); err != nil {
 		return
 	}
 	l.buf = size

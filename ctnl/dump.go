@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -32,6 +31,10 @@ const (
 	// sees (at most 32 KiB and a page at least), so larger reads mean
 	// fewer system calls.
 	DefaultDumpReadSize = 64 << 10
+
+	// dumpPoll is the Dumper's socket receive timeout: how often a read
+	// that waits for the kernel looks at its context.
+	dumpPoll = 250 * time.Millisecond
 )
 
 var (
@@ -95,7 +98,7 @@ type DumpStats struct {
 // methods must not be called concurrently; a call made while another runs
 // fails.
 type Dumper struct {
-	fd      int
+	sock    socket
 	buf     []byte
 	flows   []Flow
 	batch   int
@@ -107,21 +110,19 @@ type Dumper struct {
 
 // NewDumper opens a Dumper in the configured namespace.
 func NewDumper(cfg DumpConfig) (*Dumper, error) {
-	var fd int
-	err := netns.Do(cfg.NetNS, func() (err error) {
-		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		return err
-	})
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	s, err := openDumpSocket(cfg.NetNS, cfg.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("opening conntrack netlink socket: %w", withCapability(err))
+		return nil, err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("binding conntrack netlink socket: %w", err)
-	}
-	// Extended acknowledgements name the attribute the kernel refused.
-	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
-	d := &Dumper{fd: fd, batch: cfg.Batch, timeout: cfg.Timeout}
+	return newDumper(cfg, s), nil
+}
+
+// newDumper makes a Dumper of cfg that reads from and writes to s.
+func newDumper(cfg DumpConfig, s socket) *Dumper {
+	d := &Dumper{sock: s, batch: cfg.Batch, timeout: cfg.Timeout}
 	size := cfg.ReadSize
 	if size <= 0 {
 		size = DefaultDumpReadSize
@@ -134,12 +135,7 @@ func NewDumper(cfg DumpConfig) (*Dumper, error) {
 		d.timeout = 5 * time.Second
 	}
 	d.flows = make([]Flow, 0, d.batch)
-	tv := unix.NsecToTimeval(int64(min(d.timeout, 250*time.Millisecond)))
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("setting the receive timeout: %w", err)
-	}
-	return d, nil
+	return d
 }
 
 // Close closes the socket. Call it when no dump or lookup runs.
@@ -147,7 +143,7 @@ func (d *Dumper) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
-	return unix.Close(d.fd)
+	return d.sock.close()
 }
 
 // Dump reads the whole table, or what filter keeps of it, and calls fn with
@@ -306,7 +302,7 @@ func (d *Dumper) nextSeq() uint32 {
 
 // send writes one request to the kernel and returns its sequence number.
 func (d *Dumper) send(req []byte) (uint32, error) {
-	if err := unix.Sendto(d.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := d.sock.sendto(req); err != nil {
 		return 0, fmt.Errorf("sending a conntrack request: %w", withCapability(err))
 	}
 	return binary.NativeEndian.Uint32(req[8:]), nil
@@ -320,20 +316,20 @@ func (d *Dumper) read(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(d.fd), uintptr(unsafe.Pointer(&d.buf[0])), uintptr(len(d.buf)), 0, 0, 0)
-		switch errno {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
+		n, err := d.sock.recvfrom(d.buf)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, unix.EINTR):
 			continue
-		case unix.EAGAIN:
-			waited += 250 * time.Millisecond
+		case errors.Is(err, unix.EAGAIN):
+			waited += dumpPoll
 			if waited >= d.timeout {
-				return 0, fmt.Errorf("no answer from the kernel for %v: %w", d.timeout, errno)
+				return 0, fmt.Errorf("no answer from the kernel for %v: %w", d.timeout, err)
 			}
 			continue
 		default:
-			return 0, withCapability(errno)
+			return 0, withCapability(err)
 		}
 	}
 }

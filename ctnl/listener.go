@@ -106,7 +106,7 @@ type ListenerStats struct {
 
 // Listener receives conntrack DESTROY events.
 type Listener struct {
-	fd       int
+	sock     socket
 	batch    int
 	linger   time.Duration
 	reliable bool
@@ -146,17 +146,23 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if batch <= 0 {
 		batch = DefaultBatch
 	}
-	fd, err := openSocket(cfg)
+	s, err := openSocket(cfg)
 	if err != nil {
 		return nil, err
 	}
+	return newListener(cfg, batch, s)
+}
+
+// newListener makes a Listener of cfg that receives from s, a batch at a
+// time, and settles how. It closes s if it fails.
+func newListener(cfg ListenConfig, batch int, s socket) (*Listener, error) {
 	linger := cfg.Linger
 	if linger == 0 {
 		linger = DefaultLinger
 	}
-	l := &Listener{fd: fd, batch: batch, linger: linger, reliable: cfg.Reliable, buf: cfg.ReadBuffer, maxBuf: cfg.MaxReadBuffer}
+	l := &Listener{sock: s, batch: batch, linger: linger, reliable: cfg.Reliable, buf: cfg.ReadBuffer, maxBuf: cfg.MaxReadBuffer}
 	if err := l.chooseMethod(cfg.Method); err != nil {
-		unix.Close(fd)
+		s.close()
 		return nil, err
 	}
 	l.flows = make([]Flow, 0, batch)
@@ -176,7 +182,7 @@ func (l *Listener) chooseMethod(m Method) error {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r, err := newRecvRing(l.fd, ringSlots)
+	r, err := l.sock.newRing(ringSlots)
 	if err != nil {
 		if l.method == MethodIOURing {
 			return err
@@ -291,7 +297,7 @@ func (l *Listener) Stats() (ListenerStats, error) {
 	if !l.reliable {
 		s.Lost = drops
 	}
-	rb, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	rb, err := l.sock.readBuffer()
 	if err != nil {
 		return s, fmt.Errorf("reading the receive buffer size: %w", err)
 	}
@@ -304,5 +310,5 @@ func (l *Listener) Close() error {
 	if l.closed.Swap(true) {
 		return nil
 	}
-	return unix.Close(l.fd)
+	return l.sock.close()
 }

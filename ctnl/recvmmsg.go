@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,6 +53,11 @@ func (l *Listener) runRecvmmsg(ctx context.Context, fn func([]Flow)) error {
 			l.grow(true)
 			continue
 		default:
+			if l.closed.Load() {
+				// Closed while receiving: the socket's error says
+				// no more than that.
+				return errListenerClosed
+			}
 			return fmt.Errorf("receiving conntrack events: %w", err)
 		}
 		l.flows = l.flows[:0]
@@ -94,10 +98,5 @@ func (l *Listener) recv() (int, error) {
 		l.msgs[i].hdr.Flags = 0
 		l.msgs[i].len = 0
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
-		uintptr(len(l.msgs)), unix.MSG_WAITFORONE, 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
+	return l.sock.recvmmsg(l.msgs)
 }

@@ -60,13 +60,32 @@ const ringStride = slotSize + 64
 
 var errRingUnavailable = errors.New("io_uring receive ring unavailable")
 
+// ring is an io_uring multishot receive of one socket: recvRing, or a
+// test's fake (see socket). Run's loop calls arm, enter and reap once per
+// round; reap calls its function once per completion.
+type ring interface {
+	// arm queues a multishot receive of the socket, unless one is active.
+	arm()
+	// enter submits what arm queued and waits until at least want
+	// completions are ready or timeout has passed.
+	enter(want uint32, timeout time.Duration) error
+	// reap calls fn with each ready completion and the datagram it carries
+	// (nil when it carries none), and returns the number of completions.
+	// The datagram is valid until fn returns.
+	reap(fn func(c completion, data []byte)) int
+	// close ends the receive and releases the ring.
+	close()
+}
+
+var _ ring = (*recvRing)(nil)
+
 // runRing receives through an io_uring multishot receive. It fails with
 // errRingUnavailable wrapped when the ring cannot be set up.
 func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 	// The ring serves only the thread that made it.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	r, err := newRecvRing(l.fd, ringSlots)
+	r, err := l.sock.newRing(ringSlots)
 	if err != nil {
 		return err
 	}
@@ -86,7 +105,7 @@ func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 				l.deliver(fn)
 			}
 		case c.res == 0, errno == unix.EAGAIN, errno == unix.EINTR, errno == unix.ECANCELED:
-		case errno == unix.ENOBUFS && r.held == 0:
+		case errno == unix.ENOBUFS && c.outOfBuffers:
 			// Out of buffers: the receive is armed again below.
 		case errno == unix.ENOBUFS:
 			l.overruns.Add(1)
@@ -105,9 +124,7 @@ func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 		if l.closed.Load() {
 			return errListenerClosed
 		}
-		if !r.receiving {
-			r.arm()
-		}
+		r.arm()
 		t0 := time.Now()
 		if err := r.enter(wait, timeout); err != nil {
 			return err
@@ -115,6 +132,9 @@ func (l *Listener) runRing(ctx context.Context, fn func([]Flow)) error {
 		n := r.reap(handle)
 		l.deliver(fn)
 		if fail != nil {
+			if l.closed.Load() {
+				return errListenerClosed
+			}
 			return fail
 		}
 		if !l.queued() {
@@ -300,8 +320,11 @@ func (r *recvRing) sqe() ([]byte, func()) {
 	}
 }
 
-// arm queues a multishot receive of the socket.
+// arm queues a multishot receive of the socket, unless one is active.
 func (r *recvRing) arm() {
+	if r.receiving {
+		return
+	}
 	sqe, queue := r.sqe()
 	sqe[0] = ioringOpRecv
 	sqe[1] = iosqeBufferSelect
@@ -350,6 +373,10 @@ type completion struct {
 	userData uint64
 	res      int32
 	flags    uint32
+	// outOfBuffers is set on a completion that carries no buffer when the
+	// kernel held none of the ring's buffers: an ENOBUFS then means that
+	// the ring ran out of buffers, not that the socket overran.
+	outOfBuffers bool
 }
 
 // last reports whether c ends the multishot receive.
@@ -385,6 +412,7 @@ func (r *recvRing) reap(fn func(c completion, data []byte)) int {
 			fn(c, data)
 			r.provide(bid)
 		} else {
+			c.outOfBuffers = r.held == 0
 			fn(c, nil)
 		}
 	}
