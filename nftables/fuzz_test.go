@@ -5,10 +5,15 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
+	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/fuzztest"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netlinktest"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 // isDecodeError reports whether err is one the decoders of objects and
@@ -131,4 +136,91 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("doneError: %v, want nil or an errno", err)
 		}
 	})
+}
+
+// FuzzDumpDatagram gives any bytes, cut in two datagrams at cut, to the
+// reader of an object dump's answer (request 1), which decodes its parts as
+// Conn.Objects does. Until the answer's end, an error is errTruncated (a
+// datagram that does not split into messages); the end's is nil, one of
+// the package's (errors.Is) or an errno, and nil only when every part
+// decoded and none was flagged inconsistent. Every part given to the
+// decoder lies within its datagram, the parts are no more than the
+// datagram has room for, and reading allocates in proportion to the input
+// at most.
+func FuzzDumpDatagram(f *testing.F) {
+	req := netlink.Message{Header: netlink.Header{Sequence: 1, PID: 1}}
+	web := counterObj(f, req, FamilyINet, "filter", "web", 12, 3400)
+	quota := msg(f, req, subsysNftables<<8|msgNewObj, netlink.Multi, FamilyIPv4, decodeObjectTests[2].attrs...)
+	intr := counterObj(f, req, FamilyIPv6, "t", "c", 1, 2)
+	intr.Header.Flags |= nlwire.FlagDumpInterrupted
+	other := counterObj(f, netlink.Message{Header: netlink.Header{Sequence: 2}}, FamilyINet, "t", "late", 1, 1)
+	refused, err := netlinktest.Error(unix.EPERM, []netlink.Message{req})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, d := range [][]byte{
+		netlinktest.Datagram(web, quota, done(req, 0)),
+		netlinktest.Datagram(other, web, intr, done(req, 0)),
+		netlinktest.Datagram(web, done(req, unix.EINTR)),
+		netlinktest.Datagram(refused...),
+		netlinktest.Datagram(web, msg(f, req, subsysNftables<<8|msgNewRule, netlink.Multi, FamilyINet), done(req, 0)),
+	} {
+		f.Add(d, uint16(len(d)))
+		f.Add(d, uint16(len(d)/2))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {
+		c := min(int(cut), len(b))
+		datagrams := [][]byte{b[:c], b[c:]}
+		var objs Objects
+		var parts int
+		var done, failed bool
+		var err error
+		fuzztest.Bounded(t, len(b), func() {
+			objs, parts, failed = Objects{}, 0, false
+			names := make(interner)
+			r := dumpReader{seq: 1, answer: msgNewObj, fn: func(fam Family, a []byte) error {
+				if len(a) > 0 && !within(a, datagrams[0]) && !within(a, datagrams[1]) {
+					t.Fatalf("part of %d bytes outside the datagrams", len(a))
+				}
+				parts++
+				err := objs.decode(fam, a, names)
+				failed = failed || err != nil
+				return err
+			}}
+			for _, d := range datagrams {
+				if done, err = r.datagram(d); done || err != nil {
+					return
+				}
+			}
+		})
+		if most := len(b) / (nlwire.HeaderLen + nlwire.NfgenLen); parts > most || len(objs.Counters)+len(objs.Quotas) > parts {
+			t.Fatalf("%d parts and %d objects from %d bytes", parts, len(objs.Counters)+len(objs.Quotas), len(b))
+		}
+		var errno syscall.Errno
+		switch {
+		case !done:
+			if err != nil && !errors.Is(err, errTruncated) {
+				t.Fatalf("before the end: %v, want errTruncated", err)
+			}
+		case err == nil:
+			if failed {
+				t.Fatal("the answer ends without an error after a part that did not decode")
+			}
+		default:
+			if !isDecodeError(err) && !errors.Is(err, errTruncated) && !errors.Is(err, errUnexpected) &&
+				!errors.Is(err, errInterrupted) && !errors.As(err, &errno) {
+				t.Fatalf("at the end: %v, not one of the package's errors nor an errno", err)
+			}
+		}
+	})
+}
+
+// within reports whether the non-empty slice a lies inside b.
+func within(a, b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	start, end := uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b))
+	p := uintptr(unsafe.Pointer(&a[0]))
+	return p >= start && p+uintptr(len(a)) <= end
 }
