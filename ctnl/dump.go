@@ -202,7 +202,8 @@ func (d *Dumper) Dump(ctx context.Context, filter DumpFilter, fn func([]Flow) er
 // datagram decodes the entries of one datagram of the answer to dump
 // request seq into d.flows, hands them to fn each time a batch is full,
 // and counts them in st. done is true when the datagram ends the answer
-// (DONE, after which fn has the last entries, or an error message); err
+// (DONE or an acknowledgement, after which fn has the last entries, or
+// an error message); err
 // is a datagram that does not split into messages, the error the kernel
 // answered, or fn's. An entry that does not decode is skipped.
 func (d *Dumper) datagram(b []byte, seq uint32, st *DumpStats, fn func([]Flow) error) (done bool, err error) {
@@ -216,16 +217,20 @@ func (d *Dumper) datagram(b []byte, seq uint32, st *DumpStats, fn func([]Flow) e
 			continue // the end of an earlier, abandoned request
 		}
 		switch {
-		case m.Type == nlwire.TypeDone:
+		case m.Type == nlwire.TypeDone || m.Type == nlwire.TypeError:
+			if m.Type == nlwire.TypeError {
+				if err := ackError(m.Payload); err != nil {
+					return true, fmt.Errorf("dumping the conntrack table: %w", err)
+				}
+				// An acknowledgement, which the kernel does not send
+				// for a dump request (it asks for none), ends the
+				// answer as DONE does: the entries counted so far go
+				// to fn.
+			}
 			if len(d.flows) > 0 {
 				if err := fn(d.flows); err != nil {
 					return true, err
 				}
-			}
-			return true, nil
-		case m.Type == nlwire.TypeError:
-			if err := ackError(m.Payload); err != nil {
-				return true, fmt.Errorf("dumping the conntrack table: %w", err)
 			}
 			return true, nil
 		case m.Type>>8 != subsysCT || m.Type&0xff != msgCTNew:

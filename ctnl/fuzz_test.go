@@ -7,6 +7,7 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/fuzztest"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netlinktest"
@@ -231,6 +232,112 @@ func FuzzEachBE32(f *testing.F) {
 			if got2[i] != got[i] {
 				t.Fatalf("value %d: %+v written again decodes to %+v", i, got[i], got2[i])
 			}
+		}
+	})
+}
+
+// FuzzDumpDatagram gives any bytes, cut in two datagrams at cut, to a
+// Dumper as the answer to table dump request 1, with batches of 4 entries:
+// fn receives, in order and in full batches until the answer's end, the
+// decoding of each entry of the request the datagrams hold, and
+// DumpStats.Entries counts them; the dump is marked filtered when one of
+// them is. Until the answer's end an error is errTruncated; the end's is
+// an errno the kernel sent, or errTruncated. Reading allocates in
+// proportion to the input at most.
+func FuzzDumpDatagram(f *testing.F) {
+	entry := func(seq uint32, flags netlink.HeaderFlags, tt int) netlink.Message {
+		m := destroyMessage(f, decodeTests[tt].family, decodeTests[tt].attrs...)
+		m.Header.Type = netlink.HeaderType(subsysCT<<8 | msgCTNew)
+		m.Header.Sequence, m.Header.Flags = seq, flags|netlink.Multi
+		return m
+	}
+	done := netlink.Message{Header: netlink.Header{Type: netlink.Done, Flags: netlink.Multi, Sequence: 1}, Data: make([]byte, 4)}
+	refused := netlink.Message{Header: netlink.Header{Type: netlink.Error, Sequence: 1}, Data: []byte{0xff, 0xff, 0xff, 0xff}} // -EPERM
+	// An acknowledgement, which the kernel does not send for a dump
+	// request (it asks for none), after entries: they were counted but
+	// never handed to fn.
+	ack := netlink.Message{Header: netlink.Header{Type: netlink.Error, Sequence: 1}, Data: make([]byte, 4)}
+	var entries []netlink.Message
+	for i := range decodeTests {
+		entries = append(entries, entry(1, 0, i))
+	}
+	for _, d := range [][]byte{
+		netlinktest.Datagram(append(entries, done)...),
+		netlinktest.Datagram(entry(7, 0, 0), entry(1, nlmFDumpFiltered, 1), entry(1, nlmFDumpFiltered, 2), done),
+		netlinktest.Datagram(entry(1, 0, 0), refused),
+		netlinktest.Datagram(entry(1, 0, 0), entry(1, 0, 1), ack),
+	} {
+		f.Add(d, uint16(len(d)))
+		f.Add(d, uint16(len(d)/2))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {
+		c := min(int(cut), len(b))
+		datagrams := [][]byte{b[:c], b[c:]}
+		d := &Dumper{flows: make([]Flow, 0, 4)}
+		var got []Flow
+		var st DumpStats
+		var done bool
+		var err error
+		fuzztest.Bounded(t, len(b), func() {
+			d.flows, got, st = d.flows[:0], got[:0], DumpStats{}
+			for _, dg := range datagrams {
+				done, err = d.datagram(dg, 1, &st, func(fl []Flow) error {
+					if len(fl) == 0 || len(fl) > 4 {
+						t.Fatalf("a batch of %d entries", len(fl))
+					}
+					got = append(got, fl...)
+					return nil
+				})
+				if done || err != nil {
+					return
+				}
+			}
+		})
+		var want []Flow
+		var filtered, ended bool
+	walk:
+		for _, dg := range datagrams {
+			for rest := dg; len(rest) > 0; {
+				m, r, ok := nlwire.NextMessage(rest)
+				if !ok {
+					break walk
+				}
+				rest = r
+				switch {
+				case m.Seq != 1:
+				case m.Type == nlwire.TypeDone || m.Type == nlwire.TypeError:
+					ended = true
+					break walk
+				case m.Type == subsysCT<<8|msgCTNew:
+					filtered = filtered || m.Flags&nlmFDumpFiltered != 0
+					var fl Flow
+					if decodeFlow(m.Payload, &fl) == nil {
+						want = append(want, fl)
+					}
+				}
+			}
+		}
+		if done != ended || st.Filtered != filtered || st.Entries != len(want) {
+			t.Fatalf("done %v, filtered %v, %d entries; want %v, %v, %d", done, st.Filtered, st.Entries, ended, filtered, len(want))
+		}
+		// Before the end, fn has the full batches and the rest waits in
+		// d.flows; at an end without an error, fn has every entry.
+		switch {
+		case !done && (len(got)+len(d.flows) != len(want) || len(got)%4 != 0):
+			t.Fatalf("before the end, fn received %d entries and %d wait, want %d in all, in batches of 4", len(got), len(d.flows), len(want))
+		case done && err == nil && len(got) != len(want):
+			t.Fatalf("at the end, fn received %d entries, want %d", len(got), len(want))
+		case len(got) > len(want):
+			t.Fatalf("fn received %d entries, want %d at most", len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("entry %d: %+v, want %+v", i, got[i], want[i])
+			}
+		}
+		var errno unix.Errno
+		if err != nil && !errors.Is(err, errTruncated) && (!done || !errors.As(err, &errno)) {
+			t.Fatalf("done %v: %v, want errTruncated or, at the end, an errno", done, err)
 		}
 	})
 }
