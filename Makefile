@@ -3,6 +3,11 @@
 #   make unit  - the root-free tier: every test that needs no root, in seconds
 #   make test  - install what the tests need, then run every test (root, for the kernel tests)
 #   make e2e   - the tests of the built exporter alone (e2e/; root)
+#   make fuzz  - every fuzz target (go test -list '^Fuzz', package by package),
+#                one after the other, for FUZZTIME each (default 30s);
+#                stops at the first crash, whose input go test writes to the
+#                package's testdata/fuzz/<FuzzName>/ (no root). Their seed
+#                corpora run in make unit, as ordinary tests.
 
 GO        ?= go
 BIN       ?= netfilter_exporter
@@ -31,7 +36,7 @@ ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check release-check release unit test e2e bench burst demo clean
+.PHONY: all build run deps check release-check release unit test e2e fuzz bench burst demo clean
 
 all: build
 
@@ -105,6 +110,26 @@ e2e: deps
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each fuzz target for FUZZTIME (a -fuzztime value: 30s, or 100000x), one
+# at a time, as go test -fuzz takes one target per run. The packages are
+# those of the module whose test files declare a Fuzz function; go test
+# -list names their targets, so that a target added anywhere is run (a
+# package is not built for listing unless it has one: e2e's TestMain
+# builds the exporter). FUZZFLAGS go to every run, e.g. -parallel 1.
+FUZZTIME  ?= 30s
+FUZZFLAGS ?=
+fuzz:
+	@n=0; for d in $$($(GO) list -f '{{.Dir}}' ./...); do \
+		grep -qs '^func Fuzz' $$d/*_test.go || continue; \
+		p=.$${d#$(CURDIR)}; \
+		list=$$($(GO) test -list '^Fuzz' $$p) || { echo "$$list"; exit 1; }; \
+		for f in $$(echo "$$list" | grep '^Fuzz'); do \
+			echo "$(GO) test -run '^$$' -fuzz '^$$f\$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$p"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$p || exit 1; \
+			n=$$((n+1)); \
+		done; \
+	done; echo "fuzz: $$n targets, $(FUZZTIME) each, no crash"
 
 # A burst of N conntrack DESTROY events, measured RUNS times for the
 # exporter (io_uring and recvmmsg), conntrack -E and ulogd2 (root; see

@@ -189,51 +189,67 @@ func (d *Dumper) Dump(ctx context.Context, filter DumpFilter, fn func([]Flow) er
 			return st, fmt.Errorf("dumping the conntrack table: %w", err)
 		}
 		st.Bytes += n
-		for b := d.buf[:n]; len(b) > 0; {
-			m, rest, err := nextMessage(b)
-			if err != nil {
-				return st, fmt.Errorf("dumping the conntrack table: %w", err)
-			}
-			b = rest
-			if m.Seq != seq {
-				continue // the end of an earlier, abandoned request
-			}
-			switch {
-			case m.Type == nlwire.TypeDone:
-				done = true
-				if len(d.flows) > 0 {
-					if err := fn(d.flows); err != nil {
-						return st, err
-					}
-				}
-				return st, nil
-			case m.Type == nlwire.TypeError:
-				done = true
-				if err := ackError(m.Payload); err != nil {
-					return st, fmt.Errorf("dumping the conntrack table: %w", err)
-				}
-				return st, nil
-			case m.Type>>8 != subsysCT || m.Type&0xff != msgCTNew:
-				continue
-			}
-			if m.Flags&nlmFDumpFiltered != 0 {
-				st.Filtered = true
-			}
-			i := len(d.flows)
-			d.flows = d.flows[:i+1]
-			if err := decodeFlow(m.Payload, &d.flows[i]); err != nil {
-				d.flows = d.flows[:i]
-				continue
-			}
-			st.Entries++
-			if len(d.flows) == cap(d.flows) {
-				if err := fn(d.flows); err != nil {
-					return st, err
-				}
-				d.flows = d.flows[:0]
-			}
+		if done, err = d.datagram(d.buf[:n], seq, &st, fn); done || err != nil {
+			return st, err
 		}
 	}
+}
+
+// datagram decodes the entries of one datagram of the answer to dump
+// request seq into d.flows, hands them to fn each time a batch is full,
+// and counts them in st. done is true when the datagram ends the answer
+// (DONE or an acknowledgement, after which fn has the last entries, or
+// an error message); err
+// is a datagram that does not split into messages, the error the kernel
+// answered, or fn's. An entry that does not decode is skipped.
+func (d *Dumper) datagram(b []byte, seq uint32, st *DumpStats, fn func([]Flow) error) (done bool, err error) {
+	for len(b) > 0 {
+		m, rest, err := nextMessage(b)
+		if err != nil {
+			return false, fmt.Errorf("dumping the conntrack table: %w", err)
+		}
+		b = rest
+		if m.Seq != seq {
+			continue // the end of an earlier, abandoned request
+		}
+		switch {
+		case m.Type == nlwire.TypeDone || m.Type == nlwire.TypeError:
+			if m.Type == nlwire.TypeError {
+				if err := ackError(m.Payload); err != nil {
+					return true, fmt.Errorf("dumping the conntrack table: %w", err)
+				}
+				// An acknowledgement, which the kernel does not send
+				// for a dump request (it asks for none), ends the
+				// answer as DONE does: the entries counted so far go
+				// to fn.
+			}
+			if len(d.flows) > 0 {
+				if err := fn(d.flows); err != nil {
+					return true, err
+				}
+			}
+			return true, nil
+		case m.Type>>8 != subsysCT || m.Type&0xff != msgCTNew:
+			continue
+		}
+		if m.Flags&nlmFDumpFiltered != 0 {
+			st.Filtered = true
+		}
+		i := len(d.flows)
+		d.flows = d.flows[:i+1]
+		if err := decodeFlow(m.Payload, &d.flows[i]); err != nil {
+			d.flows = d.flows[:i]
+			continue
+		}
+		st.Entries++
+		if len(d.flows) == cap(d.flows) {
+			if err := fn(d.flows); err != nil {
+				return false, err
+			}
+			d.flows = d.flows[:0]
+		}
+	}
+	return false, nil
 }
 
 // nlmFDumpFiltered is NLM_F_DUMP_FILTERED.

@@ -256,23 +256,6 @@ func TestNextMessage(t *testing.T) {
 	}
 }
 
-// FuzzDecodeFlow makes sure no input makes the decoder panic.
-func FuzzDecodeFlow(f *testing.F) {
-	for _, tt := range decodeTests {
-		f.Add(destroyMessage(f, tt.family, tt.attrs...).Data)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var fl Flow
-		_ = decodeFlow(b, &fl)
-		for rest := b; len(rest) > 0; {
-			var err error
-			if _, rest, err = nextMessage(rest); err != nil {
-				break
-			}
-		}
-	})
-}
-
 func BenchmarkDecodeFlow(b *testing.B) {
 	m := destroyMessage(b, netfilter.ProtoIPv4, decodeTests[0].attrs...)
 	var f Flow

@@ -33,6 +33,7 @@ const MaxNameLen = 31
 var (
 	errNoName       = errors.New("accounting object has no name")
 	errNameTooLong  = fmt.Errorf("accounting object name is longer than %d bytes", MaxNameLen)
+	errBadMessage   = errors.New("malformed nfacct message")
 	errBadAttribute = errors.New("malformed attribute")
 	errBadQuota     = errors.New("a quota object needs exactly one of packets or bytes as its unit")
 	errUnexpected   = errors.New("unexpected message")
@@ -105,7 +106,7 @@ func unmarshalObject(msg netlink.Message) (Object, error) {
 	var o Object
 	h, ad, err := netfilter.DecodeNetlink(msg)
 	if err != nil {
-		return o, fmt.Errorf("decoding nfacct message: %w", err)
+		return o, fmt.Errorf("%w: %w", errBadMessage, err)
 	}
 	if h.SubsystemID != netfilter.NFSubsysAcct {
 		return o, fmt.Errorf("%w: subsystem %d, want nfnetlink_acct", errUnexpected, h.SubsystemID)

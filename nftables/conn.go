@@ -186,53 +186,82 @@ func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error
 	if err != nil {
 		return fmt.Errorf("sending nf_tables dump request: %w", err)
 	}
-	var decodeErr error
-	interrupted := false
+	r := dumpReader{seq: sent.Header.Sequence, answer: answer, fn: fn}
 	for {
 		b, err := c.recv()
 		if err != nil {
 			return fmt.Errorf("receiving nf_tables dump: %w", err)
 		}
-		for len(b) > 0 {
-			m, rest, err := nextMessage(b)
-			if err != nil {
-				return err
-			}
-			b = rest
-			if m.Seq != sent.Header.Sequence {
-				continue // not an answer to this request
-			}
-			if m.Flags&nlwire.FlagDumpInterrupted != 0 {
-				interrupted = true
-			}
-			switch m.Type {
-			case nlwire.TypeDone:
-				c.idle = true
-				switch {
-				case decodeErr != nil:
-					return decodeErr
-				case interrupted:
-					return errInterrupted
-				}
-				return doneError(m.Payload)
-			case nlwire.TypeError:
-				// A dump that starts returns no error message; this
-				// one ends the answer.
-				c.idle = true
-				return errorMessage(m.Payload)
-			case subsysNftables<<8 | answer:
-				if len(m.Payload) < nlwire.NfgenLen {
-					decodeErr = cmpErr(decodeErr, fmt.Errorf("%w: nf_tables message of %d bytes", errTruncated, len(m.Payload)))
-					continue
-				}
-				if err := fn(Family(m.Payload[0]), m.Payload[nlwire.NfgenLen:]); err != nil {
-					decodeErr = cmpErr(decodeErr, err)
-				}
-			default:
-				decodeErr = cmpErr(decodeErr, fmt.Errorf("%w: type %#x", errUnexpected, m.Type))
-			}
+		done, err := r.datagram(b)
+		if done {
+			c.idle = true
+			return err
+		}
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// dumpReader follows the answer to one dump request, a datagram at a time.
+type dumpReader struct {
+	// seq is the request's sequence number; messages with another one
+	// are not part of the answer.
+	seq uint32
+	// answer is the message type of the answer's parts; fn is called
+	// with the family and the attributes of each.
+	answer uint16
+	fn     func(Family, []byte) error
+	// decodeErr is the first message that did not decode, reported at the
+	// end of the answer; interrupted tells whether the kernel flagged a
+	// part as inconsistent.
+	decodeErr   error
+	interrupted bool
+}
+
+// datagram reads one datagram of the answer. done is true when the
+// datagram ends the answer (DONE or an error message), and err is then the
+// dump's outcome. Before the end, err is a datagram that does not split
+// into messages, after which the rest of the answer cannot be found.
+func (r *dumpReader) datagram(b []byte) (done bool, err error) {
+	for len(b) > 0 {
+		m, rest, err := nextMessage(b)
+		if err != nil {
+			return false, err
+		}
+		b = rest
+		if m.Seq != r.seq {
+			continue // not an answer to this request
+		}
+		if m.Flags&nlwire.FlagDumpInterrupted != 0 {
+			r.interrupted = true
+		}
+		switch m.Type {
+		case nlwire.TypeDone:
+			switch {
+			case r.decodeErr != nil:
+				return true, r.decodeErr
+			case r.interrupted:
+				return true, errInterrupted
+			}
+			return true, doneError(m.Payload)
+		case nlwire.TypeError:
+			// A dump that starts returns no error message; this one
+			// ends the answer.
+			return true, errorMessage(m.Payload)
+		case subsysNftables<<8 | r.answer:
+			if len(m.Payload) < nlwire.NfgenLen {
+				r.decodeErr = cmpErr(r.decodeErr, fmt.Errorf("%w: nf_tables message of %d bytes", errTruncated, len(m.Payload)))
+				continue
+			}
+			if err := r.fn(Family(m.Payload[0]), m.Payload[nlwire.NfgenLen:]); err != nil {
+				r.decodeErr = cmpErr(r.decodeErr, err)
+			}
+		default:
+			r.decodeErr = cmpErr(r.decodeErr, fmt.Errorf("%w: type %#x", errUnexpected, m.Type))
+		}
+	}
+	return false, nil
 }
 
 // cmpErr keeps the first of two errors.

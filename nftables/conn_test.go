@@ -64,7 +64,7 @@ func newFakeTimeout(t *testing.T, timeout time.Duration, answer func(req netlink
 
 // msg is one message of an answer to req: its sequence, type and flags,
 // the family in its nfgenmsg header and its attributes.
-func msg(t *testing.T, req netlink.Message, typ uint16, flags netlink.HeaderFlags, family Family, a ...netfilter.Attribute) netlink.Message {
+func msg(t testing.TB, req netlink.Message, typ uint16, flags netlink.HeaderFlags, family Family, a ...netfilter.Attribute) netlink.Message {
 	return netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: flags, Sequence: req.Header.Sequence, PID: req.Header.PID},
 		Data:   append([]byte{byte(family), unix.NFNETLINK_V0, 0, 0}, attrs(t, a...)...),
@@ -79,7 +79,7 @@ func done(req netlink.Message, errno unix.Errno) netlink.Message {
 	}
 }
 
-func counterObj(t *testing.T, req netlink.Message, family Family, table, name string, pkts, bytes uint64) netlink.Message {
+func counterObj(t testing.TB, req netlink.Message, family Family, table, name string, pkts, bytes uint64) netlink.Message {
 	return msg(t, req, subsysNftables<<8|msgNewObj, netlink.Multi, family,
 		str(objTable, table), str(objName, name), u32(objType, objectCounter), counterData(pkts, bytes))
 }

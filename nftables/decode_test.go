@@ -303,27 +303,6 @@ func TestErrorMessages(t *testing.T) {
 	}
 }
 
-// FuzzDecode makes sure no input makes the decoders panic.
-func FuzzDecode(f *testing.F) {
-	for _, tt := range decodeObjectTests {
-		f.Add(attrs(f, tt.attrs...))
-	}
-	f.Add(attrs(f, str(ruleTable, "t"), str(ruleChain, "c"), u64(ruleHandle, 1),
-		nested(ruleExpressions, expr("counter", u64(counterBytes, 1), u64(counterPackets, 1))),
-		raw(ruleUserdata, record(udataComment, "x")...)))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var o Objects
-		_ = o.decode(FamilyINet, b, make(interner))
-		_, _, _ = decodeRule(FamilyINet, b, make(interner))
-		for rest := b; len(rest) > 0; {
-			var err error
-			if _, rest, err = nextMessage(rest); err != nil {
-				break
-			}
-		}
-	})
-}
-
 // BenchmarkDecodeObject measures the decoding of one counter message, the
 // name string included.
 func BenchmarkDecodeObject(b *testing.B) {
