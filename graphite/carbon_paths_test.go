@@ -32,6 +32,9 @@ func sendLines(t *testing.T, addr, lines string) {
 //   - every byte 0x00-0xff, escaped as the exporter escapes it, is stored
 //     at exactly the path sent, one level, one file per byte: no two
 //     collide, none is refused or splits the path;
+//   - every byte in a tag value, and first in one, escaped as the exporter
+//     escapes it, passes carbon's tag parser, which refuses a raw leading
+//     '~' and a raw ';';
 //   - bytes the exporter escapes break the raw path: whitespace splits the
 //     line, '.' and '/' add a level, ';' makes it a tagged series, an empty
 //     element is folded away, and an invalid UTF-8 byte makes carbon drop
@@ -49,6 +52,14 @@ func TestCarbonStoresEveryElement(t *testing.T) {
 		line, _ := FormatLine("esc", []string{fmt.Sprintf("h%02x", b), "a" + string([]byte{byte(b)}) + "b"}, 1, ts)
 		escaped.WriteString(line)
 	}
+	// Tag values: every byte inside a value and first in it, escaped,
+	// and the two carbon's tag parser refuses, raw.
+	for b := range 256 {
+		for _, v := range []string{"a" + string([]byte{byte(b)}) + "b", string([]byte{byte(b)}) + "x"} {
+			fmt.Fprintf(&raw, "tag.h%02x;v=%s 1 %d\n", b, EscapeTagValue(v), ts)
+		}
+	}
+	fmt.Fprintf(&raw, "tagraw.tilde;v=~x 1 %d\ntagraw.semicolon;v=a;b 1 %d\n", ts, ts)
 	sendLines(t, c.addr, raw.String())
 	sendLines(t, c.addr, escaped.String())
 	// What the escaped bytes would do unescaped.
@@ -93,6 +104,22 @@ func TestCarbonStoresEveryElement(t *testing.T) {
 			t.Fatalf("no whisper file after 60 s for %q", missing)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// carbon logs every name its tag parser refuses, with --debug on its
+	// output: the two raw tag values, never an escaped one.
+	out, err := os.ReadFile(c.log.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if _, m, ok := strings.Cut(l, "Error parsing metric "); ok {
+			refused = append(refused, m)
+		}
+	}
+	all := strings.Join(refused, "\n")
+	if strings.Contains(all, "tag.h") || !strings.Contains(all, "tagraw.tilde") || !strings.Contains(all, "tagraw.semicolon") {
+		t.Errorf("carbon refused the names %q, want tagraw.tilde and tagraw.semicolon and no escaped tag.*", refused)
 	}
 	entries, err := os.ReadDir(filepath.Join(whisper, "esc"))
 	if err != nil || len(entries) != 256 {
