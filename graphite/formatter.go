@@ -32,7 +32,7 @@ type formatter struct {
 	// seen holds a hash (seed) of every path written for the snapshot
 	// being formatted, to find the paths that two of its samples share.
 	seed maphash.Seed
-	seen map[uint64]struct{}
+	seen pathSet
 	// collisions is the number of points the latest snapshot left out
 	// because an earlier point of it had the same path; collided is the
 	// first such path ever, "" until there is one. They are read by other
@@ -42,7 +42,7 @@ type formatter struct {
 }
 
 func newFormatter(prefix string, mode Mode) *formatter {
-	f := &formatter{prefix: SanitizePrefix(prefix), mode: mode, seed: maphash.MakeSeed(), seen: make(map[uint64]struct{})}
+	f := &formatter{prefix: SanitizePrefix(prefix), mode: mode, seed: maphash.MakeSeed()}
 	if mode == Delta {
 		f.deltas = newDeltas()
 	}
@@ -104,7 +104,7 @@ func (f *formatter) write(snap *tree.Snapshot, ts int64, out lineSink, final boo
 	if f.deltas != nil {
 		f.deltas.begin()
 	}
-	clear(f.seen)
+	f.seen.reset()
 	n, collisions := 0, 0
 	for s := range snap.All() {
 		if !sendable(s) || !finite(s.Value) {
@@ -150,9 +150,7 @@ func (f *formatter) collides(line []byte) bool {
 	if i := bytes.IndexByte(line, ' '); i >= 0 {
 		path = line[:i]
 	}
-	h := maphash.Bytes(f.seed, path)
-	if _, dup := f.seen[h]; !dup {
-		f.seen[h] = struct{}{}
+	if f.seen.add(maphash.Bytes(f.seed, path)) {
 		return false
 	}
 	if f.collided.Load() == nil {

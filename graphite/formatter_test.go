@@ -164,3 +164,23 @@ func TestFormatterPathCollision(t *testing.T) {
 		})
 	}
 }
+
+func TestPathSet(t *testing.T) {
+	var s pathSet
+	for round := range 2 {
+		for i := range uint64(5000) {
+			if !s.add(i * 0x9e3779b97f4a7c15) {
+				t.Fatalf("round %d: %d already in the set", round, i)
+			}
+		}
+		for i := range uint64(5000) {
+			if s.add(i * 0x9e3779b97f4a7c15) {
+				t.Fatalf("round %d: %d added twice", round, i)
+			}
+		}
+		if s.n != 5000 || len(s.slots) < 2*s.n {
+			t.Fatalf("round %d: %d hashes in %d slots", round, s.n, len(s.slots))
+		}
+		s.reset()
+	}
+}
