@@ -38,10 +38,10 @@
 // written %XX, '%' itself included, and an empty element is "%" (see
 // EscapeElement). A value such as an IP address or a rule comment can
 // never add levels, and the mapping is injective: two different lists of
-// elements never give one path. Tag values are escaped the same way (see
-// EscapeTagValue). As a backstop, when two samples of one snapshot still
-// have the same path (a collector's mistake), the first is sent, the others
-// are left out, logged once and counted.
+// elements never give one path. Tag values are escaped the same way, with
+// fewer bytes to escape (see EscapeTagValue). As a backstop, when two
+// samples of one snapshot still have the same path (a collector's mistake),
+// the first is sent, the others are left out, logged once and counted.
 //
 // In Delta mode counters are sent as the increase since the previous snapshot
 // instead of their running total; gauges are always sent as they are.
