@@ -108,6 +108,9 @@ func run(args []string, stderr io.Writer) int {
 // serve builds the exporter from s and runs it until ctx is done.
 func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
 	logger.Info("starting "+exporterName, "version", version.Info(), "build_context", version.BuildContext())
+	for _, w := range s.Warnings {
+		logger.Warn(w)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		versioncollector.NewCollector(exporterName),

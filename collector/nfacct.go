@@ -190,7 +190,7 @@ func (c *Nfacct) Update(ctx context.Context, b *tree.Builder) error {
 	watching := c.watchRunning
 	c.mu.Unlock()
 
-	b.Add(c.objects, float64(len(objs)), []string{"nfacct", "objects"})
+	b.Add(c.objects, float64(len(objs)), []string{"exporter", "nfacct", "objects"})
 	c.objsMu.Lock()
 	defer c.objsMu.Unlock()
 	c.gen++

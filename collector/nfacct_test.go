@@ -81,11 +81,11 @@ func TestNfacctGraphitePaths(t *testing.T) {
 	// The order of the points of a push means nothing to carbon.
 	slices.Sort(got)
 	want := []string{
+		"exporter/nfacct/objects=3",
 		"nfacct/guest-quota/bytes=2097152", "nfacct/guest-quota/over_quota=1",
 		"nfacct/guest-quota/pkts=70", "nfacct/guest-quota/quota_bytes=1048576",
 		"nfacct/ipv4/http/bytes=987654", "nfacct/ipv4/http/pkts=1234",
 		"nfacct/ipv6/dns/bytes=400", "nfacct/ipv6/dns/pkts=5",
-		"nfacct/objects=3",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Graphite paths (-want +got):\n%s", diff)

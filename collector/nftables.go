@@ -101,8 +101,8 @@ func (c *Nftables) Update(ctx context.Context, b *tree.Builder) error {
 			return err
 		}
 	}
-	b.Add(c.objects, float64(len(objs.Counters)), []string{"nftables", "objects", "counter"}, "counter")
-	b.Add(c.objects, float64(len(objs.Quotas)), []string{"nftables", "objects", "quota"}, "quota")
+	b.Add(c.objects, float64(len(objs.Counters)), []string{"exporter", "nftables", "objects", "counter"}, "counter")
+	b.Add(c.objects, float64(len(objs.Quotas)), []string{"exporter", "nftables", "objects", "quota"}, "quota")
 
 	// The label values and Graphite paths of the whole reading share one
 	// allocation; each sample gets its own window of it. The label values

@@ -95,7 +95,7 @@ func TestNftablesGraphitePaths(t *testing.T) {
 	}
 	// Elements are raw: the Graphite writer escapes "dns.v4" into one level.
 	want := []string{
-		"nftables/objects/counter=3", "nftables/objects/quota=2",
+		"exporter/nftables/objects/counter=3", "exporter/nftables/objects/quota=2",
 		"nftables/inet/filter/web/pkts=1234", "nftables/inet/filter/web/bytes=987654",
 		"nftables/ip/nat/dns.v4/pkts=5", "nftables/ip/nat/dns.v4/bytes=400",
 		"nftables/netdev/edge/ingress/pkts=7", "nftables/netdev/edge/ingress/bytes=700",

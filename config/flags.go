@@ -70,9 +70,12 @@ type Flags struct {
 	GraphiteBacklog    string
 	GraphiteWindow     time.Duration
 	GraphiteWindowSize string
-	GraphiteEscape     string
-	GraphiteMode       string
-	GraphiteTagged     bool
+	// GraphiteEscape is the value of the deprecated --graphite.escape-char,
+	// which has no effect; escapeSet tells whether it was given.
+	GraphiteEscape string
+	escapeSet      bool
+	GraphiteMode   string
+	GraphiteTagged bool
 }
 
 // AddFlags declares the exporter's own flags on app and returns where their
@@ -122,7 +125,7 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("graphite.backlog-size", "Points kept until carbon acknowledges them: a size in bytes (256MiB) or a number of points (100000). Size it for several snapshots; when it is full the oldest are dropped.").Default(graphite.DefaultBacklogSize).StringVar(&f.GraphiteBacklog)
 	app.Flag("graphite.resend-window", "How long points carbon acknowledged are kept, to be sent again after carbon closed or reset the connection (a carbon-cache that dies loses the points it holds in memory); 0 turns resends off, which a carbon-aggregator that sums points needs.").Default(graphite.DefaultResendWindow.String()).DurationVar(&f.GraphiteWindow)
 	app.Flag("graphite.resend-window-size", "Most memory the points kept for resending take, compressed (32MiB); the oldest are forgotten first; 0 turns resends off.").Default(graphite.DefaultResendWindowSize).StringVar(&f.GraphiteWindowSize)
-	app.Flag("graphite.escape-char", "Character that replaces each character Graphite cannot take in a path element.").Default("_").StringVar(&f.GraphiteEscape)
+	app.Flag("graphite.escape-char", "Deprecated and ignored: Graphite paths now write each byte they cannot hold as %XX.").Hidden().IsSetByUser(&f.escapeSet).StringVar(&f.GraphiteEscape)
 	app.Flag("graphite.mode", "cumulative: counters as the kernel holds them; delta: the increase since the previous push (what ulogd2 sends, without zeroing the kernel).").Default("cumulative").StringVar(&f.GraphiteMode)
 	app.Flag("graphite.tagged", "Send Graphite 1.1 tagged series (netfilter.nfacct_bytes_total;object=web) instead of dotted paths; labels become tags, the nfacct name label the tag object (Graphite reserves name); carbon needs ENABLE_TAGS.").BoolVar(&f.GraphiteTagged)
 	return f

@@ -35,6 +35,10 @@ type Settings struct {
 	// Graphite is the Graphite feed's configuration; its Address is empty
 	// when the feed is off.
 	Graphite graphite.Config
+	// Warnings are the problems of the flags that do not stop the
+	// exporter, e.g. a deprecated flag given; the exporter logs them at
+	// start.
+	Warnings []string
 }
 
 // Web are the web server's settings.
@@ -154,6 +158,9 @@ func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
 	}
 	if s.Graphite, err = f.graphite(); err != nil {
 		return nil, err
+	}
+	if f.escapeSet {
+		s.Warnings = append(s.Warnings, "--graphite.escape-char is deprecated and ignored: Graphite paths keep what carbon stores and write each other byte as %XX, so that no two series share a path (README, Graphite paths)")
 	}
 	return s, nil
 }
@@ -302,9 +309,6 @@ func (f *Flags) graphite() (graphite.Config, error) {
 	if err != nil {
 		return graphite.Config{}, fmt.Errorf("--graphite.backlog-size: %w", err)
 	}
-	if len(f.GraphiteEscape) != 1 || !graphite.ValidPathChar(f.GraphiteEscape[0]) {
-		return graphite.Config{}, fmt.Errorf("--graphite.escape-char: %w %q: must be one character of [A-Za-z0-9_-]", errFlag, f.GraphiteEscape)
-	}
 	mode, err := graphite.ParseMode(f.GraphiteMode)
 	if err != nil {
 		return graphite.Config{}, fmt.Errorf("--graphite.mode: %w", err)
@@ -334,7 +338,6 @@ func (f *Flags) graphite() (graphite.Config, error) {
 		BacklogBytes:      bytes,
 		ResendWindow:      window,
 		ResendWindowBytes: windowSize,
-		EscapeChar:        f.GraphiteEscape[0],
 		Mode:              mode,
 		Tagged:            f.GraphiteTagged,
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,24 @@ func TestSettingsErrorsAreFlagErrors(t *testing.T) {
 		if !errors.Is(err, errFlag) {
 			t.Errorf("%q: error %v, want one wrapping errFlag", args, err)
 		}
+	}
+}
+
+// TestSettingsEscapeCharDeprecated checks that --graphite.escape-char, which
+// no longer does anything, still starts the exporter, whatever its value,
+// with a warning; without it there is none.
+func TestSettingsEscapeCharDeprecated(t *testing.T) {
+	for _, v := range []string{"_", "-", "ab", "."} {
+		s, err := settings(t, "--graphite.escape-char="+v)
+		if err != nil {
+			t.Fatalf("--graphite.escape-char=%s: %v", v, err)
+		}
+		if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "--graphite.escape-char is deprecated") {
+			t.Errorf("--graphite.escape-char=%s: warnings %q", v, s.Warnings)
+		}
+	}
+	s, err := settings(t)
+	if err != nil || len(s.Warnings) != 0 {
+		t.Errorf("no flag: %v, warnings %q", err, s.Warnings)
 	}
 }

@@ -461,9 +461,13 @@ func checkGraphiteDashboard(t *testing.T, whisperDir string) {
 							if node < 0 {
 								end = len(nodes) + node + 1
 							}
-							// Paths of the template, not names in quotes.
+							// Paths of the template, not names in quotes. As
+							// graphite-web does, every % of the template, and
+							// only of the template, is the node's path, which
+							// may hold a %XX escape of its own; a path ends at
+							// a byte no element holds (README, Graphite paths).
 							built := regexp.MustCompile(`'[^']*'`).ReplaceAllString(strings.ReplaceAll(m[3], "%", strings.Join(nodes[:end], ".")), "")
-							for _, want := range regexp.MustCompile(regexp.QuoteMeta(prefix)+`\.[\w.]+`).FindAllString(built, -1) {
+							for _, want := range regexp.MustCompile(regexp.QuoteMeta(prefix)+`\.[^\s(),'"|]+`).FindAllString(built, -1) {
 								found := false
 								for _, wp2 := range paths {
 									found = found || wp2 == want

@@ -311,11 +311,11 @@ scrape_configs:
 		filepath.Join(dir, "whisper/netfilter/conntrack/ipv4/tcp/8080/reply/pkts.wsp"):                     tcp.replyPackets,
 		taggedWhisperPath(dir, "tagged.nfacct_bytes_total;object=e2e.udp"):                                 nf[1],
 		taggedWhisperPath(dir, "tagged.nfacct_packets_total;object=e2e.udp"):                               nf[0],
-		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_udp/bytes.wsp"):                        nft[1],
-		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_udp/pkts.wsp"):                         nft[0],
+		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e%2Eudp/bytes.wsp"):                      nft[1],
+		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e%2Eudp/pkts.wsp"):                       nft[0],
 		taggedWhisperPath(dir, "tagged.nftables_counter_bytes_total;family=inet;object=e2e.udp;table=e2e"): nft[1],
-		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_q/quota/used.wsp"):                     float64(quotas["e2e.q"].Used),
-		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e_full/quota/exhausted.wsp"):             1,
+		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e%2Eq/quota/used.wsp"):                   float64(quotas["e2e.q"].Used),
+		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e%2Efull/quota/exhausted.wsp"):           1,
 	} {
 		eventually(t, 30*time.Second, func() string {
 			if got, ok := whisperLast(path); !ok || got != v {

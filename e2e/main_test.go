@@ -472,8 +472,6 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--graphite.resend-window=1000h"}, "to 24h0m0s"},
 		{[]string{"--graphite.resend-window-size=lots"}, "lots"},
 		{[]string{"--graphite.resend-window-size=100"}, "100"},
-		{[]string{"--graphite.escape-char=ab"}, "one character"},
-		{[]string{"--graphite.escape-char=."}, "one character"},
 		{[]string{"--graphite.mode=sometimes"}, "sometimes"},
 		{[]string{"--log.level=loud"}, "log.level"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},

@@ -155,18 +155,18 @@ func TestExporterNftables(t *testing.T) {
 	// Graphite: every element escaped, so dotted and slashed names stay one
 	// level.
 	want := map[string]float64{
-		"netfilter.nftables.inet.filter.dns_v4.pkts":             float64(f.UDP4.Packets),
-		"netfilter.nftables.inet.filter.dns_v4.bytes":            float64(f.UDP4.Bytes),
-		"netfilter.nftables.inet.filter.dns_v6.bytes":            float64(f.UDP6.Bytes),
-		"netfilter.nftables.ip6.v6.svc9000.pkts":                 float64(f.UDP6.Packets),
-		"netfilter.nftables.inet.filter.small.quota.limit":       500,
-		"netfilter.nftables.inet.filter.small.quota.used":        500,
-		"netfilter.nftables.inet.filter.small.quota.exhausted":   1,
-		"netfilter.nftables.inet.filter.big.quota.limit":         10 << 20,
-		"netfilter.nftables.objects.counter":                     8,
-		"netfilter.nftables.rules.inet.filter.input.udp_in.pkts": 12,
-		"netfilter.exporter.nftables.rule_counters_omitted":      0,
-		"netfilter.exporter.collector.nftables.success":          1,
+		"netfilter.nftables.inet.filter.dns%2Ev4.pkts":             float64(f.UDP4.Packets),
+		"netfilter.nftables.inet.filter.dns%2Ev4.bytes":            float64(f.UDP4.Bytes),
+		"netfilter.nftables.inet.filter.dns%2Fv6.bytes":            float64(f.UDP6.Bytes),
+		"netfilter.nftables.ip6.v6.svc9000.pkts":                   float64(f.UDP6.Packets),
+		"netfilter.nftables.inet.filter.small.quota.limit":         500,
+		"netfilter.nftables.inet.filter.small.quota.used":          500,
+		"netfilter.nftables.inet.filter.small.quota.exhausted":     1,
+		"netfilter.nftables.inet.filter.big.quota.limit":           10 << 20,
+		"netfilter.exporter.nftables.objects.counter":              8,
+		"netfilter.nftables.rules.inet.filter.input.udp%20in.pkts": 12,
+		"netfilter.exporter.nftables.rule_counters_omitted":        0,
+		"netfilter.exporter.collector.nftables.success":            1,
 	}
 	waitPaths(t, c, want)
 

@@ -69,7 +69,7 @@ func BenchmarkFormat100kSeries(b *testing.B) {
 	src := newFlowSource(100_000)
 	for _, mode := range []Mode{Cumulative, Delta} {
 		b.Run(mode.String(), func(b *testing.B) {
-			f := newFormatter("netfilter", '_', mode)
+			f := newFormatter("netfilter", mode)
 			q := newQueue(0, 1<<30, 0, 0)
 			defer q.release()
 			var lines, size int
@@ -140,7 +140,7 @@ func BenchmarkQueueMemory(b *testing.B) {
 			var backlogRSS, backlogHeap, windowRSS, windowHeap, snapMB, ackCPU float64
 			var st queueStats
 			for b.Loop() {
-				f := newFormatter("netfilter", '_', Cumulative)
+				f := newFormatter("netfilter", Cumulative)
 				q := newQueue(0, 256<<20, windowBytes, time.Hour)
 				debug.FreeOSMemory()
 				rss0, heap0 := rssMB(b), heapMB()

@@ -20,7 +20,6 @@ var (
 	errAddress     = errors.New("invalid graphite address")
 	errInterval    = errors.New("invalid graphite interval")
 	errTimeout     = errors.New("invalid graphite timeout")
-	errEscapeChar  = errors.New("invalid graphite escape character")
 	errBacklog     = errors.New("invalid graphite backlog limits")
 	errWindow      = errors.New("invalid graphite resend window")
 	errSource      = errors.New("no graphite source")
@@ -137,10 +136,6 @@ type Config struct {
 	// ResendWindowBytes bounds the memory the points kept for resending
 	// take, compressed; the oldest are forgotten first. 0 turns resends off.
 	ResendWindowBytes int
-	// EscapeChar replaces every character Graphite cannot take in a path
-	// element. It must itself be one of [A-Za-z0-9_-]; 0 means
-	// DefaultEscapeChar.
-	EscapeChar byte
 	// Mode selects how counters are sent; the zero value is Cumulative.
 	Mode Mode
 	// Tagged sends Graphite 1.1 tagged series, name;tag=value, instead of
@@ -174,12 +169,6 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.Timeout <= 0 {
 		return c, fmt.Errorf("%w %v: must be greater than zero", errTimeout, c.Timeout)
-	}
-	if c.EscapeChar == 0 {
-		c.EscapeChar = DefaultEscapeChar
-	}
-	if !ValidPathChar(c.EscapeChar) {
-		return c, fmt.Errorf("%w %q: must be one of [A-Za-z0-9_-]", errEscapeChar, c.EscapeChar)
 	}
 	if c.BacklogPoints < 0 || c.BacklogBytes < 0 || (c.BacklogPoints == 0 && c.BacklogBytes == 0) {
 		return c, fmt.Errorf("%w (%d points, %d bytes): neither may be negative and at least one must be greater than zero",

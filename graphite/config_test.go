@@ -153,8 +153,6 @@ func TestNewValidation(t *testing.T) {
 		{"zero interval", func(c *Config) { c.Interval = 0 }, nilSource{}, errInterval},
 		{"negative interval", func(c *Config) { c.Interval = -time.Second }, nilSource{}, errInterval},
 		{"zero timeout", func(c *Config) { c.Timeout = 0 }, nilSource{}, errTimeout},
-		{"escape char dot", func(c *Config) { c.EscapeChar = '.' }, nilSource{}, errEscapeChar},
-		{"escape char space", func(c *Config) { c.EscapeChar = ' ' }, nilSource{}, errEscapeChar},
 		{"no backlog limit", func(c *Config) { c.BacklogPoints = 0 }, nilSource{}, errBacklog},
 		{"negative backlog points", func(c *Config) { c.BacklogPoints = -1; c.BacklogBytes = 10 }, nilSource{}, errBacklog},
 		{"negative backlog bytes", func(c *Config) { c.BacklogBytes = -1 }, nilSource{}, errBacklog},
@@ -172,9 +170,6 @@ func TestNewValidation(t *testing.T) {
 			if tt.want == nil {
 				if err != nil || w == nil {
 					t.Fatalf("New = %v, %v; want a writer", w, err)
-				}
-				if w.cfg.EscapeChar != DefaultEscapeChar {
-					t.Errorf("EscapeChar = %q, want default %q", w.cfg.EscapeChar, DefaultEscapeChar)
 				}
 				return
 			}
@@ -195,11 +190,5 @@ func TestNewRegistersOnce(t *testing.T) {
 	if _, err := New(cfg, nilSource{}, nil); !errors.Is(err, errRegister) {
 		t.Fatalf("second New error = %v, want %v", err, errRegister)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(mfs) != 15 {
-		t.Errorf("registry holds %d families, want 15", len(mfs))
-	}
+	checkMetricsGolden(t, reg, "testdata/metrics.prom")
 }

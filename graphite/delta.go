@@ -48,8 +48,8 @@ func (d *deltas) end() {
 // increase is counted from the snapshot before the previous one instead:
 // what was sent at the previous snapshot plus the increase since.
 func (d *deltas) next(path, leaf []string, v float64, final bool) (float64, bool) {
-	// The key encodes the raw elements with their lengths, so that two paths
-	// that escape to the same string keep separate baselines.
+	// The key encodes the raw elements with their lengths: two different
+	// lists of elements never share a baseline, whatever the escaping.
 	d.key = d.key[:0]
 	for _, elems := range [2][]string{path, leaf} {
 		for _, e := range elems {

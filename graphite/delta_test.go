@@ -55,7 +55,7 @@ func TestFormatterDelta(t *testing.T) {
 			want:   []string{"p.d 2 7\n"},
 		},
 	}
-	f := newFormatter("p", '_', Delta)
+	f := newFormatter("p", Delta)
 	for i, step := range steps {
 		snap := &tree.Snapshot{Time: time.Unix(int64(i+1), 0)}
 		for _, p := range step.points {
@@ -68,16 +68,17 @@ func TestFormatterDelta(t *testing.T) {
 	}
 }
 
-func TestFormatterDeltaKeepsCollidingPathsApart(t *testing.T) {
-	// "a.b" and "a:b" escape to the same element but are different objects.
-	f := newFormatter("p", '_', Delta)
+func TestFormatterDeltaKeepsEscapedPathsApart(t *testing.T) {
+	// "a.b" and "a:b" were one element under the old escaping; they are two
+	// paths, each with its own baseline.
+	f := newFormatter("p", Delta)
 	for i, vals := range [][2]float64{{10, 1000}, {11, 1005}} {
 		snap := &tree.Snapshot{Time: time.Unix(int64(i), 0), Samples: []tree.Sample{
 			{Desc: counterDesc, Path: []string{"a.b"}, Value: vals[0]},
 			{Desc: counterDesc, Path: []string{"a:b"}, Value: vals[1]},
 		}}
 		got := formatLines(f, snap)
-		if i == 1 && !slices.Equal(got, []string{"p.a_b 1 1\n", "p.a_b 5 1\n"}) {
+		if i == 1 && !slices.Equal(got, []string{"p.a%2Eb 1 1\n", "p.a:b 5 1\n"}) {
 			t.Errorf("format = %q", got)
 		}
 	}
@@ -97,7 +98,7 @@ func TestFormatterDeltaFinal(t *testing.T) {
 		return tree.Sample{Desc: gaugeDesc, Path: []string{path}, Value: v}
 	}
 
-	f := newFormatter("p", '_', Delta)
+	f := newFormatter("p", Delta)
 	formatLines(f, snap(1, c("c", 100), c("r", 50)))
 	if got, want := formatLines(f, snap(2, c("c", 130), c("r", 10), c("d", 5), g("g", 3))), []string{"p.c 30 2\n", "p.r 10 2\n", "p.g 3 2\n"}; !slices.Equal(got, want) {
 		t.Fatalf("second snapshot = %q, want %q", got, want)
@@ -115,7 +116,7 @@ func TestFormatterDeltaFinal(t *testing.T) {
 	}
 
 	// Without a previous snapshot, the final one is a first one.
-	f = newFormatter("p", '_', Delta)
+	f = newFormatter("p", Delta)
 	out = nil
 	f.formatFinal(snap(5, c("c", 1), g("g", 2)), &out)
 	if want := []string{"p.g 2 5\n"}; !slices.Equal(out, want) {
@@ -123,7 +124,7 @@ func TestFormatterDeltaFinal(t *testing.T) {
 	}
 
 	// In Cumulative mode the final snapshot is an ordinary one.
-	f = newFormatter("p", '_', Cumulative)
+	f = newFormatter("p", Cumulative)
 	formatLines(f, snap(1, c("c", 1)))
 	out = nil
 	f.formatFinal(snap(5, c("c", 3)), &out)

@@ -31,10 +31,17 @@
 // When its context ends, a Writer takes one last snapshot and delivers it,
 // with whatever is still queued, within Config.Timeout.
 //
-// Each element of a Sample.Path is one level of the Graphite hierarchy. Every
-// character Graphite cannot take in a path element (anything outside
-// [A-Za-z0-9_-]) is replaced by the configured escape character, so a value
-// such as an IPv6 address or a rule comment can never add levels.
+// Each element of a Sample.Path is one level of the Graphite hierarchy. An
+// element keeps the bytes carbon stores as they are and graphite-web queries
+// literally (A-Z a-z 0-9 and ! # $ & + - : < > @ ^ _ ` ~), so that a name
+// such as web:8080 reaches carbon as ulogd2 sends it; every other byte is
+// written %XX, '%' itself included, and an empty element is "%" (see
+// EscapeElement). A value such as an IP address or a rule comment can
+// never add levels, and the mapping is injective: two different lists of
+// elements never give one path. Tag values are escaped the same way, with
+// fewer bytes to escape (see EscapeTagValue). As a backstop, when two
+// samples of one snapshot still have the same path (a collector's mistake),
+// the first is sent, the others are left out, logged once and counted.
 //
 // In Delta mode counters are sent as the increase since the previous snapshot
 // instead of their running total; gauges are always sent as they are.

@@ -2,62 +2,111 @@ package graphite
 
 import (
 	"strings"
-	"unicode/utf8"
 )
 
-// DefaultEscapeChar is the character that replaces, by default, every
-// character Graphite cannot take in a path element.
-const DefaultEscapeChar byte = '_'
+// EscapeByte is the byte that starts an escape in a Graphite path element or
+// tag value: a byte that must not appear as it is there is written as
+// EscapeByte followed by its value in two upper-case hexadecimal digits
+// ("sp ace" becomes "sp%20ace"), and EscapeByte itself is always escaped
+// ("%" becomes "%25"), so two different elements never give one path.
+const EscapeByte = '%'
 
-// ValidPathChar reports whether c may appear unescaped in a Graphite path
-// element: an ASCII letter, a digit, '_' or '-'.
-func ValidPathChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	case c == '_' || c == '-':
-		return true
+// EmptyElement is what an empty path element is sent as: carbon would
+// otherwise fold the empty level away ("a..b" is stored as "a.b"). No other
+// element escapes to it, as an escape is always followed by two hex digits.
+const EmptyElement = "%"
+
+// keepInPath[c] is true for the bytes a path element keeps as they are:
+// carbon stores them in a whisper file name unchanged and graphite-web's
+// render grammar takes them literally. Every other byte is escaped:
+//   - whitespace and control bytes: carbon splits a line on whitespace
+//     (Python's str.split, which also splits on 0x1c-0x1f), and graphite-web's
+//     grammar takes printable characters only;
+//   - '.' and '/': they add levels (carbon maps '.' to '/' in the file name);
+//   - ';': carbon parses the line as a tagged series;
+//   - '(' ')' ',' '\” '"' '\\' '|' '=': symbols of graphite-web's render
+//     grammar (a call, its arguments, a keyword argument, a string, a
+//     backslash escape, a pipe);
+//   - '*' '?' '[' ']' '{' '}': graphite-web's glob patterns, so a query for
+//     the element would match others too;
+//   - '%': the escape byte itself;
+//   - every byte from 0x80: graphite-web parses non-ASCII characters in a
+//     render target only with UTF8_METRICS (off by default), carbon splits
+//     lines on Unicode spaces such as U+00A0 and U+2028, and an invalid UTF-8
+//     byte makes carbon drop the whole connection.
+//
+// Kept: A-Z a-z 0-9 and ! # $ & + - : < > @ ^ _ ` ~ (measured with the
+// carbon-cache of graphite-carbon 1.1: see TestCarbonStoresEveryElement).
+var keepInPath = func() (t [256]bool) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
 	}
-	return false
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range []byte("!#$&+-:<>@^_`~") {
+		t[c] = true
+	}
+	return t
+}()
+
+// keepInTag[c] is true for the bytes a tag value keeps as they are (but for
+// a leading '~', always escaped, which carbon refuses): carbon refuses ';' in
+// a tag value and splits the line on whitespace, and the other bytes escaped
+// are those escaped in a path for the same reasons (control bytes,
+// non-ASCII, the escape byte). Dots and the other punctuation are kept: a
+// tagged series is stored by the hash of its name, and graphite-web's tag
+// expressions take the value as a string.
+var keepInTag = func() (t [256]bool) {
+	for c := 0x21; c < 0x7f; c++ {
+		t[c] = true
+	}
+	t[';'], t[EscapeByte] = false, false
+	return t
+}()
+
+const hexDigits = "0123456789ABCDEF"
+
+// appendEscaped appends b as an escape: EscapeByte and two hex digits.
+func appendEscaped(dst []byte, b byte) []byte {
+	return append(dst, EscapeByte, hexDigits[b>>4], hexDigits[b&0xf])
 }
 
-// appendElement appends e to dst with every character outside [A-Za-z0-9_-]
-// replaced by esc. A multi-byte UTF-8 character, and every byte of an invalid
-// UTF-8 sequence, becomes a single esc. An empty element becomes esc, so it
-// still makes a level of its own.
-func appendElement(dst []byte, e string, esc byte) []byte {
+// appendElement appends e to dst as one Graphite path element: the bytes
+// keepInPath keeps as they are, every other byte escaped (see EscapeByte),
+// and an empty element as EmptyElement. The mapping is injective and
+// depends on e alone.
+func appendElement(dst []byte, e string) []byte {
 	if e == "" {
-		return append(dst, esc)
+		return append(dst, EmptyElement...)
 	}
-	for i := 0; i < len(e); {
-		c := e[i]
-		if c < utf8.RuneSelf {
-			if ValidPathChar(c) {
-				dst = append(dst, c)
-			} else {
-				dst = append(dst, esc)
-			}
-			i++
-			continue
+	for i := 0; i < len(e); i++ {
+		if c := e[i]; keepInPath[c] {
+			dst = append(dst, c)
+		} else {
+			dst = appendEscaped(dst, c)
 		}
-		_, size := utf8.DecodeRuneInString(e[i:])
-		dst = append(dst, esc)
-		i += size
 	}
 	return dst
 }
 
-// EscapeElement returns e as one Graphite path element: every character
-// outside [A-Za-z0-9_-] is replaced by esc, and an empty element becomes esc.
-func EscapeElement(e string, esc byte) string {
-	return string(appendElement(make([]byte, 0, len(e)+1), e, esc))
+// EscapeElement returns e as one Graphite path element: A-Z a-z 0-9 and
+// ! # $ & + - : < > @ ^ _ ` ~ are kept as they are, every other byte is
+// written %XX (two upper-case hex digits), and an empty element is "%".
+// Two different elements never give the same result, and the result holds
+// neither a dot nor whitespace.
+func EscapeElement(e string) string {
+	return string(appendElement(make([]byte, 0, len(e)+1), e))
 }
 
 // SanitizePrefix returns prefix made safe for Graphite. The prefix may hold
 // several levels separated by dots; each level is escaped as EscapeElement
 // does, and empty levels (leading, trailing or doubled dots) are dropped. The
 // result is empty when prefix has no level at all.
-func SanitizePrefix(prefix string, esc byte) string {
+func SanitizePrefix(prefix string) string {
 	var b []byte
 	for elem := range strings.SplitSeq(prefix, ".") {
 		if elem == "" {
@@ -66,21 +115,30 @@ func SanitizePrefix(prefix string, esc byte) string {
 		if len(b) > 0 {
 			b = append(b, '.')
 		}
-		b = appendElement(b, elem, esc)
+		b = appendElement(b, elem)
 	}
 	return string(b)
 }
 
-// appendTagValue appends a tag value with the characters Graphite forbids
-// in one (';', a leading '~') and those that would break the line
-// (whitespace, control and non-ASCII characters) replaced by esc.
-func appendTagValue(dst []byte, v string, esc byte) []byte {
+// appendTagValue appends a tag value with the bytes keepInTag does not keep,
+// and a leading '~', escaped as appendElement escapes them. The mapping is
+// injective. An empty value is never sent (see appendTaggedLine).
+func appendTagValue(dst []byte, v string) []byte {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
-		if c <= ' ' || c >= 0x7f || c == ';' || (i == 0 && c == '~') {
-			c = esc
+		if keepInTag[c] && (i > 0 || c != '~') {
+			dst = append(dst, c)
+		} else {
+			dst = appendEscaped(dst, c)
 		}
-		dst = append(dst, c)
 	}
 	return dst
+}
+
+// EscapeTagValue returns v as a Graphite tag value: every byte from '!' to
+// '~' is kept but ';', '%' and a leading '~', which are written %XX, as are
+// whitespace, control and non-ASCII bytes. Two different values never give
+// the same result.
+func EscapeTagValue(v string) string {
+	return string(appendTagValue(make([]byte, 0, len(v)), v))
 }

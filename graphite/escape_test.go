@@ -1,6 +1,7 @@
 package graphite
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -8,28 +9,79 @@ func TestEscapeElement(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
-		esc  byte
 		want string
 	}{
-		{"plain", "web", '_', "web"},
-		{"allowed punctuation", "a_b-C9", '_', "a_b-C9"},
-		{"dot", "10.0.0.1", '_', "10_0_0_1"},
-		{"colon", "tcp:80", '_', "tcp_80"},
-		{"ipv6", "2001:db8::1", '_', "2001_db8__1"},
-		{"slash and space", "10.0.0.0/8 lan", '_', "10_0_0_0_8_lan"},
-		{"glob characters", "*?[]{}()", '_', "________"},
-		{"semicolon and equals", "a;b=c", '_', "a_b_c"},
-		{"empty", "", '_', "_"},
-		{"non-ASCII, one escape per character", "zürich", '_', "z_rich"},
-		{"emoji", "a😀b", '_', "a_b"},
-		{"invalid UTF-8, one escape per byte", "a\xff\xfeb", '_', "a__b"},
-		{"control characters", "a\tb\nc", '_', "a_b_c"},
-		{"other escape char", "a.b", '-', "a-b"},
+		{"plain", "web", "web"},
+		{"allowed punctuation", "a_b-C9", "a_b-C9"},
+		{"colon kept, as ulogd2 sends it", "web:8080", "web:8080"},
+		{"ipv6", "2001:db8::1", "2001:db8::1"},
+		{"kept punctuation", "!#$&+-:<>@^_`~", "!#$&+-:<>@^_`~"},
+		{"dot", "10.0.0.1", "10%2E0%2E0%2E1"},
+		{"space", "sp ace", "sp%20ace"},
+		{"underscore stays", "sp_ace", "sp_ace"},
+		{"slash and space", "10.0.0.0/8 lan", "10%2E0%2E0%2E0%2F8%20lan"},
+		{"glob characters", "*?[]{}", "%2A%3F%5B%5D%7B%7D"},
+		{"grammar symbols", `(),'"\|=`, "%28%29%2C%27%22%5C%7C%3D"},
+		{"semicolon", "a;b", "a%3Bb"},
+		{"escape byte itself", "100%", "100%25"},
+		{"an escape in the name is escaped again", "sp%20ace", "sp%2520ace"},
+		{"empty", "", "%"},
+		{"lone escape byte is not empty", "%", "%25"},
+		{"non-ASCII, per byte", "héllo", "h%C3%A9llo"},
+		{"invalid UTF-8, per byte", "a\xff\xfeb", "a%FF%FEb"},
+		{"control characters", "a\tb\nc\x00\x7f", "a%09b%0Ac%00%7F"},
+		{"leading tilde kept in a path", "~x", "~x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := EscapeElement(tt.in, tt.esc); got != tt.want {
-				t.Errorf("EscapeElement(%q, %q) = %q, want %q", tt.in, tt.esc, got, tt.want)
+			if got := EscapeElement(tt.in); got != tt.want {
+				t.Errorf("EscapeElement(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestEscapeElementKeepsApart checks the pairs that the '_' replacement of
+// old merged into one element.
+func TestEscapeElementKeepsApart(t *testing.T) {
+	for _, pair := range [][2]string{
+		{"sp ace", "sp_ace"},
+		{"héllo", "h_llo"},
+		{"web:8080", "web_8080"},
+		{"", "_"},
+		{"a.b", "a_b"},
+		{"%", ""},
+		{"%41", "A"},
+	} {
+		a, b := EscapeElement(pair[0]), EscapeElement(pair[1])
+		if a == b {
+			t.Errorf("EscapeElement(%q) = EscapeElement(%q) = %q", pair[0], pair[1], a)
+		}
+	}
+}
+
+func TestEscapeTagValue(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"plain", "web", "web"},
+		{"dots and colons kept", "ipv4.http:80", "ipv4.http:80"},
+		{"punctuation kept", "a=b,c(d)*", "a=b,c(d)*"},
+		{"space", "sp ace", "sp%20ace"},
+		{"underscore stays", "sp_ace", "sp_ace"},
+		{"semicolon", "a;b", "a%3Bb"},
+		{"leading tilde", "~x", "%7Ex"},
+		{"inner tilde", "x~y", "x~y"},
+		{"escape byte", "5%", "5%25"},
+		{"non-ASCII", "héllo", "h%C3%A9llo"},
+		{"control", "a\tb", "a%09b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := EscapeTagValue(tt.in); got != tt.want {
+				t.Errorf("EscapeTagValue(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -45,14 +97,30 @@ func TestSanitizePrefix(t *testing.T) {
 		{".netfilter.", "netfilter"},
 		{"a..b", "a.b"},
 		{"...", ""},
-		{"fw 1.net:filter", "fw_1.net_filter"},
-		{"hôte.x", "h_te.x"},
+		{"fw 1.net:filter", "fw%201.net:filter"},
+		{"hôte.x", "h%C3%B4te.x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			if got := SanitizePrefix(tt.in, '_'); got != tt.want {
+			if got := SanitizePrefix(tt.in); got != tt.want {
 				t.Errorf("SanitizePrefix(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestPathGrammarEveryByte checks every byte alone against the grammar.
+func TestPathGrammarEveryByte(t *testing.T) {
+	for c := range 256 {
+		e := EscapeElement(string([]byte{byte(c)}))
+		if err := checkElementGrammar(e); err != nil {
+			t.Errorf("byte %#02x: %q: %v", c, e, err)
+		}
+		if keepInPath[c] != (e == string([]byte{byte(c)})) {
+			t.Errorf("byte %#02x: %q, kept = %v", c, e, keepInPath[c])
+		}
+	}
+	if strings.ContainsAny(EscapeElement("a b.c\n"), " .\n") {
+		t.Error("separator left in an element")
 	}
 }

@@ -1,6 +1,10 @@
 package graphite
 
 import (
+	"bytes"
+	"hash/maphash"
+	"sync/atomic"
+
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -15,7 +19,6 @@ type lineSink interface {
 // at a time and see the snapshots in order.
 type formatter struct {
 	prefix string // already sanitised
-	esc    byte
 	mode   Mode
 	tagged bool
 
@@ -25,10 +28,21 @@ type formatter struct {
 	// formatted whether there was one.
 	lastTime  int64
 	formatted bool
+
+	// seen holds a hash (seed) of every path written for the snapshot
+	// being formatted, to find the paths that two of its samples share.
+	seed maphash.Seed
+	seen pathSet
+	// collisions is the number of points the latest snapshot left out
+	// because an earlier point of it had the same path; collided is the
+	// first such path ever, "" until there is one. They are read by other
+	// goroutines (the metrics) and by the Writer's log.
+	collisions atomic.Int64
+	collided   atomic.Pointer[string]
 }
 
-func newFormatter(prefix string, esc byte, mode Mode) *formatter {
-	f := &formatter{prefix: SanitizePrefix(prefix, esc), esc: esc, mode: mode}
+func newFormatter(prefix string, mode Mode) *formatter {
+	f := &formatter{prefix: SanitizePrefix(prefix), mode: mode, seed: maphash.MakeSeed()}
 	if mode == Delta {
 		f.deltas = newDeltas()
 	}
@@ -90,7 +104,8 @@ func (f *formatter) write(snap *tree.Snapshot, ts int64, out lineSink, final boo
 	if f.deltas != nil {
 		f.deltas.begin()
 	}
-	n := 0
+	f.seen.reset()
+	n, collisions := 0, 0
 	for s := range snap.All() {
 		if !sendable(s) || !finite(s.Value) {
 			continue
@@ -103,9 +118,13 @@ func (f *formatter) write(snap *tree.Snapshot, ts int64, out lineSink, final boo
 			}
 		}
 		if f.tagged && s.Desc != nil {
-			f.line = appendTaggedLine(f.line[:0], f.prefix, s, v, ts, f.esc)
+			f.line = appendTaggedLine(f.line[:0], f.prefix, s, v, ts)
 		} else {
-			f.line = appendLine(f.line[:0], f.prefix, s.Path, leaf(s), v, ts, f.esc)
+			f.line = appendLine(f.line[:0], f.prefix, s.Path, leaf(s), v, ts)
+		}
+		if f.collides(f.line) {
+			collisions++
+			continue
 		}
 		out.add(f.line)
 		n++
@@ -113,5 +132,30 @@ func (f *formatter) write(snap *tree.Snapshot, ts int64, out lineSink, final boo
 	if f.deltas != nil {
 		f.deltas.end()
 	}
+	f.collisions.Store(int64(collisions))
 	return n
+}
+
+// collides reports whether the path of line was already written for the
+// snapshot being formatted, and remembers it otherwise. Escaping is
+// injective (see EscapeElement), so two samples share a path only when their
+// elements are the same, which is a collector's mistake: the first one is
+// sent, the others are left out, and carbon never gets two values for one
+// path and timestamp. Paths are compared by a 64-bit hash: two different
+// paths are taken for one with a chance of about n²/2⁶⁵ for n points
+// (3·10⁻⁸ per snapshot of a million points), and then the second is left
+// out.
+func (f *formatter) collides(line []byte) bool {
+	path := line
+	if i := bytes.IndexByte(line, ' '); i >= 0 {
+		path = line[:i]
+	}
+	if f.seen.add(maphash.Bytes(f.seed, path)) {
+		return false
+	}
+	if f.collided.Load() == nil {
+		p := string(path)
+		f.collided.Store(&p)
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func formatLines(f *formatter, snap *tree.Snapshot) []string {
 }
 
 func TestFormatterSkips(t *testing.T) {
-	f := newFormatter("netfilter", '_', Cumulative)
+	f := newFormatter("netfilter", Cumulative)
 	snap := &tree.Snapshot{
 		Time: time.Unix(100, 0),
 		Samples: []tree.Sample{
@@ -72,14 +73,14 @@ func TestFormatterLeaf(t *testing.T) {
 			{Desc: alone, Path: nil, Value: 8},        // kept out of Graphite
 		}}
 	}
-	f := newFormatter("nf", '_', Cumulative)
-	want := []string{"nf.conntrack.10_0_0_1.orig.bytes 100 1\n", "nf.conntrack.10_0_0_1.reply.bytes 40 1\n", "nf.flows 7 1\n"}
+	f := newFormatter("nf", Cumulative)
+	want := []string{"nf.conntrack.10%2E0%2E0%2E1.orig.bytes 100 1\n", "nf.conntrack.10%2E0%2E0%2E1.reply.bytes 40 1\n", "nf.flows 7 1\n"}
 	if got := formatLines(f, snap(1, 100, 40)); !slices.Equal(got, want) {
 		t.Errorf("cumulative = %q, want %q", got, want)
 	}
-	f = newFormatter("nf", '_', Delta)
+	f = newFormatter("nf", Delta)
 	formatLines(f, snap(1, 100, 40))
-	want = []string{"nf.conntrack.10_0_0_1.orig.bytes 5 2\n", "nf.conntrack.10_0_0_1.reply.bytes 1 2\n", "nf.flows 0 2\n"}
+	want = []string{"nf.conntrack.10%2E0%2E0%2E1.orig.bytes 5 2\n", "nf.conntrack.10%2E0%2E0%2E1.reply.bytes 1 2\n", "nf.flows 0 2\n"}
 	if got := formatLines(f, snap(2, 105, 41)); !slices.Equal(got, want) {
 		t.Errorf("delta = %q, want %q", got, want)
 	}
@@ -96,7 +97,7 @@ func BenchmarkFormatSnapshot(b *testing.B) {
 	}
 	for _, mode := range []Mode{Cumulative, Delta} {
 		b.Run(fmt.Sprint(mode), func(b *testing.B) {
-			f := newFormatter("netfilter", '_', mode)
+			f := newFormatter("netfilter", mode)
 			q := newQueue(0, 1<<30, 0, 0)
 			defer q.release()
 			b.ReportAllocs()
@@ -109,5 +110,77 @@ func BenchmarkFormatSnapshot(b *testing.B) {
 				drain(q)
 			}
 		})
+	}
+}
+
+// TestFormatterPathCollision checks the backstop against two samples of one
+// snapshot on one path: the first is sent, the second left out and counted,
+// in both modes and tagged, and the count is that of the latest snapshot.
+func TestFormatterPathCollision(t *testing.T) {
+	tagged := tree.NewDesc("netfilter_nfacct_bytes_total", "", tree.Gauge, "name")
+	for _, tt := range []struct {
+		name   string
+		mode   Mode
+		tagged bool
+		want   []string
+	}{
+		{"cumulative", Cumulative, false, []string{"p.nfacct.x.pkts 1 2\n", "p.other 3 2\n"}},
+		{"delta", Delta, false, []string{"p.nfacct.x.pkts 1 2\n", "p.other 3 2\n"}},
+		{"tagged", Cumulative, true, []string{"p.nfacct_bytes_total;object=x 1 2\n", "p.conntrack_entries 3 2\n"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFormatter("p", tt.mode)
+			f.tagged = tt.tagged
+			d := gaugeDesc
+			if tt.tagged {
+				d = tagged
+			}
+			snap := func(ts int64, dup bool) *tree.Snapshot {
+				s := &tree.Snapshot{Time: time.Unix(ts, 0), Samples: []tree.Sample{
+					{Desc: d, LabelValues: []string{"x"}, Path: []string{"nfacct", "x", "pkts"}, Value: 1},
+					{Desc: gaugeDesc, Path: []string{"other"}, Value: 3},
+				}}
+				if dup {
+					s.Samples = append(s.Samples, tree.Sample{Desc: d, LabelValues: []string{"x"}, Path: []string{"nfacct", "x", "pkts"}, Value: 2})
+				}
+				return s
+			}
+			for ts := int64(1); ts <= 2; ts++ {
+				got := formatLines(f, snap(ts, true))
+				if ts == 2 && !slices.Equal(got, tt.want) {
+					t.Errorf("lines = %q, want %q", got, tt.want)
+				}
+				if n := f.collisions.Load(); n != 1 {
+					t.Errorf("snapshot %d: %d collisions, want 1", ts, n)
+				}
+			}
+			if p := f.collided.Load(); p == nil || *p != strings.Fields(tt.want[0])[0] {
+				t.Errorf("collided = %v, want %q", p, strings.Fields(tt.want[0])[0])
+			}
+			formatLines(f, snap(3, false))
+			if n := f.collisions.Load(); n != 0 {
+				t.Errorf("%d collisions in a snapshot without any, want 0", n)
+			}
+		})
+	}
+}
+
+func TestPathSet(t *testing.T) {
+	var s pathSet
+	for round := range 2 {
+		for i := range uint64(5000) {
+			if !s.add(i * 0x9e3779b97f4a7c15) {
+				t.Fatalf("round %d: %d already in the set", round, i)
+			}
+		}
+		for i := range uint64(5000) {
+			if s.add(i * 0x9e3779b97f4a7c15) {
+				t.Fatalf("round %d: %d added twice", round, i)
+			}
+		}
+		if s.n != 5000 || len(s.slots) < 2*s.n {
+			t.Fatalf("round %d: %d hashes in %d slots", round, s.n, len(s.slots))
+		}
+		s.reset()
 	}
 }

@@ -11,7 +11,7 @@ import (
 // appendPath appends the full dotted path of a point to dst: prefix, which
 // must already have been through SanitizePrefix, then the elements of path
 // and of leaf (a tree.Desc's Leaf, nil for most).
-func appendPath(dst []byte, prefix string, path, leaf []string, esc byte) []byte {
+func appendPath(dst []byte, prefix string, path, leaf []string) []byte {
 	dst = append(dst, prefix...)
 	sep := prefix != ""
 	for _, elems := range [2][]string{path, leaf} {
@@ -19,7 +19,7 @@ func appendPath(dst []byte, prefix string, path, leaf []string, esc byte) []byte
 			if sep {
 				dst = append(dst, '.')
 			}
-			dst = appendElement(dst, e, esc)
+			dst = appendElement(dst, e)
 			sep = true
 		}
 	}
@@ -28,8 +28,8 @@ func appendPath(dst []byte, prefix string, path, leaf []string, esc byte) []byte
 
 // FormatPath returns the Graphite path of a point: the sanitised prefix
 // followed by one escaped level per element of path, separated by dots.
-func FormatPath(prefix string, path []string, esc byte) string {
-	return string(appendPath(nil, SanitizePrefix(prefix, esc), path, nil, esc))
+func FormatPath(prefix string, path []string) string {
+	return string(appendPath(nil, SanitizePrefix(prefix), path, nil))
 }
 
 // FormatValue returns v as carbon expects it: integers without exponent or
@@ -54,8 +54,8 @@ func appendValue(dst []byte, v float64) []byte {
 
 // appendLine appends one plaintext line, "path value timestamp\n", to dst;
 // the path is made as appendPath does.
-func appendLine(dst []byte, prefix string, path, leaf []string, v float64, ts int64, esc byte) []byte {
-	dst = appendPath(dst, prefix, path, leaf, esc)
+func appendLine(dst []byte, prefix string, path, leaf []string, v float64, ts int64) []byte {
+	dst = appendPath(dst, prefix, path, leaf)
 	dst = append(dst, ' ')
 	dst = appendValue(dst, v)
 	dst = append(dst, ' ')
@@ -81,12 +81,12 @@ func tagName(label string) string {
 // "prefix.name;tag=value;... value timestamp\n", to dst. Tags are the
 // sample's labels (see tagName) in tag order, as carbon stores them; a label
 // with an empty value is left out, as Prometheus treats it as absent.
-func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts int64, esc byte) []byte {
+func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts int64) []byte {
 	dst = append(dst, prefix...)
 	if prefix != "" {
 		dst = append(dst, '.')
 	}
-	dst = appendElement(dst, strings.TrimPrefix(s.Desc.Name, namespacePrefix), esc)
+	dst = appendElement(dst, strings.TrimPrefix(s.Desc.Name, namespacePrefix))
 	// Insertion sort of label indices: few labels, no allocation.
 	var idx [16]int
 	n := min(len(s.Desc.Labels), len(s.LabelValues), len(idx))
@@ -104,7 +104,7 @@ func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts i
 		dst = append(dst, ';')
 		dst = append(dst, tagName(s.Desc.Labels[i])...)
 		dst = append(dst, '=')
-		dst = appendTagValue(dst, s.LabelValues[i], esc)
+		dst = appendTagValue(dst, s.LabelValues[i])
 	}
 	dst = append(dst, ' ')
 	dst = appendValue(dst, v)
@@ -116,11 +116,11 @@ func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts i
 // FormatLine returns the plaintext line of one point, terminated by a newline.
 // prefix is sanitised as SanitizePrefix does. ok is false, and the line empty,
 // when v is NaN or infinite or when path has no element.
-func FormatLine(prefix string, path []string, v float64, ts int64, esc byte) (line string, ok bool) {
+func FormatLine(prefix string, path []string, v float64, ts int64) (line string, ok bool) {
 	if !finite(v) || len(path) == 0 {
 		return "", false
 	}
-	return string(appendLine(nil, SanitizePrefix(prefix, esc), path, nil, v, ts, esc)), true
+	return string(appendLine(nil, SanitizePrefix(prefix), path, nil, v, ts)), true
 }
 
 func finite(v float64) bool {

@@ -21,14 +21,14 @@ func TestFormatPath(t *testing.T) {
 		{"no prefix", "", []string{"nfacct", "web"}, "nfacct.web"},
 		{"prefix dropped to nothing", "..", []string{"a"}, "a"},
 		{"dotted prefix", ".servers.fw1.", []string{"a"}, "servers.fw1.a"},
-		{"element with dots never adds levels", "nf", []string{"conntrack", "10.1.2.3", "bytes"}, "nf.conntrack.10_1_2_3.bytes"},
-		{"ipv6 element", "nf", []string{"host", "2001:db8::1"}, "nf.host.2001_db8__1"},
-		{"empty element keeps its level", "nf", []string{"a", "", "b"}, "nf.a._.b"},
-		{"non-ASCII element", "nf", []string{"règle", "pkts"}, "nf.r_gle.pkts"},
+		{"element with dots never adds levels", "nf", []string{"conntrack", "10.1.2.3", "bytes"}, "nf.conntrack.10%2E1%2E2%2E3.bytes"},
+		{"ipv6 element", "nf", []string{"host", "2001:db8::1"}, "nf.host.2001:db8::1"},
+		{"empty element keeps its level", "nf", []string{"a", "", "b"}, "nf.a.%.b"},
+		{"non-ASCII element", "nf", []string{"règle", "pkts"}, "nf.r%C3%A8gle.pkts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := FormatPath(tt.prefix, tt.path, '_'); got != tt.want {
+			if got := FormatPath(tt.prefix, tt.path); got != tt.want {
 				t.Errorf("FormatPath(%q, %q) = %q, want %q", tt.prefix, tt.path, got, tt.want)
 			}
 		})
@@ -94,7 +94,7 @@ func TestFormatLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := FormatLine("netfilter", tt.path, tt.v, 1700000000, '_')
+			got, ok := FormatLine("netfilter", tt.path, tt.v, 1700000000)
 			if got != tt.want || ok != tt.wantOK {
 				t.Errorf("FormatLine = %q, %v; want %q, %v", got, ok, tt.want, tt.wantOK)
 			}
@@ -113,11 +113,11 @@ func TestTaggedLines(t *testing.T) {
 		{Desc: plain, Value: 9}, // no path: not sent, as in plain mode
 		{Desc: nfacctBytes, LabelValues: []string{"ipv4.http", "ipv4"}, Path: []string{"z"}, Value: 5},
 	}}
-	f := newFormatter("netfilter", '_', Cumulative)
+	f := newFormatter("netfilter", Cumulative)
 	f.tagged = true
 	got := strings.Join(formatLines(f, snap), "")
 	want := "netfilter.conntrack_flow_bytes_total;direction=orig;family=ipv6;src=2001:db8::1 1500 1700000000\n" +
-		"netfilter.conntrack_flow_bytes_total;direction=reply;family=_ipv4;service=http;src=bad_value_with_space 7 1700000000\n" +
+		"netfilter.conntrack_flow_bytes_total;direction=reply;family=%7Eipv4;service=http;src=bad%3Bvalue%20with%20space 7 1700000000\n" +
 		"netfilter.conntrack_events_total 3 1700000000\n" +
 		"netfilter.nfacct_bytes_total;family=ipv4;object=ipv4.http 5 1700000000\n"
 	if got != want {

@@ -46,6 +46,8 @@ func (w *Writer) register(r prometheus.Registerer) error {
 			func() float64 { return windowBytes }),
 		gauge("resend_window_limit_seconds", "How long points are kept to be sent again after a failed connection; 0 means resends are off.",
 			func() float64 { return windowSeconds }),
+		gauge("path_collisions", "Points the latest push left out because an earlier point of it had the same Graphite path (two series on one path; the first is sent).",
+			func() float64 { return float64(w.form.collisions.Load()) }),
 		gauge("connected", "Whether a connection to carbon is open (1) or not (0).",
 			func() float64 {
 				if w.connected.Load() {

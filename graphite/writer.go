@@ -64,8 +64,9 @@ type Writer struct {
 	writeErrors   atomic.Uint64
 	lastSend      atomic.Int64 // Unix nanoseconds; 0 before the first write
 
-	// warnedTooBig belongs to the goroutine that queues snapshots.
-	warnedTooBig bool
+	// warnedTooBig and warnedCollision belong to the goroutine that queues
+	// snapshots.
+	warnedTooBig, warnedCollision bool
 
 	// The fields below belong to the sender goroutine.
 	dialer    net.Dialer
@@ -98,7 +99,7 @@ func New(cfg Config, src Source, logger *slog.Logger) (*Writer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	form := newFormatter(cfg.Prefix, cfg.EscapeChar, cfg.Mode)
+	form := newFormatter(cfg.Prefix, cfg.Mode)
 	form.tagged = cfg.Tagged
 	w := &Writer{
 		cfg:     cfg,
@@ -224,6 +225,11 @@ func (w *Writer) queue(snap *tree.Snapshot, final bool) {
 		w.form.format(snap, b)
 	}
 	points, size := b.lines, b.bytes
+	if n := w.form.collisions.Load(); n > 0 && !w.warnedCollision {
+		w.warnedCollision = true
+		w.log.Warn("two samples of one snapshot have the same Graphite path: the first is sent, the others left out and counted in netfilter_exporter_graphite_path_collisions",
+			"path", *w.form.collided.Load(), "points_left_out", n)
+	}
 	if b.push() && !w.warnedTooBig {
 		w.warnedTooBig = true
 		w.log.Warn("a snapshot is larger than the Graphite backlog: its oldest points are dropped even when carbon keeps up; raise --graphite.backlog-size",
