@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 )
@@ -93,4 +98,66 @@ func TestDocsScaleOut(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "-> netfilter.fw1.nfacct.web.bytes") || !strings.Contains(string(out), "carbon_ch(graphite)") {
 		t.Errorf("carbon-c-relay -t does not route the exporter's paths to the caches: %v\n%s", err, out)
 	}
+	// The relay as the page runs it passes escaped paths unchanged; by
+	// default it rewrites '%', so the page must give -c.
+	m := regexp.MustCompile(`-c '([^']+)'`).FindStringSubmatch(strings.SplitN(relays[0], "\n", 2)[0])
+	if m == nil {
+		t.Fatalf("%s: the relay's command line gives no -c:\n%s", page, relays[0])
+	}
+	const escaped = "netfilter.fw1.nfacct.sp%20ace.bytes"
+	if got := relayOnce(t, dir, m[1], escaped); got != escaped {
+		t.Errorf("carbon-c-relay -c %q passes %s as %q", m[1], escaped, got)
+	}
+	if got := relayOnce(t, dir, "", escaped); got == escaped {
+		t.Logf("carbon-c-relay without -c now passes %s unchanged: the -c of %s may no longer be needed", escaped, page)
+	}
+}
+
+// relayOnce runs a real carbon-c-relay (with -c chars unless empty) that
+// forwards to a listener of the test, sends it one point on path and
+// returns the path the listener receives.
+func relayOnce(t *testing.T, dir, chars, path string) string {
+	t.Helper()
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	conf := filepath.Join(dir, "forward.conf")
+	if err := os.WriteFile(conf, []byte("cluster sink\n    forward\n        "+sink.Addr().String()+"\n    ;\nmatch *\n    send to sink\n    stop\n    ;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	args := []string{"-f", conf, "-p", port, "-s"}
+	if chars != "" {
+		args = append(args, "-c", chars)
+	}
+	relay := exec.Command("carbon-c-relay", args...)
+	if err := relay.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = relay.Process.Kill(); _ = relay.Wait() }()
+	var c net.Conn
+	eventually(t, 10*time.Second, func() string {
+		if c, err = net.Dial("tcp", "127.0.0.1:"+port); err != nil {
+			return "carbon-c-relay does not listen: " + err.Error()
+		}
+		return ""
+	})
+	fmt.Fprintf(c, "%s 1 1700000000\n", path)
+	c.Close()
+	if err := sink.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	in, err := sink.Accept()
+	if err != nil {
+		t.Fatalf("carbon-c-relay forwarded nothing: %v", err)
+	}
+	defer in.Close()
+	_ = in.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading what carbon-c-relay forwarded: %v", err)
+	}
+	return strings.Fields(line)[0]
 }

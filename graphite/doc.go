@@ -33,7 +33,8 @@
 //
 // Each element of a Sample.Path is one level of the Graphite hierarchy. An
 // element keeps the bytes carbon stores as they are and graphite-web queries
-// literally (A-Z a-z 0-9 and ! # $ & + - : < > @ ^ _ ` ~), so that a name
+// literally and that carbon-c-relay passes by default (A-Z a-z 0-9 and
+// # - : _), so that a name
 // such as web:8080 reaches carbon as ulogd2 sends it; every other byte is
 // written %XX, '%' itself included, and an empty element is "%" (see
 // EscapeElement). A value such as an IP address or a rule comment can

@@ -33,10 +33,15 @@ const EmptyElement = "%"
 //   - every byte from 0x80: graphite-web parses non-ASCII characters in a
 //     render target only with UTF8_METRICS (off by default), carbon splits
 //     lines on Unicode spaces such as U+00A0 and U+2028, and an invalid UTF-8
-//     byte makes carbon drop the whole connection.
+//     byte makes carbon drop the whole connection;
+//   - ! $ & + < > @ ^ ` ~: carbon stores them, but carbon-c-relay, the
+//     usual relay in front of carbon, rewrites every byte outside
+//     A-Z a-z 0-9 and its -c set (by default - _ : #) to '_', which would
+//     merge series again behind it (measured with carbon-c-relay 3.7).
 //
-// Kept: A-Z a-z 0-9 and ! # $ & + - : < > @ ^ _ ` ~ (measured with the
-// carbon-cache of graphite-carbon 1.1: see TestCarbonStoresEveryElement).
+// Kept: A-Z a-z 0-9 and # - : _ (measured with the carbon-cache of
+// graphite-carbon 1.1: see TestCarbonStoresEveryElement). Behind a
+// carbon-c-relay, add '%' to its -c set (docs/scale-out.md).
 var keepInPath = func() (t [256]bool) {
 	for c := 'A'; c <= 'Z'; c++ {
 		t[c] = true
@@ -47,7 +52,7 @@ var keepInPath = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
-	for _, c := range []byte("!#$&+-:<>@^_`~") {
+	for _, c := range []byte("#-:_") {
 		t[c] = true
 	}
 	return t
@@ -94,7 +99,7 @@ func appendElement(dst []byte, e string) []byte {
 }
 
 // EscapeElement returns e as one Graphite path element: A-Z a-z 0-9 and
-// ! # $ & + - : < > @ ^ _ ` ~ are kept as they are, every other byte is
+// # - : _ are kept as they are, every other byte is
 // written %XX (two upper-case hex digits), and an empty element is "%".
 // Two different elements never give the same result, and the result holds
 // neither a dot nor whitespace.

@@ -15,7 +15,8 @@ func TestEscapeElement(t *testing.T) {
 		{"allowed punctuation", "a_b-C9", "a_b-C9"},
 		{"colon kept, as ulogd2 sends it", "web:8080", "web:8080"},
 		{"ipv6", "2001:db8::1", "2001:db8::1"},
-		{"kept punctuation", "!#$&+-:<>@^_`~", "!#$&+-:<>@^_`~"},
+		{"kept punctuation", "#-:_", "#-:_"},
+		{"punctuation a relay rewrites", "!$&+<>@^`~", "%21%24%26%2B%3C%3E%40%5E%60%7E"},
 		{"dot", "10.0.0.1", "10%2E0%2E0%2E1"},
 		{"space", "sp ace", "sp%20ace"},
 		{"underscore stays", "sp_ace", "sp_ace"},
@@ -30,7 +31,7 @@ func TestEscapeElement(t *testing.T) {
 		{"non-ASCII, per byte", "héllo", "h%C3%A9llo"},
 		{"invalid UTF-8, per byte", "a\xff\xfeb", "a%FF%FEb"},
 		{"control characters", "a\tb\nc\x00\x7f", "a%09b%0Ac%00%7F"},
-		{"leading tilde kept in a path", "~x", "~x"},
+		{"tilde escaped in a path", "~x", "%7Ex"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
