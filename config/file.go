@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -11,28 +10,6 @@ import (
 	"strings"
 
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
-)
-
-// The errors Parse wraps, phrased to follow the value they are about.
-var (
-	errYAML      = errors.New("invalid YAML")
-	errStructure = errors.New("unexpected structure")
-	errShape     = errors.New("has the wrong shape")
-	errEmpty     = errors.New("is empty")
-	errCIDR      = errors.New("is not a CIDR")
-	errHostBits  = errors.New("has host bits set")
-	errNetwork   = errors.New("is not a valid network")
-	errDuplicate = errors.New("is given twice")
-	errPort      = errors.New("is not a port or port range")
-	errPortRange = errors.New("starts above its end")
-	errOverlap   = errors.New("overlaps")
-	errProto     = errors.New("is not a protocol")
-	errZone      = errors.New("is not a zone")
-	errMark      = errors.New("is not a mark")
-	errGroupBy   = errors.New("is not a group-by key")
-	errMaxSeries = errors.New("is not a positive integer")
-	errTooLarge  = errors.New("configuration file too large")
-	errDocuments = errors.New("more than one YAML document")
 )
 
 // File is a validated configuration file.
@@ -205,9 +182,9 @@ func (p *parser) networks(raw map[string]strList) (map[string][]netip.Prefix, er
 	out := make(map[string][]netip.Prefix, len(raw))
 	owner := make(map[netip.Prefix]string)
 	for _, name := range names {
-		path := "networks." + name
+		path := "networks." + pathName(name)
 		if name == "" || name == "other" {
-			return nil, p.errorf("networks", "%q %w: names must not be empty nor \"other\", which addresses outside every network read", name, errNetwork)
+			return nil, p.errorf("networks", "%s %w: names must not be empty nor \"other\", which addresses outside every network read", quote(name), errNetwork)
 		}
 		items, err := p.list(path, raw[name], "CIDRs")
 		if err != nil {
@@ -235,15 +212,15 @@ func (p *parser) prefix(path, s string) (netip.Prefix, error) {
 	if err != nil {
 		a, aerr := netip.ParseAddr(s)
 		if aerr != nil || a.Zone() != "" {
-			return netip.Prefix{}, p.errorf(path, "%q %w", s, errCIDR)
+			return netip.Prefix{}, p.errorf(path, "%s %w", quote(s), errCIDR)
 		}
 		pfx = netip.PrefixFrom(a, a.BitLen())
 	}
 	if pfx.Addr().Is4In6() {
-		return netip.Prefix{}, p.errorf(path, "%q %w: IPv4-mapped IPv6 prefixes never match, as addresses are unmapped; give the IPv4 prefix", s, errCIDR)
+		return netip.Prefix{}, p.errorf(path, "%s %w: IPv4-mapped IPv6 prefixes never match, as addresses are unmapped; give the IPv4 prefix", quote(s), errCIDR)
 	}
 	if m := pfx.Masked(); m != pfx {
-		return netip.Prefix{}, p.errorf(path, "%q %w: the network is %v", s, errHostBits, m)
+		return netip.Prefix{}, p.errorf(path, "%s %w: the network is %v", quote(s), errHostBits, m)
 	}
 	return pfx, nil
 }
@@ -283,10 +260,10 @@ func (p *parser) portRange(path, s string) (flow.PortRange, error) {
 		h, err2 = parsePort(hi)
 	}
 	if err1 != nil || err2 != nil {
-		return flow.PortRange{}, p.errorf(path, "%q %w: want a number from 0 to 65535 or a range like \"8000-8100\"", s, errPort)
+		return flow.PortRange{}, p.errorf(path, "%s %w: want a number from 0 to 65535 or a range like \"8000-8100\"", quote(s), errPort)
 	}
 	if l > h {
-		return flow.PortRange{}, p.errorf(path, "port range %q %w", s, errPortRange)
+		return flow.PortRange{}, p.errorf(path, "port range %s %w", quote(s), errPortRange)
 	}
 	return flow.PortRange{Lo: l, Hi: h}, nil
 }
@@ -348,7 +325,7 @@ func (p *parser) rule(path string, raw *rawRule) (flow.Rule, error) {
 		field("proto", raw.Proto, "protocols", func(path, s string) error {
 			pr, err := flow.ParseProto(strings.TrimSpace(s))
 			if err != nil {
-				return p.errorf(path, "%q %w: want tcp, udp, udplite, sctp, dccp, icmp, icmpv6, gre or a number from 0 to 255", s, errProto)
+				return p.errorf(path, "%s %w: want tcp, udp, udplite, sctp, dccp, icmp, icmpv6, gre or a number from 0 to 255", quote(s), errProto)
 			}
 			r.Proto = append(r.Proto, pr)
 			return nil
@@ -358,7 +335,7 @@ func (p *parser) rule(path string, raw *rawRule) (flow.Rule, error) {
 		field("zone", raw.Zone, "zones", func(path, s string) error {
 			z, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 			if err != nil {
-				return p.errorf(path, "%q %w: want a number from 0 to 65535", s, errZone)
+				return p.errorf(path, "%s %w: want a number from 0 to 65535", quote(s), errZone)
 			}
 			r.Zone = append(r.Zone, uint16(z))
 			return nil
@@ -383,7 +360,7 @@ func (p *parser) rule(path string, raw *rawRule) (flow.Rule, error) {
 // in decimal, hexadecimal (0x), octal (0) or binary (0b).
 func (p *parser) mark(path, s string) (flow.MarkMatch, error) {
 	bad := func(why string) (flow.MarkMatch, error) {
-		return flow.MarkMatch{}, p.errorf(path, "%q %w: %s", s, errMark, why)
+		return flow.MarkMatch{}, p.errorf(path, "%s %w: %s", quote(s), errMark, why)
 	}
 	v, m, hasMask := strings.Cut(strings.TrimSpace(s), "/")
 	value, err := strconv.ParseUint(strings.TrimSpace(v), 0, 32)
@@ -413,10 +390,10 @@ func (p *parser) conntrack(raw *rawConntrack) (FileConntrack, error) {
 			path := fmt.Sprintf("conntrack.group_by[%d]", i)
 			k, err := flow.ParseKey(strings.TrimSpace(s))
 			if err != nil {
-				return c, p.errorf(path, "%q %w: valid keys are %s", s, errGroupBy, keyList())
+				return c, p.errorf(path, "%s %w: valid keys are %s", quote(s), errGroupBy, keyList())
 			}
 			if j := slices.Index(c.GroupBy, k); j >= 0 {
-				return c, p.errorf(path, "%q %w: it is also conntrack.group_by[%d]", s, errDuplicate, j)
+				return c, p.errorf(path, "%s %w: it is also conntrack.group_by[%d]", quote(s), errDuplicate, j)
 			}
 			c.GroupBy = append(c.GroupBy, k)
 		}
@@ -427,7 +404,7 @@ func (p *parser) conntrack(raw *rawConntrack) (FileConntrack, error) {
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(ms.text))
 		if err != nil || n <= 0 {
-			return c, p.errorf("conntrack.max_series", "%q %w", ms.text, errMaxSeries)
+			return c, p.errorf("conntrack.max_series", "%s %w", quote(ms.text), errMaxSeries)
 		}
 		c.MaxSeries = n
 	}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -93,7 +92,7 @@ func readNetworks(n *yaml.Node, raw *rawFile) error {
 	if n.Kind != yaml.MappingNode {
 		return structuref(n, "networks must be a map of names to lists of CIDRs, not %s", shape(n))
 	}
-	es, err := entries(n, func(name string) string { return "networks." + name + " is given twice" })
+	es, err := entries(n, func(name string) string { return "networks." + pathName(name) + " is given twice" })
 	if err != nil {
 		return err
 	}
@@ -155,14 +154,14 @@ func readMap(n *yaml.Node, name string, fields []string, read func(field string,
 		return structuref(n, "%s must be a map, not %s", name, shape(n))
 	}
 	es, err := entries(n, func(field string) string {
-		return fmt.Sprintf("field %q is given twice in %s", field, name)
+		return fmt.Sprintf("field %s is given twice in %s", quote(field), name)
 	})
 	if err != nil {
 		return err
 	}
 	for _, e := range es {
 		if !slices.Contains(fields, e.key.Value) {
-			return structuref(e.key, "unknown field %q in %s; valid fields are %s", e.key.Value, name, strings.Join(fields, ", "))
+			return structuref(e.key, "unknown field %s in %s; valid fields are %s", quote(e.key.Value), name, strings.Join(fields, ", "))
 		}
 		if isNull(e.value) {
 			continue
@@ -280,7 +279,7 @@ func shape(n *yaml.Node) string {
 	case yaml.MappingNode:
 		return "a map"
 	}
-	return strconv.Quote(n.Value)
+	return quote(n.Value)
 }
 
 // structuref returns an error about the structure of the YAML at n, with
