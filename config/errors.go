@@ -46,6 +46,12 @@ var (
 	errDocuments = errors.New("more than one YAML document")
 	// errTooLarge is a file larger than MaxConfigFileSize.
 	errTooLarge = errors.New("configuration file too large")
+	// errExpansion is an alias that takes the file, once every alias is
+	// replaced by a copy of its anchor, past MaxConfigNodes nodes.
+	errExpansion = errors.New("expands the file past the limit")
+	// errAliasCycle is an alias inside the node it names, which would
+	// expand forever.
+	errAliasCycle = errors.New("is inside its own anchor")
 	// errFlag is a flag given a value it does not take.
 	errFlag = errors.New("invalid flag value")
 )
