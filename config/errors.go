@@ -46,6 +46,9 @@ var (
 	errDocuments = errors.New("more than one YAML document")
 	// errTooLarge is a file larger than MaxConfigFileSize.
 	errTooLarge = errors.New("configuration file too large")
+	// errNotRegular is a path that names something else than a regular
+	// file: a directory, a named pipe, a device or a socket.
+	errNotRegular = errors.New("not a regular file")
 	// errExpansion is an alias that takes the file, once every alias is
 	// replaced by a copy of its anchor, past MaxConfigNodes nodes.
 	errExpansion = errors.New("expands the file past the limit")

@@ -3,11 +3,13 @@ package config
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 )
@@ -79,22 +81,74 @@ type scalar struct {
 	bad   string
 }
 
-// Load reads and validates the configuration file at path. A file larger
-// than MaxConfigFileSize is refused before it is parsed.
+// Load reads and validates the configuration file at path, which must be
+// a regular file of at most MaxConfigFileSize bytes (readFile).
 func Load(path string) (*File, error) {
-	f, err := os.Open(path)
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// readFile returns the content of the file at path, which must be a
+// regular file of at most MaxConfigFileSize bytes: what the exporter reads
+// from every file it is given. Anything else is refused with what it is,
+// without being read: a directory, a device such as /dev/zero, a socket,
+// or a named pipe, which would block the start until something writes to
+// it. The path is checked before it is opened (opening some devices does
+// something), opened without blocking (a named pipe swapped in meanwhile
+// would block the open) and checked again on the open file.
+func readFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(path, fi.Mode())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(path, fi.Mode())
+	}
+	tooLarge := fmt.Errorf("%s: %w: larger than %d bytes", path, errTooLarge, MaxConfigFileSize)
+	if fi.Size() > MaxConfigFileSize {
+		return nil, tooLarge
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxConfigFileSize+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(data) > MaxConfigFileSize {
-		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, errTooLarge, MaxConfigFileSize)
+		return nil, tooLarge // it grew
 	}
-	return Parse(data, path)
+	return data, nil
+}
+
+// notRegular returns the error about path, of mode m, not being a regular
+// file.
+func notRegular(path string, m fs.FileMode) error {
+	what := "of type " + m.Type().String()
+	switch {
+	case m.IsDir():
+		what = "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case m&fs.ModeDevice != 0:
+		what = "a block device"
+	}
+	return fmt.Errorf("%s: %w: it is %s", path, errNotRegular, what)
 }
 
 // Parse validates the configuration data, read from the file name; errors

@@ -171,6 +171,11 @@ func (f *Flags) web(toolkit *web.FlagConfig) (Web, error) {
 		}
 	}
 	if toolkit.WebConfigFile != nil && *toolkit.WebConfigFile != "" {
+		// exporter-toolkit reads the file, and the files it names, with
+		// os.ReadFile: they are checked first, as the exporter's own.
+		if err := checkWebConfig(*toolkit.WebConfigFile); err != nil {
+			return w, fmt.Errorf("--web.config.file: %w", err)
+		}
 		if err := web.Validate(*toolkit.WebConfigFile); err != nil {
 			return w, fmt.Errorf("--web.config.file: %w", err)
 		}
