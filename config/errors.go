@@ -62,21 +62,44 @@ var (
 // maxQuoted is the most bytes of a value that an error quotes.
 const maxQuoted = 40
 
+// maxLibraryMessage is the most bytes of the YAML library's message that a
+// syntax error repeats: it may quote the file, as in unknown anchor 'x'.
+const maxLibraryMessage = 200
+
 // quote returns s quoted, as %q does, for an error message: whole when it
 // is at most maxQuoted bytes long, else its first maxQuoted bytes (cut at
 // a character boundary) followed by … and its length, like
 // "1111111111…" (1040000 bytes), so that an error stays short whatever the
 // value.
 func quote(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
+	prefix, cut := truncate(s, maxQuoted)
+	q := strconv.Quote(prefix)
+	if !cut {
+		return q
 	}
-	cut := maxQuoted
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	q := strconv.Quote(s[:cut])
 	return fmt.Sprintf("%s…\" (%d bytes)", q[:len(q)-1], len(s))
+}
+
+// libraryMessage returns msg, a message of the YAML library, cut as quote
+// cuts a value when it is longer than maxLibraryMessage bytes.
+func libraryMessage(msg string) string {
+	prefix, cut := truncate(msg, maxLibraryMessage)
+	if !cut {
+		return msg
+	}
+	return fmt.Sprintf("%s… (%d bytes)", prefix, len(msg))
+}
+
+// truncate returns s, or its first max bytes at most, cut at a character
+// boundary, and whether it was cut.
+func truncate(s string, max int) (string, bool) {
+	if len(s) <= max {
+		return s, false
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max], true
 }
 
 // pathName returns a name for a field path, like lan in networks.lan: the

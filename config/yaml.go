@@ -57,7 +57,7 @@ func (d *decoder) file(data []byte) (*rawFile, error) {
 		return &rawFile{}, nil // nothing, or comments only
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", errYAML, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, fmt.Errorf("%w: %s", errYAML, libraryMessage(strings.TrimPrefix(err.Error(), "yaml: ")))
 	}
 	// The decoder reads one document at a time: a second would be ignored.
 	var next yaml.Node
