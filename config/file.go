@@ -287,6 +287,12 @@ func (p *parser) ports(path string, l strList, noOverlap bool) ([]flow.PortRange
 		return nil, err
 	}
 	out := make([]flow.PortRange, 0, len(items))
+	// owner holds, for each port, 1 + the index of the entry that has it:
+	// each port is taken once, so the check is linear in the entries.
+	var owner []int32
+	if noOverlap {
+		owner = make([]int32, 1<<16)
+	}
 	for i, s := range items {
 		ip := fmt.Sprintf("%s[%d]", path, i)
 		r, err := p.portRange(ip, s)
@@ -294,10 +300,13 @@ func (p *parser) ports(path string, l strList, noOverlap bool) ([]flow.PortRange
 			return nil, err
 		}
 		if noOverlap {
-			for j, o := range out {
-				if r.Lo <= o.Hi && o.Lo <= r.Hi {
-					return nil, p.errorf(ip, "%v %w %s[%d] (%v)", r, errOverlap, path, j, o)
+			for port := int(r.Lo); port <= int(r.Hi); port++ {
+				if j := owner[port] - 1; j >= 0 {
+					return nil, p.errorf(ip, "%v %w %s[%d] (%v)", r, errOverlap, path, j, out[j])
 				}
+			}
+			for port := int(r.Lo); port <= int(r.Hi); port++ {
+				owner[port] = int32(i + 1)
 			}
 		}
 		out = append(out, r)
