@@ -48,6 +48,8 @@ func runRefused(t *testing.T, args []string, limit time.Duration, maxRSS int64, 
 		if strings.Contains(string(out), "goroutine ") || strings.Contains(string(out), "panic") {
 			t.Errorf("output has a stack trace:\n%.2000s", out)
 		}
+		// An upper bound of the exporter's peak: Linux carries the peak
+		// RSS of the forking test process over exec into this one.
 		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
 		t.Logf("%s: %v, peak RSS %d KiB", strings.Join(args[1:], " "), took.Round(time.Millisecond), rss)
 		if took > limit {
