@@ -21,4 +21,16 @@
 // file's shapes and words those errors; file.go checks the values. Parse
 // and Load validate everything and build the flow package's types, so a
 // File they return is ready to use.
+//
+// # Limits
+//
+// Reading takes time and memory linear in the file, whatever it holds. The
+// file must be a regular file of at most MaxConfigFileSize bytes (readFile,
+// in file.go: a named pipe, a directory or a device is refused unread), and
+// it may stand for at most MaxConfigNodes nodes once every alias is
+// replaced by a copy of its anchor, which expand.go counts in one walk
+// before anything is read; a map merged by many others is listed once.
+// --web.config.file is held to the same limits before exporter-toolkit
+// reads it (webconfig.go). An error quotes at most 40 bytes of a value,
+// then its length (quote, in errors.go).
 package config

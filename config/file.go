@@ -1,38 +1,17 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
-)
-
-// The errors Parse wraps, phrased to follow the value they are about.
-var (
-	errYAML      = errors.New("invalid YAML")
-	errStructure = errors.New("unexpected structure")
-	errShape     = errors.New("has the wrong shape")
-	errEmpty     = errors.New("is empty")
-	errCIDR      = errors.New("is not a CIDR")
-	errHostBits  = errors.New("has host bits set")
-	errNetwork   = errors.New("is not a valid network")
-	errDuplicate = errors.New("is given twice")
-	errPort      = errors.New("is not a port or port range")
-	errPortRange = errors.New("starts above its end")
-	errOverlap   = errors.New("overlaps")
-	errProto     = errors.New("is not a protocol")
-	errZone      = errors.New("is not a zone")
-	errMark      = errors.New("is not a mark")
-	errGroupBy   = errors.New("is not a group-by key")
-	errMaxSeries = errors.New("is not a positive integer")
-	errTooLarge  = errors.New("configuration file too large")
-	errDocuments = errors.New("more than one YAML document")
 )
 
 // File is a validated configuration file.
@@ -102,22 +81,74 @@ type scalar struct {
 	bad   string
 }
 
-// Load reads and validates the configuration file at path. A file larger
-// than MaxConfigFileSize is refused before it is parsed.
+// Load reads and validates the configuration file at path, which must be
+// a regular file of at most MaxConfigFileSize bytes (readFile).
 func Load(path string) (*File, error) {
-	f, err := os.Open(path)
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// readFile returns the content of the file at path, which must be a
+// regular file of at most MaxConfigFileSize bytes: what the exporter reads
+// from every file it is given. Anything else is refused with what it is,
+// without being read: a directory, a device such as /dev/zero, a socket,
+// or a named pipe, which would block the start until something writes to
+// it. The path is checked before it is opened (opening some devices does
+// something), opened without blocking (a named pipe swapped in meanwhile
+// would block the open) and checked again on the open file.
+func readFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(path, fi.Mode())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(path, fi.Mode())
+	}
+	tooLarge := fmt.Errorf("%s: %w: larger than %d bytes", path, errTooLarge, MaxConfigFileSize)
+	if fi.Size() > MaxConfigFileSize {
+		return nil, tooLarge
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxConfigFileSize+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(data) > MaxConfigFileSize {
-		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, errTooLarge, MaxConfigFileSize)
+		return nil, tooLarge // it grew
 	}
-	return Parse(data, path)
+	return data, nil
+}
+
+// notRegular returns the error about path, of mode m, not being a regular
+// file.
+func notRegular(path string, m fs.FileMode) error {
+	what := "of type " + m.Type().String()
+	switch {
+	case m.IsDir():
+		what = "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case m&fs.ModeDevice != 0:
+		what = "a block device"
+	}
+	return fmt.Errorf("%s: %w: it is %s", path, errNotRegular, what)
 }
 
 // Parse validates the configuration data, read from the file name; errors
@@ -205,9 +236,9 @@ func (p *parser) networks(raw map[string]strList) (map[string][]netip.Prefix, er
 	out := make(map[string][]netip.Prefix, len(raw))
 	owner := make(map[netip.Prefix]string)
 	for _, name := range names {
-		path := "networks." + name
+		path := "networks." + pathName(name)
 		if name == "" || name == "other" {
-			return nil, p.errorf("networks", "%q %w: names must not be empty nor \"other\", which addresses outside every network read", name, errNetwork)
+			return nil, p.errorf("networks", "%s %w: names must not be empty nor \"other\", which addresses outside every network read", quote(name), errNetwork)
 		}
 		items, err := p.list(path, raw[name], "CIDRs")
 		if err != nil {
@@ -235,15 +266,15 @@ func (p *parser) prefix(path, s string) (netip.Prefix, error) {
 	if err != nil {
 		a, aerr := netip.ParseAddr(s)
 		if aerr != nil || a.Zone() != "" {
-			return netip.Prefix{}, p.errorf(path, "%q %w", s, errCIDR)
+			return netip.Prefix{}, p.errorf(path, "%s %w", quote(s), errCIDR)
 		}
 		pfx = netip.PrefixFrom(a, a.BitLen())
 	}
 	if pfx.Addr().Is4In6() {
-		return netip.Prefix{}, p.errorf(path, "%q %w: IPv4-mapped IPv6 prefixes never match, as addresses are unmapped; give the IPv4 prefix", s, errCIDR)
+		return netip.Prefix{}, p.errorf(path, "%s %w: IPv4-mapped IPv6 prefixes never match, as addresses are unmapped; give the IPv4 prefix", quote(s), errCIDR)
 	}
 	if m := pfx.Masked(); m != pfx {
-		return netip.Prefix{}, p.errorf(path, "%q %w: the network is %v", s, errHostBits, m)
+		return netip.Prefix{}, p.errorf(path, "%s %w: the network is %v", quote(s), errHostBits, m)
 	}
 	return pfx, nil
 }
@@ -256,6 +287,12 @@ func (p *parser) ports(path string, l strList, noOverlap bool) ([]flow.PortRange
 		return nil, err
 	}
 	out := make([]flow.PortRange, 0, len(items))
+	// owner holds, for each port, 1 + the index of the entry that has it:
+	// each port is taken once, so the check is linear in the entries.
+	var owner []int32
+	if noOverlap {
+		owner = make([]int32, 1<<16)
+	}
 	for i, s := range items {
 		ip := fmt.Sprintf("%s[%d]", path, i)
 		r, err := p.portRange(ip, s)
@@ -263,10 +300,13 @@ func (p *parser) ports(path string, l strList, noOverlap bool) ([]flow.PortRange
 			return nil, err
 		}
 		if noOverlap {
-			for j, o := range out {
-				if r.Lo <= o.Hi && o.Lo <= r.Hi {
-					return nil, p.errorf(ip, "%v %w %s[%d] (%v)", r, errOverlap, path, j, o)
+			for port := int(r.Lo); port <= int(r.Hi); port++ {
+				if j := owner[port] - 1; j >= 0 {
+					return nil, p.errorf(ip, "%v %w %s[%d] (%v)", r, errOverlap, path, j, out[j])
 				}
+			}
+			for port := int(r.Lo); port <= int(r.Hi); port++ {
+				owner[port] = int32(i + 1)
 			}
 		}
 		out = append(out, r)
@@ -283,10 +323,10 @@ func (p *parser) portRange(path, s string) (flow.PortRange, error) {
 		h, err2 = parsePort(hi)
 	}
 	if err1 != nil || err2 != nil {
-		return flow.PortRange{}, p.errorf(path, "%q %w: want a number from 0 to 65535 or a range like \"8000-8100\"", s, errPort)
+		return flow.PortRange{}, p.errorf(path, "%s %w: want a number from 0 to 65535 or a range like \"8000-8100\"", quote(s), errPort)
 	}
 	if l > h {
-		return flow.PortRange{}, p.errorf(path, "port range %q %w", s, errPortRange)
+		return flow.PortRange{}, p.errorf(path, "port range %s %w", quote(s), errPortRange)
 	}
 	return flow.PortRange{Lo: l, Hi: h}, nil
 }
@@ -348,7 +388,7 @@ func (p *parser) rule(path string, raw *rawRule) (flow.Rule, error) {
 		field("proto", raw.Proto, "protocols", func(path, s string) error {
 			pr, err := flow.ParseProto(strings.TrimSpace(s))
 			if err != nil {
-				return p.errorf(path, "%q %w: want tcp, udp, udplite, sctp, dccp, icmp, icmpv6, gre or a number from 0 to 255", s, errProto)
+				return p.errorf(path, "%s %w: want tcp, udp, udplite, sctp, dccp, icmp, icmpv6, gre or a number from 0 to 255", quote(s), errProto)
 			}
 			r.Proto = append(r.Proto, pr)
 			return nil
@@ -358,7 +398,7 @@ func (p *parser) rule(path string, raw *rawRule) (flow.Rule, error) {
 		field("zone", raw.Zone, "zones", func(path, s string) error {
 			z, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 			if err != nil {
-				return p.errorf(path, "%q %w: want a number from 0 to 65535", s, errZone)
+				return p.errorf(path, "%s %w: want a number from 0 to 65535", quote(s), errZone)
 			}
 			r.Zone = append(r.Zone, uint16(z))
 			return nil
@@ -383,7 +423,7 @@ func (p *parser) rule(path string, raw *rawRule) (flow.Rule, error) {
 // in decimal, hexadecimal (0x), octal (0) or binary (0b).
 func (p *parser) mark(path, s string) (flow.MarkMatch, error) {
 	bad := func(why string) (flow.MarkMatch, error) {
-		return flow.MarkMatch{}, p.errorf(path, "%q %w: %s", s, errMark, why)
+		return flow.MarkMatch{}, p.errorf(path, "%s %w: %s", quote(s), errMark, why)
 	}
 	v, m, hasMask := strings.Cut(strings.TrimSpace(s), "/")
 	value, err := strconv.ParseUint(strings.TrimSpace(v), 0, 32)
@@ -413,10 +453,10 @@ func (p *parser) conntrack(raw *rawConntrack) (FileConntrack, error) {
 			path := fmt.Sprintf("conntrack.group_by[%d]", i)
 			k, err := flow.ParseKey(strings.TrimSpace(s))
 			if err != nil {
-				return c, p.errorf(path, "%q %w: valid keys are %s", s, errGroupBy, keyList())
+				return c, p.errorf(path, "%s %w: valid keys are %s", quote(s), errGroupBy, keyList())
 			}
 			if j := slices.Index(c.GroupBy, k); j >= 0 {
-				return c, p.errorf(path, "%q %w: it is also conntrack.group_by[%d]", s, errDuplicate, j)
+				return c, p.errorf(path, "%s %w: it is also conntrack.group_by[%d]", quote(s), errDuplicate, j)
 			}
 			c.GroupBy = append(c.GroupBy, k)
 		}
@@ -427,7 +467,7 @@ func (p *parser) conntrack(raw *rawConntrack) (FileConntrack, error) {
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(ms.text))
 		if err != nil || n <= 0 {
-			return c, p.errorf("conntrack.max_series", "%q %w", ms.text, errMaxSeries)
+			return c, p.errorf("conntrack.max_series", "%s %w", quote(ms.text), errMaxSeries)
 		}
 		c.MaxSeries = n
 	}

@@ -17,6 +17,14 @@ const (
 	DefaultMaxSeries = 4096
 	// MaxConfigFileSize is the largest configuration file read.
 	MaxConfigFileSize = 1 << 20
+	// MaxConfigNodes is the most nodes (maps, lists, keys and values) the
+	// configuration file may stand for once every alias is replaced by a
+	// copy of its anchor: one for each byte of the largest file read. A
+	// file without aliases holds at most half that, as each node takes a
+	// character and a separator, so any file fits whose aliases do not
+	// more than double it, and reading the largest file allowed takes a
+	// bounded time and memory.
+	MaxConfigNodes = 1 << 20
 )
 
 // Flags are the exporter's own command-line settings as given, before they

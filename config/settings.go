@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -16,10 +15,6 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/graphite"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
-)
-
-var (
-	errFlag = errors.New("invalid flag value")
 )
 
 // Settings are the exporter's settings once checked: the flags merged with
@@ -169,7 +164,7 @@ func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
 func (f *Flags) web(toolkit *web.FlagConfig) (Web, error) {
 	w := Web{Toolkit: toolkit, TelemetryPath: f.TelemetryPath, WriteTimeout: f.WriteTimeout, ScrapeTimeout: f.ScrapeTimeout}
 	if !strings.HasPrefix(f.TelemetryPath, "/") || strings.HasPrefix(f.TelemetryPath, "/-/") {
-		return w, fmt.Errorf("--web.telemetry-path: %w %q: must start with / and not with /-/ (the health endpoints)", errFlag, f.TelemetryPath)
+		return w, fmt.Errorf("--web.telemetry-path: %w %s: must start with / and not with /-/ (the health endpoints)", errFlag, quote(f.TelemetryPath))
 	}
 	var err error
 	if w.MaxRequests, err = integer("--web.max-requests", f.MaxRequests, 0, maxRequests); err != nil {
@@ -190,11 +185,16 @@ func (f *Flags) web(toolkit *web.FlagConfig) (Web, error) {
 		}
 		for _, a := range *toolkit.WebListenAddresses {
 			if err := listenAddress(a); err != nil {
-				return w, fmt.Errorf("--web.listen-address: %w %q: %w", errFlag, a, err)
+				return w, fmt.Errorf("--web.listen-address: %w %s: %w", errFlag, quote(a), err)
 			}
 		}
 	}
 	if toolkit.WebConfigFile != nil && *toolkit.WebConfigFile != "" {
+		// exporter-toolkit reads the file, and the files it names, with
+		// os.ReadFile: they are checked first, as the exporter's own.
+		if err := checkWebConfig(*toolkit.WebConfigFile); err != nil {
+			return w, fmt.Errorf("--web.config.file: %w", err)
+		}
 		if err := web.Validate(*toolkit.WebConfigFile); err != nil {
 			return w, fmt.Errorf("--web.config.file: %w", err)
 		}
@@ -211,7 +211,7 @@ func listenAddress(a string) error {
 			return err
 		}
 		if _, err := strconv.ParseUint(cid, 10, 32); err != nil {
-			return fmt.Errorf("CID %q is not a number", cid)
+			return fmt.Errorf("CID %s is not a number", quote(cid))
 		}
 		return checkPort(port, 0)
 	}
@@ -226,7 +226,7 @@ func listenAddress(a string) error {
 func checkPort(port string, lo int) error {
 	p, err := strconv.Atoi(port)
 	if err != nil || p < lo || p > 65535 {
-		return fmt.Errorf("port %q must be a number from %d to 65535", port, lo)
+		return fmt.Errorf("port %s must be a number from %d to 65535", quote(port), lo)
 	}
 	return nil
 }
@@ -240,7 +240,7 @@ func (f *Flags) conntrack(file *File) (Conntrack, error) {
 	case ctnl.MethodAuto, ctnl.MethodIOURing, ctnl.MethodRecvmmsg:
 		c.Method = m
 	default:
-		return c, fmt.Errorf("--conntrack.receive-method: %w %q: want auto, io_uring or recvmmsg", errFlag, f.ReceiveMethod)
+		return c, fmt.Errorf("--conntrack.receive-method: %w %s: want auto, io_uring or recvmmsg", errFlag, quote(f.ReceiveMethod))
 	}
 	c.Flow.Networks, c.Flow.Ports, c.Flow.Filter = file.Networks, file.Ports, file.Filter
 	switch {
@@ -275,7 +275,7 @@ func (f *Flags) conntrack(file *File) (Conntrack, error) {
 	if f.PollInterval != "auto" {
 		d, perr := time.ParseDuration(f.PollInterval)
 		if perr != nil {
-			return c, fmt.Errorf("--conntrack.poll-interval: %w %q: want auto, 0 or a duration such as 30s", errFlag, f.PollInterval)
+			return c, fmt.Errorf("--conntrack.poll-interval: %w %s: want auto, 0 or a duration such as 30s", errFlag, quote(f.PollInterval))
 		}
 		if d != 0 {
 			if d, err = duration("--conntrack.poll-interval", d, 10*time.Millisecond, maxPollInterval); err != nil {
@@ -362,7 +362,7 @@ func duration(flag string, d, lo, hi time.Duration) (time.Duration, error) {
 func integer(flag, s string, lo, hi int) (int, error) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil || n < int64(lo) || n > int64(hi) {
-		return 0, fmt.Errorf("%s: %w %q: must be a whole number from %d to %d", flag, errFlag, s, lo, hi)
+		return 0, fmt.Errorf("%s: %w %s: must be a whole number from %d to %d", flag, errFlag, quote(s), lo, hi)
 	}
 	return int(n), nil
 }
@@ -372,7 +372,7 @@ func integer(flag, s string, lo, hi int) (int, error) {
 func size(flag, s string) (int, error) {
 	n, err := units.ParseBase2Bytes(s)
 	if err != nil || n <= 0 || n > maxBuffer {
-		return 0, fmt.Errorf("%s: %w %q: must be a size from 1B to 1GiB, e.g. 64MiB", flag, errFlag, s)
+		return 0, fmt.Errorf("%s: %w %s: must be a size from 1B to 1GiB, e.g. 64MiB", flag, errFlag, quote(s))
 	}
 	return int(n), nil
 }

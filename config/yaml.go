@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -27,52 +26,77 @@ var (
 	conntrackFields = []string{"group_by", "max_series"}
 )
 
+// decoder reads the shapes of one file from its YAML nodes. Its work is
+// bounded by the file's expanded size, which sizeExpanded checks before
+// anything is read: each node is read at most once for each place the
+// expanded file holds it, and the entries a merged map brings are listed
+// once, however many maps merge it.
+type decoder struct {
+	// merged holds the entries of each map merged (<<) so far.
+	merged map[*yaml.Node][]entry
+	// expanded is the file's size in nodes, with every alias replaced by
+	// a copy of its anchor, as sizeExpanded counted it.
+	expanded int
+	// visits counts the nodes read, for tests: never more than expanded.
+	visits int
+}
+
 // decodeFile reads data, which must hold at most one YAML document, into a
 // rawFile. An empty document is an empty file.
 func decodeFile(data []byte) (*rawFile, error) {
-	d := yaml.NewDecoder(bytes.NewReader(data))
+	return (&decoder{}).file(data)
+}
+
+// file reads data, which must hold at most one YAML document, into a
+// rawFile.
+func (d *decoder) file(data []byte) (*rawFile, error) {
+	yd := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	err := d.Decode(&doc)
+	err := yd.Decode(&doc)
 	if errors.Is(err, io.EOF) {
 		return &rawFile{}, nil // nothing, or comments only
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", errYAML, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, fmt.Errorf("%w: %s", errYAML, libraryMessage(strings.TrimPrefix(err.Error(), "yaml: ")))
 	}
 	// The decoder reads one document at a time: a second would be ignored.
 	var next yaml.Node
-	if err := d.Decode(&next); !errors.Is(err, io.EOF) {
+	if err := yd.Decode(&next); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: the file must hold one (remove the second ---)", errDocuments)
 	}
+	if d.expanded, err = sizeExpanded(&doc, MaxConfigNodes); err != nil {
+		return nil, err
+	}
+	d.merged = make(map[*yaml.Node][]entry)
 	raw := &rawFile{}
 	if len(doc.Content) == 0 {
 		return raw, nil
 	}
-	root := resolve(doc.Content[0])
+	root := d.resolve(doc.Content[0])
 	if isNull(root) {
 		return raw, nil
 	}
-	err = readMap(root, "the top level", topFields, func(field string, v *yaml.Node) error {
+	err = d.readMap(root, "the top level", topFields, func(field string, v *yaml.Node) error {
 		switch field {
 		case "networks":
-			return readNetworks(v, raw)
+			return d.readNetworks(v, raw)
 		case "ports":
-			raw.Ports = readList(v)
+			raw.Ports = d.readList(v)
 		case "filters":
 			raw.Filters = &rawFilters{}
-			return readMap(v, "filters", filtersFields, func(field string, v *yaml.Node) error {
+			return d.readMap(v, "filters", filtersFields, func(field string, v *yaml.Node) error {
 				rules := &raw.Filters.Accept
 				if field == "deny" {
 					rules = &raw.Filters.Deny
 				}
-				return readRules(v, "filters."+field, rules)
+				return d.readRules(v, "filters."+field, rules)
 			})
 		case "conntrack":
 			raw.Conntrack = &rawConntrack{}
-			return readMap(v, "conntrack", conntrackFields, func(field string, v *yaml.Node) error {
+			return d.readMap(v, "conntrack", conntrackFields, func(field string, v *yaml.Node) error {
 				switch field {
 				case "group_by":
-					raw.Conntrack.GroupBy = readList(v)
+					raw.Conntrack.GroupBy = d.readList(v)
 				case "max_series":
 					raw.Conntrack.MaxSeries = readScalar(v)
 				}
@@ -89,11 +113,11 @@ func decodeFile(data []byte) (*rawFile, error) {
 
 // readNetworks reads the networks map: names to lists of CIDRs. A name
 // with no value is an empty list, which Parse refuses.
-func readNetworks(n *yaml.Node, raw *rawFile) error {
+func (d *decoder) readNetworks(n *yaml.Node, raw *rawFile) error {
 	if n.Kind != yaml.MappingNode {
 		return structuref(n, "networks must be a map of names to lists of CIDRs, not %s", shape(n))
 	}
-	es, err := entries(n, func(name string) string { return "networks." + name + " is given twice" })
+	es, err := d.entries(n, func(name string) string { return "networks." + pathName(name) + " is given twice" })
 	if err != nil {
 		return err
 	}
@@ -101,7 +125,7 @@ func readNetworks(n *yaml.Node, raw *rawFile) error {
 	for _, e := range es {
 		var l strList
 		if !isNull(e.value) {
-			l = readList(e.value)
+			l = d.readList(e.value)
 		}
 		raw.Networks[e.key.Value] = l
 	}
@@ -109,19 +133,19 @@ func readNetworks(n *yaml.Node, raw *rawFile) error {
 }
 
 // readRules reads a list of filter rules, at path, into rules.
-func readRules(n *yaml.Node, path string, rules *[]rawRule) error {
+func (d *decoder) readRules(n *yaml.Node, path string, rules *[]rawRule) error {
 	if n.Kind != yaml.SequenceNode {
 		return structuref(n, "%s must be a list of rules, not %s", path, shape(n))
 	}
 	*rules = make([]rawRule, len(n.Content))
 	for i, item := range n.Content {
-		item = resolve(item)
+		item = d.resolve(item)
 		if isNull(item) {
 			continue // an empty rule, which Parse refuses
 		}
 		r := &(*rules)[i]
-		err := readMap(item, fmt.Sprintf("%s[%d]", path, i), ruleFields, func(field string, v *yaml.Node) error {
-			l := readList(v)
+		err := d.readMap(item, fmt.Sprintf("%s[%d]", path, i), ruleFields, func(field string, v *yaml.Node) error {
+			l := d.readList(v)
 			switch field {
 			case "src":
 				r.Src = l
@@ -150,19 +174,19 @@ func readRules(n *yaml.Node, path string, rules *[]rawRule) error {
 // readMap reads the map n, called name in errors, whose only fields are
 // fields: read is called for each field given a value; a field given no
 // value (null) is absent.
-func readMap(n *yaml.Node, name string, fields []string, read func(field string, v *yaml.Node) error) error {
+func (d *decoder) readMap(n *yaml.Node, name string, fields []string, read func(field string, v *yaml.Node) error) error {
 	if n.Kind != yaml.MappingNode {
 		return structuref(n, "%s must be a map, not %s", name, shape(n))
 	}
-	es, err := entries(n, func(field string) string {
-		return fmt.Sprintf("field %q is given twice in %s", field, name)
+	es, err := d.entries(n, func(field string) string {
+		return fmt.Sprintf("field %s is given twice in %s", quote(field), name)
 	})
 	if err != nil {
 		return err
 	}
 	for _, e := range es {
 		if !slices.Contains(fields, e.key.Value) {
-			return structuref(e.key, "unknown field %q in %s; valid fields are %s", e.key.Value, name, strings.Join(fields, ", "))
+			return structuref(e.key, "unknown field %s in %s; valid fields are %s", quote(e.key.Value), name, strings.Join(fields, ", "))
 		}
 		if isNull(e.value) {
 			continue
@@ -182,24 +206,31 @@ type entry struct {
 // entries returns the entries of the map n in their order, then those its
 // merge keys (<<) bring that it does not give itself, the first map merged
 // winning, as YAML says. A key given twice is an error that twice words.
-func entries(n *yaml.Node, twice func(key string) string) ([]entry, error) {
+// The entries of a merged map are listed once and kept: a map merged by
+// many others, directly or through their own merges, is not expanded
+// again for each.
+func (d *decoder) entries(n *yaml.Node, twice func(key string) string) ([]entry, error) {
 	var own, merged []entry
 	seen := make(map[string]bool)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		k, v := d.resolve(n.Content[i]), d.resolve(n.Content[i+1])
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
 			maps := []*yaml.Node{v}
 			if v.Kind == yaml.SequenceNode {
 				maps = v.Content
 			}
 			for _, m := range maps {
-				m = resolve(m)
+				m = d.resolve(m)
 				if m.Kind != yaml.MappingNode {
 					return nil, structuref(k, "a merge (<<) takes a map or a list of maps, not %s", shape(m))
 				}
-				es, err := entries(m, twice)
-				if err != nil {
-					return nil, err
+				es, ok := d.merged[m]
+				if !ok {
+					var err error
+					if es, err = d.entries(m, twice); err != nil {
+						return nil, err
+					}
+					d.merged[m] = es
 				}
 				merged = append(merged, es...)
 			}
@@ -225,14 +256,14 @@ func entries(n *yaml.Node, twice func(key string) string) ([]entry, error) {
 
 // readList reads a list of scalars, each as its text (a null as ""); a
 // value of another shape is described in bad.
-func readList(n *yaml.Node) strList {
+func (d *decoder) readList(n *yaml.Node) strList {
 	l := strList{given: true}
 	if n.Kind != yaml.SequenceNode {
 		l.bad = shape(n)
 		return l
 	}
 	for _, item := range n.Content {
-		item = resolve(item)
+		item = d.resolve(item)
 		switch {
 		case item.Kind != yaml.ScalarNode:
 			return strList{given: true, bad: shape(n)}
@@ -254,8 +285,14 @@ func readScalar(n *yaml.Node) scalar {
 	return scalar{given: true, text: n.Value}
 }
 
-// resolve follows an alias to the node it names.
-func resolve(n *yaml.Node) *yaml.Node {
+// resolve follows an alias to the node it names, counting a node read.
+func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
+	d.visits++
+	return target(n)
+}
+
+// target follows an alias to the node it names.
+func target(n *yaml.Node) *yaml.Node {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
@@ -272,7 +309,7 @@ func shape(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.SequenceNode:
 		for _, item := range n.Content {
-			if k := resolve(item).Kind; k == yaml.SequenceNode || k == yaml.MappingNode {
+			if k := target(item).Kind; k == yaml.SequenceNode || k == yaml.MappingNode {
 				return "a list holding lists or maps"
 			}
 		}
@@ -280,7 +317,7 @@ func shape(n *yaml.Node) string {
 	case yaml.MappingNode:
 		return "a map"
 	}
-	return strconv.Quote(n.Value)
+	return quote(n.Value)
 }
 
 // structuref returns an error about the structure of the YAML at n, with

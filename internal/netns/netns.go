@@ -29,7 +29,9 @@ func Open(path string) (*Handle, error) {
 	if path == "" {
 		return &Handle{}, nil
 	}
-	f, err := os.Open(path)
+	// Without blocking: a named pipe given by mistake would block the open
+	// until something writes to it; it is then refused below.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening network namespace: %w", err)
 	}
