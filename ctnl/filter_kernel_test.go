@@ -1,9 +1,13 @@
 package ctnl
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,4 +134,69 @@ func TestKernelEventFilter(t *testing.T) {
 
 func describe(f *Flow) string {
 	return fmt.Sprintf("%d %v:%d -> %v:%d mark %#x zone %d", f.Orig.Proto, f.Orig.Src, f.Orig.SPort, f.Orig.Dst, f.Orig.DPort, f.Mark, f.Zone)
+}
+
+// TestKernelListenerEventFilter runs a Listener with a filter: it delivers
+// the events of the entries the rules accept, and the kernel never queues
+// the others.
+func TestKernelListenerEventFilter(t *testing.T) {
+	netnstest.Require(t, "conntrack", "sysctl")
+	ns := netnstest.New(t)
+	ns.Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_events=1")
+	h, err := netns.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	f, err := CompileEventFilter(nil, []FilterRule{{Src: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen(ListenConfig{NetNS: h.FD(), ReadBuffer: 4 << 20, Filter: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var got []string
+	go func() {
+		_ = l.Run(ctx, func(fs []Flow) {
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range fs {
+				got = append(got, fs[i].Orig.Src.String())
+			}
+		})
+	}()
+	for i := range 20 {
+		src := fmt.Sprintf("10.9.0.%d", i+1) // denied
+		if i%2 == 1 {
+			src = fmt.Sprintf("10.8.0.%d", i+1) // counted
+		}
+		ns.Run(t, "conntrack", "-I", "-t", "120", "-s", src, "-d", "10.0.0.1", "-p", "udp", "--sport", "1000", "--dport", "53")
+	}
+	ns.Run(t, "conntrack", "-F")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 10 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // anything more would be a filter's failure
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(got)
+	if len(got) != 10 || !slices.ContainsFunc(got, func(s string) bool { return s == "10.8.0.2" }) || slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "10.9.") }) {
+		t.Errorf("the listener delivered %q, want the 10 flows from 10.8.0.0/24 and none from the denied 10.9.0.0/16", got)
+	}
+	st, err := l.Stats()
+	if err != nil || st.Events != 10 || st.Lost != 0 {
+		t.Errorf("listener stats %+v, %v: want 10 events counted, none lost", st, err)
+	}
 }

@@ -47,6 +47,11 @@ type ListenConfig struct {
 	// Batch is how many datagrams one receive call may return;
 	// DefaultBatch when 0.
 	Batch int
+	// Filter, when not nil, is attached to the socket before it joins the
+	// DESTROY group, so that the kernel drops the events it refuses before
+	// they are queued (see EventFilter): they cost nothing, and are counted
+	// nowhere.
+	Filter *EventFilter
 	// Method is how events are received: MethodAuto (the default when
 	// empty) uses io_uring where the kernel allows it and recvmmsg
 	// otherwise.

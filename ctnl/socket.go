@@ -164,6 +164,11 @@ func setSocketOptions(fd int, cfg ListenConfig) error {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("setting the receive timeout: %w", err)
 	}
+	if cfg.Filter != nil {
+		if err := attachFilter(fd, cfg.Filter); err != nil {
+			return err
+		}
+	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, groupCTDestroy); err != nil {
 		return fmt.Errorf("joining the conntrack DESTROY group: %w", err)
 	}
@@ -186,4 +191,20 @@ func openDumpSocket(nsFD int, timeout time.Duration) (socket, error) {
 		return nil, fmt.Errorf("setting the receive timeout: %w", err)
 	}
 	return netlinkSocket(fd), nil
+}
+
+// attachFilter attaches f's program to the socket fd (SO_ATTACH_FILTER).
+func attachFilter(fd int, f *EventFilter) error {
+	if len(f.Program) == 0 {
+		return nil
+	}
+	insns := make([]unix.SockFilter, len(f.Program))
+	for i, in := range f.Program {
+		insns[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(insns)), Filter: &insns[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fmt.Errorf("attaching the event filter (%s): %w", f.Summary(), err)
+	}
+	return nil
 }
