@@ -22,6 +22,7 @@ declare -A want=(
 	[systemd-socket-activate]=systemd
 	[git]=git
 	[getcap]=libcap2-bin
+	[man]=man-db
 )
 missing=()
 for cmd in "${!want[@]}"; do
