@@ -12,6 +12,8 @@ PROMU_BIN := .build/promu
 PROMU     := $(PROMU_BIN) --config=.promu.yml
 # staticcheck, pinned in the same module, built the same way.
 STATICCHECK_BIN := .build/staticcheck
+# nfpm, which makes the .deb and .rpm (make package), the same way.
+NFPM_BIN := .build/nfpm
 # The version is the VERSION file's (promu's convention; promu reads it too):
 # the version being worked towards, the same in a clone with tags or without,
 # with the commit in REVISION. A release tag must be v$(VERSION) (make
@@ -37,13 +39,17 @@ LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Branch=$(BRANCH) \
 	-X github.com/prometheus/common/version.BuildUser=$(BUILD_USER) \
 	-X github.com/prometheus/common/version.BuildDate=$(BUILD_DATE)
+# The packages: for this machine's architecture (the man page is the
+# binary's own --help-man), into dist/. MAINTAINER is the packages'.
+PACKAGE_ARCH := $(shell $(GO) env GOARCH)
+MAINTAINER   ?= netfilter_exporter maintainers <maintainers@netfilter-exporter.invalid>
 # Platforms of a release (the exporter is Linux only; no cgo).
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
 ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check release-check release unit test e2e bench burst demo clean
+.PHONY: all build run deps check release-check release package unit test e2e bench burst demo clean
 
 all: build
 
@@ -83,6 +89,9 @@ $(PROMU_BIN): tools/go.mod tools/go.sum
 $(STATICCHECK_BIN): tools/go.mod tools/go.sum
 	$(GO) build -modfile=tools/go.mod -o $@ honnef.co/go/tools/cmd/staticcheck
 
+$(NFPM_BIN): tools/go.mod tools/go.sum
+	$(GO) build -modfile=tools/go.mod -o $@ github.com/goreleaser/nfpm/v2/cmd/nfpm
+
 release-check: $(PROMU_BIN)
 	@set -e; v=$(VERSION); tag=$$(git describe --exact-match --tags 2>/dev/null || true); \
 	if [ -n "$$tag" ] && [ "$$tag" != "v$$v" ]; then \
@@ -107,6 +116,26 @@ release: release-check
 		GOOS=$$os GOARCH=$$arch $(PROMU) tarball --prefix .tarballs .build/$$os-$$arch; \
 	done
 	$(PROMU) checksum .tarballs
+
+# dist/netfilter-exporter_$(VERSION)-1_<arch>.deb and the .rpm (nfpm, with
+# packaging/nfpm.yaml): the binary in /usr/bin, so the units' /usr/local/bin
+# paths are rewritten; the man page from --help-man; files dated
+# SOURCE_DATE_EPOCH. TestPackageDeb runs it, lintian and dpkg.
+package: build $(NFPM_BIN)
+	rm -rf .build/package dist/netfilter-exporter[_-]*
+	mkdir -p .build/package dist
+	sed 's|/usr/local/bin/netfilter_exporter|/usr/bin/netfilter_exporter|g' examples/netfilter_exporter.service >.build/package/netfilter_exporter.service
+	sed 's|/usr/local/bin/netfilter_exporter|/usr/bin/netfilter_exporter|g' examples/netfilter_exporter-socket.conf >.build/package/netfilter_exporter-socket.conf
+	./$(BIN) --help-man | gzip -9n >.build/package/netfilter_exporter.1.gz
+	gzip -9n <CHANGELOG.md >.build/package/changelog.gz
+	printf '%s (%s-1) unstable; urgency=medium\n\n  * netfilter_exporter %s, revision\n    %s;\n    what changed: /usr/share/doc/netfilter-exporter/changelog.gz.\n\n -- %s  %s\n' \
+		netfilter-exporter $(VERSION) $(VERSION) $(REVISION) '$(MAINTAINER)' "$$(date -u -R -d @$(SOURCE_DATE_EPOCH))" \
+		| gzip -9n >.build/package/changelog.Debian.gz
+	touch -d @$(SOURCE_DATE_EPOCH) .build/package/*
+	@set -e; for p in deb rpm; do \
+		VERSION=$(VERSION) ARCH=$(PACKAGE_ARCH) MAINTAINER='$(MAINTAINER)' \
+			$(NFPM_BIN) package --config packaging/nfpm.yaml --packager $$p --target dist/; \
+	done
 
 # The root-free tier: -short skips every kernel test (netnstest.Require),
 # whatever the environment says; tests that need only a tool (promtool)
@@ -141,4 +170,4 @@ demo: build deps
 	BIN=./$(BIN) ./scripts/demo.sh
 
 clean:
-	rm -rf $(BIN) .build .tarballs
+	rm -rf $(BIN) .build .tarballs dist

@@ -23,6 +23,8 @@ declare -A want=(
 	[git]=git
 	[getcap]=libcap2-bin
 	[man]=man-db
+	[lintian]=lintian
+	[rpm]=rpm
 )
 missing=()
 for cmd in "${!want[@]}"; do
