@@ -43,13 +43,21 @@ LDFLAGS   := -s -w \
 # binary's own --help-man), into dist/. MAINTAINER is the packages'.
 PACKAGE_ARCH := $(shell $(GO) env GOARCH)
 MAINTAINER   ?= netfilter_exporter maintainers <maintainers@netfilter-exporter.invalid>
+# The container image (Dockerfile): its labels' version, revision and date
+# (created, RFC 3339, from SOURCE_DATE_EPOCH). IMAGE_PLATFORMS, with a
+# BuildKit builder (DOCKER="docker buildx"), builds several.
+DOCKER          ?= docker
+IMAGE           ?= netfilter_exporter:$(VERSION)
+IMAGE_PLATFORMS ?=
+IMAGE_FLAGS     ?=
+IMAGE_CREATED   := $(if $(SOURCE_DATE_EPOCH),$(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ))
 # Platforms of a release (the exporter is Linux only; no cgo).
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
 ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check release-check release package unit test e2e bench burst demo clean
+.PHONY: all build run deps check release-check release package image unit test e2e bench burst demo clean
 
 all: build
 
@@ -136,6 +144,11 @@ package: build $(NFPM_BIN)
 		VERSION=$(VERSION) ARCH=$(PACKAGE_ARCH) MAINTAINER='$(MAINTAINER)' \
 			$(NFPM_BIN) package --config packaging/nfpm.yaml --packager $$p --target dist/; \
 	done
+
+image:
+	$(DOCKER) build $(if $(IMAGE_PLATFORMS),--platform $(IMAGE_PLATFORMS)) $(IMAGE_FLAGS) \
+		--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(IMAGE_CREATED) -t $(IMAGE) .
 
 # The root-free tier: -short skips every kernel test (netnstest.Require),
 # whatever the environment says; tests that need only a tool (promtool)

@@ -13,7 +13,6 @@ declare -A want=(
 	[promtool]=prometheus
 	[carbon-cache]=graphite-carbon
 	[whisper-fetch]=python3-whisper
-	[setcap]=libcap2-bin
 	[setpriv]=util-linux
 	[sysctl]=procps
 	[python3]=python3
