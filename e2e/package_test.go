@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,9 +49,11 @@ var (
 // packages' contents, then installs the .deb with dpkg -i, checks its files
 // where the README's Install section says, the unit against the example,
 // and that nothing was started and no sysctl changed, and removes it with
-// dpkg -r and dpkg -P. The maintainer scripts start nothing, and ask
-// systemd anything only where it runs (/run/systemd/system): here, where it
-// is not PID 1, they do nothing. The package is purged when the test ends,
+// dpkg -r and dpkg -P: the conffile stays after -r, the units are masked,
+// and -P leaves nothing, not even the links of a service the administrator
+// enabled. The maintainer scripts start nothing, and ask systemd anything
+// only where it runs (/run/systemd/system): here, where it is not PID 1,
+// they only record links. The package is purged when the test ends,
 // whatever happened.
 func TestPackageDeb(t *testing.T) {
 	netnstest.Require(t, "git", "make", "lintian", "dpkg", "dpkg-deb", "dpkg-query", "rpm")
@@ -168,7 +171,19 @@ func TestPackageDeb(t *testing.T) {
 		t.Errorf("installing changed the sysctls: %q, were %q", after, sysctls)
 	}
 
-	// Remove: the conffile stays; purge: nothing stays.
+	// An administrator enables the service (offline here: no systemd
+	// runs): the links are the package's to remove on purge.
+	if _, err := exec.LookPath("systemctl"); err == nil {
+		if out, err := exec.Command("systemctl", "--no-reload", "enable", "netfilter_exporter.service").CombinedOutput(); err != nil {
+			t.Errorf("systemctl --no-reload enable: %v\n%s", err, out)
+		}
+		if len(systemdLeftovers(t)) == 0 {
+			t.Error("systemctl enable made no link")
+		}
+	}
+
+	// Remove: the conffile stays, the units are masked; purge: nothing
+	// stays.
 	if out, err := exec.Command("dpkg", "-r", packageName).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg -r: %v\n%s", err, out)
 	}
@@ -180,6 +195,11 @@ func TestPackageDeb(t *testing.T) {
 			}
 		} else if err == nil {
 			t.Errorf("dpkg -r left %s", f)
+		}
+	}
+	for _, unit := range []string{"netfilter_exporter.service", "netfilter_exporter.socket"} {
+		if target, err := os.Readlink("/etc/systemd/system/" + unit); err != nil || target != "/dev/null" {
+			t.Errorf("after dpkg -r %s is not masked: %q %v", unit, target, err)
 		}
 	}
 	if got := runOut(t, "dpkg-query", "-W", "-f=${db:Status-Status}", packageName); got != "config-files" {
@@ -196,6 +216,25 @@ func TestPackageDeb(t *testing.T) {
 	if out, err := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", packageName).Output(); err == nil && string(out) != "not-installed" {
 		t.Errorf("after dpkg -P the package is %q", out)
 	}
+	if left := systemdLeftovers(t); len(left) > 0 {
+		t.Errorf("dpkg -P left %q", left)
+	}
+}
+
+// systemdLeftovers returns the files of the package's units under
+// /etc/systemd/system (links, masks) and deb-systemd-helper's state.
+func systemdLeftovers(t *testing.T) []string {
+	t.Helper()
+	var left []string
+	for _, root := range []string{"/etc/systemd/system", "/var/lib/systemd"} {
+		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && strings.HasPrefix(d.Name(), "netfilter_exporter.") {
+				left = append(left, path)
+			}
+			return nil
+		})
+	}
+	return left
 }
 
 // readmeInstallPaths returns the absolute paths named in backquotes in the
