@@ -3,6 +3,8 @@
 #   make unit  - the root-free tier: every test that needs no root, in seconds
 #   make test  - install what the tests need, then run every test (root, for the kernel tests)
 #   make e2e   - the tests of the built exporter alone (e2e/; root)
+#   make package - the .deb and .rpm of this machine's architecture, in dist/
+#   make image - the container image (Dockerfile), labelled
 
 GO        ?= go
 BIN       ?= netfilter_exporter
