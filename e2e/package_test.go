@@ -104,6 +104,9 @@ func TestPackageDeb(t *testing.T) {
 	if want := sorted(append(slices.Clone(packagedFiles), rpmOnly...)); !slices.Equal(sorted(rpmFiles), want) {
 		t.Errorf("the .rpm holds\n  %q\nwant\n  %q", sorted(rpmFiles), want)
 	}
+	if host, _ := os.Hostname(); runOut(t, "rpm", "-qp", "--qf", "%{BUILDHOST}", rpms[0]) == host {
+		t.Errorf("the .rpm names this build host, %s", host)
+	}
 	if conffiles := runOut(t, "dpkg-deb", "-f", deb, "Package", "Version"); !strings.Contains(conffiles, "Version: "+v+"-1") {
 		t.Errorf("the .deb's control: %s", conffiles)
 	}
