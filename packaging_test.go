@@ -55,6 +55,17 @@ func TestPackagedConfigFiltersNothing(t *testing.T) {
 	}
 }
 
+// TestREADMEInstallStartsWithThePackage keeps the README's Install section
+// starting with the apt install of this version's .deb.
+func TestREADMEInstallStartsWithThePackage(t *testing.T) {
+	readme := string(mustReadFile(t, "README.md"))
+	version := strings.TrimSpace(string(mustReadFile(t, "VERSION")))
+	want := "## Install\n\n```sh\napt install ./netfilter-exporter_" + version + "-1_amd64.deb\n"
+	if !strings.Contains(readme, want) {
+		t.Errorf("README's Install section does not start with\n%s", want)
+	}
+}
+
 func mustReadFile(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
