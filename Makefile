@@ -3,6 +3,8 @@
 #   make unit  - the root-free tier: every test that needs no root, in seconds
 #   make test  - install what the tests need, then run every test (root, for the kernel tests)
 #   make e2e   - the tests of the built exporter alone (e2e/; root)
+#   make package - the .deb and .rpm of this machine's architecture, in dist/
+#   make image - the container image (Dockerfile), labelled
 #   make fuzz  - every fuzz target (go test -list '^Fuzz', package by package),
 #                one after the other, for FUZZTIME each (default 30s);
 #                stops at the first crash, whose input go test writes to the
@@ -17,31 +19,57 @@ PROMU_BIN := .build/promu
 PROMU     := $(PROMU_BIN) --config=.promu.yml
 # staticcheck, pinned in the same module, built the same way.
 STATICCHECK_BIN := .build/staticcheck
-# The version is the git tag without its "v", as promu reads it: v0.1.0 gives
-# 0.1.0, a later commit 0.1.0-3-gabcdef0, uncommitted changes add -dirty.
-# Outside a git checkout it is "dev".
-VERSION   ?= $(or $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//'),dev)
+# nfpm, which makes the .deb and .rpm (make package), the same way.
+NFPM_BIN := .build/nfpm
+# The version is the VERSION file's (promu's convention; promu reads it too):
+# the version being worked towards, the same in a clone with tags or without,
+# with the commit in REVISION. A release tag must be v$(VERSION) (make
+# release-check).
+VERSION   := $(shell cat VERSION)
 REVISION  ?= $(or $(shell git rev-parse HEAD 2>/dev/null),unknown)
 BRANCH    ?= $(or $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null),unknown)
+# Reproducible builds: the same commit gives the same bytes, in any
+# directory, on any host. The build date is SOURCE_DATE_EPOCH, by default
+# the last commit's time (promu reads it too, and then stamps no user or
+# host); no user or host name is stamped unless BUILD_USER is set.
+SOURCE_DATE_EPOCH := $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
+export SOURCE_DATE_EPOCH
+BUILD_DATE := $(if $(SOURCE_DATE_EPOCH),$(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y%m%d-%H:%M:%S),unknown)
+BUILD_USER ?=
+# -trimpath: no directory of the build host; -buildvcs=false: the revision
+# is in the ldflags, and a checkout's state (untracked files) stays out.
+GOBUILDFLAGS := -trimpath -buildvcs=false
 # The same ldflags as .promu.yml's.
 LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Version=$(VERSION) \
 	-X github.com/prometheus/common/version.Revision=$(REVISION) \
 	-X github.com/prometheus/common/version.Branch=$(BRANCH) \
-	-X github.com/prometheus/common/version.BuildUser=$(shell whoami)@$(shell hostname) \
-	-X github.com/prometheus/common/version.BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+	-X github.com/prometheus/common/version.BuildUser=$(BUILD_USER) \
+	-X github.com/prometheus/common/version.BuildDate=$(BUILD_DATE)
+# The packages: for this machine's architecture (the man page is the
+# binary's own --help-man), into dist/. MAINTAINER is the packages'.
+PACKAGE_ARCH := $(shell $(GO) env GOARCH)
+MAINTAINER   ?= netfilter_exporter maintainers <maintainers@netfilter-exporter.invalid>
+# The container image (Dockerfile): its labels' version, revision and date
+# (created, RFC 3339, from SOURCE_DATE_EPOCH). IMAGE_PLATFORMS, with a
+# BuildKit builder (DOCKER="docker buildx"), builds several.
+DOCKER          ?= docker
+IMAGE           ?= netfilter_exporter:$(VERSION)
+IMAGE_PLATFORMS ?=
+IMAGE_FLAGS     ?=
+IMAGE_CREATED   := $(if $(SOURCE_DATE_EPOCH),$(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ))
 # Platforms of a release (the exporter is Linux only; no cgo).
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
 ARGS      ?=
 # The whole test run stays well under 15 minutes; this is a safety net.
 TESTFLAGS ?= -race -count=1 -timeout 14m
 
-.PHONY: all build run deps check release-check release unit test e2e fuzz bench burst demo clean
+.PHONY: all build run deps check release-check release package image unit test e2e fuzz bench burst demo clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+	CGO_ENABLED=0 $(GO) build $(GOBUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 run: build
 	./$(BIN) $(ARGS)
@@ -64,19 +92,31 @@ check: $(STATICCHECK_BIN)
 	if ! cmp -s tools/go.mod /tmp/nfe-tools.mod.bak || ! cmp -s tools/go.sum /tmp/nfe-tools.sum.bak; then \
 		echo "go mod tidy changes tools/go.mod or tools/go.sum"; git --no-pager diff -- tools; exit 1; fi
 
-# The release configuration's own check: the CHANGELOG entry of the version
-# being released (the tag on HEAD), else of the newest version it lists, must
-# be there, dated, and in promu's order. TestDockerfileBuildStage builds
-# with .promu.yml and checks the version the binary reports.
+# The release configuration's own check: a tag on HEAD must be v$(VERSION),
+# and the CHANGELOG entry of the version being released (VERSION, when it
+# has one) must be there, dated, and in promu's order; before that, the
+# newest version the CHANGELOG lists is checked and VERSION must be above
+# it. TestDockerfileBuildStage builds with .promu.yml and checks the
+# version the binary reports.
 $(PROMU_BIN): tools/go.mod tools/go.sum
 	$(GO) build -modfile=tools/go.mod -o $@ github.com/prometheus/promu
 
 $(STATICCHECK_BIN): tools/go.mod tools/go.sum
 	$(GO) build -modfile=tools/go.mod -o $@ honnef.co/go/tools/cmd/staticcheck
 
+$(NFPM_BIN): tools/go.mod tools/go.sum
+	$(GO) build -modfile=tools/go.mod -o $@ github.com/goreleaser/nfpm/v2/cmd/nfpm
+
 release-check: $(PROMU_BIN)
-	@v=$$(git describe --exact-match --tags 2>/dev/null | sed 's/^v//'); \
-	if [ -z "$$v" ]; then v=$$(sed -n 's|^## \([0-9][^ ]*\) / .*|\1|p' CHANGELOG.md | head -1); fi; \
+	@set -e; v=$(VERSION); tag=$$(git describe --exact-match --tags 2>/dev/null || true); \
+	if [ -n "$$tag" ] && [ "$$tag" != "v$$v" ]; then \
+		echo "HEAD is tagged $$tag, but VERSION says $$v: a release tag is v$$v"; exit 1; fi; \
+	if ! grep -q "^## $$v / " CHANGELOG.md; then \
+		if [ -n "$$tag" ]; then echo "CHANGELOG.md has no entry for $$v, the version tagged"; exit 1; fi; \
+		newest=$$(sed -n 's|^## \([0-9][^ ]*\) / .*|\1|p' CHANGELOG.md | head -1); \
+		if [ "$$newest" = "$$v" ] || [ "$$(printf '%s\n%s\n' "$$newest" "$$v" | sort -V | tail -1)" != "$$v" ]; then \
+			echo "VERSION $$v is not above $$newest, the newest release in CHANGELOG.md"; exit 1; fi; \
+		v=$$newest; fi; \
 	echo "promu check changelog --version=$$v"; \
 	$(PROMU) check changelog --location=CHANGELOG.md --version="$$v"
 
@@ -91,6 +131,31 @@ release: release-check
 		GOOS=$$os GOARCH=$$arch $(PROMU) tarball --prefix .tarballs .build/$$os-$$arch; \
 	done
 	$(PROMU) checksum .tarballs
+
+# dist/netfilter-exporter_$(VERSION)-1_<arch>.deb and the .rpm (nfpm, with
+# packaging/nfpm.yaml): the binary in /usr/bin, so the units' /usr/local/bin
+# paths are rewritten; the man page from --help-man; files dated
+# SOURCE_DATE_EPOCH. TestPackageDeb runs it, lintian and dpkg.
+package: build $(NFPM_BIN)
+	rm -rf .build/package dist/netfilter-exporter[_-]*
+	mkdir -p .build/package dist
+	sed 's|/usr/local/bin/netfilter_exporter|/usr/bin/netfilter_exporter|g' examples/netfilter_exporter.service >.build/package/netfilter_exporter.service
+	sed 's|/usr/local/bin/netfilter_exporter|/usr/bin/netfilter_exporter|g' examples/netfilter_exporter-socket.conf >.build/package/netfilter_exporter-socket.conf
+	./$(BIN) --help-man | gzip -9n >.build/package/netfilter_exporter.1.gz
+	gzip -9n <CHANGELOG.md >.build/package/changelog.gz
+	printf '%s (%s-1) unstable; urgency=medium\n\n  * netfilter_exporter %s, revision\n    %s;\n    what changed: /usr/share/doc/netfilter-exporter/changelog.gz.\n\n -- %s  %s\n' \
+		netfilter-exporter $(VERSION) $(VERSION) $(REVISION) '$(MAINTAINER)' "$$(date -u -R -d @$(SOURCE_DATE_EPOCH))" \
+		| gzip -9n >.build/package/changelog.Debian.gz
+	touch -d @$(SOURCE_DATE_EPOCH) .build/package/*
+	@set -e; for p in deb rpm; do \
+		VERSION=$(VERSION) ARCH=$(PACKAGE_ARCH) MAINTAINER='$(MAINTAINER)' \
+			$(NFPM_BIN) package --config packaging/nfpm.yaml --packager $$p --target dist/; \
+	done
+
+image:
+	$(DOCKER) build $(if $(IMAGE_PLATFORMS),--platform $(IMAGE_PLATFORMS)) $(IMAGE_FLAGS) \
+		--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(REVISION) --build-arg CREATED=$(IMAGE_CREATED) -t $(IMAGE) .
 
 # The root-free tier: -short skips every kernel test (netnstest.Require),
 # whatever the environment says; tests that need only a tool (promtool)
@@ -146,4 +211,4 @@ demo: build
 	BIN=./$(BIN) ./scripts/demo.sh
 
 clean:
-	rm -rf $(BIN) .build .tarballs
+	rm -rf $(BIN) .build .tarballs dist

@@ -58,12 +58,38 @@ func newCommandLine() *commandLine {
 	c := &commandLine{}
 	c.app = kingpin.New(exporterName, "Exports Linux netfilter accounting to Prometheus and, optionally, Graphite: nfacct counters and quotas, nftables named counters and quotas, conntrack flows counted while they run (table dumps) and when they end (DESTROY events), summed by the keys you choose, and conntrack table statistics.")
 	c.app.Version(version.Print(exporterName))
+	kingpin.ManPageTemplate = manPageTemplate(kingpin.ManPageTemplate)
 	c.app.HelpFlag.Short('h')
 	c.toolkit = kingpinflag.AddFlags(c.app, ":9862")
 	promslogflag.AddFlags(c.app, &c.log)
 	c.flags = config.AddFlags(c.app)
 	c.app.Flag("config.check", "Check --config.file and every flag, as a start would, then exit.").BoolVar(&c.check)
 	return c
+}
+
+// kingpinManHeader is the .TH line of kingpin's --help-man template, which
+// puts the whole multi-line --version block where man wants one word.
+const kingpinManHeader = `.TH {{.App.Name}} 1 {{.App.Version}} "{{.App.Author}}"`
+
+// kingpinManName is the NAME section of that template, the name alone where
+// whatis wants "name \- summary".
+const kingpinManName = ".SH \"NAME\"\n{{.App.Name}}\n"
+
+// manPageTemplate returns kingpin's man page template with a .TH line that
+// man renders: the name, section 1, the build date (the day of
+// SOURCE_DATE_EPOCH, so that the page is reproducible too), the one-line
+// version and the manual's name; and a NAME section with a summary.
+func manPageTemplate(tmpl string) string {
+	date := ""
+	if t, err := time.Parse("20060102-15:04:05", version.BuildDate); err == nil {
+		date = t.Format("2006-01-02")
+	}
+	v := exporterName
+	if version.Version != "" {
+		v += " " + version.Version
+	}
+	tmpl = strings.Replace(tmpl, kingpinManHeader, fmt.Sprintf(`.TH %s 1 "%s" "%s" "User Commands"`, exporterName, date, v), 1)
+	return strings.Replace(tmpl, kingpinManName, ".SH \"NAME\"\n{{.App.Name}} \\- Prometheus exporter of Linux netfilter accounting\n", 1)
 }
 
 func main() {

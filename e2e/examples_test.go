@@ -320,17 +320,17 @@ func TestExampleNftablesRecipe(t *testing.T) {
 	}
 }
 
-// What the image does to run unprivileged: TestNonRootWithNetAdmin repeats it.
-const (
-	fileCapability = "cap_net_admin=ep"
-	nonRootUser    = "65532:65532"
-)
+// nonRootUser is the unprivileged user the tests run the exporter as
+// (distroless's nonroot).
+const nonRootUser = "65532:65532"
 
-// TestNonRootWithNetAdmin runs the exporter as the image does: as user
-// 65532, with CAP_NET_ADMIN only, granted by the binary's file capability
-// within a bounding set of CAP_NET_ADMIN alone. Every collector must work.
+// TestNonRootWithNetAdmin runs the exporter as the systemd unit does
+// (DynamicUser=, AmbientCapabilities=CAP_NET_ADMIN): as user 65532, with
+// CAP_NET_ADMIN only, an ambient capability within a bounding set of
+// CAP_NET_ADMIN alone; the binary has no file capability. Every collector
+// must work.
 func TestNonRootWithNetAdmin(t *testing.T) {
-	netnstest.Require(t, "setcap", "setpriv", "iptables", "sysctl", "nft")
+	netnstest.Require(t, "setpriv", "iptables", "sysctl", "nft")
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -343,16 +343,13 @@ func TestNonRootWithNetAdmin(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("setcap", fileCapability, bin).CombinedOutput(); err != nil {
-		t.Fatalf("setcap: %v\n%s", err, out)
-	}
 	ns := netnstest.New(t)
 	netnstest.TrackConnections(t, ns)
 	ns.Run(t, "nfacct", "add", "nonroot")
 	ns.Run(t, "nft", "add table inet t; add counter inet t nonroot { packets 1 bytes 2 }")
 	uid, gid, _ := strings.Cut(nonRootUser, ":")
 	ns.Start(t, os.Stderr, "setpriv", "--reuid="+uid, "--regid="+gid, "--clear-groups",
-		"--bounding-set=-all,+net_admin", "--inh-caps=-all", bin, "--web.listen-address=127.0.0.1:9862")
+		"--bounding-set=-all,+net_admin", "--inh-caps=-all,+net_admin", "--ambient-caps=-all,+net_admin", bin, "--web.listen-address=127.0.0.1:9862")
 	body := waitMetrics(t, ns.HTTPClient(), "http://127.0.0.1:9862/metrics")
 	for _, want := range []string{
 		`netfilter_exporter_collector_success{collector="nfacct"} 1`,

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -38,6 +40,41 @@ func TestHelpTellsTheTruth(t *testing.T) {
 	for _, wrong := range []string{`--conntrack.group-by=""`, "--conntrack.max-series=0 "} {
 		if strings.Contains(help, wrong) {
 			t.Errorf("--help shows %s, which is not the default", wrong)
+		}
+	}
+}
+
+// TestHelpManRenders renders --help-man with man, as the packages install
+// it: one .TH line, a NAME with a summary for whatis, every section, and
+// no warning from groff.
+func TestHelpManRenders(t *testing.T) {
+	out, err := exec.Command(binary, "--help-man").Output()
+	if err != nil {
+		t.Fatalf("--help-man: %v\n%s", err, out)
+	}
+	th := regexp.MustCompile(`(?m)^\.TH .*$`).FindAllString(string(out), -1)
+	if len(th) != 1 || !regexp.MustCompile(`^\.TH netfilter_exporter 1 "[0-9-]*" "netfilter_exporter[ 0-9.]*" "User Commands"$`).MatchString(th[0]) {
+		t.Errorf("--help-man's .TH lines: %q, want one: name, section, date, version, manual", th)
+	}
+	if !strings.Contains(string(out), ".SH \"NAME\"\nnetfilter_exporter \\- ") {
+		t.Errorf("--help-man's NAME is not \"netfilter_exporter \\- summary\":\n%.300s", out)
+	}
+	netnstest.RequireTools(t, "man")
+	page := filepath.Join(t.TempDir(), exporterName+".1")
+	if err := os.WriteFile(page, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("man", "--warnings", "-l", page)
+	cmd.Env = append(os.Environ(), "MANWIDTH=80", "MAN_KEEP_FORMATTING=", "PAGER=cat", "MANPAGER=cat")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	text, err := cmd.Output()
+	if err != nil || stderr.Len() > 0 {
+		t.Errorf("man -l: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "--config.file", "User Commands"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("the rendered page lacks %q:\n%.600s", want, text)
 		}
 	}
 }

@@ -16,7 +16,6 @@ declare -A want=(
 	[carbon-cache]=graphite-carbon
 	[carbon-c-relay]=carbon-c-relay
 	[whisper-fetch]=python3-whisper
-	[setcap]=libcap2-bin
 	[setpriv]=util-linux
 	[sysctl]=procps
 	[python3]=python3
@@ -25,6 +24,9 @@ declare -A want=(
 	[systemd-socket-activate]=systemd
 	[git]=git
 	[getcap]=libcap2-bin
+	[man]=man-db
+	[lintian]=lintian
+	[rpm]=rpm
 )
 cmds=("$@")
 if [ ${#cmds[@]} -eq 0 ]; then
