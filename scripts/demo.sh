@@ -16,9 +16,16 @@ GPORT=${DEMO_GRAPHITE_PORT:-12003}
 A=nfe-demo-a-$$
 B=nfe-demo-b-$$
 pids=()
+exporter=
 
 cleanup() {
 	trap - EXIT INT TERM
+	# The exporter first, while the Graphite printer still takes its last
+	# push (the printer ignores a terminal's Ctrl-C for that reason).
+	if [ -n "$exporter" ]; then
+		kill "$exporter" 2>/dev/null || true
+		wait "$exporter" 2>/dev/null || true
+	fi
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	# Whatever still runs inside the namespaces goes too.
 	for ns in "$A" "$B"; do
@@ -71,7 +78,7 @@ while True:
 pids+=($!)
 python3 -u -c '
 import signal, socket, sys
-signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it quietly
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the cleanup ends it, after the exporter
 l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(1)
 while True:
@@ -89,7 +96,7 @@ done
 "$BIN" --netns="/var/run/netns/$B" --conntrack.enable-accounting \
 	--web.listen-address="127.0.0.1:$PORT" \
 	--graphite.address="127.0.0.1:$GPORT" --graphite.interval=5s --log.level=warn &
-pids+=($!)
+exporter=$!
 echo "demo: exporter on http://127.0.0.1:$PORT/metrics, Graphite lines below; Ctrl-C to stop"
 
 traffic() {
