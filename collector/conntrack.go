@@ -35,9 +35,6 @@ type Conntrack struct {
 	events, lost, drops, overruns, decodeErrors, buffer, upDesc *tree.Desc
 	growths, method                                             *tree.Desc
 
-	// entries belongs to the goroutine in Run.
-	entries []flow.Entry
-
 	// poll is set by Live.
 	poll *poller
 
@@ -90,44 +87,7 @@ func (c *Conntrack) Listen(ctx context.Context) error {
 
 // add counts a batch of DESTROY events.
 func (c *Conntrack) add(fs []ctnl.Flow) {
-	c.entries = toEntries(fs, c.entries)
-	c.agg.Destroyed(c.entries)
-}
-
-// toEntries converts fs into entries, reusing the memory of buf.
-func toEntries(fs []ctnl.Flow, buf []flow.Entry) []flow.Entry {
-	if cap(buf) < len(fs) {
-		buf = make([]flow.Entry, len(fs))
-	}
-	es := buf[:len(fs)]
-	for i := range fs {
-		toEntry(&fs[i], &es[i])
-	}
-	return es
-}
-
-// toEntry copies what aggregation needs of a conntrack flow.
-func toEntry(f *ctnl.Flow, e *flow.Entry) {
-	// Field by field: a composite literal would be built aside and then
-	// copied with write barriers, as the addresses hold pointers.
-	e.Family, e.Proto = f.Family, f.Orig.Proto
-	e.Src, e.Dst, e.SPort, e.DPort = f.Orig.Src, f.Orig.Dst, f.Orig.SPort, f.Orig.DPort
-	e.ICMPID, e.ICMPType, e.ICMPCode = f.Orig.ICMPID, f.Orig.ICMPType, f.Orig.ICMPCode
-	e.ReplySrc, e.ReplyDst, e.ReplySPort, e.ReplyDPort = f.Reply.Src, f.Reply.Dst, f.Reply.SPort, f.Reply.DPort
-	e.Zone, e.Mark, e.ID, e.TCPState = f.Zone, f.Mark, f.ID, f.TCPState
-	e.OrigPackets, e.OrigBytes, e.ReplyPackets, e.ReplyBytes = f.OrigPackets, f.OrigBytes, f.ReplyPackets, f.ReplyBytes
-	e.Start, e.Stop = f.Start, f.Stop
-}
-
-// fromEntry returns the identity of e as a lookup takes it.
-func fromEntry(e *flow.Entry) ctnl.Flow {
-	return ctnl.Flow{
-		Family: e.Family,
-		Orig: ctnl.Tuple{Src: e.Src, Dst: e.Dst, Proto: e.Proto, SPort: e.SPort, DPort: e.DPort,
-			ICMPID: e.ICMPID, ICMPType: e.ICMPType, ICMPCode: e.ICMPCode},
-		Zone: e.Zone,
-		ID:   e.ID,
-	}
+	c.agg.Destroyed(fs)
 }
 
 // Update adds the flow series and the listener's counters to b.

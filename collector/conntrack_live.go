@@ -55,7 +55,8 @@ type poller struct {
 	agg *flow.Aggregator
 	cfg LiveConfig
 
-	entries []flow.Entry
+	// found holds a flow a lookup found, for Dumped.
+	found [1]ctnl.Flow
 	// marks are the dumps whose gone flows wait for the listener to
 	// drain, and when they were marked.
 	marks []mark
@@ -183,8 +184,7 @@ func (p *poller) round(ctx context.Context) (ctnl.DumpStats, error) {
 	defer runtime.UnlockOSThread()
 	dump := p.agg.BeginDump()
 	st, err := p.d.Dump(ctx, p.cfg.Filter, func(fs []ctnl.Flow) error {
-		p.entries = toEntries(fs, p.entries)
-		p.agg.Dumped(p.entries)
+		p.agg.Dumped(fs)
 		return nil
 	})
 	if err != nil {
@@ -192,7 +192,7 @@ func (p *poller) round(ctx context.Context) (ctnl.DumpStats, error) {
 		return st, err
 	}
 	missing := p.agg.Missing()
-	var gone []flow.Entry
+	var gone []ctnl.Flow
 	lookupStart := threadCPUNow()
 	looked := 0
 	for i := range missing {
@@ -202,14 +202,13 @@ func (p *poller) round(ctx context.Context) (ctnl.DumpStats, error) {
 			break
 		}
 		looked++
-		f := fromEntry(m)
-		e, found, err := p.d.Lookup(ctx, &f)
+		e, found, err := p.d.Lookup(ctx, m)
 		switch {
 		case err != nil:
 			// Unknown: the next dump will tell.
 		case found && e.ID == m.ID && e.Start == m.Start:
-			p.entries = toEntries([]ctnl.Flow{e}, p.entries)
-			p.agg.Dumped(p.entries)
+			p.found[0] = e
+			p.agg.Dumped(p.found[:])
 		default:
 			gone = append(gone, *m)
 		}

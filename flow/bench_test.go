@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 )
 
 // benchFlows returns n flows spread over about series distinct
@@ -145,12 +147,12 @@ func BenchmarkDumped(b *testing.B) {
 		b.Fatal(err)
 	}
 	const n = 1 << 20
-	es := make([]Entry, n)
+	es := make([]ctnl.Flow, n)
 	for i := range es {
 		var src [4]byte
 		binary.BigEndian.PutUint32(src[:], 0xc6120000|uint32(i>>14))
-		es[i] = Entry{Family: FamilyIPv4, Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: netip.MustParseAddr("198.19.0.1"),
-			SPort: uint16(1024 + i%16384), DPort: uint16(53 + i%5), ID: uint32(i) * 2654435761, Start: 1, OrigPackets: 1, OrigBytes: 100}
+		es[i] = ctnl.Flow{Family: FamilyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: netip.MustParseAddr("198.19.0.1"),
+			SPort: uint16(1024 + i%16384), DPort: uint16(53 + i%5)}, ID: uint32(i) * 2654435761, Start: 1, OrigPackets: 1, OrigBytes: 100}
 	}
 	dump := func() {
 		a.BeginDump()

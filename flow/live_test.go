@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 )
 
 // liveSums are what a scrape of a live Aggregator says, summed over series.
@@ -26,12 +28,12 @@ type liveFlow struct {
 
 // at returns the flow as a dump or event reports it with counters c
 // (orig packets, orig bytes, reply packets, reply bytes).
-func (f liveFlow) at(a *Aggregator, c [4]uint64) Entry {
-	e := Entry{
-		Family: FamilyIPv4, Proto: ProtoUDP, Src: addr("192.0.2.1"), Dst: addr("192.0.2.2"), SPort: f.sport, DPort: 53,
+func (f liveFlow) at(a *Aggregator, c [4]uint64) ctnl.Flow {
+	e := ctnl.Flow{
+		Family: FamilyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: addr("192.0.2.1"), Dst: addr("192.0.2.2"), SPort: f.sport, DPort: 53},
 		ID: f.id, OrigPackets: c[0], OrigBytes: c[1], ReplyPackets: c[2], ReplyBytes: c[3],
 	}
-	e.ReplySrc, e.ReplyDst, e.ReplySPort, e.ReplyDPort = e.Dst, e.Src, e.DPort, e.SPort
+	e.Reply = ctnl.Tuple{Proto: ProtoUDP, Src: e.Orig.Dst, Dst: e.Orig.Src, SPort: e.Orig.DPort, DPort: e.Orig.SPort}
 	if f.start != 0 {
 		e.Start = a.live.start + f.start*1e9
 	}
@@ -43,12 +45,12 @@ type step struct {
 	// dump lists entries in one complete dump, after which the flows it
 	// missed and the kernel no longer holds are gone, and closed out when
 	// closeGone is set; destroy delivers DESTROY events.
-	dump      []Entry
-	destroy   []Entry
+	dump      []ctnl.Flow
+	destroy   []ctnl.Flow
 	closeGone bool
 	// midDump, when set with dump, delivers these events after the dump
 	// began and before it lists its entries.
-	midDump []Entry
+	midDump []ctnl.Flow
 	want    liveSums
 }
 
@@ -86,73 +88,73 @@ func TestLiveStateMachine(t *testing.T) {
 	}{
 		{"baseline then growth then DESTROY", func(a *Aggregator) []step {
 			return []step{
-				{dump: []Entry{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
-				{dump: []Entry{old.at(a, [4]uint64{12, 1200, 6, 600})}, want: liveSums{0, 2, 200, 1, 100, 1}},
-				{destroy: []Entry{old.at(a, [4]uint64{15, 1500, 7, 700})}, want: liveSums{1, 5, 500, 2, 200, 1}},
-				{dump: []Entry{}, want: liveSums{1, 5, 500, 2, 200, 0}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{12, 1200, 6, 600})}, want: liveSums{0, 2, 200, 1, 100, 1}},
+				{destroy: []ctnl.Flow{old.at(a, [4]uint64{15, 1500, 7, 700})}, want: liveSums{1, 5, 500, 2, 200, 1}},
+				{dump: []ctnl.Flow{}, want: liveSums{1, 5, 500, 2, 200, 0}},
 			}
 		}},
 		{"a flow that began after the start counts from zero", func(a *Aggregator) []step {
 			return []step{
-				{dump: []Entry{}, want: liveSums{}},
-				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
-				{destroy: []Entry{newer.at(a, [4]uint64{4, 400, 2, 200})}, want: liveSums{1, 4, 400, 2, 200, 1}},
+				{dump: []ctnl.Flow{}, want: liveSums{}},
+				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
+				{destroy: []ctnl.Flow{newer.at(a, [4]uint64{4, 400, 2, 200})}, want: liveSums{1, 4, 400, 2, 200, 1}},
 			}
 		}},
 		{"a new flow in the baseline dump counts from zero too", func(a *Aggregator) []step {
 			return []step{
-				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100}), old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{0, 3, 300, 1, 100, 2}},
+				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100}), old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{0, 3, 300, 1, 100, 2}},
 			}
 		}},
 		{"without timestamps the baseline dump is the baseline", func(a *Aggregator) []step {
 			return []step{
-				{dump: []Entry{noTS.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{Active: 1}},
-				{dump: []Entry{noTS.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{0, 1, 100, 0, 0, 1}},
+				{dump: []ctnl.Flow{noTS.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{Active: 1}},
+				{dump: []ctnl.Flow{noTS.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{0, 1, 100, 0, 0, 1}},
 			}
 		}},
 		{"DESTROY before the dump lists the dying flow: tombstone", func(a *Aggregator) []step {
 			final := newer.at(a, [4]uint64{4, 400, 2, 200})
 			return []step{
-				{dump: []Entry{}, want: liveSums{}},
-				{dump: []Entry{final}, midDump: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
-				{dump: []Entry{}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{dump: []ctnl.Flow{}, want: liveSums{}},
+				{dump: []ctnl.Flow{final}, midDump: []ctnl.Flow{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{dump: []ctnl.Flow{}, want: liveSums{1, 4, 400, 2, 200, 0}},
 			}
 		}},
 		{"a DESTROY twice counts once", func(a *Aggregator) []step {
 			final := newer.at(a, [4]uint64{4, 400, 2, 200})
 			return []step{
-				{destroy: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
-				{destroy: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{destroy: []ctnl.Flow{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{destroy: []ctnl.Flow{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
 			}
 		}},
 		{"unknown DESTROY of a flow older than the start counts no bytes", func(a *Aggregator) []step {
 			return []step{
-				{destroy: []Entry{old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{Flows: 1}},
+				{destroy: []ctnl.Flow{old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{Flows: 1}},
 			}
 		}},
 		{"zeroed counters: the rest after zero counts", func(a *Aggregator) []step {
 			return []step{
-				{dump: []Entry{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
-				{dump: []Entry{old.at(a, [4]uint64{20, 2000, 10, 1000})}, want: liveSums{0, 10, 1000, 5, 500, 1}},
-				{dump: []Entry{old.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 11, 1100, 6, 550, 1}},
-				{destroy: []Entry{old.at(a, [4]uint64{2, 200, 1, 60})}, want: liveSums{1, 12, 1200, 6, 560, 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{20, 2000, 10, 1000})}, want: liveSums{0, 10, 1000, 5, 500, 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 11, 1100, 6, 550, 1}},
+				{destroy: []ctnl.Flow{old.at(a, [4]uint64{2, 200, 1, 60})}, want: liveSums{1, 12, 1200, 6, 560, 1}},
 			}
 		}},
 		{"gone without DESTROY: closed out, a late DESTROY adds the rest", func(a *Aggregator) []step {
 			return []step{
-				{dump: []Entry{}, want: liveSums{}},
-				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
+				{dump: []ctnl.Flow{}, want: liveSums{}},
+				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
 				// Missing from a dump, not yet known to be safe to close.
-				{dump: []Entry{}, want: liveSums{0, 3, 300, 1, 100, 0}},
-				{dump: []Entry{}, closeGone: true, want: liveSums{1, 3, 300, 1, 100, 0}},
-				{destroy: []Entry{newer.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{1, 4, 400, 1, 100, 0}},
+				{dump: []ctnl.Flow{}, want: liveSums{0, 3, 300, 1, 100, 0}},
+				{dump: []ctnl.Flow{}, closeGone: true, want: liveSums{1, 3, 300, 1, 100, 0}},
+				{destroy: []ctnl.Flow{newer.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{1, 4, 400, 1, 100, 0}},
 			}
 		}},
 		{"gone then listed again is alive", func(a *Aggregator) []step {
 			return []step{
-				{dump: []Entry{old.at(a, [4]uint64{1, 1, 1, 1})}, want: liveSums{Active: 1}},
-				{dump: []Entry{}, want: liveSums{}},
-				{dump: []Entry{old.at(a, [4]uint64{2, 2, 1, 1})}, closeGone: true, want: liveSums{0, 1, 1, 0, 0, 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{1, 1, 1, 1})}, want: liveSums{Active: 1}},
+				{dump: []ctnl.Flow{}, want: liveSums{}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{2, 2, 1, 1})}, closeGone: true, want: liveSums{0, 1, 1, 0, 0, 1}},
 			}
 		}},
 	}
@@ -168,10 +170,10 @@ func TestLiveStats(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
 	f := liveFlow{sport: 1, id: 1, start: 1}
 	a.BeginDump()
-	a.Dumped([]Entry{f.at(a, [4]uint64{1, 1, 1, 1})})
+	a.Dumped([]ctnl.Flow{f.at(a, [4]uint64{1, 1, 1, 1})})
 	a.EndDump(true, 0)
 	a.BeginDump()
-	a.Dumped([]Entry{f.at(a, [4]uint64{0, 0, 0, 0})})
+	a.Dumped([]ctnl.Flow{f.at(a, [4]uint64{0, 0, 0, 0})})
 	a.EndDump(true, 0)
 	a.BeginDump()
 	a.Gone(a.Missing())
@@ -196,16 +198,16 @@ func TestLiveStats(t *testing.T) {
 
 func TestLiveTCPStatesAndIncompleteDump(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
-	tcp := func(port uint16, st uint8) Entry {
+	tcp := func(port uint16, st uint8) ctnl.Flow {
 		d := tcp4("192.0.2.1", "192.0.2.2", port, 80)
-		return Entry{Family: d.Family, Proto: d.Proto, Src: d.Src, Dst: d.Dst, SPort: d.SPort, DPort: d.DPort, ID: uint32(port), TCPState: st}
+		return ctnl.Flow{Family: d.Family, Orig: ctnl.Tuple{Proto: d.Proto, Src: d.Src, Dst: d.Dst, SPort: d.SPort, DPort: d.DPort}, ID: uint32(port), TCPState: st}
 	}
 	a.BeginDump()
-	a.Dumped([]Entry{tcp(1, tcpEstablished), tcp(2, tcpEstablished), tcp(3, tcpTimeWait)})
+	a.Dumped([]ctnl.Flow{tcp(1, tcpEstablished), tcp(2, tcpEstablished), tcp(3, tcpTimeWait)})
 	a.EndDump(true, 0)
 	// A dump that fails half-way leaves the gauges as they were.
 	a.BeginDump()
-	a.Dumped([]Entry{tcp(1, tcpEstablished)})
+	a.Dumped([]ctnl.Flow{tcp(1, tcpEstablished)})
 	a.EndDump(false, 0)
 	want := []StateCount{{"established", 2}, {"time_wait", 1}}
 	if got := read(t, a).Series[0].TCP; !slices.Equal(got, want) {
@@ -213,7 +215,7 @@ func TestLiveTCPStatesAndIncompleteDump(t *testing.T) {
 	}
 	// States seen once keep being reported, at 0.
 	a.BeginDump()
-	a.Dumped([]Entry{tcp(1, tcpEstablished)})
+	a.Dumped([]ctnl.Flow{tcp(1, tcpEstablished)})
 	a.EndDump(true, 0)
 	want = []StateCount{{"established", 1}, {"time_wait", 0}}
 	if got := read(t, a).Series[0].TCP; !slices.Equal(got, want) {
@@ -229,9 +231,9 @@ func TestLiveFilterNotTracked(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true, Filter: filter})
 	f := liveFlow{sport: 1, id: 1, start: 1}
 	a.BeginDump()
-	a.Dumped([]Entry{f.at(a, [4]uint64{1, 1, 1, 1})})
+	a.Dumped([]ctnl.Flow{f.at(a, [4]uint64{1, 1, 1, 1})})
 	a.EndDump(true, 0)
-	a.Destroyed([]Entry{f.at(a, [4]uint64{2, 2, 2, 2})})
+	a.Destroyed([]ctnl.Flow{f.at(a, [4]uint64{2, 2, 2, 2})})
 	if st, _ := a.LiveStats(); st.Tracked != 0 {
 		t.Errorf("%d flows tracked, want 0: the filter rejects them", st.Tracked)
 	}
@@ -283,8 +285,8 @@ func TestLiveReset(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
 	f := liveFlow{sport: 1, id: 1, start: 1}
 	runSteps(t, a, []step{
-		{dump: []Entry{}, want: liveSums{}},
-		{dump: []Entry{f.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 1, 100, 1, 50, 1}},
+		{dump: []ctnl.Flow{}, want: liveSums{}},
+		{dump: []ctnl.Flow{f.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 1, 100, 1, 50, 1}},
 	})
 	a.ResetLive()
 	if got := sums(t, a); got != (liveSums{1, 1, 100, 1, 50, 0}) {
@@ -294,7 +296,7 @@ func TestLiveReset(t *testing.T) {
 	// before the reset counts from then on.
 	old := liveFlow{sport: 2, id: 2, start: -1}
 	runSteps(t, a, []step{
-		{dump: []Entry{old.at(a, [4]uint64{5, 500, 5, 500})}, want: liveSums{1, 1, 100, 1, 50, 1}},
+		{dump: []ctnl.Flow{old.at(a, [4]uint64{5, 500, 5, 500})}, want: liveSums{1, 1, 100, 1, 50, 1}},
 	})
 	if st, _ := a.LiveStats(); st.ClosedOut != 1 || st.Tracked != 1 {
 		t.Errorf("stats %+v: want 1 closed out, 1 tracked", st)
