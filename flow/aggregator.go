@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -56,15 +57,25 @@ type Config struct {
 	Ports *Ports
 	// Filter decides which deltas count; nil counts every Delta.
 	Filter *Filter
-	// Live turns on live accounting: flows are followed from one table
-	// dump to the next (BeginDump, Dumped, Missing, Gone, EndDump), so
-	// that they are counted while they run, and Destroyed adds only what
-	// a flow moved since a dump last saw it.
+	// Live turns on live accounting: a Pipeline dumps the table now and
+	// then and follows flows from one dump to the next, so that they are
+	// counted while they run, and a DESTROY event adds only what its flow
+	// moved since a dump last saw it.
 	Live bool
+	// PollInterval is the time from the start of one dump of live
+	// accounting to the start of the next. 0 adapts it to the table: each
+	// dump's processor time divided by DefaultPollCPUShare, between
+	// DefaultMinPollInterval and DefaultMaxPollInterval.
+	PollInterval time.Duration
+	// EnableAccounting makes Pipeline.Open switch on the sysctls
+	// accounting needs, rather than only check them.
+	EnableAccounting bool
+	// Logger receives what a Pipeline logs; nil discards it.
+	Logger *slog.Logger
 }
 
-// Stats are the counts an Aggregator keeps about itself.
-type Stats struct {
+// SeriesStats are the counts an Aggregator keeps about its series.
+type SeriesStats struct {
 	// Series is the number of series a Reading holds, the overflow
 	// series included: never more than Config.MaxSeries. (An overflow
 	// series summed into a series whose keys all read "other" is one.)
@@ -168,8 +179,9 @@ type durationHist struct {
 }
 
 // Aggregator sums deltas into series; create it with NewAggregator. Its
-// methods are safe for concurrent use: typically one goroutine feeds
-// Destroyed, another the dumps of live accounting, while scrapes call Read.
+// methods are safe for concurrent use: typically a Pipeline's listener
+// feeds it DESTROY events, its poller the dumps of live accounting, while
+// scrapes call Read.
 type Aggregator struct {
 	cfg    Config
 	fields []int
@@ -426,14 +438,14 @@ func (a *Aggregator) key(d *Delta, k *seriesKey) {
 }
 
 // Stats returns the Aggregator's counts.
-func (a *Aggregator) Stats() Stats {
+func (a *Aggregator) Stats() SeriesStats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.statsLocked()
 }
 
-func (a *Aggregator) statsLocked() Stats {
-	st := Stats{Series: len(a.series), Overflowed: a.overflowed, Filtered: a.filtered, Expired: a.expired, Flows: a.flows}
+func (a *Aggregator) statsLocked() SeriesStats {
+	st := SeriesStats{Series: len(a.series), Overflowed: a.overflowed, Filtered: a.filtered, Expired: a.expired, Flows: a.flows}
 	if a.overflow != nil && a.other == nil {
 		st.Series++
 	}

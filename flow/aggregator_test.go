@@ -189,7 +189,7 @@ func TestUpdateSamples(t *testing.T) {
 	if !slices.Equal(got.Keys, []Key{KeyFamily, KeyProto, KeyDPort}) || got.MaxSeries != 1000 || got.Live {
 		t.Errorf("keys %q, max series %d, live %v", got.Keys, got.MaxSeries, got.Live)
 	}
-	if st := a.Stats(); st != (Stats{Series: 3, Flows: 3}) || got.Stats != st {
+	if st := a.Stats(); st != (SeriesStats{Series: 3, Flows: 3}) || got.Stats != st {
 		t.Errorf("Stats() = %+v, reading's %+v", st, got.Stats)
 	}
 	// The output is stable.
@@ -362,7 +362,7 @@ func TestFilteredDeltas(t *testing.T) {
 	if got.Stats.Filtered != 2 {
 		t.Errorf("filtered = %v, want 2", got.Stats.Filtered)
 	}
-	if st := a.Stats(); st != (Stats{Series: 1, Filtered: 2, Flows: 1}) {
+	if st := a.Stats(); st != (SeriesStats{Series: 1, Filtered: 2, Flows: 1}) {
 		t.Errorf("Stats() = %+v", st)
 	}
 }
@@ -401,7 +401,7 @@ func TestAddNil(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeySrc}})
 	a.Add(nil)
 	a.AddBatch(nil)
-	if st := a.Stats(); st != (Stats{}) {
+	if st := a.Stats(); st != (SeriesStats{}) {
 		t.Errorf("Stats() = %+v", st)
 	}
 }

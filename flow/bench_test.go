@@ -155,11 +155,11 @@ func BenchmarkDumped(b *testing.B) {
 			SPort: uint16(1024 + i%16384), DPort: uint16(53 + i%5)}, ID: uint32(i) * 2654435761, Start: 1, OrigPackets: 1, OrigBytes: 100}
 	}
 	dump := func() {
-		a.BeginDump()
+		a.beginDump()
 		for i := 0; i < n; i += 256 {
-			a.Dumped(es[i : i+256])
+			a.countDumped(es[i : i+256])
 		}
-		a.EndDump(true, 0)
+		a.endDump(true, 0)
 	}
 	dump()
 	runtime.GC()

@@ -215,12 +215,12 @@ func deltaOf(e *ctnl.Flow, c [4]uint64, d *Delta) {
 	d.natSet, d.nat = false, 0
 }
 
-// Destroyed counts the DESTROY events of es. Without live accounting each
+// countDestroyed counts the DESTROY events of es. Without live accounting each
 // counts its flow's whole counters. With it, an event adds what the flow
 // moved since a dump last saw it and ends the flow; the flow is then kept as
 // a tombstone until a dump that began after the event has finished, so that
 // a dump still listing it counts nothing twice.
-func (a *Aggregator) Destroyed(es []ctnl.Flow) {
+func (a *Aggregator) countDestroyed(es []ctnl.Flow) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -280,10 +280,10 @@ func destroyed[K flowKey](a *Aggregator, t *table[K], k K, e *ctnl.Flow, d *Delt
 	r.counts, r.state, r.gen = final, stateDead, l.started
 }
 
-// BeginDump starts a dump of the table and returns its number, counted from
+// beginDump starts a dump of the table and returns its number, counted from
 // 1. The first dump is the baseline: the flows it lists count only what they
 // move from then on.
-func (a *Aggregator) BeginDump() uint32 {
+func (a *Aggregator) beginDump() uint32 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -296,12 +296,12 @@ func (a *Aggregator) BeginDump() uint32 {
 	return a.live.started
 }
 
-// Dumped counts what the entries of a running dump moved since a dump last
+// countDumped counts what the entries of a running dump moved since a dump last
 // saw them, and counts them as active in their series. An entry the filter
 // rejects is not followed. A flow first seen in the baseline, or that began
 // before accounting began, starts from its counters as they are; a flow that
 // began since counts from zero.
-func (a *Aggregator) Dumped(es []ctnl.Flow) {
+func (a *Aggregator) countDumped(es []ctnl.Flow) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -401,10 +401,10 @@ func (l *liveState) forgetSeries() {
 	}
 }
 
-// Missing returns the flows followed that the running dump did not list, so
+// missing returns the flows followed that the running dump did not list, so
 // that the caller can ask the kernel for each: a dump may miss entries while
 // the table changes.
-func (a *Aggregator) Missing() []ctnl.Flow {
+func (a *Aggregator) missing() []ctnl.Flow {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -426,11 +426,11 @@ func (a *Aggregator) Missing() []ctnl.Flow {
 	return out
 }
 
-// Gone marks flows the running dump missed and the kernel no longer holds.
-// Unless a DESTROY event or a dump shows them meanwhile, EndDump closes them
+// markGone marks flows the running dump missed and the kernel no longer holds.
+// Unless a DESTROY event or a dump shows them meanwhile, endDump closes them
 // out once the caller knows that no DESTROY event of theirs can still come:
 // they count as ended, with what they moved until a dump last saw them.
-func (a *Aggregator) Gone(es []ctnl.Flow) {
+func (a *Aggregator) markGone(es []ctnl.Flow) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -452,12 +452,12 @@ func gone[K flowKey](t *table[K], k K, gen uint32) {
 	}
 }
 
-// EndDump finishes the running dump: it drops the tombstones of flows that
+// endDump finishes the running dump: it drops the tombstones of flows that
 // ended before this dump began, closes out the flows marked gone by dumps up
 // to closeThrough and, when the dump was complete, makes the flows it counted
 // the active flows of their series. A dump that failed half-way leaves the
 // active flows as they were.
-func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
+func (a *Aggregator) endDump(complete bool, closeThrough uint32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := a.live
@@ -541,8 +541,8 @@ func (a *Aggregator) closeOut(e ctnl.Flow, r *record, d *Delta, now time.Duratio
 	a.count(d, now)
 }
 
-// LiveStats returns the counts of live accounting, and false when it is off.
-func (a *Aggregator) LiveStats() (LiveStats, bool) {
+// liveStats returns the counts of live accounting, and false when it is off.
+func (a *Aggregator) liveStats() (LiveStats, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -551,11 +551,11 @@ func (a *Aggregator) LiveStats() (LiveStats, bool) {
 	return a.live.stats, true
 }
 
-// ResetLive forgets every flow followed, for a namespace that is gone or was
+// resetLive forgets every flow followed, for a namespace that is gone or was
 // replaced: the flows still alive in it count as ended, closed out with what
 // the dumps saw of them, and the next dump is a baseline again. Series and
 // their sums stay.
-func (a *Aggregator) ResetLive() {
+func (a *Aggregator) resetLive() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := a.live

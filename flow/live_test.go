@@ -59,17 +59,17 @@ func runSteps(t *testing.T, a *Aggregator, steps []step) {
 	for i, s := range steps {
 		switch {
 		case s.dump != nil:
-			n := a.BeginDump()
-			a.Destroyed(s.midDump)
-			a.Dumped(s.dump)
-			a.Gone(a.Missing())
+			n := a.beginDump()
+			a.countDestroyed(s.midDump)
+			a.countDumped(s.dump)
+			a.markGone(a.missing())
 			through := uint32(0)
 			if s.closeGone {
 				through = n
 			}
-			a.EndDump(true, through)
+			a.endDump(true, through)
 		default:
-			a.Destroyed(s.destroy)
+			a.countDestroyed(s.destroy)
 		}
 		if got := sums(t, a); got != s.want {
 			t.Errorf("after step %d: %+v, want %+v", i, got, s.want)
@@ -169,16 +169,16 @@ func TestLiveStateMachine(t *testing.T) {
 func TestLiveStats(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
 	f := liveFlow{sport: 1, id: 1, start: 1}
-	a.BeginDump()
-	a.Dumped([]ctnl.Flow{f.at(a, [4]uint64{1, 1, 1, 1})})
-	a.EndDump(true, 0)
-	a.BeginDump()
-	a.Dumped([]ctnl.Flow{f.at(a, [4]uint64{0, 0, 0, 0})})
-	a.EndDump(true, 0)
-	a.BeginDump()
-	a.Gone(a.Missing())
-	a.EndDump(true, 3)
-	st, ok := a.LiveStats()
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{f.at(a, [4]uint64{1, 1, 1, 1})})
+	a.endDump(true, 0)
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{f.at(a, [4]uint64{0, 0, 0, 0})})
+	a.endDump(true, 0)
+	a.beginDump()
+	a.markGone(a.missing())
+	a.endDump(true, 3)
+	st, ok := a.liveStats()
 	if !ok {
 		t.Fatal("LiveStats reports live accounting off")
 	}
@@ -189,9 +189,9 @@ func TestLiveStats(t *testing.T) {
 	// The closed-out flow is forgotten after closedKeep and a later dump.
 	now := time.Now()
 	a.now = func() time.Time { return now.Add((closedKeep + 1) * time.Second) }
-	a.BeginDump()
-	a.EndDump(true, 4)
-	if st, _ := a.LiveStats(); st.Tombstones != 0 {
+	a.beginDump()
+	a.endDump(true, 4)
+	if st, _ := a.liveStats(); st.Tombstones != 0 {
 		t.Errorf("%d tombstones after %ds, want 0", st.Tombstones, closedKeep+1)
 	}
 }
@@ -202,21 +202,21 @@ func TestLiveTCPStatesAndIncompleteDump(t *testing.T) {
 		d := tcp4("192.0.2.1", "192.0.2.2", port, 80)
 		return ctnl.Flow{Family: d.Family, Orig: ctnl.Tuple{Proto: d.Proto, Src: d.Src, Dst: d.Dst, SPort: d.SPort, DPort: d.DPort}, ID: uint32(port), TCPState: st}
 	}
-	a.BeginDump()
-	a.Dumped([]ctnl.Flow{tcp(1, tcpEstablished), tcp(2, tcpEstablished), tcp(3, tcpTimeWait)})
-	a.EndDump(true, 0)
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{tcp(1, tcpEstablished), tcp(2, tcpEstablished), tcp(3, tcpTimeWait)})
+	a.endDump(true, 0)
 	// A dump that fails half-way leaves the gauges as they were.
-	a.BeginDump()
-	a.Dumped([]ctnl.Flow{tcp(1, tcpEstablished)})
-	a.EndDump(false, 0)
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{tcp(1, tcpEstablished)})
+	a.endDump(false, 0)
 	want := []StateCount{{"established", 2}, {"time_wait", 1}}
 	if got := read(t, a).Series[0].TCP; !slices.Equal(got, want) {
 		t.Errorf("TCP = %v, want %v", got, want)
 	}
 	// States seen once keep being reported, at 0.
-	a.BeginDump()
-	a.Dumped([]ctnl.Flow{tcp(1, tcpEstablished)})
-	a.EndDump(true, 0)
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{tcp(1, tcpEstablished)})
+	a.endDump(true, 0)
 	want = []StateCount{{"established", 1}, {"time_wait", 0}}
 	if got := read(t, a).Series[0].TCP; !slices.Equal(got, want) {
 		t.Errorf("TCP = %v after the flow left, want %v", got, want)
@@ -230,11 +230,11 @@ func TestLiveFilterNotTracked(t *testing.T) {
 	}
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true, Filter: filter})
 	f := liveFlow{sport: 1, id: 1, start: 1}
-	a.BeginDump()
-	a.Dumped([]ctnl.Flow{f.at(a, [4]uint64{1, 1, 1, 1})})
-	a.EndDump(true, 0)
-	a.Destroyed([]ctnl.Flow{f.at(a, [4]uint64{2, 2, 2, 2})})
-	if st, _ := a.LiveStats(); st.Tracked != 0 {
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{f.at(a, [4]uint64{1, 1, 1, 1})})
+	a.endDump(true, 0)
+	a.countDestroyed([]ctnl.Flow{f.at(a, [4]uint64{2, 2, 2, 2})})
+	if st, _ := a.liveStats(); st.Tracked != 0 {
 		t.Errorf("%d flows tracked, want 0: the filter rejects them", st.Tracked)
 	}
 	if got := sums(t, a); got != (liveSums{}) {
@@ -288,7 +288,7 @@ func TestLiveReset(t *testing.T) {
 		{dump: []ctnl.Flow{}, want: liveSums{}},
 		{dump: []ctnl.Flow{f.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 1, 100, 1, 50, 1}},
 	})
-	a.ResetLive()
+	a.resetLive()
 	if got := sums(t, a); got != (liveSums{1, 1, 100, 1, 50, 0}) {
 		t.Errorf("after reset: %+v, want the flow ended, its bytes kept, none active", got)
 	}
@@ -298,7 +298,7 @@ func TestLiveReset(t *testing.T) {
 	runSteps(t, a, []step{
 		{dump: []ctnl.Flow{old.at(a, [4]uint64{5, 500, 5, 500})}, want: liveSums{1, 1, 100, 1, 50, 1}},
 	})
-	if st, _ := a.LiveStats(); st.ClosedOut != 1 || st.Tracked != 1 {
+	if st, _ := a.liveStats(); st.ClosedOut != 1 || st.Tracked != 1 {
 		t.Errorf("stats %+v: want 1 closed out, 1 tracked", st)
 	}
 }

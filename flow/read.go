@@ -18,7 +18,7 @@ type Reading struct {
 	// protocol.
 	Durations []Durations
 	// Stats are the Aggregator's counts; MaxSeries its series limit.
-	Stats     Stats
+	Stats     SeriesStats
 	MaxSeries int
 	// Live tells whether live accounting is on: only then do the Active
 	// and TCP fields of the series mean anything.
