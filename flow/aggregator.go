@@ -36,7 +36,8 @@ var (
 // seconds: from 1 ms to 7 days.
 var durationBuckets = [...]float64{.001, .01, .1, .5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 14400, 43200, 86400, 604800}
 
-// Config configures an Aggregator.
+// Config configures conntrack accounting: its series and, for a Pipeline,
+// its dumps, sysctls and log.
 type Config struct {
 	// GroupBy lists the keys of a series, in label and Graphite level
 	// order. It must not be empty nor name a key twice.
@@ -74,7 +75,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// SeriesStats are the counts an Aggregator keeps about its series.
+// SeriesStats are the counts conntrack accounting keeps about its series.
 type SeriesStats struct {
 	// Series is the number of series a Reading holds, the overflow
 	// series included: never more than Config.MaxSeries. (An overflow
@@ -90,7 +91,7 @@ type SeriesStats struct {
 	Flows uint64
 }
 
-// seriesKey holds the value of every key of a series; keys the Aggregator
+// seriesKey holds the value of every key of a series; keys the aggregator
 // does not group by stay zero. It is comparable and holds no pointers to
 // per-event memory, so map lookups do not allocate.
 type seriesKey struct {
@@ -115,7 +116,7 @@ type counters struct {
 }
 
 // series is one series: its sums, when it was last updated, as time since
-// the Aggregator started, and its active flows.
+// the aggregator started, and its active flows.
 type series struct {
 	counters
 	last time.Duration
@@ -125,7 +126,7 @@ type series struct {
 	// tcp counts the active TCP flows per state; nil until the series
 	// has had one.
 	tcp *tcpCounts
-	// id is the series' index in Aggregator.byID.
+	// id is the series' index in aggregator.byID.
 	id uint32
 	// values are the series' key values as text, in group-by order; nil
 	// until the series is first read (sortSeries).
@@ -178,11 +179,11 @@ type durationHist struct {
 	sum    float64
 }
 
-// Aggregator sums deltas into series; create it with NewAggregator. Its
+// aggregator sums deltas into series; create it with newAggregator. Its
 // methods are safe for concurrent use: typically a Pipeline's listener
 // feeds it DESTROY events, its poller the dumps of live accounting, while
 // scrapes call Read.
-type Aggregator struct {
+type aggregator struct {
 	cfg    Config
 	fields []int
 
@@ -241,14 +242,14 @@ func (cfg *Config) Validate() error {
 	return nil
 }
 
-// NewAggregator returns an empty Aggregator configured by cfg, after
+// newAggregator returns an empty aggregator configured by cfg, after
 // checking it.
-func NewAggregator(cfg Config) (*Aggregator, error) {
+func newAggregator(cfg Config) (*aggregator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg.GroupBy = slices.Clone(cfg.GroupBy)
-	a := &Aggregator{
+	a := &aggregator{
 		cfg:    cfg,
 		now:    time.Now,
 		series: make(map[seriesKey]*series),
@@ -265,9 +266,9 @@ func NewAggregator(cfg Config) (*Aggregator, error) {
 	return a, nil
 }
 
-// sinceStart returns the time since the Aggregator started when series
+// sinceStart returns the time since the aggregator started when series
 // expire, else 0.
-func (a *Aggregator) sinceStart() time.Duration {
+func (a *aggregator) sinceStart() time.Duration {
 	if a.cfg.SeriesTTL > 0 {
 		return a.now().Sub(a.start)
 	}
@@ -275,7 +276,7 @@ func (a *Aggregator) sinceStart() time.Duration {
 }
 
 // Add counts one Delta; a nil Delta is ignored.
-func (a *Aggregator) Add(d *Delta) {
+func (a *aggregator) Add(d *Delta) {
 	if d == nil {
 		return
 	}
@@ -286,7 +287,7 @@ func (a *Aggregator) Add(d *Delta) {
 }
 
 // AddBatch counts every Delta of ds, taking the lock once.
-func (a *Aggregator) AddBatch(ds []Delta) {
+func (a *aggregator) AddBatch(ds []Delta) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	for i := range ds {
@@ -296,7 +297,7 @@ func (a *Aggregator) AddBatch(ds []Delta) {
 }
 
 // add counts d at time now, unless the Filter rejects it. a.mu must be held.
-func (a *Aggregator) add(d *Delta, now time.Duration) {
+func (a *aggregator) add(d *Delta, now time.Duration) {
 	if a.cfg.Filter != nil && !a.cfg.Filter.Match(d) {
 		a.filtered++
 		return
@@ -306,7 +307,7 @@ func (a *Aggregator) add(d *Delta, now time.Duration) {
 
 // count adds d to its series at time now and returns the series. a.mu must
 // be held.
-func (a *Aggregator) count(d *Delta, now time.Duration) *series {
+func (a *aggregator) count(d *Delta, now time.Duration) *series {
 	var k seriesKey
 	a.key(d, &k)
 	s := a.series[k]
@@ -348,7 +349,7 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 	}
 	dur := float64(d.Stop-d.Start) / 1e9
 	var h *durationHist
-	fast := d.Family == FamilyIPv4 || d.Family == FamilyIPv6
+	fast := d.Family == familyIPv4 || d.Family == familyIPv6
 	if fast {
 		h = a.histFast[d.Family>>1&1][d.Proto]
 	}
@@ -369,7 +370,7 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 }
 
 // newSeries returns an empty series with an id.
-func (a *Aggregator) newSeries() *series {
+func (a *aggregator) newSeries() *series {
 	s := &series{}
 	if n := len(a.freeIDs); n > 0 {
 		s.id = a.freeIDs[n-1]
@@ -383,14 +384,14 @@ func (a *Aggregator) newSeries() *series {
 	return s
 }
 
-// alive reports whether s is still one of the Aggregator's series.
-func (a *Aggregator) alive(s *series) bool {
+// alive reports whether s is still one of the aggregator's series.
+func (a *aggregator) alive(s *series) bool {
 	return int(s.id) < len(a.byID) && a.byID[s.id] == s
 }
 
 // dropSeries forgets s, which is no longer in a.series, and makes every
 // series a tracked flow remembers stale.
-func (a *Aggregator) dropSeries(s *series) {
+func (a *aggregator) dropSeries(s *series) {
 	a.byID[s.id] = nil
 	a.freeIDs = append(a.freeIDs, s.id)
 	a.removed++
@@ -408,7 +409,7 @@ func (a *Aggregator) dropSeries(s *series) {
 }
 
 // key sets k to the series key of d; k must be zero.
-func (a *Aggregator) key(d *Delta, k *seriesKey) {
+func (a *aggregator) key(d *Delta, k *seriesKey) {
 	for _, f := range a.fields {
 		switch f {
 		case fieldFamily:
@@ -437,14 +438,14 @@ func (a *Aggregator) key(d *Delta, k *seriesKey) {
 	}
 }
 
-// Stats returns the Aggregator's counts.
-func (a *Aggregator) Stats() SeriesStats {
+// Stats returns the aggregator's counts.
+func (a *aggregator) Stats() SeriesStats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.statsLocked()
 }
 
-func (a *Aggregator) statsLocked() SeriesStats {
+func (a *aggregator) statsLocked() SeriesStats {
 	st := SeriesStats{Series: len(a.series), Overflowed: a.overflowed, Filtered: a.filtered, Expired: a.expired, Flows: a.flows}
 	if a.overflow != nil && a.other == nil {
 		st.Series++
@@ -454,7 +455,7 @@ func (a *Aggregator) statsLocked() SeriesStats {
 
 // values returns the text of every key of k, or "other" for each in the
 // overflow series.
-func (a *Aggregator) values(k *seriesKey, overflow bool) []string {
+func (a *aggregator) values(k *seriesKey, overflow bool) []string {
 	vals := make([]string, len(a.fields))
 	for i, f := range a.fields {
 		if overflow {
@@ -467,12 +468,12 @@ func (a *Aggregator) values(k *seriesKey, overflow bool) []string {
 }
 
 // text returns the label value of field f of k.
-func (a *Aggregator) text(f int, k *seriesKey) string {
+func (a *aggregator) text(f int, k *seriesKey) string {
 	switch f {
 	case fieldFamily:
 		return familyName(k.family)
 	case fieldProto:
-		return ProtoName(k.proto)
+		return protoName(k.proto)
 	case fieldSPort:
 		return a.cfg.Ports.text(k.sport)
 	case fieldDPort:
@@ -506,7 +507,7 @@ func addrText(a netip.Addr) string {
 }
 
 // allOther reports whether every key of k reads "other".
-func (a *Aggregator) allOther(k *seriesKey) bool {
+func (a *aggregator) allOther(k *seriesKey) bool {
 	for _, f := range a.fields {
 		switch {
 		case f == fieldSPort && k.sport == portOther:
@@ -521,7 +522,7 @@ func (a *Aggregator) allOther(k *seriesKey) bool {
 }
 
 // compare orders series keys by their fields in group-by order.
-func (a *Aggregator) compare(x, y *seriesKey) int {
+func (a *aggregator) compare(x, y *seriesKey) int {
 	for _, f := range a.fields {
 		var c int
 		switch f {

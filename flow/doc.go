@@ -11,7 +11,7 @@
 // previous one; the series and their sums stay. Read and Stats serve
 // scrapes.
 //
-// Its Aggregator keys what a flow moved by the values of the Keys the user
+// Its aggregation keys what a flow moved by the values of the Keys the user
 // groups by (family, proto, dport by default), after mapping addresses to
 // named Networks and ports to a Ports list, and drops flows a Filter
 // rejects. It holds at most Config.MaxSeries series; key combinations past

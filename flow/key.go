@@ -11,7 +11,7 @@ import (
 // the label name and the Graphite level it makes.
 type Key string
 
-// The keys an Aggregator can group by.
+// The keys series can be grouped by.
 const (
 	// KeyFamily reads ipv4 or ipv6.
 	KeyFamily Key = "family"
@@ -52,7 +52,7 @@ var (
 	errEmptyGroupBy = errors.New("empty group-by list")
 )
 
-// Keys returns every Key an Aggregator can group by.
+// Keys returns every Key series can be grouped by.
 func Keys() []Key {
 	return slices.Clone(keys)
 }

@@ -86,7 +86,7 @@ type record struct {
 	state uint8
 	nat   uint8
 	tcp   uint8
-	// epoch is the Aggregator's epoch when aux was set to the flow's
+	// epoch is the aggregator's epoch when aux was set to the flow's
 	// series; 0 when it remembers none.
 	epoch uint8
 	// aux is the id of the flow's series while it lives, and when it was
@@ -100,7 +100,7 @@ type record struct {
 const closedKeep = 120 // seconds
 
 // liveNow returns the time since live accounting began, in seconds.
-func (a *Aggregator) liveNow() uint32 {
+func (a *aggregator) liveNow() uint32 {
 	return uint32((a.now().UnixNano() - a.live.start) / 1e9)
 }
 
@@ -126,7 +126,7 @@ type LiveStats struct {
 	TableBytes int
 }
 
-// liveState is the per-flow state of live accounting. The Aggregator's
+// liveState is the per-flow state of live accounting. The aggregator's
 // mutex guards it.
 type liveState struct {
 	start          int64 // when accounting began, Unix nanoseconds
@@ -150,7 +150,7 @@ func (l *liveState) prefetch(fs []ctnl.Flow) {
 	var sink uint32
 	for i := range fs {
 		e := &fs[i]
-		if e.Family == FamilyIPv6 {
+		if e.Family == familyIPv6 {
 			k := key6{keyTail: keyTail{id: e.ID, start: e.Start}}
 			sink += l.v6.index[l.v6.home(&k)]
 		} else {
@@ -220,7 +220,7 @@ func deltaOf(e *ctnl.Flow, c [4]uint64, d *Delta) {
 // moved since a dump last saw it and ends the flow; the flow is then kept as
 // a tombstone until a dump that began after the event has finished, so that
 // a dump still listing it counts nothing twice.
-func (a *Aggregator) countDestroyed(es []ctnl.Flow) {
+func (a *aggregator) countDestroyed(es []ctnl.Flow) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -240,7 +240,7 @@ func (a *Aggregator) countDestroyed(es []ctnl.Flow) {
 			a.filtered++
 			continue
 		}
-		if e.Family == FamilyIPv6 {
+		if e.Family == familyIPv6 {
 			destroyed(a, a.live.v6, key6{src: e.Orig.Src.As16(), dst: e.Orig.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
 		} else {
 			destroyed(a, a.live.v4, key4{src: e.Orig.Src.Unmap().As4(), dst: e.Orig.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
@@ -250,7 +250,7 @@ func (a *Aggregator) countDestroyed(es []ctnl.Flow) {
 
 // destroyed counts the DESTROY event of e, whose key is k; d holds e's keys
 // and final counters. a.mu must be held.
-func destroyed[K flowKey](a *Aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
+func destroyed[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
 	l := a.live
 	final := countsOf(e)
 	r, added := t.put(&k)
@@ -283,7 +283,7 @@ func destroyed[K flowKey](a *Aggregator, t *table[K], k K, e *ctnl.Flow, d *Delt
 // beginDump starts a dump of the table and returns its number, counted from
 // 1. The first dump is the baseline: the flows it lists count only what they
 // move from then on.
-func (a *Aggregator) beginDump() uint32 {
+func (a *aggregator) beginDump() uint32 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -301,7 +301,7 @@ func (a *Aggregator) beginDump() uint32 {
 // rejects is not followed. A flow first seen in the baseline, or that began
 // before accounting began, starts from its counters as they are; a flow that
 // began since counts from zero.
-func (a *Aggregator) countDumped(es []ctnl.Flow) {
+func (a *aggregator) countDumped(es []ctnl.Flow) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -311,7 +311,7 @@ func (a *Aggregator) countDumped(es []ctnl.Flow) {
 	var d Delta
 	for i := range es {
 		e := &es[i]
-		if e.Family == FamilyIPv6 {
+		if e.Family == familyIPv6 {
 			dumped(a, a.live.v6, key6{src: e.Orig.Src.As16(), dst: e.Orig.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
 		} else {
 			dumped(a, a.live.v4, key4{src: e.Orig.Src.Unmap().As4(), dst: e.Orig.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
@@ -322,7 +322,7 @@ func (a *Aggregator) countDumped(es []ctnl.Flow) {
 // dumped counts the dumped entry e, whose key is k. A flow followed already,
 // whose mark has not changed, goes straight to the series it remembers;
 // others are keyed and filtered first. a.mu must be held.
-func dumped[K flowKey](a *Aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
+func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
 	l := a.live
 	r := t.next(&k)
 	if r != nil && (r.state == stateLive || r.state == stateGone) && r.mark == e.Mark && r.epoch == a.epoch {
@@ -361,7 +361,7 @@ func dumped[K flowKey](a *Aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, 
 
 // observe counts the dumped entry e, whose key is k; d holds e's keys. a.mu
 // must be held.
-func observe[K flowKey](a *Aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
+func observe[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
 	l := a.live
 	cur := countsOf(e)
 	r, added := t.put(&k)
@@ -404,7 +404,7 @@ func (l *liveState) forgetSeries() {
 // missing returns the flows followed that the running dump did not list, so
 // that the caller can ask the kernel for each: a dump may miss entries while
 // the table changes.
-func (a *Aggregator) missing() []ctnl.Flow {
+func (a *aggregator) missing() []ctnl.Flow {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -414,13 +414,13 @@ func (a *Aggregator) missing() []ctnl.Flow {
 	for i := range a.live.v4.recs {
 		s := &a.live.v4.recs[i]
 		if s.rec.state == stateLive && s.rec.gen != a.live.started {
-			out = append(out, flowOf(FamilyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec))
+			out = append(out, flowOf(familyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec))
 		}
 	}
 	for i := range a.live.v6.recs {
 		s := &a.live.v6.recs[i]
 		if s.rec.state == stateLive && s.rec.gen != a.live.started {
-			out = append(out, flowOf(FamilyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec))
+			out = append(out, flowOf(familyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec))
 		}
 	}
 	return out
@@ -430,7 +430,7 @@ func (a *Aggregator) missing() []ctnl.Flow {
 // Unless a DESTROY event or a dump shows them meanwhile, endDump closes them
 // out once the caller knows that no DESTROY event of theirs can still come:
 // they count as ended, with what they moved until a dump last saw them.
-func (a *Aggregator) markGone(es []ctnl.Flow) {
+func (a *aggregator) markGone(es []ctnl.Flow) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -438,7 +438,7 @@ func (a *Aggregator) markGone(es []ctnl.Flow) {
 	}
 	for i := range es {
 		e := &es[i]
-		if e.Family == FamilyIPv6 {
+		if e.Family == familyIPv6 {
 			gone(a.live.v6, key6{src: e.Orig.Src.As16(), dst: e.Orig.Dst.As16(), keyTail: keyOf(e)}, a.live.started)
 		} else {
 			gone(a.live.v4, key4{src: e.Orig.Src.Unmap().As4(), dst: e.Orig.Dst.Unmap().As4(), keyTail: keyOf(e)}, a.live.started)
@@ -457,7 +457,7 @@ func gone[K flowKey](t *table[K], k K, gen uint32) {
 // to closeThrough and, when the dump was complete, makes the flows it counted
 // the active flows of their series. A dump that failed half-way leaves the
 // active flows as they were.
-func (a *Aggregator) endDump(complete bool, closeThrough uint32) {
+func (a *aggregator) endDump(complete bool, closeThrough uint32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := a.live
@@ -498,14 +498,14 @@ func (a *Aggregator) endDump(complete bool, closeThrough uint32) {
 	l.v4.sweep(func(k *key4, r *record) bool {
 		keep, closing := visit(r)
 		if closing {
-			a.closeOut(flowOf(FamilyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, r), r, &d, ttlNow)
+			a.closeOut(flowOf(familyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, r), r, &d, ttlNow)
 		}
 		return keep
 	}, complete)
 	l.v6.sweep(func(k *key6, r *record) bool {
 		keep, closing := visit(r)
 		if closing {
-			a.closeOut(flowOf(FamilyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, r), r, &d, ttlNow)
+			a.closeOut(flowOf(familyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, r), r, &d, ttlNow)
 		}
 		return keep
 	}, complete)
@@ -533,7 +533,7 @@ func (a *Aggregator) endDump(complete bool, closeThrough uint32) {
 
 // closeOut ends the flow of e, whose record is r, with nothing more to add:
 // what it moved until a dump last saw it is counted already.
-func (a *Aggregator) closeOut(e ctnl.Flow, r *record, d *Delta, now time.Duration) {
+func (a *aggregator) closeOut(e ctnl.Flow, r *record, d *Delta, now time.Duration) {
 	deltaOf(&e, [4]uint64{}, d)
 	d.natSet, d.nat = true, r.nat
 	d.Final = true
@@ -542,7 +542,7 @@ func (a *Aggregator) closeOut(e ctnl.Flow, r *record, d *Delta, now time.Duratio
 }
 
 // liveStats returns the counts of live accounting, and false when it is off.
-func (a *Aggregator) liveStats() (LiveStats, bool) {
+func (a *aggregator) liveStats() (LiveStats, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -555,7 +555,7 @@ func (a *Aggregator) liveStats() (LiveStats, bool) {
 // replaced: the flows still alive in it count as ended, closed out with what
 // the dumps saw of them, and the next dump is a baseline again. Series and
 // their sums stay.
-func (a *Aggregator) resetLive() {
+func (a *aggregator) resetLive() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := a.live
@@ -567,14 +567,14 @@ func (a *Aggregator) resetLive() {
 	for i := range l.v4.recs {
 		s := &l.v4.recs[i]
 		if s.rec.state == stateLive || s.rec.state == stateGone {
-			a.closeOut(flowOf(FamilyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
+			a.closeOut(flowOf(familyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
 			l.stats.ClosedOut++
 		}
 	}
 	for i := range l.v6.recs {
 		s := &l.v6.recs[i]
 		if s.rec.state == stateLive || s.rec.state == stateGone {
-			a.closeOut(flowOf(FamilyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
+			a.closeOut(flowOf(familyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
 			l.stats.ClosedOut++
 		}
 	}

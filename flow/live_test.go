@@ -8,12 +8,12 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 )
 
-// liveSums are what a scrape of a live Aggregator says, summed over series.
+// liveSums are what a scrape of a live aggregator says, summed over series.
 type liveSums struct {
 	Flows, OrigPackets, OrigBytes, ReplyPackets, ReplyBytes, Active float64
 }
 
-func sums(t *testing.T, a *Aggregator) liveSums {
+func sums(t *testing.T, a *aggregator) liveSums {
 	t.Helper()
 	tot := totals(read(t, a))
 	return liveSums{float64(tot.Flows), float64(tot.OrigPackets), float64(tot.OrigBytes), float64(tot.ReplyPackets), float64(tot.ReplyBytes), float64(tot.Active)}
@@ -23,14 +23,14 @@ func sums(t *testing.T, a *Aggregator) liveSums {
 type liveFlow struct {
 	sport uint16
 	id    uint32
-	start int64 // seconds relative to the Aggregator's start
+	start int64 // seconds relative to the aggregator's start
 }
 
 // at returns the flow as a dump or event reports it with counters c
 // (orig packets, orig bytes, reply packets, reply bytes).
-func (f liveFlow) at(a *Aggregator, c [4]uint64) ctnl.Flow {
+func (f liveFlow) at(a *aggregator, c [4]uint64) ctnl.Flow {
 	e := ctnl.Flow{
-		Family: FamilyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: addr("192.0.2.1"), Dst: addr("192.0.2.2"), SPort: f.sport, DPort: 53},
+		Family: familyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: addr("192.0.2.1"), Dst: addr("192.0.2.2"), SPort: f.sport, DPort: 53},
 		ID: f.id, OrigPackets: c[0], OrigBytes: c[1], ReplyPackets: c[2], ReplyBytes: c[3],
 	}
 	e.Reply = ctnl.Tuple{Proto: ProtoUDP, Src: e.Orig.Dst, Dst: e.Orig.Src, SPort: e.Orig.DPort, DPort: e.Orig.SPort}
@@ -40,7 +40,7 @@ func (f liveFlow) at(a *Aggregator, c [4]uint64) ctnl.Flow {
 	return e
 }
 
-// step is one thing that happens to a live Aggregator.
+// step is one thing that happens to a live aggregator.
 type step struct {
 	// dump lists entries in one complete dump, after which the flows it
 	// missed and the kernel no longer holds are gone, and closed out when
@@ -54,7 +54,7 @@ type step struct {
 	want    liveSums
 }
 
-func runSteps(t *testing.T, a *Aggregator, steps []step) {
+func runSteps(t *testing.T, a *aggregator, steps []step) {
 	t.Helper()
 	for i, s := range steps {
 		switch {
@@ -84,9 +84,9 @@ func TestLiveStateMachine(t *testing.T) {
 	noTS := liveFlow{sport: 1002, id: 3} // nf_conntrack_timestamp off
 	tests := []struct {
 		name  string
-		steps func(a *Aggregator) []step
+		steps func(a *aggregator) []step
 	}{
-		{"baseline then growth then DESTROY", func(a *Aggregator) []step {
+		{"baseline then growth then DESTROY", func(a *aggregator) []step {
 			return []step{
 				{dump: []ctnl.Flow{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
 				{dump: []ctnl.Flow{old.at(a, [4]uint64{12, 1200, 6, 600})}, want: liveSums{0, 2, 200, 1, 100, 1}},
@@ -94,25 +94,25 @@ func TestLiveStateMachine(t *testing.T) {
 				{dump: []ctnl.Flow{}, want: liveSums{1, 5, 500, 2, 200, 0}},
 			}
 		}},
-		{"a flow that began after the start counts from zero", func(a *Aggregator) []step {
+		{"a flow that began after the start counts from zero", func(a *aggregator) []step {
 			return []step{
 				{dump: []ctnl.Flow{}, want: liveSums{}},
 				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
 				{destroy: []ctnl.Flow{newer.at(a, [4]uint64{4, 400, 2, 200})}, want: liveSums{1, 4, 400, 2, 200, 1}},
 			}
 		}},
-		{"a new flow in the baseline dump counts from zero too", func(a *Aggregator) []step {
+		{"a new flow in the baseline dump counts from zero too", func(a *aggregator) []step {
 			return []step{
 				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100}), old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{0, 3, 300, 1, 100, 2}},
 			}
 		}},
-		{"without timestamps the baseline dump is the baseline", func(a *Aggregator) []step {
+		{"without timestamps the baseline dump is the baseline", func(a *aggregator) []step {
 			return []step{
 				{dump: []ctnl.Flow{noTS.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{Active: 1}},
 				{dump: []ctnl.Flow{noTS.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{0, 1, 100, 0, 0, 1}},
 			}
 		}},
-		{"DESTROY before the dump lists the dying flow: tombstone", func(a *Aggregator) []step {
+		{"DESTROY before the dump lists the dying flow: tombstone", func(a *aggregator) []step {
 			final := newer.at(a, [4]uint64{4, 400, 2, 200})
 			return []step{
 				{dump: []ctnl.Flow{}, want: liveSums{}},
@@ -120,19 +120,19 @@ func TestLiveStateMachine(t *testing.T) {
 				{dump: []ctnl.Flow{}, want: liveSums{1, 4, 400, 2, 200, 0}},
 			}
 		}},
-		{"a DESTROY twice counts once", func(a *Aggregator) []step {
+		{"a DESTROY twice counts once", func(a *aggregator) []step {
 			final := newer.at(a, [4]uint64{4, 400, 2, 200})
 			return []step{
 				{destroy: []ctnl.Flow{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
 				{destroy: []ctnl.Flow{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
 			}
 		}},
-		{"unknown DESTROY of a flow older than the start counts no bytes", func(a *Aggregator) []step {
+		{"unknown DESTROY of a flow older than the start counts no bytes", func(a *aggregator) []step {
 			return []step{
 				{destroy: []ctnl.Flow{old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{Flows: 1}},
 			}
 		}},
-		{"zeroed counters: the rest after zero counts", func(a *Aggregator) []step {
+		{"zeroed counters: the rest after zero counts", func(a *aggregator) []step {
 			return []step{
 				{dump: []ctnl.Flow{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
 				{dump: []ctnl.Flow{old.at(a, [4]uint64{20, 2000, 10, 1000})}, want: liveSums{0, 10, 1000, 5, 500, 1}},
@@ -140,7 +140,7 @@ func TestLiveStateMachine(t *testing.T) {
 				{destroy: []ctnl.Flow{old.at(a, [4]uint64{2, 200, 1, 60})}, want: liveSums{1, 12, 1200, 6, 560, 1}},
 			}
 		}},
-		{"gone without DESTROY: closed out, a late DESTROY adds the rest", func(a *Aggregator) []step {
+		{"gone without DESTROY: closed out, a late DESTROY adds the rest", func(a *aggregator) []step {
 			return []step{
 				{dump: []ctnl.Flow{}, want: liveSums{}},
 				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
@@ -150,7 +150,7 @@ func TestLiveStateMachine(t *testing.T) {
 				{destroy: []ctnl.Flow{newer.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{1, 4, 400, 1, 100, 0}},
 			}
 		}},
-		{"gone then listed again is alive", func(a *Aggregator) []step {
+		{"gone then listed again is alive", func(a *aggregator) []step {
 			return []step{
 				{dump: []ctnl.Flow{old.at(a, [4]uint64{1, 1, 1, 1})}, want: liveSums{Active: 1}},
 				{dump: []ctnl.Flow{}, want: liveSums{}},
@@ -251,15 +251,15 @@ func TestFilterNarrowing(t *testing.T) {
 	tests := []struct {
 		name   string
 		accept []Rule
-		want   Narrowing
+		want   narrowing
 	}{
-		{"none", nil, Narrowing{}},
-		{"v4 only", []Rule{{Src: v4}, {Dst: v4}}, Narrowing{Family: FamilyIPv4}},
-		{"mixed families", []Rule{{Src: v4}, {Src: v6}}, Narrowing{}},
-		{"one rule without addresses", []Rule{{Src: v6}, {Proto: []uint8{6}}}, Narrowing{}},
-		{"same mark", []Rule{{Mark: []MarkMatch{{0x10, 0xf0}}}, {Mark: []MarkMatch{{0x10, 0xf0}}, Src: v4}}, Narrowing{Mark: &MarkMatch{0x10, 0xf0}}},
-		{"two marks", []Rule{{Mark: []MarkMatch{{0x10, 0}, {0x20, 0}}}}, Narrowing{}},
-		{"zone", []Rule{{Zone: []uint16{3}, Src: v6}}, Narrowing{Family: FamilyIPv6, Zone: ptr(uint16(3))}},
+		{"none", nil, narrowing{}},
+		{"v4 only", []Rule{{Src: v4}, {Dst: v4}}, narrowing{Family: familyIPv4}},
+		{"mixed families", []Rule{{Src: v4}, {Src: v6}}, narrowing{}},
+		{"one rule without addresses", []Rule{{Src: v6}, {Proto: []uint8{6}}}, narrowing{}},
+		{"same mark", []Rule{{Mark: []MarkMatch{{0x10, 0xf0}}}, {Mark: []MarkMatch{{0x10, 0xf0}}, Src: v4}}, narrowing{Mark: &MarkMatch{0x10, 0xf0}}},
+		{"two marks", []Rule{{Mark: []MarkMatch{{0x10, 0}, {0x20, 0}}}}, narrowing{}},
+		{"zone", []Rule{{Zone: []uint16{3}, Src: v6}}, narrowing{Family: familyIPv6, Zone: ptr(uint16(3))}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -267,9 +267,9 @@ func TestFilterNarrowing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := f.Narrowing()
+			got := f.narrowing()
 			if got.Family != tt.want.Family || !eqPtr(got.Mark, tt.want.Mark) || !eqPtr(got.Zone, tt.want.Zone) {
-				t.Errorf("Narrowing() = %+v, want %+v", got, tt.want)
+				t.Errorf("narrowing() = %+v, want %+v", got, tt.want)
 			}
 		})
 	}

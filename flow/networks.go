@@ -128,8 +128,8 @@ func mask6(bits int) [2]uint64 {
 	return m
 }
 
-// Names returns the network names, sorted.
-func (n *Networks) Names() []string {
+// sortedNames returns the network names, sorted.
+func (n *Networks) sortedNames() []string {
 	if n == nil {
 		return nil
 	}

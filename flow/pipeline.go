@@ -73,12 +73,12 @@ type PollStats struct {
 }
 
 // Pipeline is conntrack accounting: it sums the DESTROY events of its
-// listener and, with live accounting, the table dumps into the series of
-// its Aggregator. Make one with New, give it the kernel clients of a
+// listener and, with live accounting, the table dumps into a bounded set of
+// series. Make one with New, give it the kernel clients of a
 // namespace with Open, and Run it; Read and Stats serve scrapes. Its methods
 // are safe for concurrent use.
 type Pipeline struct {
-	agg    *Aggregator
+	agg    *aggregator
 	logger *slog.Logger // for Open
 	runLog *slog.Logger // for Run
 	enable bool
@@ -99,7 +99,7 @@ type session struct {
 
 // New returns a Pipeline configured by cfg, after checking it.
 func New(cfg Config) (*Pipeline, error) {
-	agg, err := NewAggregator(cfg)
+	agg, err := newAggregator(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -190,8 +190,10 @@ func (p *Pipeline) Keys() []Key {
 	return p.agg.Keys()
 }
 
-// Read is Aggregator.ReadInto: it copies the series, histograms and counts
-// into r, reusing the memory r holds from an earlier reading.
+// Read removes the series idle past Config.SeriesTTL, then copies every
+// series, histogram and count into r, in a stable order, reusing the memory
+// r holds from an earlier reading: nothing r held before may be used
+// afterwards but what Read put there.
 func (p *Pipeline) Read(ctx context.Context, r *Reading) error {
 	return p.agg.ReadInto(ctx, r)
 }

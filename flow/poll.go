@@ -51,7 +51,7 @@ func newPollConfig(interval time.Duration, filter ctnl.DumpFilter) pollConfig {
 type poller struct {
 	d   Dumper
 	l   Listener
-	agg *Aggregator
+	agg *aggregator
 	cfg pollConfig
 
 	// found holds a flow a lookup found, for countDumped.
@@ -207,7 +207,7 @@ func (p *poller) stats() PollStats {
 // dumpFilterFor returns the dump filter that lets the kernel skip the
 // entries f would reject, as far as it can tell them by exact values.
 func dumpFilterFor(f *Filter) ctnl.DumpFilter {
-	n := f.Narrowing()
+	n := f.narrowing()
 	df := ctnl.DumpFilter{Family: n.Family}
 	if n.Mark != nil {
 		df.HasMark, df.Mark, df.MarkMask = true, n.Mark.Value, n.Mark.Mask
