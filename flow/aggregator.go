@@ -2,7 +2,6 @@ package flow
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -25,11 +24,6 @@ const (
 	fieldZone
 	fieldMark
 	fieldNAT
-)
-
-var (
-	errMaxSeries = errors.New("invalid series limit")
-	errSeriesTTL = errors.New("invalid series TTL")
 )
 
 // durationBuckets are the upper bounds of the flow duration histogram, in

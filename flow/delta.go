@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -25,8 +24,6 @@ const (
 	ProtoSCTP    uint8 = 132
 	ProtoUDPLite uint8 = 136
 )
-
-var errProto = errors.New("unknown protocol")
 
 // Delta is what one flow moved since its previous Delta, or during its whole
 // life when it is the only one. Addresses and ports are those of the original

@@ -1,13 +1,10 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 )
-
-var errRule = errors.New("invalid filter rule")
 
 // MarkMatch matches a conntrack mark m when m&Mask == Value&Mask. A zero
 // Mask stands for 0xffffffff: the mark must equal Value.

@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -45,12 +44,6 @@ const DefaultGroupBy = "family,proto,dport"
 
 // keys lists every Key in the order error messages give them.
 var keys = []Key{KeyFamily, KeyProto, KeySPort, KeyDPort, KeySrc, KeyDst, KeySrcNet, KeyDstNet, KeyZone, KeyMark, KeyNAT}
-
-var (
-	errUnknownKey   = errors.New("unknown group-by key")
-	errDuplicateKey = errors.New("duplicate group-by key")
-	errEmptyGroupBy = errors.New("empty group-by list")
-)
 
 // Keys returns every Key series can be grouped by.
 func Keys() []Key {

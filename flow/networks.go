@@ -2,7 +2,6 @@ package flow
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -12,13 +11,6 @@ import (
 // address outside every network, a port outside the port list, and every key
 // of the overflow series.
 const other = "other"
-
-var (
-	errNetworkName     = errors.New("invalid network name")
-	errPrefix          = errors.New("invalid prefix")
-	errDuplicatePrefix = errors.New("prefix in two networks")
-	errTooManyNetworks = errors.New("too many networks")
-)
 
 // Networks maps addresses to network names by longest-prefix match. A nil
 // *Networks has no networks.

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestPipelineRunAndReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Run(context.Background()); err != errNotOpen {
+	if err := p.Run(context.Background()); !errors.Is(err, errNotOpen) {
 		t.Errorf("Run before Open: %v, want errNotOpen", err)
 	}
 	l := &FakeListener{Batches: [][]ctnl.Flow{{pipelineFlow("192.0.2.1", "198.51.100.2", 17, 53, 1, 60, 1, 120, 0)}}, Done: make(chan struct{})}

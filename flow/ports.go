@@ -1,14 +1,8 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
-)
-
-var (
-	errPortRange   = errors.New("invalid port range")
-	errPortOverlap = errors.New("overlapping port entries")
 )
 
 // PortRange is the ports from Lo to Hi, both included. A single port has
