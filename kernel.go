@@ -22,13 +22,13 @@ const followEvery = 2 * time.Second
 
 // kernel is everything that talks to the kernel of the watched network
 // namespace: the collectors' kernel clients and the tasks that feed them
-// (the conntrack event listener, the table dumps, the over-quota listener).
-// When the namespace changes it is closed and opened again in the new one;
-// the flow aggregator, whose sums must never go down, stays.
+// (conntrack accounting, the over-quota listener). When the namespace
+// changes it is closed and opened again in the new one; the conntrack
+// pipeline, whose sums must never go down, stays.
 type kernel struct {
 	s      *config.Settings
 	logger *slog.Logger
-	agg    *flow.Aggregator // nil without the conntrack collector
+	ct     *flow.Pipeline // nil without the conntrack collector
 	set    *collector.Set
 
 	tasks   *task.Group // of the namespace open now; nil while none is
@@ -38,11 +38,13 @@ type kernel struct {
 func newKernel(s *config.Settings, logger *slog.Logger) (*kernel, error) {
 	k := &kernel{s: s, logger: logger}
 	if s.Collectors.Conntrack {
-		agg, err := flow.NewAggregator(s.Conntrack.Flow)
+		cfg := s.Conntrack.Flow
+		cfg.PollInterval, cfg.EnableAccounting, cfg.Logger = s.Conntrack.PollInterval, s.Conntrack.EnableAccounting, logger
+		ct, err := flow.New(cfg)
 		if err != nil {
 			return nil, err
 		}
-		k.agg = agg
+		k.ct = ct
 	}
 	return k, nil
 }
@@ -131,74 +133,45 @@ func (k *kernel) nfacct(fd int) (collector.Collector, error) {
 	return c, nil
 }
 
-// conntrack checks the sysctls accounting needs, opens the DESTROY listener
-// and, with live accounting, the table dumper, and starts both.
+// conntrack opens conntrack accounting in the namespace fd: the DESTROY
+// listener and, with live accounting, the table dumper, and starts it.
 func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 	s := &k.s.Conntrack
-	k.checkSysctls(fd)
-	l, err := ctnl.Listen(ctnl.ListenConfig{
-		NetNS:         fd,
-		ReadBuffer:    s.ReceiveBuffer,
-		MaxReadBuffer: s.ReceiveBufferMax,
-		NoENOBUFS:     s.NoENOBUFS,
-		Reliable:      s.Reliable,
-		Method:        s.Method,
+	err := k.ct.Open(fd, func() (flow.Conns, error) {
+		l, err := ctnl.Listen(ctnl.ListenConfig{
+			NetNS:         fd,
+			ReadBuffer:    s.ReceiveBuffer,
+			MaxReadBuffer: s.ReceiveBufferMax,
+			NoENOBUFS:     s.NoENOBUFS,
+			Reliable:      s.Reliable,
+			Method:        s.Method,
+		})
+		if err != nil {
+			return flow.Conns{}, err
+		}
+		if m, why := l.Method(); why != nil {
+			k.logger.Info("conntrack events are received with "+string(m), "io_uring", why)
+		} else {
+			k.logger.Info("conntrack events are received with " + string(m))
+		}
+		c := flow.Conns{Listener: l}
+		if s.Flow.Live {
+			d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: fd, Timeout: k.s.Collectors.NetlinkTimeout, ReadSize: s.DumpReadSize})
+			if err != nil {
+				l.Close()
+				return flow.Conns{}, err
+			}
+			k.closers = append(k.closers, d)
+			c.Dumper = d
+		}
+		k.closers = append(k.closers, l)
+		return c, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if m, why := l.Method(); why != nil {
-		k.logger.Info("conntrack events are received with "+string(m), "io_uring", why)
-	} else {
-		k.logger.Info("conntrack events are received with " + string(m))
-	}
-	c := collector.NewConntrack(l, k.agg)
-	logger := k.logger.With("collector", "conntrack")
-	if s.Flow.Live {
-		d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: fd, Timeout: k.s.Collectors.NetlinkTimeout, ReadSize: s.DumpReadSize})
-		if err != nil {
-			l.Close()
-			return nil, err
-		}
-		k.closers = append(k.closers, d)
-		c.Live(d, collector.LiveConfig{Interval: s.PollInterval, Filter: collector.DumpFilterFor(s.Flow.Filter)})
-		k.tasks.Go("conntrack table dumps", func(ctx context.Context) error { return c.Poll(ctx, logger) })
-	}
-	k.closers = append(k.closers, l)
-	k.tasks.Go("conntrack listener", task.Retry("conntrack listener", c.Listen, task.DefaultBackoff, logger))
-	return c, nil
-}
-
-// checkSysctls logs, or with --conntrack.enable-accounting sets, the
-// sysctls that decide what conntrack accounting sees.
-func (k *kernel) checkSysctls(fd int) {
-	live := k.s.Conntrack.Flow.Live
-	for _, st := range ctnl.AccountingSettings(fd, k.s.Conntrack.EnableAccounting) {
-		switch {
-		case st.Switched:
-			k.logger.Info("switched on for flows created from now on", "sysctl", st.Name)
-		case st.Err != nil && k.s.Conntrack.EnableAccounting:
-			k.logger.Error("--conntrack.enable-accounting could not switch on a conntrack setting: "+lost(st.Name, live), "sysctl", st.Name, "err", st.Err)
-		case st.Err != nil:
-			k.logger.Warn("cannot check conntrack setting", "sysctl", st.Name, "err", st.Err)
-		case !st.OK():
-			k.logger.Warn(lost(st.Name, live)+"; set it to 1 or pass --conntrack.enable-accounting", "sysctl", st.Name, "value", st.Value)
-		}
-	}
-}
-
-// lost says what accounting misses while sysctl is not 1.
-func lost(sysctl string, live bool) string {
-	switch sysctl {
-	case "net.netfilter.nf_conntrack_acct":
-		return "conntrack setting is off: packet and byte counters will read 0"
-	case "net.netfilter.nf_conntrack_timestamp":
-		return "conntrack setting is off: flow durations will not be measured"
-	}
-	if live {
-		return "flows created while no conntrack listener existed send no DESTROY event; live accounting counts them from table dumps, up to the last dump that saw them"
-	}
-	return "flows created while no conntrack listener existed (while the exporter was down) send no DESTROY event and are never counted with --conntrack.poll-interval=0"
+	k.tasks.Go("conntrack accounting", k.ct.Run)
+	return collector.NewConntrack(k.ct), nil
 }
 
 // follow returns the task that watches the --netns path: when the
@@ -223,9 +196,6 @@ func (k *kernel) follow(ns *netns.Follower) task.Func {
 				continue
 			}
 			k.close()
-			if k.agg != nil {
-				k.agg.ResetLive()
-			}
 			h, _, err := ns.Current()
 			if err != nil {
 				k.logger.Error(why+"; the collectors fail until a network namespace appears there again", "netns", ns.Path())

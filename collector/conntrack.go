@@ -2,55 +2,43 @@ package collector
 
 import (
 	"context"
-	"errors"
-	"fmt"
-
-	"sync/atomic"
-	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
-var errListenerStopped = errors.New("stopped receiving")
-
-// ConntrackListener delivers conntrack DESTROY events; *ctnl.Listener is one.
-type ConntrackListener interface {
-	Run(ctx context.Context, fn func([]ctnl.Flow)) error
-	Stats() (ctnl.ListenerStats, error)
-	// Drained returns a time before which every event queued for the
-	// listener has been delivered.
-	Drained() time.Time
+// ConntrackSource is conntrack accounting as the conntrack collector reads
+// it; *flow.Pipeline is one.
+type ConntrackSource interface {
+	// Keys returns the keys series are grouped by, in order.
+	Keys() []flow.Key
+	// Read copies the series into r.
+	Read(ctx context.Context, r *flow.Reading) error
+	// Stats returns the listener's, the dumps' and live accounting's
+	// counts.
+	Stats() flow.Stats
 }
 
-// Conntrack sums conntrack DESTROY events into the flow aggregator and serves
-// the sums with the listener's own counters. With live accounting it also
-// dumps the table now and then, so that flows count while they run.
+// Conntrack serves the flow series of conntrack accounting with the counts
+// of its event listener and, with live accounting, of its table dumps.
 type Conntrack struct {
-	l   ConntrackListener
-	agg *flow.Aggregator
+	src ConntrackSource
 
-	up                                                          atomic.Bool
 	events, lost, drops, overruns, decodeErrors, buffer, upDesc *tree.Desc
 	growths, method                                             *tree.Desc
 
-	// entries belongs to the goroutine in Run.
-	entries []flow.Entry
-
-	// poll is set by Live.
-	poll *poller
-
+	live *liveFamilies
 	fams *flowFamilies
 }
 
-// NewConntrack returns a conntrack collector. Call Run to start listening.
-func NewConntrack(l ConntrackListener, agg *flow.Aggregator) *Conntrack {
+// NewConntrack returns the collector of src.
+func NewConntrack(src ConntrackSource) *Conntrack {
 	const ns = namespace + "_conntrack_"
 	return &Conntrack{
-		l:    l,
-		agg:  agg,
-		fams: newFlowFamilies(agg.Keys()),
+		src:  src,
+		fams: newFlowFamilies(src.Keys()),
+		live: newLiveFamilies(),
 		events: tree.NewDesc(ns+"destroy_events_total",
 			"Conntrack DESTROY events received and decoded (the only conntrack events the exporter listens to).", tree.Counter),
 		lost: tree.NewDesc(ns+"events_lost_total",
@@ -72,99 +60,38 @@ func NewConntrack(l ConntrackListener, agg *flow.Aggregator) *Conntrack {
 	}
 }
 
-// Listen receives DESTROY events and feeds them to the aggregator until ctx
-// is done (it then returns nil) or the listener fails. listener_up reads 1
-// meanwhile. Run it with a retry (task.Retry).
-func (c *Conntrack) Listen(ctx context.Context) error {
-	c.up.Store(true)
-	defer c.up.Store(false)
-	err := c.l.Run(ctx, c.add)
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err == nil {
-		err = errListenerStopped
-	}
-	return fmt.Errorf("conntrack listener: %w", err)
-}
-
-// add counts a batch of DESTROY events.
-func (c *Conntrack) add(fs []ctnl.Flow) {
-	c.entries = toEntries(fs, c.entries)
-	c.agg.Destroyed(c.entries)
-}
-
-// toEntries converts fs into entries, reusing the memory of buf.
-func toEntries(fs []ctnl.Flow, buf []flow.Entry) []flow.Entry {
-	if cap(buf) < len(fs) {
-		buf = make([]flow.Entry, len(fs))
-	}
-	es := buf[:len(fs)]
-	for i := range fs {
-		toEntry(&fs[i], &es[i])
-	}
-	return es
-}
-
-// toEntry copies what aggregation needs of a conntrack flow.
-func toEntry(f *ctnl.Flow, e *flow.Entry) {
-	// Field by field: a composite literal would be built aside and then
-	// copied with write barriers, as the addresses hold pointers.
-	e.Family, e.Proto = f.Family, f.Orig.Proto
-	e.Src, e.Dst, e.SPort, e.DPort = f.Orig.Src, f.Orig.Dst, f.Orig.SPort, f.Orig.DPort
-	e.ICMPID, e.ICMPType, e.ICMPCode = f.Orig.ICMPID, f.Orig.ICMPType, f.Orig.ICMPCode
-	e.ReplySrc, e.ReplyDst, e.ReplySPort, e.ReplyDPort = f.Reply.Src, f.Reply.Dst, f.Reply.SPort, f.Reply.DPort
-	e.Zone, e.Mark, e.ID, e.TCPState = f.Zone, f.Mark, f.ID, f.TCPState
-	e.OrigPackets, e.OrigBytes, e.ReplyPackets, e.ReplyBytes = f.OrigPackets, f.OrigBytes, f.ReplyPackets, f.ReplyBytes
-	e.Start, e.Stop = f.Start, f.Stop
-}
-
-// fromEntry returns the identity of e as a lookup takes it.
-func fromEntry(e *flow.Entry) ctnl.Flow {
-	return ctnl.Flow{
-		Family: e.Family,
-		Orig: ctnl.Tuple{Src: e.Src, Dst: e.Dst, Proto: e.Proto, SPort: e.SPort, DPort: e.DPort,
-			ICMPID: e.ICMPID, ICMPType: e.ICMPType, ICMPCode: e.ICMPCode},
-		Zone: e.Zone,
-		ID:   e.ID,
-	}
-}
-
 // Update adds the flow series and the listener's counters to b.
 func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
-	// The listener's counters are read before the flows: events are
-	// counted after they are aggregated, so events_total never exceeds
-	// the flows of the same scrape. So are the dump counts.
-	st, statsErr := c.l.Stats()
-	var ps pollStats
-	if c.poll != nil {
-		ps = c.poll.stats()
-	}
-	if err := c.fams.update(ctx, c.agg, b); err != nil {
+	// The counts are read before the flows: events and dumps are counted
+	// after they are aggregated, so events_total never exceeds the flows
+	// of the same scrape.
+	st := c.src.Stats()
+	if err := c.fams.update(ctx, c.src, b); err != nil {
 		return err
 	}
 	up := 0.0
-	if c.up.Load() {
+	if st.ListenerUp {
 		up = 1
 	}
+	ls := &st.Listener
 	b.Add(c.upDesc, up, []string{"exporter", "conntrack", "listener_up"})
-	b.Add(c.events, float64(st.Events), []string{"exporter", "conntrack", "destroy_events"})
-	b.Add(c.overruns, float64(st.Overruns), []string{"exporter", "conntrack", "listener_overruns"})
-	if st.Method != "" {
-		b.Add(c.method, 1, nil, string(st.Method))
+	b.Add(c.events, float64(ls.Events), []string{"exporter", "conntrack", "destroy_events"})
+	b.Add(c.overruns, float64(ls.Overruns), []string{"exporter", "conntrack", "listener_overruns"})
+	if ls.Method != "" {
+		b.Add(c.method, 1, nil, string(ls.Method))
 	}
-	b.Add(c.decodeErrors, float64(st.DecodeErrors), []string{"exporter", "conntrack", "decode_errors"})
-	if statsErr != nil {
+	b.Add(c.decodeErrors, float64(ls.DecodeErrors), []string{"exporter", "conntrack", "decode_errors"})
+	if st.ListenerErr != nil {
 		// Without the kernel's drop counter, losses are unknown: fail
 		// rather than report none.
-		return statsErr
+		return st.ListenerErr
 	}
-	b.Add(c.lost, float64(st.Lost), []string{"exporter", "conntrack", "events_lost"})
-	b.Add(c.drops, float64(st.Drops), []string{"exporter", "conntrack", "event_delivery_failures"})
-	b.Add(c.growths, float64(st.BufferGrowths), []string{"exporter", "conntrack", "receive_buffer_growths"})
-	b.Add(c.buffer, float64(st.ReadBuffer), []string{"exporter", "conntrack", "receive_buffer_bytes"})
-	if c.poll != nil {
-		c.poll.add(b, ps)
+	b.Add(c.lost, float64(ls.Lost), []string{"exporter", "conntrack", "events_lost"})
+	b.Add(c.drops, float64(ls.Drops), []string{"exporter", "conntrack", "event_delivery_failures"})
+	b.Add(c.growths, float64(ls.BufferGrowths), []string{"exporter", "conntrack", "receive_buffer_growths"})
+	b.Add(c.buffer, float64(ls.ReadBuffer), []string{"exporter", "conntrack", "receive_buffer_bytes"})
+	if st.Live {
+		c.live.add(b, &st)
 	}
 	return nil
 }

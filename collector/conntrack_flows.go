@@ -105,13 +105,13 @@ func newFlowFamilies(keys []flow.Key) *flowFamilies {
 	return f
 }
 
-// update reads agg and adds its samples to b: the series in tables, then
+// update reads src and adds its samples to b: the series in tables, then
 // the duration histograms and the aggregation's counts.
-func (f *flowFamilies) update(ctx context.Context, agg *flow.Aggregator, b *tree.Builder) error {
+func (f *flowFamilies) update(ctx context.Context, src ConntrackSource, b *tree.Builder) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := &f.reading
-	if err := agg.ReadInto(ctx, r); err != nil {
+	if err := src.Read(ctx, r); err != nil {
 		return err
 	}
 	cols := f.columns

@@ -39,6 +39,24 @@ func (f *fakeListener) Stats() (ctnl.ListenerStats, error) { return f.stats, f.e
 // before anything else happens.
 func (f *fakeListener) Drained() time.Time { return time.Now() }
 
+// runConntrack returns the collector of a pipeline configured by cfg that
+// listens to l, once l has delivered its batches.
+func runConntrack(t testing.TB, cfg flow.Config, l *fakeListener) *Conntrack {
+	t.Helper()
+	p, err := flow.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Open(0, func() (flow.Conns, error) { return flow.Conns{Listener: l}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = p.Run(ctx) }()
+	<-l.done
+	return NewConntrack(p)
+}
+
 func testFlow(src, dst string, proto uint8, dport uint16, op, ob, rp, rb uint64, secs int64) ctnl.Flow {
 	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
 	fam := uint8(4)
@@ -59,10 +77,6 @@ func TestConntrackGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := &fakeListener{
 		batches: [][]ctnl.Flow{
 			{testFlow("192.0.2.1", "198.51.100.2", 6, 443, 10, 1000, 8, 20000, 2)},
@@ -71,11 +85,7 @@ func TestConntrackGolden(t *testing.T) {
 		stats: ctnl.ListenerStats{Events: 3, Drops: 2, Lost: 2, Overruns: 1, ReadBuffer: 1 << 20, Method: ctnl.MethodIOURing},
 		done:  make(chan struct{}),
 	}
-	c := NewConntrack(l, agg)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = c.Listen(ctx) }()
-	<-l.done
+	c := runConntrack(t, flow.Config{GroupBy: keys, MaxSeries: 100}, l)
 
 	p := prometheus.NewGatherer(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/conntrack.prom")
@@ -83,12 +93,9 @@ func TestConntrackGolden(t *testing.T) {
 
 func TestConntrackWithoutDropCounterFails(t *testing.T) {
 	keys, _ := flow.ParseGroupBy("proto")
-	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := &fakeListener{err: errors.New("bad file descriptor"), done: make(chan struct{})}
-	set := NewSet(map[string]Collector{"conntrack": NewConntrack(l, agg)}, time.Second, discard)
+	c := runConntrack(t, flow.Config{GroupBy: keys, MaxSeries: 10}, l)
+	set := NewSet(map[string]Collector{"conntrack": c}, time.Second, discard)
 	want := `
 # HELP netfilter_exporter_collector_success Whether the collector's last update succeeded (1) or failed (0).
 # TYPE netfilter_exporter_collector_success gauge
@@ -109,48 +116,18 @@ func TestConntrackStatsGolden(t *testing.T) {
 	checkGolden(t, p, "testdata/conntrack_stats.prom")
 }
 
-// BenchmarkConntrackAdd measures the collector's part of an event: the
-// copy into a delta and the aggregation, for batches of 256 flows over
-// about 1,000 series with counters and timestamps.
-func BenchmarkConntrackAdd(b *testing.B) {
-	keys, err := flow.ParseGroupBy(flow.DefaultGroupBy)
-	if err != nil {
-		b.Fatal(err)
-	}
-	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 4096})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := NewConntrack(&fakeListener{done: make(chan struct{})}, agg)
-	fs := make([]ctnl.Flow, 256)
-	for i := range fs {
-		fs[i] = testFlow("192.0.2.1", "198.51.100.2", 6, uint16(1000+i*4%1000), 10, 1000, 8, 20000, int64(i%300))
-	}
-	c.add(fs)
-	b.ReportAllocs()
-	for b.Loop() {
-		c.add(fs)
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(fs)), "ns/flow")
-}
-
 // TestConntrackSeriesSamples checks the samples the collector makes of the
 // flow series: names, labels, Graphite paths, help texts, the overflow
 // series, and that no two samples share labels or a path.
 func TestConntrackSeriesSamples(t *testing.T) {
 	keys, _ := flow.ParseGroupBy("family,proto,dport")
 	// Three series at most, the overflow series included.
-	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &fakeListener{done: make(chan struct{})}
-	c := NewConntrack(l, agg)
-	c.add([]ctnl.Flow{
+	l := &fakeListener{batches: [][]ctnl.Flow{{
 		testFlow("192.0.2.1", "198.51.100.2", 6, 443, 10, 1000, 8, 20000, 2),
 		testFlow("192.0.2.1", "198.51.100.2", 17, 53, 1, 60, 1, 120, 0),
 		testFlow("192.0.2.1", "198.51.100.2", 6, 22, 1, 1, 1, 1, 0), // past the limit
-	})
+	}}, done: make(chan struct{})}
+	c := runConntrack(t, flow.Config{GroupBy: keys, MaxSeries: 3}, l)
 	var b tree.Builder
 	if err := c.Update(context.Background(), &b); err != nil {
 		t.Fatal(err)

@@ -2,8 +2,8 @@ package flow
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -26,16 +26,12 @@ const (
 	fieldNAT
 )
 
-var (
-	errMaxSeries = errors.New("invalid series limit")
-	errSeriesTTL = errors.New("invalid series TTL")
-)
-
 // durationBuckets are the upper bounds of the flow duration histogram, in
 // seconds: from 1 ms to 7 days.
 var durationBuckets = [...]float64{.001, .01, .1, .5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 14400, 43200, 86400, 604800}
 
-// Config configures an Aggregator.
+// Config configures conntrack accounting: its series and, for a Pipeline,
+// its dumps, sysctls and log.
 type Config struct {
 	// GroupBy lists the keys of a series, in label and Graphite level
 	// order. It must not be empty nor name a key twice.
@@ -56,15 +52,25 @@ type Config struct {
 	Ports *Ports
 	// Filter decides which deltas count; nil counts every Delta.
 	Filter *Filter
-	// Live turns on live accounting: flows are followed from one table
-	// dump to the next (BeginDump, Dumped, Missing, Gone, EndDump), so
-	// that they are counted while they run, and Destroyed adds only what
-	// a flow moved since a dump last saw it.
+	// Live turns on live accounting: a Pipeline dumps the table now and
+	// then and follows flows from one dump to the next, so that they are
+	// counted while they run, and a DESTROY event adds only what its flow
+	// moved since a dump last saw it.
 	Live bool
+	// PollInterval is the time from the start of one dump of live
+	// accounting to the start of the next. 0 adapts it to the table: each
+	// dump's processor time divided by DefaultPollCPUShare, between
+	// DefaultMinPollInterval and DefaultMaxPollInterval.
+	PollInterval time.Duration
+	// EnableAccounting makes Pipeline.Open switch on the sysctls
+	// accounting needs, rather than only check them.
+	EnableAccounting bool
+	// Logger receives what a Pipeline logs; nil discards it.
+	Logger *slog.Logger
 }
 
-// Stats are the counts an Aggregator keeps about itself.
-type Stats struct {
+// SeriesStats are the counts conntrack accounting keeps about its series.
+type SeriesStats struct {
 	// Series is the number of series a Reading holds, the overflow
 	// series included: never more than Config.MaxSeries. (An overflow
 	// series summed into a series whose keys all read "other" is one.)
@@ -79,7 +85,7 @@ type Stats struct {
 	Flows uint64
 }
 
-// seriesKey holds the value of every key of a series; keys the Aggregator
+// seriesKey holds the value of every key of a series; keys the aggregator
 // does not group by stay zero. It is comparable and holds no pointers to
 // per-event memory, so map lookups do not allocate.
 type seriesKey struct {
@@ -104,7 +110,7 @@ type counters struct {
 }
 
 // series is one series: its sums, when it was last updated, as time since
-// the Aggregator started, and its active flows.
+// the aggregator started, and its active flows.
 type series struct {
 	counters
 	last time.Duration
@@ -114,7 +120,7 @@ type series struct {
 	// tcp counts the active TCP flows per state; nil until the series
 	// has had one.
 	tcp *tcpCounts
-	// id is the series' index in Aggregator.byID.
+	// id is the series' index in aggregator.byID.
 	id uint32
 	// values are the series' key values as text, in group-by order; nil
 	// until the series is first read (sortSeries).
@@ -167,10 +173,11 @@ type durationHist struct {
 	sum    float64
 }
 
-// Aggregator sums deltas into series; create it with NewAggregator. Its
-// methods are safe for concurrent use: typically one goroutine feeds
-// Destroyed, another the dumps of live accounting, while scrapes call Read.
-type Aggregator struct {
+// aggregator sums deltas into series; create it with newAggregator. Its
+// methods are safe for concurrent use: typically a Pipeline's listener
+// feeds it DESTROY events, its poller the dumps of live accounting, while
+// scrapes call Read.
+type aggregator struct {
 	cfg    Config
 	fields []int
 
@@ -229,14 +236,14 @@ func (cfg *Config) Validate() error {
 	return nil
 }
 
-// NewAggregator returns an empty Aggregator configured by cfg, after
+// newAggregator returns an empty aggregator configured by cfg, after
 // checking it.
-func NewAggregator(cfg Config) (*Aggregator, error) {
+func newAggregator(cfg Config) (*aggregator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg.GroupBy = slices.Clone(cfg.GroupBy)
-	a := &Aggregator{
+	a := &aggregator{
 		cfg:    cfg,
 		now:    time.Now,
 		series: make(map[seriesKey]*series),
@@ -253,9 +260,9 @@ func NewAggregator(cfg Config) (*Aggregator, error) {
 	return a, nil
 }
 
-// sinceStart returns the time since the Aggregator started when series
+// sinceStart returns the time since the aggregator started when series
 // expire, else 0.
-func (a *Aggregator) sinceStart() time.Duration {
+func (a *aggregator) sinceStart() time.Duration {
 	if a.cfg.SeriesTTL > 0 {
 		return a.now().Sub(a.start)
 	}
@@ -263,7 +270,7 @@ func (a *Aggregator) sinceStart() time.Duration {
 }
 
 // Add counts one Delta; a nil Delta is ignored.
-func (a *Aggregator) Add(d *Delta) {
+func (a *aggregator) Add(d *Delta) {
 	if d == nil {
 		return
 	}
@@ -274,7 +281,7 @@ func (a *Aggregator) Add(d *Delta) {
 }
 
 // AddBatch counts every Delta of ds, taking the lock once.
-func (a *Aggregator) AddBatch(ds []Delta) {
+func (a *aggregator) AddBatch(ds []Delta) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	for i := range ds {
@@ -284,7 +291,7 @@ func (a *Aggregator) AddBatch(ds []Delta) {
 }
 
 // add counts d at time now, unless the Filter rejects it. a.mu must be held.
-func (a *Aggregator) add(d *Delta, now time.Duration) {
+func (a *aggregator) add(d *Delta, now time.Duration) {
 	if a.cfg.Filter != nil && !a.cfg.Filter.Match(d) {
 		a.filtered++
 		return
@@ -294,7 +301,7 @@ func (a *Aggregator) add(d *Delta, now time.Duration) {
 
 // count adds d to its series at time now and returns the series. a.mu must
 // be held.
-func (a *Aggregator) count(d *Delta, now time.Duration) *series {
+func (a *aggregator) count(d *Delta, now time.Duration) *series {
 	var k seriesKey
 	a.key(d, &k)
 	s := a.series[k]
@@ -336,7 +343,7 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 	}
 	dur := float64(d.Stop-d.Start) / 1e9
 	var h *durationHist
-	fast := d.Family == FamilyIPv4 || d.Family == FamilyIPv6
+	fast := d.Family == familyIPv4 || d.Family == familyIPv6
 	if fast {
 		h = a.histFast[d.Family>>1&1][d.Proto]
 	}
@@ -357,7 +364,7 @@ func (a *Aggregator) count(d *Delta, now time.Duration) *series {
 }
 
 // newSeries returns an empty series with an id.
-func (a *Aggregator) newSeries() *series {
+func (a *aggregator) newSeries() *series {
 	s := &series{}
 	if n := len(a.freeIDs); n > 0 {
 		s.id = a.freeIDs[n-1]
@@ -371,14 +378,14 @@ func (a *Aggregator) newSeries() *series {
 	return s
 }
 
-// alive reports whether s is still one of the Aggregator's series.
-func (a *Aggregator) alive(s *series) bool {
+// alive reports whether s is still one of the aggregator's series.
+func (a *aggregator) alive(s *series) bool {
 	return int(s.id) < len(a.byID) && a.byID[s.id] == s
 }
 
 // dropSeries forgets s, which is no longer in a.series, and makes every
 // series a tracked flow remembers stale.
-func (a *Aggregator) dropSeries(s *series) {
+func (a *aggregator) dropSeries(s *series) {
 	a.byID[s.id] = nil
 	a.freeIDs = append(a.freeIDs, s.id)
 	a.removed++
@@ -396,7 +403,7 @@ func (a *Aggregator) dropSeries(s *series) {
 }
 
 // key sets k to the series key of d; k must be zero.
-func (a *Aggregator) key(d *Delta, k *seriesKey) {
+func (a *aggregator) key(d *Delta, k *seriesKey) {
 	for _, f := range a.fields {
 		switch f {
 		case fieldFamily:
@@ -425,15 +432,15 @@ func (a *Aggregator) key(d *Delta, k *seriesKey) {
 	}
 }
 
-// Stats returns the Aggregator's counts.
-func (a *Aggregator) Stats() Stats {
+// Stats returns the aggregator's counts.
+func (a *aggregator) Stats() SeriesStats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.statsLocked()
 }
 
-func (a *Aggregator) statsLocked() Stats {
-	st := Stats{Series: len(a.series), Overflowed: a.overflowed, Filtered: a.filtered, Expired: a.expired, Flows: a.flows}
+func (a *aggregator) statsLocked() SeriesStats {
+	st := SeriesStats{Series: len(a.series), Overflowed: a.overflowed, Filtered: a.filtered, Expired: a.expired, Flows: a.flows}
 	if a.overflow != nil && a.other == nil {
 		st.Series++
 	}
@@ -442,7 +449,7 @@ func (a *Aggregator) statsLocked() Stats {
 
 // values returns the text of every key of k, or "other" for each in the
 // overflow series.
-func (a *Aggregator) values(k *seriesKey, overflow bool) []string {
+func (a *aggregator) values(k *seriesKey, overflow bool) []string {
 	vals := make([]string, len(a.fields))
 	for i, f := range a.fields {
 		if overflow {
@@ -455,12 +462,12 @@ func (a *Aggregator) values(k *seriesKey, overflow bool) []string {
 }
 
 // text returns the label value of field f of k.
-func (a *Aggregator) text(f int, k *seriesKey) string {
+func (a *aggregator) text(f int, k *seriesKey) string {
 	switch f {
 	case fieldFamily:
 		return familyName(k.family)
 	case fieldProto:
-		return ProtoName(k.proto)
+		return protoName(k.proto)
 	case fieldSPort:
 		return a.cfg.Ports.text(k.sport)
 	case fieldDPort:
@@ -494,7 +501,7 @@ func addrText(a netip.Addr) string {
 }
 
 // allOther reports whether every key of k reads "other".
-func (a *Aggregator) allOther(k *seriesKey) bool {
+func (a *aggregator) allOther(k *seriesKey) bool {
 	for _, f := range a.fields {
 		switch {
 		case f == fieldSPort && k.sport == portOther:
@@ -509,7 +516,7 @@ func (a *Aggregator) allOther(k *seriesKey) bool {
 }
 
 // compare orders series keys by their fields in group-by order.
-func (a *Aggregator) compare(x, y *seriesKey) int {
+func (a *aggregator) compare(x, y *seriesKey) int {
 	for _, f := range a.fields {
 		var c int
 		switch f {

@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-func read(t *testing.T, a *Aggregator) Reading {
+func read(t *testing.T, a *aggregator) Reading {
 	t.Helper()
 	r, err := a.Read(context.Background())
 	if err != nil {
@@ -53,12 +53,12 @@ func valuesOf(r Reading) []string {
 	return out
 }
 
-func mustAggregator(t testing.TB, cfg Config) *Aggregator {
+func mustAggregator(t testing.TB, cfg Config) *aggregator {
 	t.Helper()
 	if cfg.MaxSeries == 0 {
 		cfg.MaxSeries = 1000
 	}
-	a, err := NewAggregator(cfg)
+	a, err := newAggregator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +86,8 @@ func TestLabelValues(t *testing.T) {
 	dnat.ReplySrc, dnat.ReplySPort = addr("192.168.10.5"), 8080
 	both := tcp4("192.168.1.2", "203.0.113.1", 40000, 80)
 	both.ReplySrc, both.ReplyDst = addr("192.168.10.5"), addr("203.0.113.1")
-	noReply := Delta{Family: FamilyIPv4, Proto: ProtoTCP, Src: addr("192.168.1.2"), Dst: addr("198.51.100.1")}
-	v6 := Delta{Family: FamilyIPv6, Proto: ProtoICMPv6, Src: addr("fd00::10"), Dst: addr("2001:db8::1")}
+	noReply := Delta{Family: familyIPv4, Proto: ProtoTCP, Src: addr("192.168.1.2"), Dst: addr("198.51.100.1")}
+	v6 := Delta{Family: familyIPv6, Proto: ProtoICMPv6, Src: addr("fd00::10"), Dst: addr("2001:db8::1")}
 	v6.ReplySrc, v6.ReplyDst = v6.Dst, v6.Src
 
 	tests := []struct {
@@ -166,7 +166,7 @@ func TestUpdateSamples(t *testing.T) {
 	d2.Final = true
 	d3 := tcp4("192.0.2.1", "192.0.2.2", 40000, 80)
 	d3.OrigPackets, d3.OrigBytes, d3.Final = 1, 60, true
-	d4 := Delta{Family: FamilyIPv6, Proto: ProtoUDP, DPort: 53, OrigPackets: 1, OrigBytes: 80, ReplyPackets: 1, ReplyBytes: 300, Final: true}
+	d4 := Delta{Family: familyIPv6, Proto: ProtoUDP, DPort: 53, OrigPackets: 1, OrigBytes: 80, ReplyPackets: 1, ReplyBytes: 300, Final: true}
 	a.AddBatch([]Delta{d4, d1, d3})
 	a.Add(&d2)
 
@@ -189,7 +189,7 @@ func TestUpdateSamples(t *testing.T) {
 	if !slices.Equal(got.Keys, []Key{KeyFamily, KeyProto, KeyDPort}) || got.MaxSeries != 1000 || got.Live {
 		t.Errorf("keys %q, max series %d, live %v", got.Keys, got.MaxSeries, got.Live)
 	}
-	if st := a.Stats(); st != (Stats{Series: 3, Flows: 3}) || got.Stats != st {
+	if st := a.Stats(); st != (SeriesStats{Series: 3, Flows: 3}) || got.Stats != st {
 		t.Errorf("Stats() = %+v, reading's %+v", st, got.Stats)
 	}
 	// The output is stable.
@@ -205,15 +205,15 @@ func TestDurationHistogram(t *testing.T) {
 		return Delta{Family: family, Proto: proto, Start: t0.UnixNano(), Stop: t0.Add(d).UnixNano(), Final: final}
 	}
 	a.AddBatch([]Delta{
-		flow(FamilyIPv4, ProtoTCP, 500*time.Microsecond, true),
-		flow(FamilyIPv4, ProtoTCP, time.Millisecond, true), // on the bound: le="0.001"
-		flow(FamilyIPv4, ProtoTCP, 2*time.Second, true),
-		flow(FamilyIPv4, ProtoTCP, 30*24*time.Hour, true),  // above every bound
-		flow(FamilyIPv4, ProtoTCP, time.Second, false),     // not final
-		flow(FamilyIPv4, ProtoTCP, -time.Second, true),     // clock went back
-		{Family: FamilyIPv4, Proto: ProtoTCP, Final: true}, // no timestamps
-		{Family: FamilyIPv4, Proto: ProtoTCP, Start: t0.UnixNano(), Final: true},
-		flow(FamilyIPv6, ProtoUDP, time.Minute, true),
+		flow(familyIPv4, ProtoTCP, 500*time.Microsecond, true),
+		flow(familyIPv4, ProtoTCP, time.Millisecond, true), // on the bound: le="0.001"
+		flow(familyIPv4, ProtoTCP, 2*time.Second, true),
+		flow(familyIPv4, ProtoTCP, 30*24*time.Hour, true),  // above every bound
+		flow(familyIPv4, ProtoTCP, time.Second, false),     // not final
+		flow(familyIPv4, ProtoTCP, -time.Second, true),     // clock went back
+		{Family: familyIPv4, Proto: ProtoTCP, Final: true}, // no timestamps
+		{Family: familyIPv4, Proto: ProtoTCP, Start: t0.UnixNano(), Final: true},
+		flow(familyIPv6, ProtoUDP, time.Minute, true),
 	})
 	hists := read(t, a).Durations
 	if len(hists) != 2 {
@@ -362,7 +362,7 @@ func TestFilteredDeltas(t *testing.T) {
 	if got.Stats.Filtered != 2 {
 		t.Errorf("filtered = %v, want 2", got.Stats.Filtered)
 	}
-	if st := a.Stats(); st != (Stats{Series: 1, Filtered: 2, Flows: 1}) {
+	if st := a.Stats(); st != (SeriesStats{Series: 1, Filtered: 2, Flows: 1}) {
 		t.Errorf("Stats() = %+v", st)
 	}
 }
@@ -382,8 +382,8 @@ func TestNewAggregatorErrors(t *testing.T) {
 		{"ok", Config{GroupBy: []Key{KeySrc}, MaxSeries: 1}, nil},
 	}
 	for _, tt := range tests {
-		if _, err := NewAggregator(tt.cfg); !errors.Is(err, tt.want) {
-			t.Errorf("%s: NewAggregator() error = %v, want %v", tt.name, err, tt.want)
+		if _, err := newAggregator(tt.cfg); !errors.Is(err, tt.want) {
+			t.Errorf("%s: newAggregator() error = %v, want %v", tt.name, err, tt.want)
 		}
 	}
 }
@@ -401,7 +401,7 @@ func TestAddNil(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeySrc}})
 	a.Add(nil)
 	a.AddBatch(nil)
-	if st := a.Stats(); st != (Stats{}) {
+	if st := a.Stats(); st != (SeriesStats{}) {
 		t.Errorf("Stats() = %+v", st)
 	}
 }

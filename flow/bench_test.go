@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 )
 
 // benchFlows returns n flows spread over about series distinct
@@ -19,7 +21,7 @@ func benchFlows(n, series int) []Delta {
 	ds := make([]Delta, n)
 	for i := range ds {
 		d := &ds[i]
-		d.Family, d.Proto = FamilyIPv4, ProtoTCP
+		d.Family, d.Proto = familyIPv4, ProtoTCP
 		if r.IntN(4) == 0 {
 			d.Proto = ProtoUDP
 		}
@@ -89,7 +91,7 @@ func BenchmarkReadInto(b *testing.B) {
 	const n = 100000
 	ds := make([]Delta, n+1000*1000)
 	for i := range ds {
-		ds[i] = Delta{Family: FamilyIPv4, Proto: ProtoTCP,
+		ds[i] = Delta{Family: familyIPv4, Proto: ProtoTCP,
 			Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), DPort: 443, OrigBytes: 1}
 	}
 	for _, added := range []int{0, 1000} {
@@ -116,7 +118,7 @@ func BenchmarkSeriesMemory(b *testing.B) {
 	const n = 100000
 	ds := make([]Delta, n)
 	for i := range ds {
-		ds[i] = Delta{Family: FamilyIPv4, Proto: ProtoTCP,
+		ds[i] = Delta{Family: familyIPv4, Proto: ProtoTCP,
 			Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), DPort: 443, OrigBytes: 1}
 	}
 	for b.Loop() {
@@ -140,24 +142,24 @@ func BenchmarkSeriesMemory(b *testing.B) {
 // updated and its series counted.
 func BenchmarkDumped(b *testing.B) {
 	keys, _ := ParseGroupBy(DefaultGroupBy)
-	a, err := NewAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: true})
+	a, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	const n = 1 << 20
-	es := make([]Entry, n)
+	es := make([]ctnl.Flow, n)
 	for i := range es {
 		var src [4]byte
 		binary.BigEndian.PutUint32(src[:], 0xc6120000|uint32(i>>14))
-		es[i] = Entry{Family: FamilyIPv4, Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: netip.MustParseAddr("198.19.0.1"),
-			SPort: uint16(1024 + i%16384), DPort: uint16(53 + i%5), ID: uint32(i) * 2654435761, Start: 1, OrigPackets: 1, OrigBytes: 100}
+		es[i] = ctnl.Flow{Family: familyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: netip.MustParseAddr("198.19.0.1"),
+			SPort: uint16(1024 + i%16384), DPort: uint16(53 + i%5)}, ID: uint32(i) * 2654435761, Start: 1, OrigPackets: 1, OrigBytes: 100}
 	}
 	dump := func() {
-		a.BeginDump()
+		a.beginDump()
 		for i := 0; i < n; i += 256 {
-			a.Dumped(es[i : i+256])
+			a.countDumped(es[i : i+256])
 		}
-		a.EndDump(true, 0)
+		a.endDump(true, 0)
 	}
 	dump()
 	runtime.GC()

@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -10,8 +9,8 @@ import (
 
 // Address families of a Delta, as conntrack reports them in Delta.Family.
 const (
-	FamilyIPv4 uint8 = 4
-	FamilyIPv6 uint8 = 6
+	familyIPv4 uint8 = 4
+	familyIPv6 uint8 = 6
 )
 
 // IP protocol numbers that have names in labels.
@@ -26,14 +25,12 @@ const (
 	ProtoUDPLite uint8 = 136
 )
 
-var errProto = errors.New("unknown protocol")
-
 // Delta is what one flow moved since its previous Delta, or during its whole
 // life when it is the only one. Addresses and ports are those of the original
 // direction; the Reply fields hold the reply direction tuple, which differs
 // from the swapped original tuple when the flow is NATed.
 type Delta struct {
-	// Family is FamilyIPv4 or FamilyIPv6.
+	// Family is 4 (IPv4) or 6 (IPv6), as conntrack reports it.
 	Family uint8
 	// Proto is the IP protocol number.
 	Proto uint8
@@ -84,13 +81,13 @@ var protoNames = func() (names [256]string) {
 	return names
 }()
 
-// ProtoName returns the label value of IP protocol p: its name when it has
+// protoName returns the label value of IP protocol p: its name when it has
 // one (tcp, udp, icmp, icmpv6, sctp, gre, udplite, dccp), else its number.
-func ProtoName(p uint8) string {
+func protoName(p uint8) string {
 	return protoNames[p]
 }
 
-// ParseProto parses a protocol name as ProtoName returns it, in any case, or
+// ParseProto parses a protocol name as labels read it (tcp, udp...), in any case, or
 // a decimal number from 0 to 255.
 func ParseProto(s string) (uint8, error) {
 	for i, n := range protoNames {
@@ -104,9 +101,9 @@ func ParseProto(s string) (uint8, error) {
 	return 0, fmt.Errorf("%w %q: want tcp, udp, udplite, sctp, dccp, icmp, icmpv6, gre or a number from 0 to 255", errProto, s)
 }
 
-// HasPorts reports whether IP protocol p has ports: tcp, udp, udplite, sctp
+// hasPorts reports whether IP protocol p has ports: tcp, udp, udplite, sctp
 // and dccp do.
-func HasPorts(p uint8) bool {
+func hasPorts(p uint8) bool {
 	switch p {
 	case ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoSCTP, ProtoDCCP:
 		return true
@@ -117,9 +114,9 @@ func HasPorts(p uint8) bool {
 // familyName returns the label value of address family f.
 func familyName(f uint8) string {
 	switch f {
-	case FamilyIPv4:
+	case familyIPv4:
 		return "ipv4"
-	case FamilyIPv6:
+	case familyIPv6:
 		return "ipv6"
 	}
 	return strconv.Itoa(int(f))

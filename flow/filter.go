@@ -1,13 +1,10 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 )
-
-var errRule = errors.New("invalid filter rule")
 
 // MarkMatch matches a conntrack mark m when m&Mask == Value&Mask. A zero
 // Mask stands for 0xffffffff: the mark must equal Value.
@@ -17,7 +14,8 @@ type MarkMatch struct {
 
 // Rule matches a Delta when every field it sets matches; a field matches when
 // one of its values does. A Rule that sets no field matches every Delta.
-// Ports match only protocols that have ports (see HasPorts).
+// Ports match only protocols that have ports: tcp, udp, udplite, sctp and
+// dccp.
 type Rule struct {
 	// Src and Dst hold prefixes the original source and destination
 	// addresses must be in.
@@ -32,7 +30,7 @@ type Rule struct {
 	Mark []MarkMatch
 }
 
-// Filter decides which deltas an Aggregator counts: those matching one of the
+// Filter decides which deltas a Pipeline counts: those matching one of the
 // accept rules, or any when there are none, and none of the deny rules.
 type Filter struct {
 	accept, deny []Rule
@@ -129,10 +127,10 @@ func (r *Rule) match(d *Delta) bool {
 	if len(r.Zone) > 0 && !slices.Contains(r.Zone, d.Zone) {
 		return false
 	}
-	if len(r.SPort) > 0 && !(HasPorts(d.Proto) && inRanges(r.SPort, d.SPort)) {
+	if len(r.SPort) > 0 && !(hasPorts(d.Proto) && inRanges(r.SPort, d.SPort)) {
 		return false
 	}
-	if len(r.DPort) > 0 && !(HasPorts(d.Proto) && inRanges(r.DPort, d.DPort)) {
+	if len(r.DPort) > 0 && !(hasPorts(d.Proto) && inRanges(r.DPort, d.DPort)) {
 		return false
 	}
 	if len(r.Mark) > 0 && !markMatches(r.Mark, d.Mark) {
@@ -149,7 +147,7 @@ func (r *Rule) match(d *Delta) bool {
 
 func inRanges(rs []PortRange, p uint16) bool {
 	for _, r := range rs {
-		if r.Contains(p) {
+		if r.contains(p) {
 			return true
 		}
 	}
@@ -175,10 +173,10 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// Narrowing is what every Delta a Filter accepts has in common, as far as
+// narrowing is what every Delta a Filter accepts has in common, as far as
 // the kernel can filter a table dump by it: exact values only.
-type Narrowing struct {
-	// Family is FamilyIPv4 or FamilyIPv6 when every accepted flow has that
+type narrowing struct {
+	// Family is familyIPv4 or familyIPv6 when every accepted flow has that
 	// family, else 0.
 	Family uint8
 	// Mark, when not nil, matches every accepted flow's mark.
@@ -187,11 +185,11 @@ type Narrowing struct {
 	Zone *uint16
 }
 
-// Narrowing returns what every Delta f accepts has in common. Only the
+// narrowing returns what every Delta f accepts has in common. Only the
 // accept rules narrow: a deny rule takes flows out, it never says what is
 // left. A nil Filter, or one without accept rules, narrows nothing.
-func (f *Filter) Narrowing() Narrowing {
-	var n Narrowing
+func (f *Filter) narrowing() narrowing {
+	var n narrowing
 	if f == nil || len(f.accept) == 0 {
 		return n
 	}
@@ -244,12 +242,12 @@ func ruleFamily(r *Rule) uint8 {
 // prefixesFamily returns the family of every prefix of ps, or 0 when they
 // mix families.
 func prefixesFamily(ps []netip.Prefix) uint8 {
-	fam := FamilyIPv4
+	fam := familyIPv4
 	if ps[0].Addr().Is6() {
-		fam = FamilyIPv6
+		fam = familyIPv6
 	}
 	for _, p := range ps[1:] {
-		if p.Addr().Is6() != (fam == FamilyIPv6) {
+		if p.Addr().Is6() != (fam == familyIPv6) {
 			return 0
 		}
 	}

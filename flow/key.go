@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,7 +10,7 @@ import (
 // the label name and the Graphite level it makes.
 type Key string
 
-// The keys an Aggregator can group by.
+// The keys series can be grouped by.
 const (
 	// KeyFamily reads ipv4 or ipv6.
 	KeyFamily Key = "family"
@@ -46,13 +45,7 @@ const DefaultGroupBy = "family,proto,dport"
 // keys lists every Key in the order error messages give them.
 var keys = []Key{KeyFamily, KeyProto, KeySPort, KeyDPort, KeySrc, KeyDst, KeySrcNet, KeyDstNet, KeyZone, KeyMark, KeyNAT}
 
-var (
-	errUnknownKey   = errors.New("unknown group-by key")
-	errDuplicateKey = errors.New("duplicate group-by key")
-	errEmptyGroupBy = errors.New("empty group-by list")
-)
-
-// Keys returns every Key an Aggregator can group by.
+// Keys returns every Key series can be grouped by.
 func Keys() []Key {
 	return slices.Clone(keys)
 }

@@ -3,42 +3,9 @@ package flow
 import (
 	"net/netip"
 	"time"
-)
 
-// Entry is one conntrack entry as a table dump or a DESTROY event reports
-// it: what identifies it, what series are keyed by, and its counters since
-// it began (or since another tool last zeroed them).
-type Entry struct {
-	// Family is FamilyIPv4 or FamilyIPv6.
-	Family uint8
-	// Proto is the IP protocol number.
-	Proto uint8
-	// Src, Dst, SPort and DPort are the original direction's tuple; ports
-	// are 0 for protocols without ports.
-	Src, Dst     netip.Addr
-	SPort, DPort uint16
-	// ICMPID, ICMPType and ICMPCode identify ICMP and ICMPv6 flows.
-	ICMPID             uint16
-	ICMPType, ICMPCode uint8
-	// ReplySrc, ReplyDst, ReplySPort and ReplyDPort are the reply
-	// direction's tuple, which tells NAT apart.
-	ReplySrc, ReplyDst     netip.Addr
-	ReplySPort, ReplyDPort uint16
-	// Zone and Mark are the conntrack zone and mark.
-	Zone uint16
-	Mark uint32
-	// ID is the kernel's id of the entry, stable for its life.
-	ID uint32
-	// TCPState is the kernel's TCP state of the flow (3 is ESTABLISHED), 0
-	// when unknown or not TCP.
-	TCPState uint8
-	// OrigPackets, OrigBytes, ReplyPackets and ReplyBytes are the flow's
-	// counters.
-	OrigPackets, OrigBytes, ReplyPackets, ReplyBytes uint64
-	// Start and Stop are nanoseconds since the epoch; zero when
-	// nf_conntrack_timestamp is off, Stop also while the flow lives.
-	Start, Stop int64
-}
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+)
 
 // TCP states as the kernel numbers them (enum tcp_conntrack).
 const (
@@ -119,7 +86,7 @@ type record struct {
 	state uint8
 	nat   uint8
 	tcp   uint8
-	// epoch is the Aggregator's epoch when aux was set to the flow's
+	// epoch is the aggregator's epoch when aux was set to the flow's
 	// series; 0 when it remembers none.
 	epoch uint8
 	// aux is the id of the flow's series while it lives, and when it was
@@ -133,7 +100,7 @@ type record struct {
 const closedKeep = 120 // seconds
 
 // liveNow returns the time since live accounting began, in seconds.
-func (a *Aggregator) liveNow() uint32 {
+func (a *aggregator) liveNow() uint32 {
 	return uint32((a.now().UnixNano() - a.live.start) / 1e9)
 }
 
@@ -159,7 +126,7 @@ type LiveStats struct {
 	TableBytes int
 }
 
-// liveState is the per-flow state of live accounting. The Aggregator's
+// liveState is the per-flow state of live accounting. The aggregator's
 // mutex guards it.
 type liveState struct {
 	start          int64 // when accounting began, Unix nanoseconds
@@ -175,15 +142,15 @@ func newLiveState(now time.Time) *liveState {
 	return &liveState{start: now.UnixNano(), v4: newTable[key4](), v6: newTable[key6]()}
 }
 
-// prefetch reads the index slot where each flow of the events es is looked
+// prefetch reads the index slot where each flow of the events fs is looked
 // for, so that the memory loads of a batch overlap rather than wait one
 // after the other: on a table of a million flows nearly every lookup of an
 // event misses the caches. (Dumps read the table in order and need none.)
-func (l *liveState) prefetch(es []Entry) {
+func (l *liveState) prefetch(fs []ctnl.Flow) {
 	var sink uint32
-	for i := range es {
-		e := &es[i]
-		if e.Family == FamilyIPv6 {
+	for i := range fs {
+		e := &fs[i]
+		if e.Family == familyIPv6 {
 			k := key6{keyTail: keyTail{id: e.ID, start: e.Start}}
 			sink += l.v6.index[l.v6.home(&k)]
 		} else {
@@ -194,28 +161,30 @@ func (l *liveState) prefetch(es []Entry) {
 	l.sink += sink
 }
 
-// keyOf returns the identity of e in tail, and its addresses.
-func keyOf(e *Entry) keyTail {
-	t := keyTail{sport: e.SPort, dport: e.DPort, zone: e.Zone, proto: e.Proto, id: e.ID, start: e.Start}
-	if e.Proto == ProtoICMP || e.Proto == ProtoICMPv6 {
-		t.sport, t.dport = e.ICMPID, uint16(e.ICMPType)<<8|uint16(e.ICMPCode)
+// keyOf returns the identity of e but its addresses.
+func keyOf(e *ctnl.Flow) keyTail {
+	o := &e.Orig
+	t := keyTail{sport: o.SPort, dport: o.DPort, zone: e.Zone, proto: o.Proto, id: e.ID, start: e.Start}
+	if o.Proto == ProtoICMP || o.Proto == ProtoICMPv6 {
+		t.sport, t.dport = o.ICMPID, uint16(o.ICMPType)<<8|uint16(o.ICMPCode)
 	}
 	return t
 }
 
-// entryOf rebuilds the identity of a tracked flow as an Entry.
-func entryOf(family uint8, src, dst netip.Addr, t keyTail, r *record) Entry {
-	e := Entry{Family: family, Proto: t.proto, Src: src, Dst: dst, Zone: t.zone, Mark: r.mark, ID: t.id, Start: t.start}
+// flowOf rebuilds the identity of a tracked flow as a ctnl.Flow, as a lookup
+// takes it.
+func flowOf(family uint8, src, dst netip.Addr, t keyTail, r *record) ctnl.Flow {
+	e := ctnl.Flow{Family: family, Orig: ctnl.Tuple{Proto: t.proto, Src: src, Dst: dst}, Zone: t.zone, Mark: r.mark, ID: t.id, Start: t.start}
 	if t.proto == ProtoICMP || t.proto == ProtoICMPv6 {
-		e.ICMPID, e.ICMPType, e.ICMPCode = t.sport, uint8(t.dport>>8), uint8(t.dport)
+		e.Orig.ICMPID, e.Orig.ICMPType, e.Orig.ICMPCode = t.sport, uint8(t.dport>>8), uint8(t.dport)
 	} else {
-		e.SPort, e.DPort = t.sport, t.dport
+		e.Orig.SPort, e.Orig.DPort = t.sport, t.dport
 	}
 	return e
 }
 
 // countsOf returns e's counters in record order.
-func countsOf(e *Entry) [4]uint64 {
+func countsOf(e *ctnl.Flow) [4]uint64 {
 	return [4]uint64{e.OrigPackets, e.OrigBytes, e.ReplyPackets, e.ReplyBytes}
 }
 
@@ -234,22 +203,24 @@ func since(last, now [4]uint64) (d [4]uint64, reset bool) {
 }
 
 // deltaOf fills d with the keys of e and the counters c.
-func deltaOf(e *Entry, c [4]uint64, d *Delta) {
-	d.Family, d.Proto = e.Family, e.Proto
-	d.Src, d.Dst, d.SPort, d.DPort = e.Src, e.Dst, e.SPort, e.DPort
-	d.ReplySrc, d.ReplyDst, d.ReplySPort, d.ReplyDPort = e.ReplySrc, e.ReplyDst, e.ReplySPort, e.ReplyDPort
+func deltaOf(e *ctnl.Flow, c [4]uint64, d *Delta) {
+	// Field by field: a composite literal would be built aside and then
+	// copied with write barriers, as the addresses hold pointers.
+	d.Family, d.Proto = e.Family, e.Orig.Proto
+	d.Src, d.Dst, d.SPort, d.DPort = e.Orig.Src, e.Orig.Dst, e.Orig.SPort, e.Orig.DPort
+	d.ReplySrc, d.ReplyDst, d.ReplySPort, d.ReplyDPort = e.Reply.Src, e.Reply.Dst, e.Reply.SPort, e.Reply.DPort
 	d.Zone, d.Mark = e.Zone, e.Mark
 	d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = c[0], c[1], c[2], c[3]
 	d.Start, d.Stop = e.Start, e.Stop
 	d.natSet, d.nat = false, 0
 }
 
-// Destroyed counts the DESTROY events of es. Without live accounting each
+// countDestroyed counts the DESTROY events of es. Without live accounting each
 // counts its flow's whole counters. With it, an event adds what the flow
 // moved since a dump last saw it and ends the flow; the flow is then kept as
 // a tombstone until a dump that began after the event has finished, so that
 // a dump still listing it counts nothing twice.
-func (a *Aggregator) Destroyed(es []Entry) {
+func (a *aggregator) countDestroyed(es []ctnl.Flow) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -269,17 +240,17 @@ func (a *Aggregator) Destroyed(es []Entry) {
 			a.filtered++
 			continue
 		}
-		if e.Family == FamilyIPv6 {
-			destroyed(a, a.live.v6, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
+		if e.Family == familyIPv6 {
+			destroyed(a, a.live.v6, key6{src: e.Orig.Src.As16(), dst: e.Orig.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
 		} else {
-			destroyed(a, a.live.v4, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
+			destroyed(a, a.live.v4, key4{src: e.Orig.Src.Unmap().As4(), dst: e.Orig.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
 		}
 	}
 }
 
 // destroyed counts the DESTROY event of e, whose key is k; d holds e's keys
 // and final counters. a.mu must be held.
-func destroyed[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now time.Duration) {
+func destroyed[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
 	l := a.live
 	final := countsOf(e)
 	r, added := t.put(&k)
@@ -309,10 +280,10 @@ func destroyed[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, n
 	r.counts, r.state, r.gen = final, stateDead, l.started
 }
 
-// BeginDump starts a dump of the table and returns its number, counted from
+// beginDump starts a dump of the table and returns its number, counted from
 // 1. The first dump is the baseline: the flows it lists count only what they
 // move from then on.
-func (a *Aggregator) BeginDump() uint32 {
+func (a *aggregator) beginDump() uint32 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -325,12 +296,12 @@ func (a *Aggregator) BeginDump() uint32 {
 	return a.live.started
 }
 
-// Dumped counts what the entries of a running dump moved since a dump last
+// countDumped counts what the entries of a running dump moved since a dump last
 // saw them, and counts them as active in their series. An entry the filter
 // rejects is not followed. A flow first seen in the baseline, or that began
 // before accounting began, starts from its counters as they are; a flow that
 // began since counts from zero.
-func (a *Aggregator) Dumped(es []Entry) {
+func (a *aggregator) countDumped(es []ctnl.Flow) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -340,10 +311,10 @@ func (a *Aggregator) Dumped(es []Entry) {
 	var d Delta
 	for i := range es {
 		e := &es[i]
-		if e.Family == FamilyIPv6 {
-			dumped(a, a.live.v6, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
+		if e.Family == familyIPv6 {
+			dumped(a, a.live.v6, key6{src: e.Orig.Src.As16(), dst: e.Orig.Dst.As16(), keyTail: keyOf(e)}, e, &d, now)
 		} else {
-			dumped(a, a.live.v4, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
+			dumped(a, a.live.v4, key4{src: e.Orig.Src.Unmap().As4(), dst: e.Orig.Dst.Unmap().As4(), keyTail: keyOf(e)}, e, &d, now)
 		}
 	}
 }
@@ -351,7 +322,7 @@ func (a *Aggregator) Dumped(es []Entry) {
 // dumped counts the dumped entry e, whose key is k. A flow followed already,
 // whose mark has not changed, goes straight to the series it remembers;
 // others are keyed and filtered first. a.mu must be held.
-func dumped[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now time.Duration) {
+func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
 	l := a.live
 	r := t.next(&k)
 	if r != nil && (r.state == stateLive || r.state == stateGone) && r.mark == e.Mark && r.epoch == a.epoch {
@@ -369,7 +340,7 @@ func dumped[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now 
 			s.replyPackets += c[2]
 			s.replyBytes += c[3]
 			s.activeNext++
-			if e.Proto == ProtoTCP && e.TCPState < tcpStates {
+			if e.Orig.Proto == ProtoTCP && e.TCPState < tcpStates {
 				s.tcpNext(e.TCPState)
 			}
 			return
@@ -390,7 +361,7 @@ func dumped[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now 
 
 // observe counts the dumped entry e, whose key is k; d holds e's keys. a.mu
 // must be held.
-func observe[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now time.Duration) {
+func observe[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
 	l := a.live
 	cur := countsOf(e)
 	r, added := t.put(&k)
@@ -415,7 +386,7 @@ func observe[K flowKey](a *Aggregator, t *table[K], k K, e *Entry, d *Delta, now
 	s := a.count(d, now)
 	r.aux, r.epoch = s.id, a.epoch
 	s.activeNext++
-	if e.Proto == ProtoTCP && e.TCPState < tcpStates {
+	if e.Orig.Proto == ProtoTCP && e.TCPState < tcpStates {
 		s.tcpNext(e.TCPState)
 	}
 }
@@ -430,36 +401,36 @@ func (l *liveState) forgetSeries() {
 	}
 }
 
-// Missing returns the flows followed that the running dump did not list, so
+// missing returns the flows followed that the running dump did not list, so
 // that the caller can ask the kernel for each: a dump may miss entries while
 // the table changes.
-func (a *Aggregator) Missing() []Entry {
+func (a *aggregator) missing() []ctnl.Flow {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
 		return nil
 	}
-	var out []Entry
+	var out []ctnl.Flow
 	for i := range a.live.v4.recs {
 		s := &a.live.v4.recs[i]
 		if s.rec.state == stateLive && s.rec.gen != a.live.started {
-			out = append(out, entryOf(FamilyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec))
+			out = append(out, flowOf(familyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec))
 		}
 	}
 	for i := range a.live.v6.recs {
 		s := &a.live.v6.recs[i]
 		if s.rec.state == stateLive && s.rec.gen != a.live.started {
-			out = append(out, entryOf(FamilyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec))
+			out = append(out, flowOf(familyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec))
 		}
 	}
 	return out
 }
 
-// Gone marks flows the running dump missed and the kernel no longer holds.
-// Unless a DESTROY event or a dump shows them meanwhile, EndDump closes them
+// markGone marks flows the running dump missed and the kernel no longer holds.
+// Unless a DESTROY event or a dump shows them meanwhile, endDump closes them
 // out once the caller knows that no DESTROY event of theirs can still come:
 // they count as ended, with what they moved until a dump last saw them.
-func (a *Aggregator) Gone(es []Entry) {
+func (a *aggregator) markGone(es []ctnl.Flow) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -467,10 +438,10 @@ func (a *Aggregator) Gone(es []Entry) {
 	}
 	for i := range es {
 		e := &es[i]
-		if e.Family == FamilyIPv6 {
-			gone(a.live.v6, key6{src: e.Src.As16(), dst: e.Dst.As16(), keyTail: keyOf(e)}, a.live.started)
+		if e.Family == familyIPv6 {
+			gone(a.live.v6, key6{src: e.Orig.Src.As16(), dst: e.Orig.Dst.As16(), keyTail: keyOf(e)}, a.live.started)
 		} else {
-			gone(a.live.v4, key4{src: e.Src.Unmap().As4(), dst: e.Dst.Unmap().As4(), keyTail: keyOf(e)}, a.live.started)
+			gone(a.live.v4, key4{src: e.Orig.Src.Unmap().As4(), dst: e.Orig.Dst.Unmap().As4(), keyTail: keyOf(e)}, a.live.started)
 		}
 	}
 }
@@ -481,12 +452,12 @@ func gone[K flowKey](t *table[K], k K, gen uint32) {
 	}
 }
 
-// EndDump finishes the running dump: it drops the tombstones of flows that
+// endDump finishes the running dump: it drops the tombstones of flows that
 // ended before this dump began, closes out the flows marked gone by dumps up
 // to closeThrough and, when the dump was complete, makes the flows it counted
 // the active flows of their series. A dump that failed half-way leaves the
 // active flows as they were.
-func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
+func (a *aggregator) endDump(complete bool, closeThrough uint32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := a.live
@@ -527,14 +498,14 @@ func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
 	l.v4.sweep(func(k *key4, r *record) bool {
 		keep, closing := visit(r)
 		if closing {
-			a.closeOut(entryOf(FamilyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, r), r, &d, ttlNow)
+			a.closeOut(flowOf(familyIPv4, netip.AddrFrom4(k.src), netip.AddrFrom4(k.dst), k.keyTail, r), r, &d, ttlNow)
 		}
 		return keep
 	}, complete)
 	l.v6.sweep(func(k *key6, r *record) bool {
 		keep, closing := visit(r)
 		if closing {
-			a.closeOut(entryOf(FamilyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, r), r, &d, ttlNow)
+			a.closeOut(flowOf(familyIPv6, netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst), k.keyTail, r), r, &d, ttlNow)
 		}
 		return keep
 	}, complete)
@@ -562,7 +533,7 @@ func (a *Aggregator) EndDump(complete bool, closeThrough uint32) {
 
 // closeOut ends the flow of e, whose record is r, with nothing more to add:
 // what it moved until a dump last saw it is counted already.
-func (a *Aggregator) closeOut(e Entry, r *record, d *Delta, now time.Duration) {
+func (a *aggregator) closeOut(e ctnl.Flow, r *record, d *Delta, now time.Duration) {
 	deltaOf(&e, [4]uint64{}, d)
 	d.natSet, d.nat = true, r.nat
 	d.Final = true
@@ -570,8 +541,8 @@ func (a *Aggregator) closeOut(e Entry, r *record, d *Delta, now time.Duration) {
 	a.count(d, now)
 }
 
-// LiveStats returns the counts of live accounting, and false when it is off.
-func (a *Aggregator) LiveStats() (LiveStats, bool) {
+// liveStats returns the counts of live accounting, and false when it is off.
+func (a *aggregator) liveStats() (LiveStats, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.live == nil {
@@ -580,11 +551,11 @@ func (a *Aggregator) LiveStats() (LiveStats, bool) {
 	return a.live.stats, true
 }
 
-// ResetLive forgets every flow followed, for a namespace that is gone or was
+// resetLive forgets every flow followed, for a namespace that is gone or was
 // replaced: the flows still alive in it count as ended, closed out with what
 // the dumps saw of them, and the next dump is a baseline again. Series and
 // their sums stay.
-func (a *Aggregator) ResetLive() {
+func (a *aggregator) resetLive() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := a.live
@@ -596,14 +567,14 @@ func (a *Aggregator) ResetLive() {
 	for i := range l.v4.recs {
 		s := &l.v4.recs[i]
 		if s.rec.state == stateLive || s.rec.state == stateGone {
-			a.closeOut(entryOf(FamilyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
+			a.closeOut(flowOf(familyIPv4, netip.AddrFrom4(s.key.src), netip.AddrFrom4(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
 			l.stats.ClosedOut++
 		}
 	}
 	for i := range l.v6.recs {
 		s := &l.v6.recs[i]
 		if s.rec.state == stateLive || s.rec.state == stateGone {
-			a.closeOut(entryOf(FamilyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
+			a.closeOut(flowOf(familyIPv6, netip.AddrFrom16(s.key.src), netip.AddrFrom16(s.key.dst), s.key.keyTail, &s.rec), &s.rec, &d, now)
 			l.stats.ClosedOut++
 		}
 	}

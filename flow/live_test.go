@@ -4,14 +4,16 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 )
 
-// liveSums are what a scrape of a live Aggregator says, summed over series.
+// liveSums are what a scrape of a live aggregator says, summed over series.
 type liveSums struct {
 	Flows, OrigPackets, OrigBytes, ReplyPackets, ReplyBytes, Active float64
 }
 
-func sums(t *testing.T, a *Aggregator) liveSums {
+func sums(t *testing.T, a *aggregator) liveSums {
 	t.Helper()
 	tot := totals(read(t, a))
 	return liveSums{float64(tot.Flows), float64(tot.OrigPackets), float64(tot.OrigBytes), float64(tot.ReplyPackets), float64(tot.ReplyBytes), float64(tot.Active)}
@@ -21,53 +23,53 @@ func sums(t *testing.T, a *Aggregator) liveSums {
 type liveFlow struct {
 	sport uint16
 	id    uint32
-	start int64 // seconds relative to the Aggregator's start
+	start int64 // seconds relative to the aggregator's start
 }
 
 // at returns the flow as a dump or event reports it with counters c
 // (orig packets, orig bytes, reply packets, reply bytes).
-func (f liveFlow) at(a *Aggregator, c [4]uint64) Entry {
-	e := Entry{
-		Family: FamilyIPv4, Proto: ProtoUDP, Src: addr("192.0.2.1"), Dst: addr("192.0.2.2"), SPort: f.sport, DPort: 53,
+func (f liveFlow) at(a *aggregator, c [4]uint64) ctnl.Flow {
+	e := ctnl.Flow{
+		Family: familyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: addr("192.0.2.1"), Dst: addr("192.0.2.2"), SPort: f.sport, DPort: 53},
 		ID: f.id, OrigPackets: c[0], OrigBytes: c[1], ReplyPackets: c[2], ReplyBytes: c[3],
 	}
-	e.ReplySrc, e.ReplyDst, e.ReplySPort, e.ReplyDPort = e.Dst, e.Src, e.DPort, e.SPort
+	e.Reply = ctnl.Tuple{Proto: ProtoUDP, Src: e.Orig.Dst, Dst: e.Orig.Src, SPort: e.Orig.DPort, DPort: e.Orig.SPort}
 	if f.start != 0 {
 		e.Start = a.live.start + f.start*1e9
 	}
 	return e
 }
 
-// step is one thing that happens to a live Aggregator.
+// step is one thing that happens to a live aggregator.
 type step struct {
 	// dump lists entries in one complete dump, after which the flows it
 	// missed and the kernel no longer holds are gone, and closed out when
 	// closeGone is set; destroy delivers DESTROY events.
-	dump      []Entry
-	destroy   []Entry
+	dump      []ctnl.Flow
+	destroy   []ctnl.Flow
 	closeGone bool
 	// midDump, when set with dump, delivers these events after the dump
 	// began and before it lists its entries.
-	midDump []Entry
+	midDump []ctnl.Flow
 	want    liveSums
 }
 
-func runSteps(t *testing.T, a *Aggregator, steps []step) {
+func runSteps(t *testing.T, a *aggregator, steps []step) {
 	t.Helper()
 	for i, s := range steps {
 		switch {
 		case s.dump != nil:
-			n := a.BeginDump()
-			a.Destroyed(s.midDump)
-			a.Dumped(s.dump)
-			a.Gone(a.Missing())
+			n := a.beginDump()
+			a.countDestroyed(s.midDump)
+			a.countDumped(s.dump)
+			a.markGone(a.missing())
 			through := uint32(0)
 			if s.closeGone {
 				through = n
 			}
-			a.EndDump(true, through)
+			a.endDump(true, through)
 		default:
-			a.Destroyed(s.destroy)
+			a.countDestroyed(s.destroy)
 		}
 		if got := sums(t, a); got != s.want {
 			t.Errorf("after step %d: %+v, want %+v", i, got, s.want)
@@ -82,77 +84,77 @@ func TestLiveStateMachine(t *testing.T) {
 	noTS := liveFlow{sport: 1002, id: 3} // nf_conntrack_timestamp off
 	tests := []struct {
 		name  string
-		steps func(a *Aggregator) []step
+		steps func(a *aggregator) []step
 	}{
-		{"baseline then growth then DESTROY", func(a *Aggregator) []step {
+		{"baseline then growth then DESTROY", func(a *aggregator) []step {
 			return []step{
-				{dump: []Entry{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
-				{dump: []Entry{old.at(a, [4]uint64{12, 1200, 6, 600})}, want: liveSums{0, 2, 200, 1, 100, 1}},
-				{destroy: []Entry{old.at(a, [4]uint64{15, 1500, 7, 700})}, want: liveSums{1, 5, 500, 2, 200, 1}},
-				{dump: []Entry{}, want: liveSums{1, 5, 500, 2, 200, 0}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{12, 1200, 6, 600})}, want: liveSums{0, 2, 200, 1, 100, 1}},
+				{destroy: []ctnl.Flow{old.at(a, [4]uint64{15, 1500, 7, 700})}, want: liveSums{1, 5, 500, 2, 200, 1}},
+				{dump: []ctnl.Flow{}, want: liveSums{1, 5, 500, 2, 200, 0}},
 			}
 		}},
-		{"a flow that began after the start counts from zero", func(a *Aggregator) []step {
+		{"a flow that began after the start counts from zero", func(a *aggregator) []step {
 			return []step{
-				{dump: []Entry{}, want: liveSums{}},
-				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
-				{destroy: []Entry{newer.at(a, [4]uint64{4, 400, 2, 200})}, want: liveSums{1, 4, 400, 2, 200, 1}},
+				{dump: []ctnl.Flow{}, want: liveSums{}},
+				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
+				{destroy: []ctnl.Flow{newer.at(a, [4]uint64{4, 400, 2, 200})}, want: liveSums{1, 4, 400, 2, 200, 1}},
 			}
 		}},
-		{"a new flow in the baseline dump counts from zero too", func(a *Aggregator) []step {
+		{"a new flow in the baseline dump counts from zero too", func(a *aggregator) []step {
 			return []step{
-				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100}), old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{0, 3, 300, 1, 100, 2}},
+				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100}), old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{0, 3, 300, 1, 100, 2}},
 			}
 		}},
-		{"without timestamps the baseline dump is the baseline", func(a *Aggregator) []step {
+		{"without timestamps the baseline dump is the baseline", func(a *aggregator) []step {
 			return []step{
-				{dump: []Entry{noTS.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{Active: 1}},
-				{dump: []Entry{noTS.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{0, 1, 100, 0, 0, 1}},
+				{dump: []ctnl.Flow{noTS.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{Active: 1}},
+				{dump: []ctnl.Flow{noTS.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{0, 1, 100, 0, 0, 1}},
 			}
 		}},
-		{"DESTROY before the dump lists the dying flow: tombstone", func(a *Aggregator) []step {
+		{"DESTROY before the dump lists the dying flow: tombstone", func(a *aggregator) []step {
 			final := newer.at(a, [4]uint64{4, 400, 2, 200})
 			return []step{
-				{dump: []Entry{}, want: liveSums{}},
-				{dump: []Entry{final}, midDump: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
-				{dump: []Entry{}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{dump: []ctnl.Flow{}, want: liveSums{}},
+				{dump: []ctnl.Flow{final}, midDump: []ctnl.Flow{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{dump: []ctnl.Flow{}, want: liveSums{1, 4, 400, 2, 200, 0}},
 			}
 		}},
-		{"a DESTROY twice counts once", func(a *Aggregator) []step {
+		{"a DESTROY twice counts once", func(a *aggregator) []step {
 			final := newer.at(a, [4]uint64{4, 400, 2, 200})
 			return []step{
-				{destroy: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
-				{destroy: []Entry{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{destroy: []ctnl.Flow{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
+				{destroy: []ctnl.Flow{final}, want: liveSums{1, 4, 400, 2, 200, 0}},
 			}
 		}},
-		{"unknown DESTROY of a flow older than the start counts no bytes", func(a *Aggregator) []step {
+		{"unknown DESTROY of a flow older than the start counts no bytes", func(a *aggregator) []step {
 			return []step{
-				{destroy: []Entry{old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{Flows: 1}},
+				{destroy: []ctnl.Flow{old.at(a, [4]uint64{9, 900, 9, 900})}, want: liveSums{Flows: 1}},
 			}
 		}},
-		{"zeroed counters: the rest after zero counts", func(a *Aggregator) []step {
+		{"zeroed counters: the rest after zero counts", func(a *aggregator) []step {
 			return []step{
-				{dump: []Entry{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
-				{dump: []Entry{old.at(a, [4]uint64{20, 2000, 10, 1000})}, want: liveSums{0, 10, 1000, 5, 500, 1}},
-				{dump: []Entry{old.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 11, 1100, 6, 550, 1}},
-				{destroy: []Entry{old.at(a, [4]uint64{2, 200, 1, 60})}, want: liveSums{1, 12, 1200, 6, 560, 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{10, 1000, 5, 500})}, want: liveSums{Active: 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{20, 2000, 10, 1000})}, want: liveSums{0, 10, 1000, 5, 500, 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 11, 1100, 6, 550, 1}},
+				{destroy: []ctnl.Flow{old.at(a, [4]uint64{2, 200, 1, 60})}, want: liveSums{1, 12, 1200, 6, 560, 1}},
 			}
 		}},
-		{"gone without DESTROY: closed out, a late DESTROY adds the rest", func(a *Aggregator) []step {
+		{"gone without DESTROY: closed out, a late DESTROY adds the rest", func(a *aggregator) []step {
 			return []step{
-				{dump: []Entry{}, want: liveSums{}},
-				{dump: []Entry{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
+				{dump: []ctnl.Flow{}, want: liveSums{}},
+				{dump: []ctnl.Flow{newer.at(a, [4]uint64{3, 300, 1, 100})}, want: liveSums{0, 3, 300, 1, 100, 1}},
 				// Missing from a dump, not yet known to be safe to close.
-				{dump: []Entry{}, want: liveSums{0, 3, 300, 1, 100, 0}},
-				{dump: []Entry{}, closeGone: true, want: liveSums{1, 3, 300, 1, 100, 0}},
-				{destroy: []Entry{newer.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{1, 4, 400, 1, 100, 0}},
+				{dump: []ctnl.Flow{}, want: liveSums{0, 3, 300, 1, 100, 0}},
+				{dump: []ctnl.Flow{}, closeGone: true, want: liveSums{1, 3, 300, 1, 100, 0}},
+				{destroy: []ctnl.Flow{newer.at(a, [4]uint64{4, 400, 1, 100})}, want: liveSums{1, 4, 400, 1, 100, 0}},
 			}
 		}},
-		{"gone then listed again is alive", func(a *Aggregator) []step {
+		{"gone then listed again is alive", func(a *aggregator) []step {
 			return []step{
-				{dump: []Entry{old.at(a, [4]uint64{1, 1, 1, 1})}, want: liveSums{Active: 1}},
-				{dump: []Entry{}, want: liveSums{}},
-				{dump: []Entry{old.at(a, [4]uint64{2, 2, 1, 1})}, closeGone: true, want: liveSums{0, 1, 1, 0, 0, 1}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{1, 1, 1, 1})}, want: liveSums{Active: 1}},
+				{dump: []ctnl.Flow{}, want: liveSums{}},
+				{dump: []ctnl.Flow{old.at(a, [4]uint64{2, 2, 1, 1})}, closeGone: true, want: liveSums{0, 1, 1, 0, 0, 1}},
 			}
 		}},
 	}
@@ -167,16 +169,16 @@ func TestLiveStateMachine(t *testing.T) {
 func TestLiveStats(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
 	f := liveFlow{sport: 1, id: 1, start: 1}
-	a.BeginDump()
-	a.Dumped([]Entry{f.at(a, [4]uint64{1, 1, 1, 1})})
-	a.EndDump(true, 0)
-	a.BeginDump()
-	a.Dumped([]Entry{f.at(a, [4]uint64{0, 0, 0, 0})})
-	a.EndDump(true, 0)
-	a.BeginDump()
-	a.Gone(a.Missing())
-	a.EndDump(true, 3)
-	st, ok := a.LiveStats()
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{f.at(a, [4]uint64{1, 1, 1, 1})})
+	a.endDump(true, 0)
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{f.at(a, [4]uint64{0, 0, 0, 0})})
+	a.endDump(true, 0)
+	a.beginDump()
+	a.markGone(a.missing())
+	a.endDump(true, 3)
+	st, ok := a.liveStats()
 	if !ok {
 		t.Fatal("LiveStats reports live accounting off")
 	}
@@ -187,34 +189,34 @@ func TestLiveStats(t *testing.T) {
 	// The closed-out flow is forgotten after closedKeep and a later dump.
 	now := time.Now()
 	a.now = func() time.Time { return now.Add((closedKeep + 1) * time.Second) }
-	a.BeginDump()
-	a.EndDump(true, 4)
-	if st, _ := a.LiveStats(); st.Tombstones != 0 {
+	a.beginDump()
+	a.endDump(true, 4)
+	if st, _ := a.liveStats(); st.Tombstones != 0 {
 		t.Errorf("%d tombstones after %ds, want 0", st.Tombstones, closedKeep+1)
 	}
 }
 
 func TestLiveTCPStatesAndIncompleteDump(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
-	tcp := func(port uint16, st uint8) Entry {
+	tcp := func(port uint16, st uint8) ctnl.Flow {
 		d := tcp4("192.0.2.1", "192.0.2.2", port, 80)
-		return Entry{Family: d.Family, Proto: d.Proto, Src: d.Src, Dst: d.Dst, SPort: d.SPort, DPort: d.DPort, ID: uint32(port), TCPState: st}
+		return ctnl.Flow{Family: d.Family, Orig: ctnl.Tuple{Proto: d.Proto, Src: d.Src, Dst: d.Dst, SPort: d.SPort, DPort: d.DPort}, ID: uint32(port), TCPState: st}
 	}
-	a.BeginDump()
-	a.Dumped([]Entry{tcp(1, tcpEstablished), tcp(2, tcpEstablished), tcp(3, tcpTimeWait)})
-	a.EndDump(true, 0)
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{tcp(1, tcpEstablished), tcp(2, tcpEstablished), tcp(3, tcpTimeWait)})
+	a.endDump(true, 0)
 	// A dump that fails half-way leaves the gauges as they were.
-	a.BeginDump()
-	a.Dumped([]Entry{tcp(1, tcpEstablished)})
-	a.EndDump(false, 0)
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{tcp(1, tcpEstablished)})
+	a.endDump(false, 0)
 	want := []StateCount{{"established", 2}, {"time_wait", 1}}
 	if got := read(t, a).Series[0].TCP; !slices.Equal(got, want) {
 		t.Errorf("TCP = %v, want %v", got, want)
 	}
 	// States seen once keep being reported, at 0.
-	a.BeginDump()
-	a.Dumped([]Entry{tcp(1, tcpEstablished)})
-	a.EndDump(true, 0)
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{tcp(1, tcpEstablished)})
+	a.endDump(true, 0)
 	want = []StateCount{{"established", 1}, {"time_wait", 0}}
 	if got := read(t, a).Series[0].TCP; !slices.Equal(got, want) {
 		t.Errorf("TCP = %v after the flow left, want %v", got, want)
@@ -228,11 +230,11 @@ func TestLiveFilterNotTracked(t *testing.T) {
 	}
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true, Filter: filter})
 	f := liveFlow{sport: 1, id: 1, start: 1}
-	a.BeginDump()
-	a.Dumped([]Entry{f.at(a, [4]uint64{1, 1, 1, 1})})
-	a.EndDump(true, 0)
-	a.Destroyed([]Entry{f.at(a, [4]uint64{2, 2, 2, 2})})
-	if st, _ := a.LiveStats(); st.Tracked != 0 {
+	a.beginDump()
+	a.countDumped([]ctnl.Flow{f.at(a, [4]uint64{1, 1, 1, 1})})
+	a.endDump(true, 0)
+	a.countDestroyed([]ctnl.Flow{f.at(a, [4]uint64{2, 2, 2, 2})})
+	if st, _ := a.liveStats(); st.Tracked != 0 {
 		t.Errorf("%d flows tracked, want 0: the filter rejects them", st.Tracked)
 	}
 	if got := sums(t, a); got != (liveSums{}) {
@@ -249,15 +251,15 @@ func TestFilterNarrowing(t *testing.T) {
 	tests := []struct {
 		name   string
 		accept []Rule
-		want   Narrowing
+		want   narrowing
 	}{
-		{"none", nil, Narrowing{}},
-		{"v4 only", []Rule{{Src: v4}, {Dst: v4}}, Narrowing{Family: FamilyIPv4}},
-		{"mixed families", []Rule{{Src: v4}, {Src: v6}}, Narrowing{}},
-		{"one rule without addresses", []Rule{{Src: v6}, {Proto: []uint8{6}}}, Narrowing{}},
-		{"same mark", []Rule{{Mark: []MarkMatch{{0x10, 0xf0}}}, {Mark: []MarkMatch{{0x10, 0xf0}}, Src: v4}}, Narrowing{Mark: &MarkMatch{0x10, 0xf0}}},
-		{"two marks", []Rule{{Mark: []MarkMatch{{0x10, 0}, {0x20, 0}}}}, Narrowing{}},
-		{"zone", []Rule{{Zone: []uint16{3}, Src: v6}}, Narrowing{Family: FamilyIPv6, Zone: ptr(uint16(3))}},
+		{"none", nil, narrowing{}},
+		{"v4 only", []Rule{{Src: v4}, {Dst: v4}}, narrowing{Family: familyIPv4}},
+		{"mixed families", []Rule{{Src: v4}, {Src: v6}}, narrowing{}},
+		{"one rule without addresses", []Rule{{Src: v6}, {Proto: []uint8{6}}}, narrowing{}},
+		{"same mark", []Rule{{Mark: []MarkMatch{{0x10, 0xf0}}}, {Mark: []MarkMatch{{0x10, 0xf0}}, Src: v4}}, narrowing{Mark: &MarkMatch{0x10, 0xf0}}},
+		{"two marks", []Rule{{Mark: []MarkMatch{{0x10, 0}, {0x20, 0}}}}, narrowing{}},
+		{"zone", []Rule{{Zone: []uint16{3}, Src: v6}}, narrowing{Family: familyIPv6, Zone: ptr(uint16(3))}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -265,9 +267,9 @@ func TestFilterNarrowing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := f.Narrowing()
+			got := f.narrowing()
 			if got.Family != tt.want.Family || !eqPtr(got.Mark, tt.want.Mark) || !eqPtr(got.Zone, tt.want.Zone) {
-				t.Errorf("Narrowing() = %+v, want %+v", got, tt.want)
+				t.Errorf("narrowing() = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
@@ -283,10 +285,10 @@ func TestLiveReset(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true})
 	f := liveFlow{sport: 1, id: 1, start: 1}
 	runSteps(t, a, []step{
-		{dump: []Entry{}, want: liveSums{}},
-		{dump: []Entry{f.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 1, 100, 1, 50, 1}},
+		{dump: []ctnl.Flow{}, want: liveSums{}},
+		{dump: []ctnl.Flow{f.at(a, [4]uint64{1, 100, 1, 50})}, want: liveSums{0, 1, 100, 1, 50, 1}},
 	})
-	a.ResetLive()
+	a.resetLive()
 	if got := sums(t, a); got != (liveSums{1, 1, 100, 1, 50, 0}) {
 		t.Errorf("after reset: %+v, want the flow ended, its bytes kept, none active", got)
 	}
@@ -294,9 +296,9 @@ func TestLiveReset(t *testing.T) {
 	// before the reset counts from then on.
 	old := liveFlow{sport: 2, id: 2, start: -1}
 	runSteps(t, a, []step{
-		{dump: []Entry{old.at(a, [4]uint64{5, 500, 5, 500})}, want: liveSums{1, 1, 100, 1, 50, 1}},
+		{dump: []ctnl.Flow{old.at(a, [4]uint64{5, 500, 5, 500})}, want: liveSums{1, 1, 100, 1, 50, 1}},
 	})
-	if st, _ := a.LiveStats(); st.ClosedOut != 1 || st.Tracked != 1 {
+	if st, _ := a.liveStats(); st.ClosedOut != 1 || st.Tracked != 1 {
 		t.Errorf("stats %+v: want 1 closed out, 1 tracked", st)
 	}
 }

@@ -2,7 +2,6 @@ package flow
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -12,13 +11,6 @@ import (
 // address outside every network, a port outside the port list, and every key
 // of the overflow series.
 const other = "other"
-
-var (
-	errNetworkName     = errors.New("invalid network name")
-	errPrefix          = errors.New("invalid prefix")
-	errDuplicatePrefix = errors.New("prefix in two networks")
-	errTooManyNetworks = errors.New("too many networks")
-)
 
 // Networks maps addresses to network names by longest-prefix match. A nil
 // *Networks has no networks.
@@ -128,8 +120,8 @@ func mask6(bits int) [2]uint64 {
 	return m
 }
 
-// Names returns the network names, sorted.
-func (n *Networks) Names() []string {
+// sortedNames returns the network names, sorted.
+func (n *Networks) sortedNames() []string {
 	if n == nil {
 		return nil
 	}

@@ -1,14 +1,8 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
-)
-
-var (
-	errPortRange   = errors.New("invalid port range")
-	errPortOverlap = errors.New("overlapping port entries")
 )
 
 // PortRange is the ports from Lo to Hi, both included. A single port has
@@ -26,8 +20,8 @@ func (r PortRange) String() string {
 	return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
 }
 
-// Contains reports whether p is in r.
-func (r PortRange) Contains(p uint16) bool {
+// contains reports whether p is in r.
+func (r PortRange) contains(p uint16) bool {
 	return r.Lo <= p && p <= r.Hi
 }
 
@@ -69,7 +63,7 @@ const (
 
 // value returns the key value of port on protocol proto.
 func (p *Ports) value(proto uint8, port uint16) uint32 {
-	if !HasPorts(proto) {
+	if !hasPorts(proto) {
 		return portNone
 	}
 	if p == nil {

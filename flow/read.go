@@ -6,7 +6,7 @@ import (
 	"slices"
 )
 
-// Reading is a copy of an Aggregator's series, duration histograms and
+// Reading is a copy of a Pipeline's series, duration histograms and
 // counts, taken by Read. It holds data only: naming it is the caller's job.
 type Reading struct {
 	// Keys are the keys series are grouped by, in order.
@@ -17,14 +17,14 @@ type Reading struct {
 	// Durations holds the flow duration histograms, by family and
 	// protocol.
 	Durations []Durations
-	// Stats are the Aggregator's counts; MaxSeries its series limit.
-	Stats     Stats
+	// Stats are the counts of the series; MaxSeries their limit.
+	Stats     SeriesStats
 	MaxSeries int
 	// Live tells whether live accounting is on: only then do the Active
 	// and TCP fields of the series mean anything.
 	Live bool
 	// Layout identifies which series Series holds: two Readings of one
-	// Aggregator with the same Layout hold the same series (the same IDs
+	// Pipeline with the same Layout hold the same series (the same IDs
 	// and Values) in the same order. It changes whenever a series is
 	// added or removed.
 	Layout uint64
@@ -36,10 +36,10 @@ type Series struct {
 	// Reading have distinct IDs, and a series keeps its ID from one
 	// Reading to the next. Once a series is removed, its ID may go to a
 	// new series. IDs are small numbers, below the most series the
-	// Aggregator has held at once plus one: they can index a slice.
+	// Pipeline has held at once plus one: they can index a slice.
 	ID uint32
 	// Values are the text of each key, in Reading.Keys order. They are
-	// shared with the Aggregator and must not be changed.
+	// shared with the Pipeline and must not be changed.
 	Values []string
 	// Overflow marks the series that sums the key combinations past the
 	// series limit.
@@ -82,7 +82,7 @@ func DurationBuckets() []float64 {
 // Read removes the series idle past SeriesTTL, then returns a copy of every
 // series, histogram and count, in a stable order. The lock is held only for
 // the copy.
-func (a *Aggregator) Read(ctx context.Context) (Reading, error) {
+func (a *aggregator) Read(ctx context.Context) (Reading, error) {
 	var r Reading
 	err := a.ReadInto(ctx, &r)
 	return r, err
@@ -93,7 +93,7 @@ func (a *Aggregator) Read(ctx context.Context) (Reading, error) {
 // used afterwards but what ReadInto put there. The series are kept sorted
 // from one reading to the next: only the series added since the last
 // reading are sorted, and the copy is the only cost of the others.
-func (a *Aggregator) ReadInto(ctx context.Context, r *Reading) error {
+func (a *aggregator) ReadInto(ctx context.Context, r *Reading) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func (a *Aggregator) ReadInto(ctx context.Context, r *Reading) error {
 	})
 	for i := range histList {
 		h := &histList[i]
-		d := Durations{Family: familyName(h.key.family), Proto: ProtoName(h.key.proto), Sum: h.sum, Buckets: make([]uint64, len(durationBuckets))}
+		d := Durations{Family: familyName(h.key.family), Proto: protoName(h.key.proto), Sum: h.sum, Buckets: make([]uint64, len(durationBuckets))}
 		for j := range durationBuckets {
 			d.Count += h.counts[j]
 			d.Buckets[j] = d.Count
@@ -162,7 +162,7 @@ func (a *Aggregator) ReadInto(ctx context.Context, r *Reading) error {
 
 // sortSeries brings a.order up to date: the series removed since the last
 // call leave it, those added are sorted and merged in. a.mu must be held.
-func (a *Aggregator) sortSeries() {
+func (a *aggregator) sortSeries() {
 	if a.removed == 0 && len(a.added) == 0 {
 		return
 	}
@@ -257,7 +257,7 @@ func tcpStateIndex(name string) int {
 	return slices.Index(tcpStateNames[:], name)
 }
 
-// Keys returns the keys the Aggregator groups series by, in order.
-func (a *Aggregator) Keys() []Key {
+// Keys returns the keys the aggregator groups series by, in order.
+func (a *aggregator) Keys() []Key {
 	return slices.Clone(a.cfg.GroupBy)
 }

@@ -26,7 +26,7 @@ type flowKey interface {
 // that no packet sender can steer, and the start time, mixed with a
 // per-table seed) finds any record at once: for events, for the entries a
 // dump lists out of order, and for new ones. New records go at the end; a
-// dump that found many out of order makes EndDump put the array back in
+// dump that found many out of order makes endDump put the array back in
 // dump order.
 //
 // The array lives outside the Go heap, in an anonymous mapping (with huge

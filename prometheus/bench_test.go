@@ -51,7 +51,7 @@ func flowSource(tb testing.TB, n int) *collector.Set {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: n + 10, Live: true})
+	p, err := flow.New(flow.Config{GroupBy: keys, MaxSeries: n + 10, Live: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -67,10 +67,13 @@ func flowSource(tb testing.TB, n int) *collector.Set {
 		f.Reply = ctnl.Tuple{Src: dst, Dst: src, Proto: 6, SPort: 443, DPort: uint16(32768 + i%28000)}
 		f.OrigPackets, f.OrigBytes, f.ReplyPackets, f.ReplyBytes = 10, 1500+uint64(i), 20, 3_000_000+uint64(i)
 	}
-	c := collector.NewConntrack(l, agg)
+	if err := p.Open(0, func() (flow.Conns, error) { return flow.Conns{Listener: l}, nil }); err != nil {
+		tb.Fatal(err)
+	}
+	c := collector.NewConntrack(p)
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
-	go func() { _ = c.Listen(ctx) }()
+	go func() { _ = p.Run(ctx) }()
 	<-l.done
 	return collector.NewSet(map[string]collector.Collector{"conntrack": c}, time.Minute, slog.New(slog.DiscardHandler))
 }

@@ -1,4 +1,4 @@
-package collector
+package flow
 
 import (
 	"context"
@@ -12,15 +12,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
-	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/ctload"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 )
 
-// benchFlows is the table size of the live accounting benchmark:
+// benchTableFlows is the table size of the live accounting benchmark:
 // NFE_BENCH_FLOWS, 1,000,000 by default.
-func benchFlows(b *testing.B) int {
+func benchTableFlows(b *testing.B) int {
 	if s := os.Getenv("NFE_BENCH_FLOWS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n <= 0 {
@@ -80,10 +79,10 @@ func bareDump(b *testing.B, h *netns.Handle) (int, time.Duration) {
 // dump and their ratio, and the memory each tracked flow costs: in the flow
 // table (outside the Go heap) and on the heap.
 //
-//	go test -run '^$' -bench KernelLiveDump -benchtime 5x ./collector/
+//	go test -run '^$' -bench KernelLiveDump -benchtime 5x ./flow/
 func BenchmarkKernelLiveDump(b *testing.B) {
 	netnstest.Require(b)
-	n := benchFlows(b)
+	n := benchTableFlows(b)
 	restore, err := ctload.RaiseLimits(n)
 	if err != nil {
 		b.Fatal(err)
@@ -101,11 +100,11 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 	}
 	defer h.Close()
 
-	keys, _ := flow.ParseGroupBy(flow.DefaultGroupBy)
+	keys, _ := ParseGroupBy(DefaultGroupBy)
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	agg, err := flow.NewAggregator(flow.Config{GroupBy: keys, MaxSeries: 4096, Live: true})
+	p, err := New(Config{GroupBy: keys, MaxSeries: 4096, Live: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -114,16 +113,20 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	c := NewConntrack(&fakeListener{done: make(chan struct{})}, agg)
-	c.Live(d, LiveConfig{})
+	if err := p.Open(h.FD(), func() (Conns, error) {
+		return Conns{Listener: &FakeListener{Done: make(chan struct{})}, Dumper: d}, nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	poll := p.cur.poll
 	ctx := context.Background()
-	if _, err := c.poll.round(ctx); err != nil { // the baseline
+	if _, err := poll.round(ctx); err != nil { // the baseline
 		b.Fatal(err)
 	}
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	ls, _ := agg.LiveStats()
+	ls, _ := p.agg.liveStats()
 	if ls.Tracked != n {
 		b.Fatalf("%d flows tracked after the baseline, want %d", ls.Tracked, n)
 	}
@@ -141,7 +144,7 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 			b.Fatal(err)
 		}
 		decode += st.CPU
-		st, err = c.poll.round(ctx)
+		st, err = poll.round(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -158,7 +161,7 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 	b.ReportMetric(float64(live)/float64(bare), "live/bare")
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/flow")
 	b.ReportMetric(float64(ls.TableBytes)/float64(n), "table-B/flow")
-	runtime.KeepAlive(agg)
+	runtime.KeepAlive(p)
 }
 
 func readSize() int {
