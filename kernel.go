@@ -137,6 +137,9 @@ func (k *kernel) nfacct(fd int) (collector.Collector, error) {
 // listener and, with live accounting, the table dumper, and starts it.
 func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 	s := &k.s.Conntrack
+	if sum := s.FilterSummary(); sum != "" {
+		k.logger.Info(sum)
+	}
 	err := k.ct.Open(fd, func() (flow.Conns, error) {
 		l, err := ctnl.Listen(ctnl.ListenConfig{
 			NetNS:         fd,
@@ -145,6 +148,7 @@ func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 			NoENOBUFS:     s.NoENOBUFS,
 			Reliable:      s.Reliable,
 			Method:        s.Method,
+			Filter:        s.EventFilter,
 		})
 		if err != nil {
 			return flow.Conns{}, err
@@ -171,7 +175,15 @@ func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 		return nil, err
 	}
 	k.tasks.Go("conntrack accounting", k.ct.Run)
-	return collector.NewConntrack(k.ct), nil
+	c := collector.NewConntrack(k.ct)
+	if accept, deny := s.Flow.Filter.Rules(); accept+deny > 0 {
+		if s.EventFilter != nil {
+			c.FilterPlaces("kernel", "userspace")
+		} else {
+			c.FilterPlaces("userspace")
+		}
+	}
+	return c, nil
 }
 
 // follow returns the task that watches the --netns path: when the

@@ -117,6 +117,9 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if cl.check {
+		if sum := settings.Conntrack.FilterSummary(); sum != "" && settings.Collectors.Conntrack {
+			fmt.Fprintf(stderr, "%s: %s\n", exporterName, sum)
+		}
 		fmt.Fprintf(stderr, "%s: configuration OK\n", exporterName)
 		return 0
 	}

@@ -26,7 +26,10 @@ type Conntrack struct {
 	src ConntrackSource
 
 	events, lost, drops, overruns, decodeErrors, buffer, upDesc *tree.Desc
-	growths, method                                             *tree.Desc
+	growths, method, filterInfo                                 *tree.Desc
+
+	// filterPlaces are where the filters run, set by FilterPlaces.
+	filterPlaces []string
 
 	live *liveFamilies
 	fams *flowFamilies
@@ -36,7 +39,9 @@ type Conntrack struct {
 func NewConntrack(src ConntrackSource) *Conntrack {
 	const ns = namespace + "_conntrack_"
 	return &Conntrack{
-		src:  src,
+		src: src,
+		filterInfo: tree.NewDesc(ns+"filter_info",
+			"Where the config file's filters judge conntrack flows: 1 for each place, kernel (a BPF program on the event socket) or userspace.", tree.Gauge, "place"),
 		fams: newFlowFamilies(src.Keys()),
 		live: newLiveFamilies(),
 		events: tree.NewDesc(ns+"destroy_events_total",
@@ -75,6 +80,9 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	}
 	ls := &st.Listener
 	b.Add(c.upDesc, up, []string{"exporter", "conntrack", "listener_up"})
+	for _, p := range c.filterPlaces {
+		b.Add(c.filterInfo, 1, nil, p)
+	}
 	b.Add(c.events, float64(ls.Events), []string{"exporter", "conntrack", "destroy_events"})
 	b.Add(c.overruns, float64(ls.Overruns), []string{"exporter", "conntrack", "listener_overruns"})
 	if ls.Method != "" {
@@ -160,4 +168,11 @@ func (c *ConntrackStats) Update(ctx context.Context, b *tree.Builder) error {
 		b.Add(sd.desc, float64(sd.get(&s)), []string{"conntrack_stats", sd.leaf})
 	}
 	return nil
+}
+
+// FilterPlaces says where the config file's filters run ("kernel",
+// "userspace"), for netfilter_conntrack_filter_info; none without filters.
+// Call it before the first Update.
+func (c *Conntrack) FilterPlaces(places ...string) {
+	c.filterPlaces = places
 }

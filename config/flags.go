@@ -64,6 +64,7 @@ type Flags struct {
 	PollInterval     string
 	DumpReadSize     string
 	Reliable         bool
+	FilterPlace      string
 
 	NfacctNameLabels string
 	NfacctSeparator  string
@@ -118,6 +119,7 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("conntrack.receive-method", "How conntrack events are received: auto (io_uring where the kernel and seccomp allow it, else recvmmsg), io_uring (a multishot receive into a ring of buffers, Linux 6.1+) or recvmmsg.").Default("auto").StringVar(&f.ReceiveMethod)
 	app.Flag("conntrack.poll-interval", "Live accounting: how often the conntrack table is dumped, so that flows are counted while they run and flows that never send a DESTROY event are counted too. auto adapts it to the table, from "+shortDuration(flow.DefaultMinPollInterval)+" up to "+shortDuration(flow.DefaultMaxPollInterval)+", so that dumps use at most "+strconv.FormatFloat(flow.DefaultPollCPUShare*100, 'g', 3, 64)+"% of one CPU; 0 turns live accounting off (flows are then counted only when they end).").Default("auto").StringVar(&f.PollInterval)
 	app.Flag("conntrack.dump-read-size", "Read size of conntrack table dumps; small values slow dumps down (for tests).").Hidden().Default("0").StringVar(&f.DumpReadSize)
+	app.Flag("conntrack.filter-place", "Where the config file's filters judge DESTROY events: kernel (a BPF program on the event socket drops what they surely refuse; userspace judges the rest again) or userspace (every event is received and judged).").Default("kernel").EnumVar(&f.FilterPlace, "kernel", "userspace")
 	app.Flag("conntrack.reliable", "Reliable event delivery (NETLINK_BROADCAST_ERROR): the kernel keeps an ended flow until its DESTROY event is delivered. Lossless, but the table holds those entries meanwhile.").BoolVar(&f.Reliable)
 
 	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&f.NfacctNameLabels)

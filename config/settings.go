@@ -80,6 +80,10 @@ type Conntrack struct {
 	Reliable         bool
 	Method           ctnl.Method
 	EnableAccounting bool
+	// EventFilter is the program the event listener attaches, compiled
+	// from the file's filters; nil without filters or with
+	// --conntrack.filter-place=userspace.
+	EventFilter *ctnl.EventFilter
 }
 
 // Nfacct are the nfacct collector's settings.
@@ -296,6 +300,11 @@ func (f *Flags) conntrack(file *File) (Conntrack, error) {
 	if c.ReceiveBufferMax < c.ReceiveBuffer {
 		return c, fmt.Errorf("--conntrack.receive-buffer-max: %w %s: below --conntrack.receive-buffer %s", errFlag, f.ReceiveBufferMax, f.ReceiveBuffer)
 	}
+	if f.FilterPlace != "userspace" {
+		if c.EventFilter, err = c.Flow.Filter.EventFilter(); err != nil {
+			return c, fmt.Errorf("--config.file: filters: %w", err)
+		}
+	}
 	if err := c.Flow.Validate(); err != nil {
 		return c, fmt.Errorf("conntrack settings: %w", err)
 	}
@@ -375,4 +384,19 @@ func size(flag, s string) (int, error) {
 		return 0, fmt.Errorf("%s: %w %s: must be a size from 1B to 1GiB, e.g. 64MiB", flag, errFlag, quote(s))
 	}
 	return int(n), nil
+}
+
+// FilterSummary says in one line where the file's filters judge flows, or
+// returns "" when there are none: a start logs it and --config.check
+// prints it.
+func (c *Conntrack) FilterSummary() string {
+	accept, deny := c.Flow.Filter.Rules()
+	if accept+deny == 0 {
+		return ""
+	}
+	kernel := "off (--conntrack.filter-place=userspace)"
+	if c.EventFilter != nil {
+		kernel = c.EventFilter.Summary()
+	}
+	return fmt.Sprintf("conntrack filters: %d accept and %d deny rules; in the kernel, on DESTROY events: %s; in userspace: every event and dumped entry the kernel keeps (events refused in the kernel are counted nowhere)", accept, deny, kernel)
 }

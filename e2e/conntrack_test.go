@@ -280,9 +280,11 @@ func TestExporterConntrackConfig(t *testing.T) {
 			want:   map[string]float64{"udp,9000": 1, "udp,9100-9199": 1, "udp,other": 1, "icmp,none": 1},
 		},
 		{
-			name:   "filters",
+			// In userspace every DESTROY event arrives and the filters
+			// refuse two of them.
+			name:   "filters in userspace",
 			config: "filters:\n  accept:\n    - {proto: [udp]}\n  deny:\n    - {dport: [9001]}\n",
-			args:   []string{"--conntrack.group-by=dport"},
+			args:   []string{"--conntrack.group-by=dport", "--conntrack.filter-place=userspace"},
 			traffic: func(t *testing.T, a, b *netnstest.NS) {
 				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
 				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9001", 1, 10)
@@ -291,7 +293,27 @@ func TestExporterConntrackConfig(t *testing.T) {
 			events: 3,
 			keys:   []string{"dport"},
 			want:   map[string]float64{"9000": 1},
-			self:   map[string]float64{"netfilter_conntrack_events_filtered_total": 2},
+			self: map[string]float64{"netfilter_conntrack_events_filtered_total": 2,
+				`netfilter_conntrack_filter_info{place="userspace"}`: 1},
+		},
+		{
+			// The same in the kernel (the default): the same series, and
+			// the refused events never reach the exporter.
+			name:   "filters in the kernel",
+			config: "filters:\n  accept:\n    - {proto: [udp]}\n  deny:\n    - {dport: [9001]}\n",
+			args:   []string{"--conntrack.group-by=dport"},
+			traffic: func(t *testing.T, a, b *netnstest.NS) {
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
+				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9001", 1, 10)
+				netnstest.TCPExchange(t, a, b, "tcp4", "192.0.2.2:9002", 10)
+			},
+			events: 1,
+			keys:   []string{"dport"},
+			want:   map[string]float64{"9000": 1},
+			self: map[string]float64{"netfilter_conntrack_events_filtered_total": 0,
+				"netfilter_conntrack_destroy_events_total":           1,
+				`netfilter_conntrack_filter_info{place="kernel"}`:    1,
+				`netfilter_conntrack_filter_info{place="userspace"}`: 1},
 		},
 		{
 			name: "series cap",
@@ -351,9 +373,19 @@ func TestExporterConntrackConfig(t *testing.T) {
 					t.Errorf("flows = %v, want 2 ports with 1 flow and other with 3", flows)
 				}
 			}
+			if strings.HasPrefix(tt.name, "filters in the kernel") {
+				// Events refused in the kernel are never counted: wait
+				// for any that would wrongly arrive.
+				time.Sleep(500 * time.Millisecond)
+				_, mfs = e.scrape(t)
+			}
 			for name, want := range tt.self {
-				if got := mustValue(t, mfs, name, nil); got != want {
-					t.Errorf("%s = %v, want %v", name, got, want)
+				var labels map[string]string
+				if n, l, ok := strings.Cut(name, `{place="`); ok {
+					name, labels = n, map[string]string{"place": strings.TrimSuffix(l, `"}`)}
+				}
+				if got := mustValue(t, mfs, name, labels); got != want {
+					t.Errorf("%s%v = %v, want %v", name, labels, got, want)
 				}
 			}
 		})

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 )
 
 // MarkMatch matches a conntrack mark m when m&Mask == Value&Mask. A zero
@@ -252,4 +254,43 @@ func prefixesFamily(ps []netip.Prefix) uint8 {
 		}
 	}
 	return fam
+}
+
+// EventFilter compiles f into a program for the conntrack event socket
+// (ctnl.CompileEventFilter): the kernel then drops the DESTROY events of
+// flows f surely rejects before they are queued, and f still judges every
+// event the program keeps, so what is counted does not change. A nil
+// Filter, or one without rules, needs no program: it returns nil.
+func (f *Filter) EventFilter() (*ctnl.EventFilter, error) {
+	if f == nil || len(f.accept)+len(f.deny) == 0 {
+		return nil, nil
+	}
+	return ctnl.CompileEventFilter(kernelRules(f.accept), kernelRules(f.deny))
+}
+
+// Rules returns how many accept and deny rules f holds.
+func (f *Filter) Rules() (accept, deny int) {
+	if f == nil {
+		return 0, 0
+	}
+	return len(f.accept), len(f.deny)
+}
+
+// kernelRules returns rules in the event filter's terms.
+func kernelRules(rules []Rule) []ctnl.FilterRule {
+	out := make([]ctnl.FilterRule, len(rules))
+	for i, r := range rules {
+		k := ctnl.FilterRule{Src: r.Src, Dst: r.Dst, Proto: r.Proto, Zone: r.Zone}
+		for _, p := range r.SPort {
+			k.SPort = append(k.SPort, ctnl.FilterPorts{Lo: p.Lo, Hi: p.Hi})
+		}
+		for _, p := range r.DPort {
+			k.DPort = append(k.DPort, ctnl.FilterPorts{Lo: p.Lo, Hi: p.Hi})
+		}
+		for _, m := range r.Mark {
+			k.Mark = append(k.Mark, ctnl.FilterMark{Value: m.Value, Mask: m.Mask})
+		}
+		out[i] = k
+	}
+	return out
 }
