@@ -1,0 +1,191 @@
+package nflog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
+)
+
+// tally counts what a Listener received, by group and prefix.
+type tally struct {
+	mu   sync.Mutex
+	got  map[string]*netnstest.NflogRule
+	keys map[string]map[string]int // group/prefix -> "family proto src dport hook in"
+}
+
+func newTally() *tally {
+	return &tally{got: map[string]*netnstest.NflogRule{}, keys: map[string]map[string]int{}}
+}
+
+func ruleKey(group uint16, prefix string) string { return fmt.Sprintf("%d/%q", group, prefix) }
+
+func (t *tally) add(ps []Packet) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range ps {
+		p := &ps[i]
+		k := ruleKey(p.Group, string(p.Prefix))
+		r := t.got[k]
+		if r == nil {
+			r = &netnstest.NflogRule{Group: p.Group, Prefix: string(p.Prefix)}
+			t.got[k] = r
+			t.keys[k] = map[string]int{}
+		}
+		r.Packets++
+		r.Bytes += uint64(p.Length)
+		t.keys[k][fmt.Sprintf("%d %d %s %d %d %d", p.Family, p.Proto, p.Src, p.DPort, p.Hook, p.InDev)]++
+	}
+}
+
+// matches reports whether the tally equals what the rules counted.
+func (t *tally) matches(rules []netnstest.NflogRule) (bool, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var diff []string
+	for _, r := range rules {
+		g := t.got[ruleKey(r.Group, r.Prefix)]
+		if g == nil {
+			g = &netnstest.NflogRule{Group: r.Group, Prefix: r.Prefix}
+		}
+		if *g != r {
+			diff = append(diff, fmt.Sprintf("got %v, the rule counted %v", g, r))
+		}
+	}
+	if len(t.got) != len(rules) {
+		diff = append(diff, fmt.Sprintf("%d group/prefix pairs received, want %d", len(t.got), len(rules)))
+	}
+	return len(diff) == 0, strings.Join(diff, "\n")
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func run(t *testing.T, l *Listener, fn func([]Packet)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, fn) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		l.Close()
+	})
+}
+
+func TestKernelCountsEqualRuleCounters(t *testing.T) {
+	netnstest.Require(t, "nft", "iptables", "ip6tables")
+	f := netnstest.NewNflogFixture(t)
+	l, err := Listen(&Config{NetNS: f.B.FD(), Groups: []uint16{5, 6, 7}, ReadBuffer: 4 << 20, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := newTally()
+	run(t, l, tl.add)
+	f.Send(t, 20)
+	waitFor(t, 30*time.Second, func() (bool, string) { return tl.matches(f.Rules(t)) })
+
+	st, err := l.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var received uint64
+	for _, g := range st.Groups {
+		if g.Lost != 0 {
+			t.Errorf("group %d lost %d packets", g.Group, g.Lost)
+		}
+		received += g.Received
+	}
+	if received != 20*7 || st.DecodeErrors != 0 {
+		t.Errorf("stats %+v: want 140 received, no decode error", st)
+	}
+	// The keys: family, protocol, source, destination port, hook (input)
+	// and the input interface of every packet.
+	ifc, err := interfaceIndex(f.B, f.IfB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4, v6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	want := map[string]map[string]int{
+		ruleKey(5, "ssh-attempt "):            {fmt.Sprintf("2 6 %s 22 1 %d", v4, ifc): 20, fmt.Sprintf("10 6 %s 22 1 %d", v6, ifc): 20},
+		ruleKey(5, "udp6 in "):                {fmt.Sprintf("10 17 %s 9000 1 %d", v6, ifc): 20},
+		ruleKey(6, ""):                        {fmt.Sprintf("2 17 %s 9001 1 %d", v4, ifc): 20, fmt.Sprintf("10 17 %s 9001 1 %d", v6, ifc): 20},
+		ruleKey(7, netnstest.NflogIPv4Prefix): {fmt.Sprintf("2 17 %s 9002 1 %d", v4, ifc): 20},
+		ruleKey(7, netnstest.NflogIPv6Prefix): {fmt.Sprintf("10 17 %s 9002 1 %d", v6, ifc): 20},
+	}
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	for k, w := range want {
+		if fmt.Sprint(tl.keys[k]) != fmt.Sprint(w) {
+			t.Errorf("%s: keys %v, want %v", k, tl.keys[k], w)
+		}
+	}
+}
+
+// interfaceIndex returns the index of interface name in ns.
+func interfaceIndex(ns *netnstest.NS, name string) (int, error) {
+	var idx int
+	err := ns.Do(func() error {
+		ifc, err := net.InterfaceByName(name)
+		if err == nil {
+			idx = ifc.Index
+		}
+		return err
+	})
+	return idx, err
+}
+
+func TestKernelGroupHeldNamesTheHolder(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t)
+	first, err := Listen(&Config{NetNS: ns.FD(), Groups: []uint16{9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	_, err = Listen(&Config{NetNS: ns.FD(), Groups: []uint16{8, 9}})
+	t.Log(err)
+	if !errors.Is(err, errGroupHeld) {
+		t.Fatalf("second bind: error = %v, want %v", err, errGroupHeld)
+	}
+	for _, want := range []string{"group 9", "netlink port ", fmt.Sprintf("process %d ", os.Getpid())} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	// Group 8, bound before 9 failed, was released with the socket.
+	again, err := Listen(&Config{NetNS: ns.FD(), Groups: []uint16{8}})
+	if err != nil {
+		t.Fatalf("group 8 after the failed Listen: %v", err)
+	}
+	again.Close()
+	// Another namespace's group 9 is its own.
+	other, err := Listen(&Config{NetNS: netnstest.New(t).FD(), Groups: []uint16{9}})
+	if err != nil {
+		t.Fatalf("group 9 in another namespace: %v", err)
+	}
+	other.Close()
+}
