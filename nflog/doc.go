@@ -27,6 +27,17 @@
 // message received: a loss at the very end of a burst shows once the next
 // message of the group arrives.
 //
+// # Conntrack's invalid packets
+//
+// Conntrack logs the packets it finds invalid through the family's logger:
+// with nfnetlink_log, to group InvalidGroup (0), with a prefix such as
+// "nf_ct_proto_6: invalid tcp flag combination ". EnableInvalidLogging sets
+// the namespace's IPv4 and IPv6 loggers to nfnetlink_log and
+// nf_conntrack_log_invalid to 255, returning what it changed for
+// RestoreSysctls (the loggers outlive the socket); InvalidReason turns a
+// prefix into a bounded reason. The hook of these messages is always 0: the
+// direction is known from the interfaces only.
+//
 // # Errors
 //
 // A group bound by another socket (ulogd2, another exporter) cannot be bound

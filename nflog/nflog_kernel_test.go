@@ -257,3 +257,91 @@ func TestKernelLossIsExact(t *testing.T) {
 		t.Errorf("handed to fn %v, counted received %d", got, g.Received)
 	}
 }
+
+// invalidRuleset counts what conntrack finds invalid, where it is found:
+// packets coming in at prerouting, the namespace's own at output.
+const invalidRuleset = `
+table inet track {
+	counter inv_in { }
+	counter inv_out { }
+	chain pre {
+		type filter hook prerouting priority 0;
+		ct state invalid counter name "inv_in"
+	}
+	chain out {
+		type filter hook output priority 0;
+		ct state invalid counter name "inv_out"
+	}
+}
+`
+
+func TestKernelConntrackInvalidReasons(t *testing.T) {
+	netnstest.Require(t, "nft")
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+	netnstest.NftLoad(t, b, invalidRuleset)
+	before := map[string]string{}
+	for _, s := range []string{SysctlLoggerIPv4, SysctlLoggerIPv6, SysctlLogInvalid} {
+		v, err := readSysctl(b.FD(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[s] = v
+	}
+	l, err := Listen(&Config{NetNS: b.FD(), Groups: []uint16{InvalidGroup}, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := EnableInvalidLogging(b.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 3 {
+		t.Errorf("changed %+v, want the two loggers and nf_conntrack_log_invalid", changes)
+	}
+	var mu sync.Mutex
+	reasons := map[string]uint64{}
+	run(t, l, func(ps []Packet) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range ps {
+			r, ok := InvalidReason(nil, ps[i].Prefix)
+			dir := "out"
+			if ps[i].InDev != 0 {
+				dir = "in"
+			}
+			if !ok {
+				r = []byte("not invalid: " + string(ps[i].Prefix))
+			}
+			reasons[dir+" "+string(r)]++
+		}
+	})
+	netnstest.SendTCPFlags(t, a, "192.0.2.1", "192.0.2.2", 80, 0x03, 7) // SYN+FIN
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		byName := map[string]uint64{}
+		for _, c := range netnstest.NftCounters(t, b) {
+			byName[c.Name] = c.Packets
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var in, out uint64
+		for k, n := range reasons {
+			if strings.HasPrefix(k, "in ") {
+				in += n
+			} else {
+				out += n
+			}
+		}
+		ok := in == byName["inv_in"] && out == byName["inv_out"] && reasons["in invalid tcp flag combination"] == 7
+		return ok, fmt.Sprintf("reasons %v, counters %v", reasons, byName)
+	})
+	t.Logf("reasons %v", reasons)
+	if err := RestoreSysctls(b.FD(), changes); err != nil {
+		t.Fatal(err)
+	}
+	for s, v := range before {
+		if got, err := readSysctl(b.FD(), s); err != nil || got != v {
+			t.Errorf("%s after restore: %q %v, want %q", s, got, err, v)
+		}
+	}
+}

@@ -296,3 +296,27 @@ func FuzzDecode(f *testing.F) {
 		})
 	})
 }
+
+func TestInvalidReason(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"nf_ct_proto_6: invalid tcp flag combination ", "invalid tcp flag combination", true},
+		{"nf_ct_proto_6: SEQ is over upper bound 1027999487 (over the window of the receiver) ", "SEQ is over upper bound N (over the window of the receiver)", true},
+		{"nf_ct_proto_6: packet (index 0) in dir 0 ignored, state CLOSE_WAIT ", "packet (index N) in dir N ignored, state CLOSE_WAIT", true},
+		{"nf_ct_ftp: dropping packet ", "dropping packet", true},
+		{"ssh-attempt ", "", false},
+		{"nf_ct", "", false},
+	} {
+		got, ok := InvalidReason(nil, []byte(tt.in))
+		if string(got) != tt.want || ok != tt.ok {
+			t.Errorf("%q: %q %v, want %q %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+	buf := make([]byte, 0, 128)
+	p := []byte("nf_ct_proto_6: SEQ is over upper bound 1027999487 (over the window of the receiver) ")
+	if n := testing.AllocsPerRun(100, func() { buf, _ = InvalidReason(buf[:0], p) }); n != 0 {
+		t.Errorf("InvalidReason allocates %v times", n)
+	}
+}

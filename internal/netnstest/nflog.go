@@ -1,6 +1,7 @@
 package netnstest
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"strconv"
@@ -140,4 +141,47 @@ func (r NflogRule) String() string {
 // dialTCP tries a TCP connection to addr, for a second at most.
 func dialTCP(addr string) (net.Conn, error) {
 	return net.DialTimeout("tcp", addr, time.Second)
+}
+
+// SendTCPFlags sends count bare TCP segments with the given flags (0x03:
+// SYN and FIN) from src in ns to dst:dport over IPv4, through a raw socket:
+// packets conntrack finds invalid.
+func SendTCPFlags(t testing.TB, ns *NS, src, dst string, dport uint16, flags byte, count int) {
+	t.Helper()
+	c := ns.ListenPacket(t, "ip4:tcp", src)
+	s, d := net.ParseIP(src).To4(), net.ParseIP(dst).To4()
+	for i := range count {
+		h := make([]byte, 20)
+		binary.BigEndian.PutUint16(h[0:], uint16(40000+i))
+		binary.BigEndian.PutUint16(h[2:], dport)
+		binary.BigEndian.PutUint32(h[4:], uint32(1000+i))
+		h[12] = 5 << 4
+		h[13] = flags
+		binary.BigEndian.PutUint16(h[14:], 65535)
+		binary.BigEndian.PutUint16(h[16:], tcpChecksum(s, d, h))
+		if _, err := c.WriteTo(h, &net.IPAddr{IP: d}); err != nil {
+			t.Fatalf("sending TCP segment %d to %s: %v", i, dst, err)
+		}
+	}
+}
+
+// tcpChecksum is the checksum of TCP segment seg from src to dst (IPv4).
+func tcpChecksum(src, dst net.IP, seg []byte) uint16 {
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(src)
+	add(dst)
+	add([]byte{0, 6, byte(len(seg) >> 8), byte(len(seg))})
+	add(seg)
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
 }
