@@ -22,6 +22,10 @@ var (
 	errNflogLimit   = errors.New("invalid nflog series limit")
 )
 
+// maxInvalidReasons bounds the reasons of invalid packets; the others
+// read other.
+const maxInvalidReasons = 100
+
 // NflogKeys are the keys --nflog.group-by takes, besides group and prefix
 // which every series has.
 var NflogKeys = []string{"family", "proto", "sport", "dport", "src", "dst", "in", "out", "hook", "mark"}
@@ -45,6 +49,10 @@ type NflogConfig struct {
 	// group are summed into its overflow series, whose prefix and keys
 	// read other. DefaultNflogMaxSeries when 0.
 	MaxSeries int
+	// ConntrackInvalid counts conntrack's invalid-packet messages, which
+	// arrive on group 0 (nflog.InvalidGroup), by reason instead of as
+	// nflog series.
+	ConntrackInvalid bool
 	// InterfaceName names the interface of an index in the watched
 	// namespace, for the in and out keys; nil reads the index.
 	InterfaceName func(index uint32) string
@@ -133,11 +141,18 @@ type Nflog struct {
 	order      []*nflogSeries
 	prefixes   map[string]string
 	overflowed uint64
+	// The invalid packets, by key, in order of appearance; reasons are
+	// interned, reasonBuf the listener's scratch.
+	invalid      map[invalidKey]*uint64
+	invalidOrder []invalidKey
+	reasons      map[string]string
+	reasonBuf    []byte
 
 	// rowsMu guards what snapshots keep from one to the next.
-	rowsMu  sync.Mutex
-	rows    []tree.Row
-	ifnames map[uint32]string
+	rowsMu      sync.Mutex
+	rows        []tree.Row
+	invalidRows []tree.Row
+	ifnames     map[uint32]string
 
 	up atomic.Bool
 
@@ -145,6 +160,15 @@ type Nflog struct {
 	packets, bytes, lost                             *tree.Desc
 	seriesDesc, limitDesc, overflowDesc, upDesc      *tree.Desc
 	buffer, growths, overruns, decodeErrors, dropped *tree.Desc
+	invalidDesc                                      *tree.Desc
+	invalidColumns                                   []tree.Column
+}
+
+// invalidKey identifies a series of invalid packets.
+type invalidKey struct {
+	family, proto uint8
+	reason        string
+	in            bool
 }
 
 // NewNflog returns an nflog collector reading src.
@@ -155,7 +179,8 @@ func NewNflog(src NflogSource, cfg NflogConfig) (*Nflog, error) {
 	if cfg.MaxSeries == 0 {
 		cfg.MaxSeries = DefaultNflogMaxSeries
 	}
-	c := &Nflog{src: src, cfg: cfg, series: map[nflogKey]*nflogSeries{}, prefixes: map[string]string{}, ifnames: map[uint32]string{}}
+	c := &Nflog{src: src, cfg: cfg, series: map[nflogKey]*nflogSeries{}, prefixes: map[string]string{}, ifnames: map[uint32]string{},
+		invalid: map[invalidKey]*uint64{}, reasons: map[string]string{}, reasonBuf: make([]byte, 0, 256)}
 	c.names = append([]string{"group", "prefix"}, cfg.GroupBy...)
 	for _, k := range cfg.GroupBy {
 		c.fields |= 1 << slices.Index(NflogKeys, k)
@@ -185,7 +210,11 @@ func NewNflog(src NflogSource, cfg NflogConfig) (*Nflog, error) {
 		"Nflog messages that could not be decoded and were skipped.", tree.Counter)
 	c.dropped = tree.NewDesc(ns+"socket_drops_total",
 		"Batches of nflog messages the kernel could not queue on the socket (SK_MEMINFO_DROPS); the packets they held are in packets_lost_total.", tree.Counter)
+	c.invalidDesc = tree.NewDesc(namespace+"_conntrack_invalid_packets_total",
+		"Packets conntrack found invalid, by the reason it logged (--nflog.conntrack-invalid); direction in for packets with an input device, out for the others.", tree.Counter,
+		"family", "proto", "reason", "direction")
 	c.columns = []tree.Column{{Desc: c.packets.WithLeaf("pkts")}, {Desc: c.bytes.WithLeaf("bytes")}}
+	c.invalidColumns = []tree.Column{{Desc: c.invalidDesc}}
 	return c, nil
 }
 
@@ -212,6 +241,13 @@ func (c *Nflog) count(ps []nflog.Packet) {
 	defer c.mu.Unlock()
 	for i := range ps {
 		p := &ps[i]
+		if c.cfg.ConntrackInvalid && p.Group == nflog.InvalidGroup {
+			if r, ok := nflog.InvalidReason(c.reasonBuf[:0], p.Prefix); ok {
+				c.reasonBuf = r
+				c.countInvalid(p, r)
+				continue
+			}
+		}
 		var k nflogKey
 		k.group = p.Group
 		prefix, ok := c.prefixes[string(p.Prefix)]
@@ -247,6 +283,27 @@ func (c *Nflog) count(ps []nflog.Packet) {
 		s.packets++
 		s.bytes += uint64(p.Length)
 	}
+}
+
+// countInvalid counts an invalid packet whose reason is r. c.mu must be
+// held.
+func (c *Nflog) countInvalid(p *nflog.Packet, r []byte) {
+	reason, ok := c.reasons[string(r)]
+	if !ok {
+		reason = "other"
+		if len(c.reasons) < maxInvalidReasons {
+			reason = string(r)
+			c.reasons[reason] = reason
+		}
+	}
+	k := invalidKey{family: p.Family, proto: p.Proto, reason: reason, in: p.InDev != 0}
+	n := c.invalid[k]
+	if n == nil {
+		n = new(uint64)
+		c.invalid[k] = n
+		c.invalidOrder = append(c.invalidOrder, k)
+	}
+	*n++
 }
 
 // fill sets the group-by fields of k from p.
@@ -300,6 +357,12 @@ func (c *Nflog) Update(_ context.Context, b *tree.Builder) error {
 		values = append(values, float64(s.packets), float64(s.bytes))
 	}
 	overflowed := c.overflowed
+	ni := len(c.invalidOrder)
+	invalidKeys := c.invalidOrder[:ni:ni]
+	invalidValues := make([]float64, ni)
+	for i, k := range invalidKeys {
+		invalidValues[i] = float64(*c.invalid[k])
+	}
 	c.mu.Unlock()
 
 	c.rowsMu.Lock()
@@ -311,8 +374,21 @@ func (c *Nflog) Update(_ context.Context, b *tree.Builder) error {
 		c.rows = append(c.rows, tree.Row{Labels: s.labels, Path: s.path})
 	}
 	rows := c.rows[:n:n]
+	for i := len(c.invalidRows); i < ni; i++ {
+		k := invalidKeys[i]
+		dir := "out"
+		if k.in {
+			dir = "in"
+		}
+		vals := []string{nflogFamily(k.family), flow.ProtoName(k.proto), k.reason, dir}
+		c.invalidRows = append(c.invalidRows, tree.Row{Labels: tree.NewLabels(vals...), Path: vals})
+	}
+	invalidRows := c.invalidRows[:ni:ni]
 	c.rowsMu.Unlock()
 	b.AddTable(&tree.Table{Columns: c.columns, Names: c.names, Prefix: []string{"nflog"}, Rows: rows, Values: values})
+	if c.cfg.ConntrackInvalid {
+		b.AddTable(&tree.Table{Columns: c.invalidColumns, Names: c.invalidDesc.Labels, Prefix: []string{"conntrack", "invalid"}, Rows: invalidRows, Values: invalidValues})
+	}
 
 	self := func(leaf ...string) []string { return append([]string{"exporter", "nflog"}, leaf...) }
 	up := 0.0

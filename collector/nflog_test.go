@@ -184,3 +184,58 @@ func TestParseNflogGroupBy(t *testing.T) {
 		}
 	}
 }
+
+func TestNflogConntrackInvalidGolden(t *testing.T) {
+	v4a, v4b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	ps := []nflog.Packet{
+		{Group: 0, Family: 2, Prefix: []byte("nf_ct_proto_6: invalid tcp flag combination "), InDev: 2, Length: 40, Proto: 6, Src: v4a, Dst: v4b},
+		{Group: 0, Family: 2, Prefix: []byte("nf_ct_proto_6: invalid tcp flag combination "), InDev: 2, Length: 40, Proto: 6, Src: v4a, Dst: v4b},
+		{Group: 0, Family: 2, Prefix: []byte("nf_ct_proto_6: invalid new "), OutDev: 2, Length: 40, Proto: 6, Src: v4b, Dst: v4a},
+		{Group: 0, Family: 2, Prefix: []byte("nf_ct_proto_6: SEQ is over upper bound 1027999487 (over the window of the receiver) "), InDev: 2, Length: 52, Proto: 6},
+		{Group: 0, Family: 2, Prefix: []byte("nf_ct_proto_6: SEQ is over upper bound 1027999999 (over the window of the receiver) "), InDev: 2, Length: 52, Proto: 6},
+		// A log group 0 rule of the ruleset's own is an nflog series.
+		{Group: 0, Family: 2, Prefix: []byte("group zero "), InDev: 2, Length: 60, Proto: 17},
+	}
+	src := &fakeNflog{stats: nflog.Stats{Groups: []nflog.GroupStats{{Group: 0, Received: 6}}}}
+	c, err := NewNflog(src, NflogConfig{ConntrackInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.count(ps)
+	p := prometheus.NewGatherer(NewSet(map[string]Collector{"nflog": c}, time.Second, discard))
+	checkGolden(t, p, "testdata/nflog_invalid.prom")
+	var b tree.Builder
+	if err := c.Update(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for s := range b.All() {
+		if s.Desc.Name == "netfilter_conntrack_invalid_packets_total" {
+			paths = append(paths, strings.Join(s.GraphitePath(), "/")+"="+strconv.FormatFloat(s.Value, 'f', -1, 64))
+		}
+	}
+	want := []string{
+		"conntrack/invalid/ipv4/tcp/invalid tcp flag combination/in=2",
+		"conntrack/invalid/ipv4/tcp/invalid new/out=1",
+		"conntrack/invalid/ipv4/tcp/SEQ is over upper bound N (over the window of the receiver)/in=2",
+	}
+	if diff := cmp.Diff(want, paths); diff != "" {
+		t.Errorf("paths (-want +got):\n%s", diff)
+	}
+	if n := testing.AllocsPerRun(100, func() { c.count(ps[:5]) }); n != 0 {
+		t.Errorf("counting known invalid reasons allocates %v times per batch", n)
+	}
+}
+
+func TestNflogConntrackInvalidReasonsAreCapped(t *testing.T) {
+	c, err := NewNflog(&fakeNflog{}, NflogConfig{ConntrackInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxInvalidReasons + 10 {
+		c.count([]nflog.Packet{{Family: 2, Proto: 6, Prefix: []byte("nf_ct_proto_6: reason " + strings.Repeat("x", i))}})
+	}
+	if len(c.reasons) != maxInvalidReasons || *c.invalid[invalidKey{family: 2, proto: 6, reason: "other"}] != 10 {
+		t.Errorf("%d reasons, other %v", len(c.reasons), c.invalid[invalidKey{family: 2, proto: 6, reason: "other"}])
+	}
+}

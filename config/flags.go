@@ -65,6 +65,7 @@ type Flags struct {
 	NflogMaxSeries        string
 	NflogReceiveBuffer    string
 	NflogReceiveBufferMax string
+	NflogConntrackInvalid bool
 
 	NftRuleCounters      bool
 	NftRuleCountersLimit string
@@ -123,6 +124,8 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("nflog.max-series", "Most nflog series; past it new key combinations of a group are summed into one series whose prefix and keys read other.").Default(strconv.Itoa(collector.DefaultNflogMaxSeries)).StringVar(&f.NflogMaxSeries)
 	app.Flag("nflog.receive-buffer", "Receive buffer of the nflog socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&f.NflogReceiveBuffer)
 	app.Flag("nflog.receive-buffer-max", "Largest size the nflog receive buffer is doubled up to, each time logged packets are lost; equal to --nflog.receive-buffer to never grow it.").Default("1GiB").StringVar(&f.NflogReceiveBufferMax)
+
+	app.Flag("nflog.conntrack-invalid", "Count the packets conntrack finds invalid by the reason it logs: binds nflog group 0 and, in the watched namespace, sets the IPv4 and IPv6 loggers to nfnetlink_log and nf_conntrack_log_invalid to 255, restored at exit.").BoolVar(&f.NflogConntrackInvalid)
 
 	app.Flag("nftables.rule-counters", "Also export the anonymous counters of nf_tables rules that carry a comment, summed by family, table, chain and comment.").BoolVar(&f.NftRuleCounters)
 	app.Flag("nftables.rule-counters-limit", "Most rule counter series exported with --nftables.rule-counters; the others are left out and counted.").Default(strconv.Itoa(collector.DefaultRuleCountersLimit)).StringVar(&f.NftRuleCountersLimit)

@@ -35,6 +35,10 @@ func TestSettingsNflog(t *testing.T) {
 			t.Errorf("%q: error %v, want one wrapping errFlag", args, err)
 		}
 	}
+	s, err = settings(t, "--nflog.conntrack-invalid")
+	if err != nil || !s.Collectors.Nflog || !s.Nflog.ConntrackInvalid || len(s.Nflog.Groups) != 0 {
+		t.Errorf("--nflog.conntrack-invalid: %v %+v", err, s.Nflog)
+	}
 	if _, err := settings(t, "--nflog.group-by=prefix"); err == nil {
 		t.Error("--nflog.group-by=prefix accepted")
 	}

@@ -96,7 +96,8 @@ type Nfacct struct {
 // Nflog are the nflog collector's settings.
 type Nflog struct {
 	collector.NflogConfig
-	// Groups are the nflog groups to bind; the collector is off without.
+	// Groups are the nflog groups to bind; the collector is off without,
+	// unless ConntrackInvalid is set (which binds group 0 as well).
 	Groups           []uint16
 	ReceiveBuffer    int
 	ReceiveBufferMax int
@@ -168,7 +169,7 @@ func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
 	if s.Nflog, err = f.nflog(); err != nil {
 		return nil, err
 	}
-	s.Collectors.Nflog = len(s.Nflog.Groups) > 0
+	s.Collectors.Nflog = len(s.Nflog.Groups) > 0 || s.Nflog.ConntrackInvalid
 	if s.Graphite, err = f.graphite(); err != nil {
 		return nil, err
 	}
@@ -177,7 +178,7 @@ func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
 
 // nflog checks the nflog flags, whether a group is given or not.
 func (f *Flags) nflog() (Nflog, error) {
-	var n Nflog
+	n := Nflog{NflogConfig: collector.NflogConfig{ConntrackInvalid: f.NflogConntrackInvalid}}
 	for _, g := range f.NflogGroups {
 		v, err := integer("--nflog.group", g, 0, 65535)
 		if err != nil {

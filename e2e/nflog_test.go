@@ -87,3 +87,66 @@ func TestExporterNflog(t *testing.T) {
 		}
 	}
 }
+
+// TestExporterNflogConntrackInvalid runs the exporter with
+// --nflog.conntrack-invalid on a namespace that receives SYN+FIN segments
+// from a peer: they and the namespace's RST replies are counted by reason
+// and direction, equal to ct state invalid counters at prerouting and
+// output, and the sysctls the exporter set read as before once it exits.
+func TestExporterNflogConntrackInvalid(t *testing.T) {
+	netnstest.Require(t, "nft")
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+	netnstest.NftLoad(t, b, `
+table inet track {
+	counter inv_in { }
+	counter inv_out { }
+	chain pre {
+		type filter hook prerouting priority 0;
+		ct state invalid counter name "inv_in"
+	}
+	chain out {
+		type filter hook output priority 0;
+		ct state invalid counter name "inv_out"
+	}
+}
+`)
+	sysctls := []string{"net.netfilter.nf_log.2", "net.netfilter.nf_log.10", "net.netfilter.nf_conntrack_log_invalid"}
+	read := func() string { return b.Run(t, "sysctl", append([]string{"-n"}, sysctls...)...) }
+	before := read()
+	e := startExporter(t, "--netns="+b.Path(), "--collector.disable-defaults", "--nflog.conntrack-invalid")
+	// The exporter serves /metrics once the sysctls are set.
+	netnstest.SendTCPFlags(t, a, "192.0.2.1", "192.0.2.2", 80, 0x03, 5)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		counters := map[string]float64{}
+		for _, c := range netnstest.NftCounters(t, b) {
+			counters[c.Name] = float64(c.Packets)
+		}
+		_, mfs := e.scrape(t)
+		in, _ := sum(mfs, "netfilter_conntrack_invalid_packets_total", map[string]string{"direction": "in"})
+		out, _ := sum(mfs, "netfilter_conntrack_invalid_packets_total", map[string]string{"direction": "out"})
+		flags, _ := value(mfs, "netfilter_conntrack_invalid_packets_total",
+			map[string]string{"family": "ipv4", "proto": "tcp", "reason": "invalid tcp flag combination", "direction": "in"})
+		if in == counters["inv_in"] && out == counters["inv_out"] && flags == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics: in %v out %v (flag combination %v), the ct state invalid counters %v; log:\n%s", in, out, flags, counters, e.stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if during := read(); during == before {
+		t.Errorf("the sysctls did not change: %q", during)
+	}
+	if err := e.terminate(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for read() != before || !strings.Contains(e.stderr.String(), "restored the sysctls") {
+		if time.Now().After(deadline) {
+			t.Fatalf("sysctls after exit:\n%s\nwant as before:\n%s\nand a log saying they were restored:\n%s", read(), before, e.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
