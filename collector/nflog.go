@@ -141,6 +141,11 @@ type Nflog struct {
 	order      []*nflogSeries
 	prefixes   map[string]string
 	overflowed uint64
+	// The last series counted and the last prefix looked up, raw and
+	// interned.
+	last       *nflogSeries
+	lastRaw    []byte
+	lastPrefix string
 	// The invalid packets, by key, in order of appearance; reasons are
 	// interned, reasonBuf the listener's scratch.
 	invalid      map[invalidKey]*uint64
@@ -250,7 +255,16 @@ func (c *Nflog) count(ps []nflog.Packet) {
 		}
 		var k nflogKey
 		k.group = p.Group
-		prefix, ok := c.prefixes[string(p.Prefix)]
+		// Packets come in runs from one rule: the last prefix and
+		// series are tried before the maps.
+		prefix, ok := c.lastPrefix, c.lastRaw != nil && string(p.Prefix) == string(c.lastRaw)
+		if !ok {
+			prefix, ok = c.prefixes[string(p.Prefix)]
+			if ok {
+				c.lastRaw = append(c.lastRaw[:0], p.Prefix...)
+				c.lastPrefix = prefix
+			}
+		}
 		if !ok {
 			if len(c.prefixes) < c.cfg.MaxSeries {
 				prefix = strings.TrimSpace(string(p.Prefix))
@@ -263,7 +277,10 @@ func (c *Nflog) count(ps []nflog.Packet) {
 		if !k.overflow {
 			c.fill(&k, p)
 		}
-		s := c.series[k]
+		s := c.last
+		if s == nil || s.key != k {
+			s = c.series[k]
+		}
 		if s == nil {
 			if len(c.series) >= c.cfg.MaxSeries {
 				k = nflogKey{group: p.Group, overflow: true}
@@ -282,6 +299,7 @@ func (c *Nflog) count(ps []nflog.Packet) {
 		}
 		s.packets++
 		s.bytes += uint64(p.Length)
+		c.last = s
 	}
 }
 

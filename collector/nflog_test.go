@@ -239,3 +239,25 @@ func TestNflogConntrackInvalidReasonsAreCapped(t *testing.T) {
 		t.Errorf("%d reasons, other %v", len(c.reasons), c.invalid[invalidKey{family: 2, proto: 6, reason: "other"}])
 	}
 }
+
+// BenchmarkNflogCount counts batches of 256 packets of one rule, with the
+// default keys and with family,proto,dport.
+func BenchmarkNflogCount(b *testing.B) {
+	ps := make([]nflog.Packet, 256)
+	for i := range ps {
+		ps[i] = nflogPackets[0]
+	}
+	for _, keys := range [][]string{nil, {"family", "proto", "dport"}} {
+		b.Run(strings.Join(keys, ",")+"_", func(b *testing.B) {
+			c, err := NewNflog(&fakeNflog{}, NflogConfig{GroupBy: keys})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				c.count(ps)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ps)), "ns/packet")
+		})
+	}
+}

@@ -274,26 +274,40 @@ func (l *Listener) datagram(b []byte, fn func([]Packet)) {
 		return
 	}
 	fn(l.packets)
+	// Counted per run of packets of one group (a datagram usually holds
+	// one group's): one atomic addition per run, not per packet.
 	var g *group
+	var received, lost uint64
+	flush := func() {
+		if g != nil {
+			// Lost before received: Stats reads them the other way
+			// round, so it never sees a gap without its packet.
+			g.lost.Add(lost)
+			g.received.Add(received)
+		}
+		received, lost = 0, 0
+	}
 	for i := range l.packets {
 		p := &l.packets[i]
 		if g == nil || g.id != p.Group {
+			flush()
 			if g = l.group(p.Group); g == nil {
 				continue
 			}
 		}
-		g.received.Add(1)
+		received++
 		if p.HasSeq {
 			// The gap, modulo 2^32; a number behind the expected one
 			// (never seen from the kernel) counts no loss.
 			if gap := p.Seq - g.next; gap > 0 && gap < 1<<31 {
-				g.lost.Add(uint64(gap))
+				lost += uint64(gap)
 			}
 			if p.Seq-g.next < 1<<31 {
 				g.next = p.Seq + 1
 			}
 		}
 	}
+	flush()
 }
 
 // group returns the state of group id; nil if it is not one of ours.

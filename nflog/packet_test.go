@@ -320,3 +320,23 @@ func TestInvalidReason(t *testing.T) {
 		t.Errorf("InvalidReason allocates %v times", n)
 	}
 }
+
+// BenchmarkDatagram decodes a datagram of 256 packet messages, as the
+// kernel batches them, and accounts their sequence numbers.
+func BenchmarkDatagram(b *testing.B) {
+	l := listenerFor(5)
+	l.packets = make([]Packet, 0, 256)
+	var d []byte
+	for i := range 256 {
+		d = append(d, message(afINET, 5, hdr(ethIPv4, 1), attr(attrMark, be32(0)), attr(attrInDev, be32(2)), prefix("burst "),
+			attr(attrSeq, be32(uint32(i))), attr(attrSeqGlobal, be32(uint32(i))),
+			attr(attrPayload, ipv4(protoUDP, 92, 0, "198.18.0.1", "198.18.0.2", 0xc3, 0x50, 0x27, 0x0f, 0, 72, 0, 0)))...)
+	}
+	b.SetBytes(int64(len(d)))
+	b.ReportAllocs()
+	for b.Loop() {
+		l.groups[0].next = 0
+		l.datagram(d, func([]Packet) {})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/packet")
+}
