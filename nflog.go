@@ -4,6 +4,8 @@ import (
 	"net"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/task"
@@ -62,8 +64,20 @@ func (k *kernel) nflog(fd int, add func(string, collector.Collector, error)) {
 			logger.Info("set for --nflog.conntrack-invalid; restored at exit", "sysctl", ch.Name, "was", ch.Old, "now", ch.New)
 		}
 		if len(changes) > 0 {
+			// A descriptor of its own: when --netns changes, the
+			// follower closes the old namespace's before this runs.
+			nsFD := fd
+			if fd != 0 {
+				if nsFD, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+					logger.Error("cannot keep the namespace open to restore what --nflog.conntrack-invalid set", "err", err)
+					nsFD = fd
+				}
+			}
 			k.closers = append(k.closers, closerFunc(func() error {
-				err := nflog.RestoreSysctls(fd, changes)
+				err := nflog.RestoreSysctls(nsFD, changes)
+				if nsFD != fd {
+					unix.Close(nsFD)
+				}
 				if err != nil {
 					logger.Error("cannot restore what --nflog.conntrack-invalid set", "err", err)
 				} else {
