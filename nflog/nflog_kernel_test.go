@@ -345,3 +345,70 @@ func TestKernelConntrackInvalidReasons(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelGroupHeldByUlogd2 binds a group ulogd2 holds: the error names
+// ulogd, as the README's way out describes.
+func TestKernelGroupHeldByUlogd2(t *testing.T) {
+	netnstest.Require(t, "ulogd")
+	ns := netnstest.New(t)
+	dir := t.TempDir()
+	plugins := "/usr/lib/x86_64-linux-gnu/ulogd"
+	conf := fmt.Sprintf(`[global]
+logfile="%[1]s/ulogd.log"
+plugin="%[2]s/ulogd_inppkt_NFLOG.so"
+plugin="%[2]s/ulogd_raw2packet_BASE.so"
+plugin="%[2]s/ulogd_filter_IFINDEX.so"
+plugin="%[2]s/ulogd_filter_IP2STR.so"
+plugin="%[2]s/ulogd_filter_PRINTPKT.so"
+plugin="%[2]s/ulogd_output_LOGEMU.so"
+stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,print1:PRINTPKT,emu1:LOGEMU
+
+[log1]
+group=5
+
+[emu1]
+file="%[1]s/packets.log"
+`, dir, plugins)
+	if err := os.WriteFile(dir+"/ulogd.conf", []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := &lockedWriter{w: &strings.Builder{}}
+	ns.Start(t, log, "ulogd", "-c", dir+"/ulogd.conf")
+	// Binding before ulogd2 does would make ulogd2 fail: wait until the
+	// namespace lists the group as bound.
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		out, _ := ns.Try("cat", "/proc/net/netfilter/nfnetlink_log")
+		for line := range strings.SplitSeq(out, "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "5" {
+				return true, ""
+			}
+		}
+		return false, "ulogd2 has not bound group 5; its log:\n" + log.String()
+	})
+	_, err := Listen(&Config{NetNS: ns.FD(), Groups: []uint16{5}})
+	if !errors.Is(err, errGroupHeld) {
+		t.Fatalf("error %v, want %v", err, errGroupHeld)
+	}
+	t.Log(err)
+	if !strings.Contains(err.Error(), "ulogd") || !strings.Contains(err.Error(), "group 5") {
+		t.Errorf("error %q does not name ulogd and the group", err)
+	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
