@@ -90,6 +90,7 @@ func (k *kernel) open(ctx context.Context, ns *netns.Handle) map[string]collecto
 		}
 		add("conntrack_stats", c, err)
 	}
+	k.nflog(fd, add)
 	return cs
 }
 

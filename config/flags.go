@@ -70,6 +70,13 @@ type Flags struct {
 	NfacctSeparator  string
 	NfacctOverQuota  bool
 
+	NflogGroups           []string
+	NflogGroupBy          string
+	NflogMaxSeries        string
+	NflogReceiveBuffer    string
+	NflogReceiveBufferMax string
+	NflogConntrackInvalid bool
+
 	NftRuleCounters      bool
 	NftRuleCountersLimit string
 
@@ -125,6 +132,14 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("nfacct.name-labels", "Comma-separated label names that the parts of a dotted nfacct object name are split into, e.g. family,service turns ipv4.http into family=\"ipv4\",service=\"http\". Off when empty.").Default("").StringVar(&f.NfacctNameLabels)
 	app.Flag("nfacct.name-separator", "Separator between the parts of nfacct object names for --nfacct.name-labels.").Default(".").StringVar(&f.NfacctSeparator)
 	app.Flag("nfacct.over-quota-events", "Listen for the kernel's over-quota notifications and count them.").Default("true").BoolVar(&f.NfacctOverQuota)
+
+	app.Flag("nflog.group", "Count the packets logged to this nflog group (nft log group N, iptables -j NFLOG --nflog-group N); repeat for several groups. The nflog collector runs when one is given.").PlaceHolder("N").StringsVar(&f.NflogGroups)
+	app.Flag("nflog.group-by", "Comma-separated keys that logged packets are summed by after group and prefix, in Graphite hierarchy order: family, proto, sport, dport, src, dst, in, out, hook, mark. Empty: by group and prefix only.").Default("").StringVar(&f.NflogGroupBy)
+	app.Flag("nflog.max-series", "Most nflog series; past it new key combinations of a group are summed into one series whose prefix and keys read other.").Default(strconv.Itoa(collector.DefaultNflogMaxSeries)).StringVar(&f.NflogMaxSeries)
+	app.Flag("nflog.receive-buffer", "Receive buffer of the nflog socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&f.NflogReceiveBuffer)
+	app.Flag("nflog.receive-buffer-max", "Largest size the nflog receive buffer is doubled up to, each time logged packets are lost; equal to --nflog.receive-buffer to never grow it.").Default("1GiB").StringVar(&f.NflogReceiveBufferMax)
+
+	app.Flag("nflog.conntrack-invalid", "Count the packets conntrack finds invalid by the reason it logs: binds nflog group 0 and, in the watched namespace, sets the IPv4 and IPv6 loggers to nfnetlink_log and nf_conntrack_log_invalid to 255, restored at exit.").BoolVar(&f.NflogConntrackInvalid)
 
 	app.Flag("nftables.rule-counters", "Also export the anonymous counters of nf_tables rules that carry a comment, summed by family, table, chain and comment.").BoolVar(&f.NftRuleCounters)
 	app.Flag("nftables.rule-counters-limit", "Most rule counter series exported with --nftables.rule-counters; the others are left out and counted.").Default(strconv.Itoa(collector.DefaultRuleCountersLimit)).StringVar(&f.NftRuleCountersLimit)

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type Settings struct {
 	Conntrack  Conntrack
 	Nfacct     Nfacct
 	Nftables   collector.NftablesConfig
+	Nflog      Nflog
 	// Graphite is the Graphite feed's configuration; its Address is empty
 	// when the feed is off.
 	Graphite graphite.Config
@@ -62,6 +64,8 @@ func (f *Flags) collectors() Collectors {
 // Collectors say which collectors run and how long they may take.
 type Collectors struct {
 	Nfacct, Nftables, Conntrack, ConntrackStats bool
+	// Nflog is on when --nflog.group names a group.
+	Nflog bool
 	// Timeout bounds one snapshot; NetlinkTimeout one netlink request.
 	Timeout, NetlinkTimeout time.Duration
 }
@@ -90,6 +94,16 @@ type Conntrack struct {
 type Nfacct struct {
 	collector.NfacctConfig
 	OverQuotaEvents bool
+}
+
+// Nflog are the nflog collector's settings.
+type Nflog struct {
+	collector.NflogConfig
+	// Groups are the nflog groups to bind; the collector is off without,
+	// unless ConntrackInvalid is set (which binds group 0 as well).
+	Groups           []uint16
+	ReceiveBuffer    int
+	ReceiveBufferMax int
 }
 
 // Bounds of durations and sizes: values outside them are mistakes.
@@ -155,6 +169,10 @@ func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
 	if err := s.Nftables.Validate(); err != nil {
 		return nil, err
 	}
+	if s.Nflog, err = f.nflog(); err != nil {
+		return nil, err
+	}
+	s.Collectors.Nflog = len(s.Nflog.Groups) > 0 || s.Nflog.ConntrackInvalid
 	if s.Graphite, err = f.graphite(); err != nil {
 		return nil, err
 	}
@@ -162,6 +180,38 @@ func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
 		s.Warnings = append(s.Warnings, "--graphite.escape-char is deprecated and ignored: Graphite paths keep what carbon stores and write each other byte as %XX, so that no two series share a path (README, Graphite paths)")
 	}
 	return s, nil
+}
+
+// nflog checks the nflog flags, whether a group is given or not.
+func (f *Flags) nflog() (Nflog, error) {
+	n := Nflog{NflogConfig: collector.NflogConfig{ConntrackInvalid: f.NflogConntrackInvalid}}
+	for _, g := range f.NflogGroups {
+		v, err := integer("--nflog.group", g, 0, 65535)
+		if err != nil {
+			return n, err
+		}
+		if slices.Contains(n.Groups, uint16(v)) {
+			return n, fmt.Errorf("--nflog.group: %w %q: given twice", errFlag, g)
+		}
+		n.Groups = append(n.Groups, uint16(v))
+	}
+	var err error
+	if n.GroupBy, err = collector.ParseNflogGroupBy(f.NflogGroupBy); err != nil {
+		return n, fmt.Errorf("--nflog.group-by: %w", err)
+	}
+	if n.MaxSeries, err = integer("--nflog.max-series", f.NflogMaxSeries, 1, maxMaxSeries); err != nil {
+		return n, err
+	}
+	if n.ReceiveBuffer, err = size("--nflog.receive-buffer", f.NflogReceiveBuffer); err != nil {
+		return n, err
+	}
+	if n.ReceiveBufferMax, err = size("--nflog.receive-buffer-max", f.NflogReceiveBufferMax); err != nil {
+		return n, err
+	}
+	if n.ReceiveBufferMax < n.ReceiveBuffer {
+		return n, fmt.Errorf("--nflog.receive-buffer-max: %w %s: below --nflog.receive-buffer %s", errFlag, f.NflogReceiveBufferMax, f.NflogReceiveBuffer)
+	}
+	return n, nil
 }
 
 // web checks the web server's flags.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -279,8 +280,32 @@ func TestUlogd2DocumentedConfigs(t *testing.T) {
 					}
 					return ""
 				})
+			case strings.Contains(conf, ":NFLOG"):
+				group := regexp.MustCompile(`(?m)^group=(\d+)`).FindStringSubmatch(conf)
+				packets := regexp.MustCompile(`(?m)^file="([^"]+)"`).FindStringSubmatch(run)
+				if group == nil || packets == nil {
+					t.Fatal("an NFLOG stack without a group or a LOGEMU file")
+				}
+				ns.Run(t, "nft", "add table inet doc; add chain inet doc out { type filter hook output priority 0; }; add rule inet doc out udp dport 9 log prefix \"doc-rule \" group "+group[1])
+				ns.Start(t, os.Stderr, "ulogd", "-c", file)
+				eventually(t, 20*time.Second, func() string {
+					// A logged datagram, until ulogd2 (which may still be
+					// starting) has written one.
+					_ = ns.Do(func() error {
+						c, err := net.Dial("udp4", "127.0.0.1:9")
+						if err == nil {
+							_, _ = c.Write([]byte("x"))
+							c.Close()
+						}
+						return nil
+					})
+					if b, _ := os.ReadFile(packets[1]); !strings.Contains(string(b), "doc-rule") {
+						return fmt.Sprintf("ulogd2 logged no packet to %s; its log:\n%s", packets[1], logs())
+					}
+					return ""
+				})
 			default:
-				t.Fatalf("configuration %d: a stack of neither NFACCT nor NFCT:\n%s", i+1, conf)
+				t.Fatalf("configuration %d: a stack of neither NFACCT, NFCT nor NFLOG:\n%s", i+1, conf)
 			}
 		})
 	}

@@ -467,7 +467,7 @@ func (a *aggregator) text(f int, k *seriesKey) string {
 	case fieldFamily:
 		return familyName(k.family)
 	case fieldProto:
-		return protoName(k.proto)
+		return ProtoName(k.proto)
 	case fieldSPort:
 		return a.cfg.Ports.text(k.sport)
 	case fieldDPort:

@@ -81,9 +81,9 @@ var protoNames = func() (names [256]string) {
 	return names
 }()
 
-// protoName returns the label value of IP protocol p: its name when it has
+// ProtoName returns the label value of IP protocol p: its name when it has
 // one (tcp, udp, icmp, icmpv6, sctp, gre, udplite, dccp), else its number.
-func protoName(p uint8) string {
+func ProtoName(p uint8) string {
 	return protoNames[p]
 }
 

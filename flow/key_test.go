@@ -73,8 +73,8 @@ func TestParseProto(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("ParseProto(%q) = %d, %v, want %d", tt.in, got, err, tt.want)
 		}
-		if protoName(got) != strings.ToLower(tt.in) {
-			t.Errorf("protoName(%d) = %q, want %q", got, protoName(got), strings.ToLower(tt.in))
+		if ProtoName(got) != strings.ToLower(tt.in) {
+			t.Errorf("ProtoName(%d) = %q, want %q", got, ProtoName(got), strings.ToLower(tt.in))
 		}
 	}
 }

@@ -149,7 +149,7 @@ func (a *aggregator) ReadInto(ctx context.Context, r *Reading) error {
 	})
 	for i := range histList {
 		h := &histList[i]
-		d := Durations{Family: familyName(h.key.family), Proto: protoName(h.key.proto), Sum: h.sum, Buckets: make([]uint64, len(durationBuckets))}
+		d := Durations{Family: familyName(h.key.family), Proto: ProtoName(h.key.proto), Sum: h.sum, Buckets: make([]uint64, len(durationBuckets))}
 		for j := range durationBuckets {
 			d.Count += h.counts[j]
 			d.Buckets[j] = d.Count

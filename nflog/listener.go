@@ -1,0 +1,394 @@
+package nflog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
+)
+
+// Defaults of the Config fields left zero.
+const (
+	// DefaultTimeout bounds each configuration request.
+	DefaultTimeout = 5 * time.Second
+	// DefaultCopyRange is how many bytes of each packet are copied: the
+	// IPv4 or IPv6 header, extension headers and the ports.
+	DefaultCopyRange = 128
+	// DefaultBatchSize is the size of the kernel's batches of messages
+	// (NFULA_CFG_NLBUFSIZ).
+	DefaultBatchSize = 64 << 10
+	// DefaultQueueThreshold is the most messages in one batch
+	// (NFULA_CFG_QTHRESH).
+	DefaultQueueThreshold = 1024
+	// DefaultFlushTimeout is how long the kernel holds a batch that is
+	// not full (NFULA_CFG_TIMEOUT).
+	DefaultFlushTimeout = 100 * time.Millisecond
+)
+
+// recvBufferSize is the room for one datagram: the kernel's largest batch
+// and more.
+const recvBufferSize = 2 * maxNlBufSiz
+
+// Config configures a Listener.
+type Config struct {
+	// NetNS is an open file descriptor of the network namespace to listen
+	// in; zero means the caller's namespace.
+	NetNS int
+	// Groups are the nflog groups to bind (nft `log group N`, iptables
+	// --nflog-group N).
+	Groups []uint16
+	// Timeout bounds each configuration request; DefaultTimeout when 0.
+	Timeout time.Duration
+	// ReadBuffer is the socket receive buffer in bytes, set with
+	// SO_RCVBUFFORCE; 0 keeps the default.
+	ReadBuffer int
+	// MaxReadBuffer, when larger than ReadBuffer, lets the listener double
+	// its buffer, up to this size, each time packets are lost.
+	MaxReadBuffer int
+	// CopyRange is how many bytes of each packet the kernel copies;
+	// DefaultCopyRange when 0.
+	CopyRange int
+	// BatchSize, QueueThreshold and FlushTimeout shape the kernel's
+	// batches; the defaults when 0.
+	BatchSize      int
+	QueueThreshold int
+	FlushTimeout   time.Duration
+}
+
+func (c *Config) timeout() time.Duration {
+	if c.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return c.Timeout
+}
+
+func (c *Config) copyRange() int {
+	if c.CopyRange <= 0 {
+		return DefaultCopyRange
+	}
+	return c.CopyRange
+}
+
+func (c *Config) batchSize() int {
+	if c.BatchSize <= 0 {
+		return DefaultBatchSize
+	}
+	return min(c.BatchSize, maxNlBufSiz)
+}
+
+func (c *Config) queueThreshold() int {
+	if c.QueueThreshold <= 0 {
+		return DefaultQueueThreshold
+	}
+	return c.QueueThreshold
+}
+
+func (c *Config) flushTimeout() time.Duration {
+	if c.FlushTimeout <= 0 {
+		return DefaultFlushTimeout
+	}
+	return max(c.FlushTimeout, 10*time.Millisecond)
+}
+
+// GroupStats are the counts of one group.
+type GroupStats struct {
+	Group uint16
+	// Received is the number of packet messages decoded and handed to
+	// Run's function.
+	Received uint64
+	// Lost is the number of packets the kernel logged to the group but
+	// could not queue on the socket, from the gaps in the group's
+	// sequence numbers.
+	Lost uint64
+}
+
+// Stats are a Listener's counters.
+type Stats struct {
+	Groups []GroupStats
+	// Datagrams is the number of datagrams received.
+	Datagrams uint64
+	// DecodeErrors is the number of messages or datagrams that could not
+	// be decoded and were skipped.
+	DecodeErrors uint64
+	// Overruns is the number of times the kernel reported ENOBUFS (it
+	// does not with NETLINK_NO_ENOBUFS, which the Listener sets).
+	Overruns uint64
+	// Drops is the kernel's count of datagrams (batches of messages) it
+	// could not queue on the socket (SK_MEMINFO_DROPS).
+	Drops uint64
+	// ReadBuffer is the receive buffer the kernel granted, in bytes.
+	ReadBuffer int
+	// BufferGrowths counts how often the buffer was doubled after losses.
+	BufferGrowths uint64
+}
+
+// group is the state of one bound group. next is owned by Run.
+type group struct {
+	id       uint16
+	next     uint32
+	received atomic.Uint64
+	lost     atomic.Uint64
+}
+
+// Listener receives the packets logged to its groups.
+type Listener struct {
+	cfg    Config
+	fd     int
+	reqSeq uint32
+	buf    []byte
+	// pending are datagrams received while the groups were being bound.
+	pending [][]byte
+	groups  []group
+	packets []Packet
+
+	// Buffer growth, owned by Run.
+	bufSize   int
+	lastLost  uint64
+	lastCheck time.Time
+
+	closed       atomic.Bool
+	datagrams    atomic.Uint64
+	decodeErrors atomic.Uint64
+	overruns     atomic.Uint64
+	growths      atomic.Uint64
+}
+
+// Listen opens a netlink socket in the configured namespace and binds the
+// configured groups. A group bound by another socket fails with an error
+// naming its holder.
+func Listen(cfg *Config) (*Listener, error) {
+	if len(cfg.Groups) == 0 {
+		return nil, errNoGroups
+	}
+	l := &Listener{cfg: *cfg, buf: make([]byte, recvBufferSize), bufSize: cfg.ReadBuffer}
+	l.cfg.Groups = append([]uint16(nil), cfg.Groups...)
+	l.groups = make([]group, len(cfg.Groups))
+	for i, g := range l.cfg.Groups {
+		for _, h := range l.cfg.Groups[:i] {
+			if g == h {
+				return nil, fmt.Errorf("%w: %d", errGroupTwice, g)
+			}
+		}
+		l.groups[i].id = g
+	}
+	fd, err := openSocket(&l.cfg)
+	if err != nil {
+		return nil, err
+	}
+	l.fd = fd
+	if err := l.bind(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// A receive timeout lets Run notice that its context is done.
+	if err := setTimeout(fd, 250*time.Millisecond); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	l.packets = make([]Packet, 0, 256)
+	return l, nil
+}
+
+// recv receives one datagram into l.buf and returns its whole length,
+// which is larger than l.buf when it was cut short.
+func (l *Listener) recv() (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(l.fd), uintptr(unsafe.Pointer(&l.buf[0])),
+		uintptr(len(l.buf)), unix.MSG_TRUNC, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// Run receives packets until ctx is done or the socket fails for good, and
+// calls fn with the packets of each datagram. The slice and the packets'
+// prefixes are reused after fn returns. A message that does not decode is
+// counted and skipped.
+func (l *Listener) Run(ctx context.Context, fn func([]Packet)) error {
+	for _, d := range l.pending {
+		l.datagram(d, fn)
+	}
+	l.pending = nil
+	for ctx.Err() == nil {
+		if l.closed.Load() {
+			return errClosed
+		}
+		n, err := l.recv()
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			l.grow(false)
+			continue
+		case errors.Is(err, unix.ENOBUFS):
+			l.overruns.Add(1)
+			l.grow(true)
+			continue
+		default:
+			return fmt.Errorf("receiving nflog packets: %w", err)
+		}
+		if n > len(l.buf) {
+			l.decodeErrors.Add(1)
+			continue
+		}
+		l.datagram(l.buf[:n], fn)
+		l.grow(false)
+	}
+	return nil
+}
+
+// datagram decodes the messages of one datagram, hands the packets to fn
+// and counts them, and their sequence gaps, after fn returns.
+func (l *Listener) datagram(b []byte, fn func([]Packet)) {
+	l.datagrams.Add(1)
+	l.packets = l.packets[:0]
+	for len(b) > 0 {
+		m, rest, ok := nlwire.NextMessage(b)
+		if !ok {
+			l.decodeErrors.Add(1)
+			break
+		}
+		b = rest
+		if m.Type != typePacket {
+			if m.Type >= 16 { // not a netlink control message
+				l.decodeErrors.Add(1)
+			}
+			continue
+		}
+		if n := len(l.packets); n < cap(l.packets) {
+			l.packets = l.packets[:n+1]
+		} else {
+			l.packets = append(l.packets, Packet{})
+		}
+		if err := Decode(m.Type, m.Payload, &l.packets[len(l.packets)-1]); err != nil {
+			l.packets = l.packets[:len(l.packets)-1]
+			l.decodeErrors.Add(1)
+		}
+	}
+	if len(l.packets) == 0 {
+		return
+	}
+	fn(l.packets)
+	// Counted per run of packets of one group (a datagram usually holds
+	// one group's): one atomic addition per run, not per packet.
+	var g *group
+	var received, lost uint64
+	flush := func() {
+		if g != nil {
+			// Lost before received: Stats reads them the other way
+			// round, so it never sees a gap without its packet.
+			g.lost.Add(lost)
+			g.received.Add(received)
+		}
+		received, lost = 0, 0
+	}
+	for i := range l.packets {
+		p := &l.packets[i]
+		if g == nil || g.id != p.Group {
+			flush()
+			if g = l.group(p.Group); g == nil {
+				continue
+			}
+		}
+		received++
+		if p.HasSeq {
+			// The gap, modulo 2^32; a number behind the expected one
+			// (never seen from the kernel) counts no loss.
+			if gap := p.Seq - g.next; gap > 0 && gap < 1<<31 {
+				lost += uint64(gap)
+			}
+			if p.Seq-g.next < 1<<31 {
+				g.next = p.Seq + 1
+			}
+		}
+	}
+	flush()
+}
+
+// group returns the state of group id; nil if it is not one of ours.
+func (l *Listener) group(id uint16) *group {
+	for i := range l.groups {
+		if l.groups[i].id == id {
+			return &l.groups[i]
+		}
+	}
+	return nil
+}
+
+// grow doubles the receive buffer, up to its maximum, when packets have
+// been lost since the last check. Unless overrun is true it checks at most
+// every 100ms.
+func (l *Listener) grow(overrun bool) {
+	if l.cfg.MaxReadBuffer <= l.bufSize || (!overrun && time.Since(l.lastCheck) < 100*time.Millisecond) {
+		return
+	}
+	l.lastCheck = time.Now()
+	var lost uint64
+	for i := range l.groups {
+		lost += l.groups[i].lost.Load()
+	}
+	if lost == l.lastLost && !overrun {
+		return
+	}
+	l.lastLost = lost
+	size := min(2*max(l.bufSize, 1<<20), l.cfg.MaxReadBuffer)
+	if err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err != nil {
+		return
+	}
+	l.bufSize = size
+	l.growths.Add(1)
+}
+
+// Stats returns the Listener's counters, with the kernel's drop count and
+// buffer size read now.
+func (l *Listener) Stats() (Stats, error) {
+	s := Stats{
+		Groups:        make([]GroupStats, len(l.groups)),
+		Datagrams:     l.datagrams.Load(),
+		DecodeErrors:  l.decodeErrors.Load(),
+		Overruns:      l.overruns.Load(),
+		BufferGrowths: l.growths.Load(),
+	}
+	for i := range l.groups {
+		g := &l.groups[i]
+		// Lost before Received: a reader never sees a gap without the
+		// packet that revealed it.
+		lost := g.lost.Load()
+		s.Groups[i] = GroupStats{Group: g.id, Lost: lost, Received: g.received.Load()}
+	}
+	if l.closed.Load() {
+		return s, errClosed
+	}
+	var mem [9]uint32
+	size := uint32(unsafe.Sizeof(mem))
+	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(l.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&size)), 0); errno != 0 {
+		return s, fmt.Errorf("reading the socket's drop counter: %w", errno)
+	}
+	s.Drops = uint64(mem[8]) // SK_MEMINFO_DROPS
+	rb, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err != nil {
+		return s, fmt.Errorf("reading the receive buffer size: %w", err)
+	}
+	s.ReadBuffer = rb
+	return s, nil
+}
+
+// Groups returns the groups the Listener bound.
+func (l *Listener) Groups() []uint16 {
+	return append([]uint16(nil), l.cfg.Groups...)
+}
+
+// Close closes the socket, which unbinds its groups. Call it after Run has
+// returned.
+func (l *Listener) Close() error {
+	if l.closed.Swap(true) {
+		return nil
+	}
+	return unix.Close(l.fd)
+}
