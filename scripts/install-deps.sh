@@ -25,6 +25,7 @@ declare -A want=(
 	[systemd-socket-activate]=systemd
 	[git]=git
 	[getcap]=libcap2-bin
+	[chromium]=chromium
 )
 cmds=("$@")
 if [ ${#cmds[@]} -eq 0 ]; then
