@@ -1,0 +1,452 @@
+package topk
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	// DefaultBuckets is how many buckets make a window when Config.Buckets
+	// is 0: a 1m window slides in steps of 10s.
+	DefaultBuckets = 6
+	// MaxBuckets bounds Config.Buckets.
+	MaxBuckets = 64
+)
+
+// Config configures a TopK.
+type Config struct {
+	// Capacity is how many keys each bucket holds: the aggregation is
+	// exact while the distinct keys in the window fit it.
+	Capacity int
+	// Window is how far back Top looks.
+	Window time.Duration
+	// Buckets is how many buckets make the window (0 means
+	// DefaultBuckets); the window slides in steps of Window/Buckets.
+	Buckets int
+	// Clock gives the time that moves the window; nil means time.Now.
+	// Tests pass a clock they move by hand.
+	Clock func() time.Time
+}
+
+// Counts are the bytes and packets of one key, per direction.
+type Counts struct {
+	OrigBytes    uint64
+	OrigPackets  uint64
+	ReplyBytes   uint64
+	ReplyPackets uint64
+}
+
+// Row is one key of a Top: its counts over the window and their error.
+type Row[K comparable] struct {
+	// Key is the key as the caller gave it to Add.
+	Key K
+	// Counts are what was counted while the key was held. With Error 0
+	// they are exact; otherwise each may be under the truth, by at most
+	// Error bytes for the bytes.
+	Counts
+	// Error is the most that Bytes may be over the truth: 0 when the key
+	// was held by every bucket of the window since it first moved in it.
+	Error uint64
+}
+
+// Bytes returns the upper bound of the key's orig + reply bytes over the
+// window, the value Top ranks by: within [truth, truth + Error].
+func (r Row[K]) Bytes() uint64 {
+	return r.OrigBytes + r.ReplyBytes + r.Error
+}
+
+// Snapshot is one reading of a TopK.
+type Snapshot[K comparable] struct {
+	// Rows are the top keys, largest Bytes first; ties by the counted
+	// bytes, then in no particular order.
+	Rows []Row[K]
+	// Tracked is how many distinct keys the window's buckets hold.
+	Tracked int
+	// Exact reports that no bucket of the window evicted a key: every
+	// error is 0.
+	Exact bool
+	// MaxError is the largest Error of Rows.
+	MaxError uint64
+}
+
+// entry is one key held by a bucket.
+type entry[K comparable] struct {
+	key K
+	c   Counts
+	// err is the bucket's floor when the key came in.
+	err uint64
+}
+
+// weight is the entry's Space-Saving count: an upper bound of the key's
+// bytes in the bucket.
+func (e *entry[K]) weight() uint64 {
+	return e.err + e.c.OrigBytes + e.c.ReplyBytes
+}
+
+// bucket holds the keys of one step of the window. Only the current bucket
+// changes; a sealed one is read by Top outside the lock.
+type bucket[K comparable] struct {
+	idx     map[K]int32
+	entries []entry[K]
+	// floor bounds the bytes, in this bucket, of any key it does not hold.
+	floor uint64
+	// pins counts the Tops reading the bucket outside the lock.
+	pins atomic.Int32
+}
+
+// view is a bucket as a Top reads it.
+type view[K comparable] struct {
+	idx     map[K]int32
+	entries []entry[K]
+	floor   uint64
+}
+
+// TopK is a ranked, bounded aggregation of bytes and packets per key over a
+// sliding window. Add is called from one goroutine; Advance from the same
+// one; Top, Snapshot and Tracked from any goroutine. The zero value is not
+// usable: call New.
+type TopK[K comparable] struct {
+	capacity int
+	evictN   int
+	width    time.Duration
+	nb       int
+	window   time.Duration
+	clock    func() time.Time
+	epoch    time.Time
+
+	mu sync.Mutex
+	// cur is the bucket Adds go to, for step curSlot of the clock.
+	cur     *bucket[K]
+	curSlot int64
+	// sealed are the previous nb-1 buckets, newest first; nil for a step
+	// that saw no Add.
+	sealed []*bucket[K]
+	// free holds cleared buckets to reuse.
+	free []*bucket[K]
+	// weights is eviction's scratch; rnd its pivot source.
+	weights []uint64
+	rnd     uint64
+
+	// topMu serialises Snapshots, which share the scratch below.
+	topMu   sync.Mutex
+	curCopy []entry[K]
+	curIdx  map[K]int32
+	pinned  []*bucket[K]
+	views   []view[K]
+}
+
+// New returns an empty TopK whose first bucket starts at the clock's now.
+func New[K comparable](cfg Config) (*TopK[K], error) {
+	if cfg.Capacity < 1 {
+		return nil, errCapacity
+	}
+	if cfg.Window <= 0 {
+		return nil, errWindow
+	}
+	if cfg.Buckets == 0 {
+		cfg.Buckets = DefaultBuckets
+	}
+	if cfg.Buckets < 1 || cfg.Buckets > MaxBuckets || cfg.Window/time.Duration(cfg.Buckets) <= 0 {
+		return nil, errBuckets
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	t := &TopK[K]{
+		capacity: cfg.Capacity,
+		evictN:   max(1, cfg.Capacity/16),
+		width:    cfg.Window / time.Duration(cfg.Buckets),
+		nb:       cfg.Buckets,
+		clock:    cfg.Clock,
+		epoch:    cfg.Clock(),
+		sealed:   make([]*bucket[K], cfg.Buckets-1),
+		rnd:      0x9e3779b97f4a7c15,
+		curIdx:   make(map[K]int32),
+	}
+	t.window = t.width * time.Duration(t.nb)
+	t.cur = t.newBucket()
+	return t, nil
+}
+
+// Capacity returns how many keys each bucket holds.
+func (t *TopK[K]) Capacity() int { return t.capacity }
+
+// Window returns how far back Top looks: Config.Window rounded down to a
+// whole number of buckets.
+func (t *TopK[K]) Window() time.Duration { return t.window }
+
+// Add counts one delta of key in the current bucket. Deltas of zero are
+// ignored. It is O(1) amortised and does not allocate once the buckets'
+// storage has grown to its working size.
+func (t *TopK[K]) Add(key K, origBytes, origPkts, replyBytes, replyPkts uint64) {
+	if origBytes|origPkts|replyBytes|replyPkts == 0 {
+		return
+	}
+	t.mu.Lock()
+	b := t.cur
+	if i, ok := b.idx[key]; ok {
+		e := &b.entries[i]
+		e.c.OrigBytes += origBytes
+		e.c.OrigPackets += origPkts
+		e.c.ReplyBytes += replyBytes
+		e.c.ReplyPackets += replyPkts
+		t.mu.Unlock()
+		return
+	}
+	if len(b.entries) >= t.capacity {
+		t.evictLocked(b)
+	}
+	b.idx[key] = int32(len(b.entries))
+	b.entries = append(b.entries, entry[K]{
+		key: key,
+		c:   Counts{OrigBytes: origBytes, OrigPackets: origPkts, ReplyBytes: replyBytes, ReplyPackets: replyPkts},
+		err: b.floor,
+	})
+	t.mu.Unlock()
+}
+
+// Advance moves the window to the clock's now: buckets older than the
+// window are dropped. Call it from the goroutine that calls Add, once per
+// batch: Adds go to the bucket current at the latest Advance or Top.
+func (t *TopK[K]) Advance() {
+	now := t.clock()
+	t.mu.Lock()
+	t.advanceLocked(now)
+	t.mu.Unlock()
+}
+
+// advanceLocked seals the current bucket as many times as now has moved on
+// by steps, at most nb times.
+func (t *TopK[K]) advanceLocked(now time.Time) {
+	d := now.Sub(t.epoch)
+	if d < 0 {
+		return
+	}
+	slot := int64(d / t.width)
+	if slot <= t.curSlot {
+		return
+	}
+	steps := min(slot-t.curSlot, int64(t.nb))
+	t.curSlot = slot
+	for range steps {
+		cur := t.cur
+		if len(cur.entries) == 0 {
+			// Nothing to seal: the step stays nil and cur goes on.
+			if len(t.sealed) > 0 {
+				t.recycle(t.sealed[len(t.sealed)-1])
+				copy(t.sealed[1:], t.sealed)
+				t.sealed[0] = nil
+			}
+			cur.floor = 0
+			continue
+		}
+		if len(t.sealed) == 0 {
+			t.recycle(cur)
+		} else {
+			t.recycle(t.sealed[len(t.sealed)-1])
+			copy(t.sealed[1:], t.sealed)
+			t.sealed[0] = cur
+		}
+		t.cur = t.newBucket()
+	}
+}
+
+// newBucket returns an empty bucket, reused when one is free.
+func (t *TopK[K]) newBucket() *bucket[K] {
+	if n := len(t.free); n > 0 {
+		b := t.free[n-1]
+		t.free = t.free[:n-1]
+		return b
+	}
+	return &bucket[K]{idx: make(map[K]int32)}
+}
+
+// recycle clears an expired bucket for reuse, unless a Top still reads it.
+func (t *TopK[K]) recycle(b *bucket[K]) {
+	if b == nil || b.pins.Load() != 0 || len(t.free) >= 2 {
+		return
+	}
+	clear(b.idx)
+	b.entries = b.entries[:0]
+	b.floor = 0
+	t.free = append(t.free, b)
+}
+
+// evictLocked evicts the evictN entries of b with the smallest weights and
+// raises b's floor to the largest weight evicted.
+func (t *TopK[K]) evictLocked(b *bucket[K]) {
+	w := t.weights[:0]
+	for i := range b.entries {
+		w = append(w, b.entries[i].weight())
+	}
+	t.weights = w
+	k := min(t.evictN, len(w)) - 1
+	th := t.selectKth(w, k)
+	less := 0
+	for i := range b.entries {
+		if b.entries[i].weight() < th {
+			less++
+		}
+	}
+	ties := k + 1 - less
+	n := 0
+	for i := range b.entries {
+		e := &b.entries[i]
+		wt := e.weight()
+		if wt < th || (wt == th && ties > 0) {
+			if wt == th {
+				ties--
+			}
+			delete(b.idx, e.key)
+			continue
+		}
+		if n != i {
+			b.entries[n] = *e
+			b.idx[e.key] = int32(n)
+		}
+		n++
+	}
+	clear(b.entries[n:])
+	b.entries = b.entries[:n]
+	b.floor = max(b.floor, th)
+}
+
+// selectKth returns the k-th smallest of w (0-based), reordering w:
+// quickselect with random pivots, O(len(w)) expected.
+func (t *TopK[K]) selectKth(w []uint64, k int) uint64 {
+	lo, hi := 0, len(w)-1
+	for lo < hi {
+		t.rnd ^= t.rnd << 13
+		t.rnd ^= t.rnd >> 7
+		t.rnd ^= t.rnd << 17
+		p := w[lo+int(t.rnd%uint64(hi-lo+1))]
+		// Three-way partition: [lo,lt) < p, [lt,gt] == p, (gt,hi] > p.
+		lt, i, gt := lo, lo, hi
+		for i <= gt {
+			switch {
+			case w[i] < p:
+				w[lt], w[i] = w[i], w[lt]
+				lt++
+				i++
+			case w[i] > p:
+				w[i], w[gt] = w[gt], w[i]
+				gt--
+			default:
+				i++
+			}
+		}
+		switch {
+		case k < lt:
+			hi = lt - 1
+		case k > gt:
+			lo = gt + 1
+		default:
+			return p
+		}
+	}
+	return w[k]
+}
+
+// Top returns the n keys with the largest orig + reply bytes over the
+// window; see Snapshot.
+func (t *TopK[K]) Top(n int) []Row[K] {
+	return t.Snapshot(n).Rows
+}
+
+// Tracked returns how many distinct keys the window's buckets hold.
+func (t *TopK[K]) Tracked() int {
+	return t.Snapshot(0).Tracked
+}
+
+// Snapshot moves the window to the clock's now and merges its buckets into
+// the n top rows. It holds the lock only to copy the current bucket (at
+// most Capacity entries) and to pin the sealed ones, which it merges
+// outside the lock; concurrent Snapshots run one at a time. The cost is
+// O(Buckets² · Capacity) map look-ups at worst and O(n) allocation.
+func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
+	n = max(n, 0)
+	now := t.clock()
+	t.topMu.Lock()
+	defer t.topMu.Unlock()
+
+	t.mu.Lock()
+	t.advanceLocked(now)
+	t.curCopy = append(t.curCopy[:0], t.cur.entries...)
+	curFloor := t.cur.floor
+	pinned := t.pinned[:0]
+	for _, b := range t.sealed {
+		if b != nil {
+			b.pins.Add(1)
+			pinned = append(pinned, b)
+		}
+	}
+	t.mu.Unlock()
+	t.pinned = pinned
+	defer func() {
+		for i, b := range pinned {
+			b.pins.Add(-1)
+			pinned[i] = nil
+		}
+		clear(t.curIdx)
+		clear(t.curCopy)
+	}()
+
+	clear(t.curIdx)
+	for i := range t.curCopy {
+		t.curIdx[t.curCopy[i].key] = int32(i)
+	}
+	views := append(t.views[:0], view[K]{t.curIdx, t.curCopy, curFloor})
+	for _, b := range pinned {
+		views = append(views, view[K]{b.idx, b.entries, b.floor})
+	}
+	t.views = views
+	defer clear(views)
+
+	s := Snapshot[K]{Exact: true}
+	for _, v := range views {
+		if v.floor != 0 {
+			s.Exact = false
+		}
+	}
+	h := rowHeap[K](make([]Row[K], 0, min(n, 1024)))
+	for i, v := range views {
+	entries:
+		for j := range v.entries {
+			e := &v.entries[j]
+			for _, u := range views[:i] {
+				if _, ok := u.idx[e.key]; ok {
+					continue entries
+				}
+			}
+			s.Tracked++
+			if n == 0 {
+				continue
+			}
+			r := Row[K]{Key: e.key, Counts: e.c, Error: e.err}
+			for _, u := range views[:i] {
+				r.Error += u.floor
+			}
+			for _, u := range views[i+1:] {
+				k, ok := u.idx[e.key]
+				if !ok {
+					r.Error += u.floor
+					continue
+				}
+				o := &u.entries[k]
+				r.OrigBytes += o.c.OrigBytes
+				r.OrigPackets += o.c.OrigPackets
+				r.ReplyBytes += o.c.ReplyBytes
+				r.ReplyPackets += o.c.ReplyPackets
+				r.Error += o.err
+			}
+			h = h.offer(r, n)
+		}
+	}
+	s.Rows = h.sorted()
+	for _, r := range s.Rows {
+		s.MaxError = max(s.MaxError, r.Error)
+	}
+	return s
+}
