@@ -24,13 +24,10 @@ declare -A want=(
 	[systemd-socket-activate]=systemd
 	[git]=git
 	[getcap]=libcap2-bin
-<<<<<<< HEAD
 	[man]=man-db
 	[lintian]=lintian
 	[rpm]=rpm
-=======
 	[chromium]=chromium
->>>>>>> top
 )
 cmds=("$@")
 if [ ${#cmds[@]} -eq 0 ]; then
