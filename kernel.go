@@ -15,6 +15,7 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/internal/task"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 	"github.com/netfilter-exporter/netfilter_exporter/nftables"
+	exposition "github.com/netfilter-exporter/netfilter_exporter/prometheus"
 )
 
 // followEvery is how often the --netns path is looked at.
@@ -223,4 +224,24 @@ func (k *kernel) follow(ns *netns.Follower) task.Func {
 			}
 		}
 	}
+}
+
+// topPage serves the top talkers of the conntrack pipeline on /top.
+type topPage struct{ ct *flow.Pipeline }
+
+// Top returns the pipeline's top talkers as the page shows them.
+func (t topPage) Top(context.Context) (exposition.TopReading, error) {
+	if t.ct == nil {
+		return exposition.TopReading{}, nil
+	}
+	r := t.ct.Top()
+	out := exposition.TopReading{Enabled: r.On, Tracked: r.Tracked, Capacity: r.Capacity, Window: r.Window, LiveAccounting: r.Live}
+	for _, k := range r.Keys {
+		out.Keys = append(out.Keys, string(k))
+	}
+	for _, tk := range r.Talkers {
+		out.Rows = append(out.Rows, exposition.TopRow{Values: tk.Values, OrigBytes: tk.OrigBytes, OrigPackets: tk.OrigPackets,
+			ReplyBytes: tk.ReplyBytes, ReplyPackets: tk.ReplyPackets, BytesError: tk.BytesError})
+	}
+	return out, nil
 }

@@ -194,7 +194,7 @@ func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
 		}
 		tasks.Go("graphite writer", w.Run)
 	}
-	err = serveHTTP(ctx, s.Web, set, reg, set, logger)
+	err = serveHTTP(ctx, s.Web, set, topPage{k.ct}, reg, set, logger)
 	// The tasks stop (the Graphite writer pushes its last snapshot) while
 	// the collectors still work; then the collectors close.
 	tasks.Stop()
@@ -203,7 +203,7 @@ func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
 
 // serveHTTP serves /metrics (snapshots of src, after the families of reg),
 // /-/healthy, /-/ready and the landing page until ctx is done.
-func serveHTTP(ctx context.Context, w config.Web, src exposition.Source, reg *prometheus.Registry, ready health.Readiness, logger *slog.Logger) error {
+func serveHTTP(ctx context.Context, w config.Web, src exposition.Source, top exposition.TopSource, reg *prometheus.Registry, ready health.Readiness, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle(w.TelemetryPath, promhttp.InstrumentMetricHandler(reg, exposition.NewHandler(src, exposition.HandlerOpts{
 		Gatherer:      reg,
@@ -214,13 +214,17 @@ func serveHTTP(ctx context.Context, w config.Web, src exposition.Source, reg *pr
 		Logger:        logger,
 	})))
 	health.Register(mux, "Netfilter Exporter", ready)
+	topHandler := exposition.NewTopHandler(top, exposition.TopHandlerOpts{Logger: logger})
+	mux.Handle("/top", topHandler)
+	mux.Handle("/top.json", topHandler)
 	if w.TelemetryPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Netfilter Exporter",
 			Description: "Prometheus exporter for Linux netfilter accounting: nfacct and nftables counters, conntrack flows",
 			Version:     version.Info(),
-			Links:       append([]web.LandingLinks{{Address: w.TelemetryPath, Text: "Metrics"}}, health.LandingLinks()...),
-			Profiling:   "false", // no pprof handlers are served
+			Links: append(append([]web.LandingLinks{{Address: w.TelemetryPath, Text: "Metrics"}}, health.LandingLinks()...),
+				web.LandingLinks{Address: "/top", Text: "Top talkers", Description: "who moves the most bytes now (--conntrack.top.count)"}),
+			Profiling: "false", // no pprof handlers are served
 		})
 		if err != nil {
 			return fmt.Errorf("building the landing page: %w", err)

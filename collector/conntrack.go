@@ -33,10 +33,20 @@ type Conntrack struct {
 
 	live *liveFamilies
 	fams *flowFamilies
+	// top are the top talkers' families; nil when off or src has none.
+	top *topFamilies
 }
 
 // NewConntrack returns the collector of src.
 func NewConntrack(src ConntrackSource) *Conntrack {
+	c := newConntrack(src)
+	if ts, ok := src.(TopSource); ok {
+		c.top = newTopFamilies(ts)
+	}
+	return c
+}
+
+func newConntrack(src ConntrackSource) *Conntrack {
 	const ns = namespace + "_conntrack_"
 	return &Conntrack{
 		src: src,
@@ -80,6 +90,9 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	}
 	ls := &st.Listener
 	b.Add(c.upDesc, up, []string{"exporter", "conntrack", "listener_up"})
+	if c.top != nil {
+		c.top.add(b)
+	}
 	for _, p := range c.filterPlaces {
 		b.Add(c.filterInfo, 1, nil, p)
 	}

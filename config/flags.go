@@ -56,6 +56,12 @@ type Flags struct {
 	MaxSeries        string
 	maxSeriesSet     bool
 	SeriesTTL        time.Duration
+	TopCount         int
+	TopBy            string
+	TopWindow        time.Duration
+	TopCapacity      int
+	TopIPv4Prefix    int
+	TopIPv6Prefix    int
 	EnableAccounting bool
 	ReceiveBuffer    string
 	ReceiveBufferMax string
@@ -117,6 +123,12 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("config.file", "YAML file with named networks, port lists and filters for conntrack accounting.").PlaceHolder("FILE").StringVar(&f.ConfigFile)
 
 	app.Flag("conntrack.group-by", "Comma-separated keys that conntrack flows are summed by, in Graphite hierarchy order: family, proto, sport, dport, src, dst, src_net, dst_net, zone, mark, nat. Default: "+flow.DefaultGroupBy+", or conntrack.group_by in --config.file.").PlaceHolder(flow.DefaultGroupBy).IsSetByUser(&f.groupBySet).StringVar(&f.GroupBy)
+	app.Flag("conntrack.top.count", "How many top talkers to export and show on /top; 0 (the default) turns them off: addresses are personal data in many places, and each is a new series.").Default("0").IntVar(&f.TopCount)
+	app.Flag("conntrack.top.by", "Keys top talkers are told apart by: src, dst or src,dst.").Default("src").StringVar(&f.TopBy)
+	app.Flag("conntrack.top.window", "Top talkers' values are what moved in the last window, sliding in six steps.").Default(flow.DefaultTopWindow.String()).DurationVar(&f.TopWindow)
+	app.Flag("conntrack.top.capacity", "Keys each step of the top talkers' window holds: exact while a window's distinct keys fit, with their error beyond.").Default(strconv.Itoa(flow.DefaultTopCapacity)).IntVar(&f.TopCapacity)
+	app.Flag("conntrack.top.ipv4-prefix", "Prefix IPv4 top talkers are aggregated to.").Default(strconv.Itoa(flow.DefaultTopIPv4Bits)).IntVar(&f.TopIPv4Prefix)
+	app.Flag("conntrack.top.ipv6-prefix", "Prefix IPv6 top talkers are aggregated to (a /64 is one host in practice).").Default(strconv.Itoa(flow.DefaultTopIPv6Bits)).IntVar(&f.TopIPv6Prefix)
 	app.Flag("conntrack.max-series", "Most conntrack flow series, the overflow series included; past it new key combinations are summed into one series whose keys read other. Default: "+strconv.Itoa(DefaultMaxSeries)+", or conntrack.max_series in --config.file.").PlaceHolder(strconv.Itoa(DefaultMaxSeries)).IsSetByUser(&f.maxSeriesSet).StringVar(&f.MaxSeries)
 	app.Flag("conntrack.series-ttl", "Remove a conntrack flow series not updated for this long; 0 keeps series forever.").Default("0s").DurationVar(&f.SeriesTTL)
 	app.Flag("conntrack.enable-accounting", "Set nf_conntrack_acct, nf_conntrack_timestamp and nf_conntrack_events to 1 in the watched namespace at start (they apply to flows created afterwards).").BoolVar(&f.EnableAccounting)

@@ -350,6 +350,24 @@ func (f *Flags) conntrack(file *File) (Conntrack, error) {
 	if c.ReceiveBufferMax < c.ReceiveBuffer {
 		return c, fmt.Errorf("--conntrack.receive-buffer-max: %w %s: below --conntrack.receive-buffer %s", errFlag, f.ReceiveBufferMax, f.ReceiveBuffer)
 	}
+	if f.TopCount < 0 || f.TopCount > 10_000 {
+		return c, fmt.Errorf("--conntrack.top.count: %w %d: want 0 (off) to 10000", errFlag, f.TopCount)
+	}
+	if f.TopCount > 0 {
+		by, err := flow.ParseGroupBy(f.TopBy)
+		if err != nil {
+			return c, fmt.Errorf("--conntrack.top.by: %w", err)
+		}
+		window, err := duration("--conntrack.top.window", f.TopWindow, 6*time.Second, maxPollInterval)
+		if err != nil {
+			return c, err
+		}
+		capacity, err := integer("--conntrack.top.capacity", strconv.Itoa(f.TopCapacity), 1, 1<<20)
+		if err != nil {
+			return c, err
+		}
+		c.Flow.Top = flow.TopConfig{Count: f.TopCount, By: by, Window: window, Capacity: capacity, IPv4Bits: f.TopIPv4Prefix, IPv6Bits: f.TopIPv6Prefix}
+	}
 	if f.FilterPlace != "userspace" {
 		if c.EventFilter, err = c.Flow.Filter.EventFilter(); err != nil {
 			return c, fmt.Errorf("--config.file: filters: %w", err)

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -418,5 +420,56 @@ func TestConfigCheck(t *testing.T) {
 		if (err == nil) != tt.ok || !strings.Contains(string(out), tt.message) {
 			t.Errorf("--config.check %v: error %v, output %q; want ok=%v and %q", tt.args, err, out, tt.ok, tt.message)
 		}
+	}
+}
+
+// TestExporterConntrackTopTalkers checks the top talkers against the flow
+// series of the same run, summed by source: the same bytes per direction,
+// error 0, largest first, IPv6 aggregated to its /64; and /top.json and
+// /top serve them.
+func TestExporterConntrackTopTalkers(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl")
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+	netnstest.Link(t, a, b, "2001:db8::1/64", "2001:db8::2/64")
+	netnstest.TrackConnections(t, b)
+	e := startExporter(t, "--netns="+b.Path(), "--no-collector.nfacct", "--conntrack.group-by=src", "--conntrack.top.count=5")
+	netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 5, 300)
+	netnstest.UDPExchange(t, a, b, "udp6", "[2001:db8::2]:9000", 2, 100)
+	netnstest.SettledConntrackList(t, b)
+	_, mfs := flushAndWait(t, e, b, 2)
+
+	want := map[string]string{"192.0.2.1": "192.0.2.1", "2001:db8::1": "2001:db8::/64"}
+	for src, key := range want {
+		for _, dir := range []string{"orig", "reply"} {
+			flow := mustValue(t, mfs, "netfilter_conntrack_flow_bytes_total", map[string]string{"src": src, "direction": dir})
+			top := mustValue(t, mfs, "netfilter_conntrack_top_bytes", map[string]string{"src": key, "direction": dir})
+			if flow == 0 || top != flow {
+				t.Errorf("%s %s: top talker bytes %v, flow series %v", key, dir, top, flow)
+			}
+		}
+		if v := mustValue(t, mfs, "netfilter_conntrack_top_bytes_error", map[string]string{"src": key}); v != 0 {
+			t.Errorf("%s: error %v, want 0 (exact)", key, v)
+		}
+	}
+	if v := mustValue(t, mfs, "netfilter_conntrack_top_capacity", nil); v != 8192 {
+		t.Errorf("capacity %v", v)
+	}
+	resp, err := http.Get(e.url + "/top.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Enabled bool `json:"enabled"`
+		Rows    []struct {
+			Key map[string]string `json:"key"`
+		} `json:"rows"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		t.Fatal(err)
+	}
+	if !page.Enabled || len(page.Rows) != 2 || page.Rows[0].Key["src"] != "192.0.2.1" || page.Rows[1].Key["src"] != "2001:db8::/64" {
+		t.Errorf("/top.json = %+v, want 192.0.2.1 (1,500 bytes a way) then 2001:db8::/64 (200)", page)
 	}
 }

@@ -85,7 +85,7 @@ func TestExporterReadyAndLandingLinks(t *testing.T) {
 		}
 		followed = append(followed, u.Path)
 	}
-	if got := strings.Join(followed, " "); got != "/metrics /-/healthy /-/ready" {
-		t.Errorf("landing page links to %q, want /metrics /-/healthy /-/ready", got)
+	if got := strings.Join(followed, " "); got != "/metrics /-/healthy /-/ready /top" {
+		t.Errorf("landing page links to %q, want /metrics /-/healthy /-/ready /top", got)
 	}
 }

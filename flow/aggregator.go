@@ -52,6 +52,8 @@ type Config struct {
 	Ports *Ports
 	// Filter decides which deltas count; nil counts every Delta.
 	Filter *Filter
+	// Top configures the top talkers; off when Top.Count is 0.
+	Top TopConfig
 	// Live turns on live accounting: a Pipeline dumps the table now and
 	// then and follows flows from one dump to the next, so that they are
 	// counted while they run, and a DESTROY event adds only what its flow
@@ -180,6 +182,8 @@ type durationHist struct {
 type aggregator struct {
 	cfg    Config
 	fields []int
+	// top are the top talkers, nil when off; fed by count.
+	top *talkers
 
 	now   func() time.Time
 	start time.Time
@@ -233,7 +237,7 @@ func (cfg *Config) Validate() error {
 	if cfg.SeriesTTL < 0 {
 		return fmt.Errorf("%w %v: must not be negative", errSeriesTTL, cfg.SeriesTTL)
 	}
-	return nil
+	return cfg.Top.validate()
 }
 
 // newAggregator returns an empty aggregator configured by cfg, after
@@ -251,6 +255,10 @@ func newAggregator(cfg Config) (*aggregator, error) {
 		epoch:  1,
 	}
 	a.start = a.now()
+	var err error
+	if a.top, err = newTalkers(cfg.Top); err != nil {
+		return nil, err
+	}
 	if cfg.Live {
 		a.live = newLiveState(a.start)
 	}
@@ -302,6 +310,9 @@ func (a *aggregator) add(d *Delta, now time.Duration) {
 // count adds d to its series at time now and returns the series. a.mu must
 // be held.
 func (a *aggregator) count(d *Delta, now time.Duration) *series {
+	if a.top != nil {
+		a.top.add(d)
+	}
 	var k seriesKey
 	a.key(d, &k)
 	s := a.series[k]

@@ -9,6 +9,7 @@ var (
 	errSeriesTTL = errors.New("invalid series TTL")
 	errProto     = errors.New("unknown protocol")
 	errRule      = errors.New("invalid filter rule")
+	errTop       = errors.New("invalid top talkers setting")
 
 	// Group-by keys.
 	errUnknownKey   = errors.New("unknown group-by key")
