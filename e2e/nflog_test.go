@@ -61,7 +61,7 @@ func TestExporterNflog(t *testing.T) {
 	}
 
 	// Graphite: nflog.<group>.<prefix>.<keys>.pkts, escaped.
-	want := "netfilter.nflog.7.Input_IPv4_Default_DROP.ipv4.udp.9002." + f.IfB + ".pkts"
+	want := "netfilter.nflog.7.Input%20IPv4%20Default%20DROP.ipv4.udp.9002." + f.IfB + ".pkts"
 	c.waitFor(t, 20*time.Second, func(path string, v float64, _ int64) bool { return path == want && v == 10 })
 	c.waitFor(t, 20*time.Second, func(path string, v float64, _ int64) bool {
 		return path == "netfilter.exporter.nflog.lost.5" && v == 0
