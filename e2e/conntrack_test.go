@@ -242,6 +242,17 @@ func TestExporterConntrackSNAT(t *testing.T) {
 
 // TestExporterConntrackConfig runs the config file features against real
 // flows: named networks, port lists, filters and the series cap.
+// filterConfig and filterTraffic are the filters cases of
+// TestExporterConntrackConfig: one UDP flow accepted, one UDP flow denied,
+// one TCP flow not accepted.
+const filterConfig = "filters:\n  accept:\n    - {proto: [udp]}\n  deny:\n    - {dport: [9001]}\n"
+
+func filterTraffic(t *testing.T, a, b *netnstest.NS) {
+	netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
+	netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9001", 1, 10)
+	netnstest.TCPExchange(t, a, b, "tcp4", "192.0.2.2:9002", 10)
+}
+
 func TestExporterConntrackConfig(t *testing.T) {
 	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl")
 	tests := []struct {
@@ -285,13 +296,9 @@ func TestExporterConntrackConfig(t *testing.T) {
 			// In userspace every DESTROY event arrives and the filters
 			// refuse two of them.
 			name:   "filters in userspace",
-			config: "filters:\n  accept:\n    - {proto: [udp]}\n  deny:\n    - {dport: [9001]}\n",
+			config: filterConfig,
 			args:   []string{"--conntrack.group-by=dport", "--conntrack.filter-place=userspace"},
-			traffic: func(t *testing.T, a, b *netnstest.NS) {
-				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
-				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9001", 1, 10)
-				netnstest.TCPExchange(t, a, b, "tcp4", "192.0.2.2:9002", 10)
-			},
+			traffic: filterTraffic,
 			events: 3,
 			keys:   []string{"dport"},
 			want:   map[string]float64{"9000": 1},
@@ -302,13 +309,9 @@ func TestExporterConntrackConfig(t *testing.T) {
 			// The same in the kernel (the default): the same series, and
 			// the refused events never reach the exporter.
 			name:   "filters in the kernel",
-			config: "filters:\n  accept:\n    - {proto: [udp]}\n  deny:\n    - {dport: [9001]}\n",
+			config: filterConfig,
 			args:   []string{"--conntrack.group-by=dport"},
-			traffic: func(t *testing.T, a, b *netnstest.NS) {
-				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
-				netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9001", 1, 10)
-				netnstest.TCPExchange(t, a, b, "tcp4", "192.0.2.2:9002", 10)
-			},
+			traffic: filterTraffic,
 			events: 1,
 			keys:   []string{"dport"},
 			want:   map[string]float64{"9000": 1},
