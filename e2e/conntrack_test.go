@@ -295,26 +295,26 @@ func TestExporterConntrackConfig(t *testing.T) {
 		{
 			// In userspace every DESTROY event arrives and the filters
 			// refuse two of them.
-			name:   "filters in userspace",
-			config: filterConfig,
-			args:   []string{"--conntrack.group-by=dport", "--conntrack.filter-place=userspace"},
+			name:    "filters in userspace",
+			config:  filterConfig,
+			args:    []string{"--conntrack.group-by=dport", "--conntrack.filter-place=userspace"},
 			traffic: filterTraffic,
-			events: 3,
-			keys:   []string{"dport"},
-			want:   map[string]float64{"9000": 1},
+			events:  3,
+			keys:    []string{"dport"},
+			want:    map[string]float64{"9000": 1},
 			self: map[string]float64{"netfilter_conntrack_events_filtered_total": 2,
 				`netfilter_conntrack_filter_info{place="userspace"}`: 1},
 		},
 		{
 			// The same in the kernel (the default): the same series, and
 			// the refused events never reach the exporter.
-			name:   "filters in the kernel",
-			config: filterConfig,
-			args:   []string{"--conntrack.group-by=dport"},
+			name:    "filters in the kernel",
+			config:  filterConfig,
+			args:    []string{"--conntrack.group-by=dport"},
 			traffic: filterTraffic,
-			events: 1,
-			keys:   []string{"dport"},
-			want:   map[string]float64{"9000": 1},
+			events:  1,
+			keys:    []string{"dport"},
+			want:    map[string]float64{"9000": 1},
 			self: map[string]float64{"netfilter_conntrack_events_filtered_total": 0,
 				"netfilter_conntrack_destroy_events_total":           1,
 				`netfilter_conntrack_filter_info{place="kernel"}`:    1,
