@@ -10,12 +10,12 @@ import (
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
 	"github.com/netfilter-exporter/netfilter_exporter/config"
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/task"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
 	"github.com/netfilter-exporter/netfilter_exporter/nftables"
-	exposition "github.com/netfilter-exporter/netfilter_exporter/prometheus"
 )
 
 // followEvery is how often the --netns path is looked at.

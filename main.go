@@ -33,11 +33,11 @@ import (
 
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
 	"github.com/netfilter-exporter/netfilter_exporter/config"
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/graphite"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/health"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/task"
-	exposition "github.com/netfilter-exporter/netfilter_exporter/prometheus"
 )
 
 const exporterName = "netfilter_exporter"

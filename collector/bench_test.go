@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
-	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 )
 
 // BenchmarkNfacctGather measures a snapshot of many objects and its
@@ -25,7 +25,7 @@ func BenchmarkNfacctGather(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			g := prometheus.NewGatherer(NewSet(map[string]Collector{"nfacct": c}, time.Minute, discard))
+			g := exposition.NewGatherer(NewSet(map[string]Collector{"nfacct": c}, time.Minute, discard))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -54,7 +54,7 @@ func BenchmarkNfacctScrape(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			h := prometheus.NewHandler(NewSet(map[string]Collector{"nfacct": c}, time.Minute, discard), prometheus.HandlerOpts{})
+			h := exposition.NewHandler(NewSet(map[string]Collector{"nfacct": c}, time.Minute, discard), exposition.HandlerOpts{})
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			req.Header.Set("Accept-Encoding", "gzip")
 			b.ReportAllocs()

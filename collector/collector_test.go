@@ -14,7 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -57,7 +57,7 @@ netfilter_exporter_collector_success{collector="panicking"} 0
 netfilter_test_value 42
 `
 	start := time.Now()
-	if err := testutil.GatherAndCompare(prometheus.NewGatherer(set), strings.NewReader(want),
+	if err := testutil.GatherAndCompare(exposition.NewGatherer(set), strings.NewReader(want),
 		"netfilter_exporter_collector_success", "netfilter_test_value"); err != nil {
 		t.Error(err)
 	}

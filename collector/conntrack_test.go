@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
-	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -87,7 +87,7 @@ func TestConntrackGolden(t *testing.T) {
 	}
 	c := runConntrack(t, flow.Config{GroupBy: keys, MaxSeries: 100}, l)
 
-	p := prometheus.NewGatherer(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
+	p := exposition.NewGatherer(NewSet(map[string]Collector{"conntrack": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/conntrack.prom")
 }
 
@@ -101,7 +101,7 @@ func TestConntrackWithoutDropCounterFails(t *testing.T) {
 # TYPE netfilter_exporter_collector_success gauge
 netfilter_exporter_collector_success{collector="conntrack"} 0
 `
-	if err := testutil.GatherAndCompare(prometheus.NewGatherer(set), strings.NewReader(want), "netfilter_exporter_collector_success"); err != nil {
+	if err := testutil.GatherAndCompare(exposition.NewGatherer(set), strings.NewReader(want), "netfilter_exporter_collector_success"); err != nil {
 		t.Error(err)
 	}
 }
@@ -112,7 +112,7 @@ func (f fakeTable) TableStats(context.Context) (ctnl.TableStats, error) { return
 
 func TestConntrackStatsGolden(t *testing.T) {
 	c := NewConntrackStats(fakeTable{ctnl.TableStats{Entries: 12, MaxEntries: 262144, CPUs: 2, Found: 3, Invalid: 4, Insert: 5, InsertFailed: 6, Drop: 7, EarlyDrop: 8, Error: 9, SearchRestart: 10, ClashResolve: 11, ChainTooLong: 1}})
-	p := prometheus.NewGatherer(NewSet(map[string]Collector{"conntrack_stats": c}, time.Second, discard))
+	p := exposition.NewGatherer(NewSet(map[string]Collector{"conntrack_stats": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/conntrack_stats.prom")
 }
 

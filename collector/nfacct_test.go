@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/nfacct"
-	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -48,7 +48,7 @@ func TestNfacctGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := prometheus.NewGatherer(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
+			p := exposition.NewGatherer(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
 			checkGolden(t, p, tt.golden)
 		})
 	}
@@ -170,7 +170,7 @@ func TestNfacctOverQuotaNotifications(t *testing.T) {
 netfilter_nfacct_over_quota_notifications_total{name="guest-quota"} 2
 netfilter_nfacct_over_quota_notifications_total{name="pkt-quota"} 1
 `
-	p := prometheus.NewGatherer(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
+	p := exposition.NewGatherer(NewSet(map[string]Collector{"nfacct": c}, time.Second, discard))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := testutil.GatherAndCompare(p, strings.NewReader(want), "netfilter_nfacct_over_quota_notifications_total")

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netnstest"
 	"github.com/netfilter-exporter/netfilter_exporter/nflog"
-	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 )
 
 // TestKernelNflogThroughTheCollector counts real traffic through nft log
@@ -38,7 +38,7 @@ func TestKernelNflogThroughTheCollector(t *testing.T) {
 		l.Close()
 	}()
 	f.Send(t, 10)
-	g := prometheus.NewGatherer(NewSet(map[string]Collector{"nflog": c}, 5*time.Second, discard))
+	g := exposition.NewGatherer(NewSet(map[string]Collector{"nflog": c}, 5*time.Second, discard))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		rules := f.Rules(t)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/nflog"
-	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -72,7 +72,7 @@ func newTestNflog(t *testing.T, cfg NflogConfig) *Nflog {
 
 func TestNflogGolden(t *testing.T) {
 	c := newTestNflog(t, NflogConfig{GroupBy: []string{"family", "proto", "dport", "in", "hook"}, InterfaceName: ifName})
-	p := prometheus.NewGatherer(NewSet(map[string]Collector{"nflog": c}, time.Second, discard))
+	p := exposition.NewGatherer(NewSet(map[string]Collector{"nflog": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/nflog.prom")
 }
 
@@ -202,7 +202,7 @@ func TestNflogConntrackInvalidGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.count(ps)
-	p := prometheus.NewGatherer(NewSet(map[string]Collector{"nflog": c}, time.Second, discard))
+	p := exposition.NewGatherer(NewSet(map[string]Collector{"nflog": c}, time.Second, discard))
 	checkGolden(t, p, "testdata/nflog_invalid.prom")
 	var b tree.Builder
 	if err := c.Update(context.Background(), &b); err != nil {

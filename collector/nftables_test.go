@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/nftables"
-	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -69,7 +69,7 @@ func TestNftablesGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := prometheus.NewGatherer(NewSet(map[string]Collector{"nftables": c}, time.Second, discard))
+			p := exposition.NewGatherer(NewSet(map[string]Collector{"nftables": c}, time.Second, discard))
 			checkGolden(t, p, tt.golden)
 			if !tt.cfg.RuleCounters && src.ruleReads > 0 {
 				t.Error("rules were dumped though rule counters are off")
@@ -165,7 +165,7 @@ func BenchmarkNftablesUpdate(b *testing.B) {
 		}
 	})
 	b.Run("gather", func(b *testing.B) {
-		g := prometheus.NewGatherer(NewSet(map[string]Collector{"nftables": c}, time.Minute, discard))
+		g := exposition.NewGatherer(NewSet(map[string]Collector{"nftables": c}, time.Minute, discard))
 		b.ReportAllocs()
 		for range b.N {
 			if _, err := g.Gather(); err != nil {

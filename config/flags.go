@@ -8,9 +8,9 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/graphite"
-	exposition "github.com/netfilter-exporter/netfilter_exporter/prometheus"
 )
 
 // Defaults of the settings that have no flag default of their own.

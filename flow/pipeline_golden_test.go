@@ -15,8 +15,8 @@ import (
 
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/exposition"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
-	"github.com/netfilter-exporter/netfilter_exporter/prometheus"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
 
@@ -87,7 +87,7 @@ func TestConntrackLiveRounds(t *testing.T) {
 	delete(d.Table, 1)
 	round()
 
-	g := prometheus.NewGatherer(collector.NewSet(map[string]collector.Collector{"conntrack": c}, time.Second, slog.New(slog.DiscardHandler)))
+	g := exposition.NewGatherer(collector.NewSet(map[string]collector.Collector{"conntrack": c}, time.Second, slog.New(slog.DiscardHandler)))
 	checkGolden(t, g, "../collector/testdata/conntrack_live.prom")
 	// The lookups' processor time is measured for real: at least the
 	// fake dumps' 1 ms each.

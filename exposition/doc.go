@@ -1,4 +1,4 @@
-// Package prometheus serves snapshots of the metric tree on /metrics.
+// Package exposition serves snapshots of the metric tree on /metrics.
 //
 // A Handler takes one snapshot per scrape and writes it straight to the
 // wire, in the Prometheus text format (0.0.4) or in OpenMetrics (1.0.0) by
@@ -18,4 +18,4 @@
 // have a progress deadline and scrapes an overall one, and when every
 // request slot is taken a client that has stopped reading is cut off to
 // make room, so clients that never read cannot lock the others out.
-package prometheus
+package exposition
