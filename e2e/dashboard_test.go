@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -332,6 +333,7 @@ func TestExampleGraphiteDashboard(t *testing.T) {
 	}
 	// Paths as the README documents them.
 	for _, want := range []string{"netfilter.nfacct.ipv4.http.bytes", "netfilter.nfacct.web.quota_bytes",
+		"netfilter.nfacct.web.bytes", "netfilter.nfacct.site.a.ipv6.dns.pkts", "netfilter.nfacct.site.a.ipv6.dns.over_quota",
 		"netfilter.nftables.inet.filter.web.bytes", "netfilter.nftables.inet.filter.web.pkts",
 		"netfilter.nftables.inet.filter.web.quota.limit", "netfilter.nftables.inet.filter.web.quota.exhausted",
 		"netfilter.conntrack.ipv4.tcp.443.orig.bytes", "netfilter.conntrack.ipv4.tcp.443.flows",
@@ -376,9 +378,24 @@ func graphitePatterns(target string) []string {
 }
 
 // graphiteMatch reports whether a dotted path matches a Graphite pattern:
-// node by node, with *, ?, [...] and {a,b}.
+// node by node, with *, ?, [...] and {a,b}, and ** for any number of nodes
+// (none included), as graphite-web's standard finder matches since 1.0.
 func graphiteMatch(pattern, p string) bool {
-	pn, sn := strings.Split(pattern, "."), strings.Split(p, ".")
+	return matchNodes(strings.Split(pattern, "."), strings.Split(p, "."))
+}
+
+func matchNodes(pn, sn []string) bool {
+	if i := slices.Index(pn, "**"); i >= 0 {
+		if len(sn) < i || !matchNodes(pn[:i], sn[:i]) {
+			return false
+		}
+		for skip := 0; i+skip <= len(sn); skip++ {
+			if matchNodes(pn[i+1:], sn[i+skip:]) {
+				return true
+			}
+		}
+		return false
+	}
 	if len(pn) != len(sn) {
 		return false
 	}
@@ -449,6 +466,26 @@ func checkGraphiteDashboard(t *testing.T, whisperDir string) {
 					}
 					if len(matched) == 0 {
 						return fmt.Sprintf("Graphite panel %q: %s matches none of the %d paths carbon wrote", p.Title, pat, len(paths))
+					}
+					// An nfacct panel shows every object, whatever the
+					// number of dots in its name: the panel's patterns
+					// with this leaf, together, match every such path.
+					if head := prefix + ".nfacct."; strings.HasPrefix(pat, head) {
+						leaf := pat[strings.LastIndexByte(pat, '.'):]
+						var siblings []string
+						for _, tg2 := range p.Targets {
+							for _, pat2 := range graphitePatterns(tg2.Target) {
+								if pat2 = strings.Replace(pat2, "$prefix", prefix, 1); strings.HasSuffix(pat2, leaf) {
+									siblings = append(siblings, pat2)
+								}
+							}
+						}
+						for _, wp := range paths {
+							if strings.HasPrefix(wp, head) && strings.HasSuffix(wp, leaf) &&
+								!slices.ContainsFunc(siblings, func(pat2 string) bool { return graphiteMatch(pat2, wp) }) {
+								return fmt.Sprintf("Graphite panel %q: no target matches %s", p.Title, wp)
+							}
+						}
 					}
 					for _, m := range applyByNodeRE.FindAllStringSubmatch(tg.Target, -1) {
 						if strings.Replace(m[1], "$prefix", prefix, 1) != pat {
@@ -554,6 +591,28 @@ func checkPrometheusDashboard(t *testing.T, ns *netnstest.NS, start time.Time) {
 				}
 				return ""
 			})
+		}
+	}
+}
+
+func TestGraphiteMatch(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"n.nfacct.*.bytes", "n.nfacct.web.bytes", true},
+		{"n.nfacct.*.bytes", "n.nfacct.ipv4.http.bytes", false},
+		{"n.nfacct.**.bytes", "n.nfacct.web.bytes", true},
+		{"n.nfacct.**.bytes", "n.nfacct.ipv4.http.bytes", true},
+		{"n.nfacct.**.bytes", "n.nfacct.site.a.ipv6.dns.bytes", true},
+		{"n.nfacct.**.bytes", "n.nfacct.bytes", true},
+		{"n.nfacct.**.bytes", "n.nfacct.web.quota_bytes", false},
+		{"n.nfacct.**.bytes", "n.nftables.inet.filter.web.bytes", false},
+		{"n.conntrack.*.*.*.{orig,reply}.bytes", "n.conntrack.ipv4.tcp.443.reply.bytes", true},
+		{"n.conntrack.*.*.*.{orig,reply}.bytes", "n.conntrack.ipv4.tcp.443.flows", false},
+	} {
+		if got := graphiteMatch(tc.pattern, tc.path); got != tc.want {
+			t.Errorf("graphiteMatch(%q, %q) = %v, want %v", tc.pattern, tc.path, got, tc.want)
 		}
 	}
 }

@@ -201,7 +201,7 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 	for _, o := range []nfacct.Object{
 		{Name: "e2eqb", Flags: nfacct.FlagQuotaBytes, Quota: 1 << 20},
 		{Name: "e2eqp", Flags: nfacct.FlagQuotaPackets, Quota: 1000},
-		{Name: "e2e.qb", Flags: nfacct.FlagQuotaBytes, Quota: 1 << 20},
+		{Name: "e2e.site.a.qb", Flags: nfacct.FlagQuotaBytes, Quota: 1 << 20},
 		{Name: "e2e.qp", Flags: nfacct.FlagQuotaPackets, Quota: 1000},
 	} {
 		if err := client.Create(context.Background(), o); err != nil {
