@@ -67,7 +67,7 @@ func newConntrack(src ConntrackSource) *Conntrack {
 		decodeErrors: tree.NewDesc(ns+"decode_errors_total",
 			"Conntrack messages that could not be decoded and were skipped.", tree.Counter),
 		buffer: tree.NewDesc(ns+"receive_buffer_bytes",
-			"Receive buffer of the event socket, as the kernel granted it.", tree.Gauge),
+			"Receive buffer of the event socket as the kernel reports it (SO_RCVBUF): twice what --conntrack.receive-buffer asks for, as the kernel doubles a request to leave room for its own bookkeeping.", tree.Gauge),
 		method: tree.NewDesc(ns+"listener_info",
 			"How the conntrack event listener receives events: io_uring (a multishot receive, no system call per event) or recvmmsg.", tree.Gauge, "method"),
 		upDesc: tree.NewDesc(ns+"listener_up",

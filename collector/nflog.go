@@ -206,7 +206,7 @@ func NewNflog(src NflogSource, cfg NflogConfig) (*Nflog, error) {
 	c.upDesc = tree.NewDesc(ns+"listener_up",
 		"Whether the nflog listener is receiving (1) or failed and is retrying (0).", tree.Gauge)
 	c.buffer = tree.NewDesc(ns+"receive_buffer_bytes",
-		"Receive buffer of the nflog socket, as the kernel granted it.", tree.Gauge)
+		"Receive buffer of the nflog socket as the kernel reports it (SO_RCVBUF): twice what --nflog.receive-buffer asks for, as the kernel doubles a request to leave room for its own bookkeeping.", tree.Gauge)
 	c.growths = tree.NewDesc(ns+"receive_buffer_growths_total",
 		"Times the nflog socket's receive buffer was doubled after packets were lost.", tree.Counter)
 	c.overruns = tree.NewDesc(ns+"listener_overruns_total",
