@@ -267,7 +267,7 @@ func (s *swallower) wake(t *testing.T) func() []string {
 // window is not replayed, as carbon lost nothing. Every line arrives exactly
 // once, which a carbon-aggregator needs.
 func TestWriterStalledCarbonGetsEveryLineOnce(t *testing.T) {
-	const points = 200
+	const points = 2000 // 2,000 points a 20 ms snapshot fill the sockets in about a second
 	sw := startSwallower(t)
 	src := &bulkSource{points: points}
 	cfg := testConfig(sw.ln.Addr().String())
