@@ -28,7 +28,7 @@ const maxInvalidReasons = 100
 
 // NflogKeys are the keys --nflog.group-by takes, besides group and prefix
 // which every series has.
-var NflogKeys = []string{"family", "proto", "sport", "dport", "src", "dst", "in", "out", "hook", "mark"}
+var NflogKeys = []string{"family", "proto", "sport", "dport", "src", "dst", "src_net", "dst_net", "in", "out", "hook", "mark"}
 
 // DefaultNflogMaxSeries is the default NflogConfig.MaxSeries.
 const DefaultNflogMaxSeries = 4096
@@ -53,6 +53,10 @@ type NflogConfig struct {
 	// arrive on group 0 (nflog.InvalidGroup), by reason instead of as
 	// nflog series.
 	ConntrackInvalid bool
+	// Networks names the networks of the src_net and dst_net keys, as
+	// for conntrack flows (the configuration file's networks); an address
+	// in none of them, or every address when nil, reads other.
+	Networks *flow.Networks
 	// InterfaceName names the interface of an index in the watched
 	// namespace, for the in and out keys; nil reads the index.
 	InterfaceName func(index uint32) string
@@ -99,6 +103,8 @@ const (
 	nkDport
 	nkSrc
 	nkDst
+	nkSrcNet
+	nkDstNet
 	nkIn
 	nkOut
 	nkHook
@@ -113,8 +119,10 @@ type nflogKey struct {
 	family, proto, hook uint8
 	sport, dport        uint16
 	src, dst            netip.Addr
-	in, out, mark       uint32
-	overflow            bool
+	// srcNet and dstNet are network names, interned by cfg.Networks.
+	srcNet, dstNet string
+	in, out, mark  uint32
+	overflow       bool
 }
 
 // nflogSeries is one series. packets and bytes are written by the
@@ -348,6 +356,12 @@ func (c *Nflog) fill(k *nflogKey, p *nflog.Packet) {
 	if f&nkDst != 0 {
 		k.dst = p.Dst
 	}
+	if f&nkSrcNet != 0 {
+		k.srcNet = c.cfg.Networks.Lookup(p.Src)
+	}
+	if f&nkDstNet != 0 {
+		k.dstNet = c.cfg.Networks.Lookup(p.Dst)
+	}
 	if f&nkIn != 0 {
 		k.in = p.InDev
 	}
@@ -459,6 +473,10 @@ func (c *Nflog) labelValues(k *nflogKey) []string {
 			v = addrLabel(k.src)
 		case "dst":
 			v = addrLabel(k.dst)
+		case "src_net":
+			v = k.srcNet
+		case "dst_net":
+			v = k.dstNet
 		case "in":
 			v = c.ifname(k.in)
 		case "out":
