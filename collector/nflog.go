@@ -149,9 +149,10 @@ type Nflog struct {
 	order      []*nflogSeries
 	prefixes   map[string]string
 	overflowed uint64
-	// The last series counted and the last prefix looked up, raw and
-	// interned.
+	// The last series counted and the raw prefix of its last packet; the
+	// last prefix looked up, raw and interned.
 	last       *nflogSeries
+	lastSeries []byte
 	lastRaw    []byte
 	lastPrefix string
 	// The invalid packets, by key, in order of appearance; reasons are
@@ -193,7 +194,8 @@ func NewNflog(src NflogSource, cfg NflogConfig) (*Nflog, error) {
 		cfg.MaxSeries = DefaultNflogMaxSeries
 	}
 	c := &Nflog{src: src, cfg: cfg, series: map[nflogKey]*nflogSeries{}, prefixes: map[string]string{}, ifnames: map[uint32]string{},
-		invalid: map[invalidKey]*uint64{}, reasons: map[string]string{}, reasonBuf: make([]byte, 0, 256)}
+		invalid: map[invalidKey]*uint64{}, reasons: map[string]string{}, reasonBuf: make([]byte, 0, 256),
+		lastSeries: make([]byte, 0, 128)}
 	c.names = append([]string{"group", "prefix"}, cfg.GroupBy...)
 	for _, k := range cfg.GroupBy {
 		c.fields |= 1 << slices.Index(NflogKeys, k)
@@ -261,10 +263,20 @@ func (c *Nflog) count(ps []nflog.Packet) {
 				continue
 			}
 		}
+		// Packets come in runs from one rule. Without keys, a packet of
+		// the last series' group and raw prefix is counted there, with no
+		// key built: what the lookups below would find.
+		if s := c.last; s != nil && c.fields == 0 && s.key.group == p.Group && string(p.Prefix) == string(c.lastSeries) {
+			s.packets++
+			s.bytes += uint64(p.Length)
+			if s.key.overflow {
+				c.overflowed++
+			}
+			continue
+		}
 		var k nflogKey
 		k.group = p.Group
-		// Packets come in runs from one rule: the last prefix and
-		// series are tried before the maps.
+		// The last prefix and series are tried before the maps.
 		prefix, ok := c.lastPrefix, c.lastRaw != nil && string(p.Prefix) == string(c.lastRaw)
 		if !ok {
 			prefix, ok = c.prefixes[string(p.Prefix)]
@@ -308,6 +320,9 @@ func (c *Nflog) count(ps []nflog.Packet) {
 		s.packets++
 		s.bytes += uint64(p.Length)
 		c.last = s
+		if string(c.lastSeries) != string(p.Prefix) {
+			c.lastSeries = append(c.lastSeries[:0], p.Prefix...)
+		}
 	}
 }
 
