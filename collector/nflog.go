@@ -28,7 +28,7 @@ const maxInvalidReasons = 100
 
 // NflogKeys are the keys --nflog.group-by takes, besides group and prefix
 // which every series has.
-var NflogKeys = []string{"family", "proto", "sport", "dport", "src", "dst", "in", "out", "hook", "mark"}
+var NflogKeys = []string{"family", "proto", "sport", "dport", "src", "dst", "src_net", "dst_net", "in", "out", "hook", "mark"}
 
 // DefaultNflogMaxSeries is the default NflogConfig.MaxSeries.
 const DefaultNflogMaxSeries = 4096
@@ -53,6 +53,10 @@ type NflogConfig struct {
 	// arrive on group 0 (nflog.InvalidGroup), by reason instead of as
 	// nflog series.
 	ConntrackInvalid bool
+	// Networks names the networks of the src_net and dst_net keys, as
+	// for conntrack flows (the configuration file's networks); an address
+	// in none of them, or every address when nil, reads other.
+	Networks *flow.Networks
 	// InterfaceName names the interface of an index in the watched
 	// namespace, for the in and out keys; nil reads the index.
 	InterfaceName func(index uint32) string
@@ -99,6 +103,8 @@ const (
 	nkDport
 	nkSrc
 	nkDst
+	nkSrcNet
+	nkDstNet
 	nkIn
 	nkOut
 	nkHook
@@ -113,8 +119,10 @@ type nflogKey struct {
 	family, proto, hook uint8
 	sport, dport        uint16
 	src, dst            netip.Addr
-	in, out, mark       uint32
-	overflow            bool
+	// srcNet and dstNet are network names, interned by cfg.Networks.
+	srcNet, dstNet string
+	in, out, mark  uint32
+	overflow       bool
 }
 
 // nflogSeries is one series. packets and bytes are written by the
@@ -141,9 +149,10 @@ type Nflog struct {
 	order      []*nflogSeries
 	prefixes   map[string]string
 	overflowed uint64
-	// The last series counted and the last prefix looked up, raw and
-	// interned.
+	// The last series counted and the raw prefix of its last packet; the
+	// last prefix looked up, raw and interned.
 	last       *nflogSeries
+	lastSeries []byte
 	lastRaw    []byte
 	lastPrefix string
 	// The invalid packets, by key, in order of appearance; reasons are
@@ -185,7 +194,8 @@ func NewNflog(src NflogSource, cfg NflogConfig) (*Nflog, error) {
 		cfg.MaxSeries = DefaultNflogMaxSeries
 	}
 	c := &Nflog{src: src, cfg: cfg, series: map[nflogKey]*nflogSeries{}, prefixes: map[string]string{}, ifnames: map[uint32]string{},
-		invalid: map[invalidKey]*uint64{}, reasons: map[string]string{}, reasonBuf: make([]byte, 0, 256)}
+		invalid: map[invalidKey]*uint64{}, reasons: map[string]string{}, reasonBuf: make([]byte, 0, 256),
+		lastSeries: make([]byte, 0, 128)}
 	c.names = append([]string{"group", "prefix"}, cfg.GroupBy...)
 	for _, k := range cfg.GroupBy {
 		c.fields |= 1 << slices.Index(NflogKeys, k)
@@ -253,10 +263,20 @@ func (c *Nflog) count(ps []nflog.Packet) {
 				continue
 			}
 		}
+		// Packets come in runs from one rule. Without keys, a packet of
+		// the last series' group and raw prefix is counted there, with no
+		// key built: what the lookups below would find.
+		if s := c.last; s != nil && c.fields == 0 && s.key.group == p.Group && string(p.Prefix) == string(c.lastSeries) {
+			s.packets++
+			s.bytes += uint64(p.Length)
+			if s.key.overflow {
+				c.overflowed++
+			}
+			continue
+		}
 		var k nflogKey
 		k.group = p.Group
-		// Packets come in runs from one rule: the last prefix and
-		// series are tried before the maps.
+		// The last prefix and series are tried before the maps.
 		prefix, ok := c.lastPrefix, c.lastRaw != nil && string(p.Prefix) == string(c.lastRaw)
 		if !ok {
 			prefix, ok = c.prefixes[string(p.Prefix)]
@@ -300,6 +320,9 @@ func (c *Nflog) count(ps []nflog.Packet) {
 		s.packets++
 		s.bytes += uint64(p.Length)
 		c.last = s
+		if string(c.lastSeries) != string(p.Prefix) {
+			c.lastSeries = append(c.lastSeries[:0], p.Prefix...)
+		}
 	}
 }
 
@@ -347,6 +370,12 @@ func (c *Nflog) fill(k *nflogKey, p *nflog.Packet) {
 	}
 	if f&nkDst != 0 {
 		k.dst = p.Dst
+	}
+	if f&nkSrcNet != 0 {
+		k.srcNet = c.cfg.Networks.Lookup(p.Src)
+	}
+	if f&nkDstNet != 0 {
+		k.dstNet = c.cfg.Networks.Lookup(p.Dst)
 	}
 	if f&nkIn != 0 {
 		k.in = p.InDev
@@ -459,6 +488,10 @@ func (c *Nflog) labelValues(k *nflogKey) []string {
 			v = addrLabel(k.src)
 		case "dst":
 			v = addrLabel(k.dst)
+		case "src_net":
+			v = k.srcNet
+		case "dst_net":
+			v = k.dstNet
 		case "in":
 			v = c.ifname(k.in)
 		case "out":

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/netfilter-exporter/netfilter_exporter/exposition"
+	"github.com/netfilter-exporter/netfilter_exporter/flow"
 	"github.com/netfilter-exporter/netfilter_exporter/nflog"
 	"github.com/netfilter-exporter/netfilter_exporter/tree"
 )
@@ -132,8 +133,47 @@ func TestNflogMaxSeriesOverflow(t *testing.T) {
 	}
 }
 
+// testNetworks holds 192.0.2.1 and 2001:db8::1 in "a" and 192.0.2.2 in
+// "b"; 2001:db8::2 is in none.
+func testNetworks(t *testing.T) *flow.Networks {
+	t.Helper()
+	n, err := flow.NewNetworks(map[string][]netip.Prefix{
+		"a": {netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::1/128")},
+		"b": {netip.MustParsePrefix("192.0.2.0/24")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestNflogNetworks sums packets by the networks of their addresses, the
+// longest prefix winning, other for an address in none; without networks
+// every address reads other.
+func TestNflogNetworks(t *testing.T) {
+	got := nflogPaths(t, newTestNflog(t, NflogConfig{GroupBy: []string{"src_net", "dst_net"}, Networks: testNetworks(t)}))
+	want := []string{
+		"nflog/5/ssh-attempt/a/b/pkts=3", "nflog/5/ssh-attempt/a/b/bytes=180",
+		"nflog/5/ssh-attempt/a/other/pkts=2", "nflog/5/ssh-attempt/a/other/bytes=160",
+		"nflog/6//a/b/pkts=4", "nflog/6//a/b/bytes=512",
+		"nflog/7/Input IPv4 Default DROP/b/a/pkts=1", "nflog/7/Input IPv4 Default DROP/b/a/bytes=84",
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("no %s in %v", w, got)
+		}
+	}
+	got = nflogPaths(t, newTestNflog(t, NflogConfig{GroupBy: []string{"dst_net"}}))
+	for _, w := range []string{"nflog/5/ssh-attempt/other/pkts=5", "nflog/6//other/pkts=4", "exporter/nflog/series=3"} {
+		if !slices.Contains(got, w) {
+			t.Errorf("without networks: no %s in %v", w, got)
+		}
+	}
+}
+
 func TestNflogCountsWithoutAllocating(t *testing.T) {
-	c := newTestNflog(t, NflogConfig{GroupBy: []string{"family", "proto", "sport", "dport", "src", "dst", "in", "out", "hook", "mark"}})
+	c := newTestNflog(t, NflogConfig{GroupBy: []string{"family", "proto", "sport", "dport", "src", "dst", "src_net", "dst_net", "in", "out", "hook", "mark"},
+		Networks: testNetworks(t)})
 	if n := testing.AllocsPerRun(100, func() { c.count(nflogPackets) }); n != 0 {
 		t.Errorf("counting known series allocates %v times per batch", n)
 	}
@@ -173,7 +213,8 @@ func TestParseNflogGroupBy(t *testing.T) {
 		{in: "family, proto,dport", want: []string{"family", "proto", "dport"}},
 		{in: "prefix", err: true},
 		{in: "dport,dport", err: true},
-		{in: "src_net", err: true},
+		{in: "src_net,dst_net,in", want: []string{"src_net", "dst_net", "in"}},
+		{in: "src_net,zone", err: true},
 	} {
 		got, err := ParseNflogGroupBy(tt.in)
 		if (err != nil) != tt.err || !errors.Is(err, errNflogKey) && tt.err {

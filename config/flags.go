@@ -146,7 +146,7 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("nfacct.over-quota-events", "Listen for the kernel's over-quota notifications and count them.").Default("true").BoolVar(&f.NfacctOverQuota)
 
 	app.Flag("nflog.group", "Count the packets logged to this nflog group (nft log group N, iptables -j NFLOG --nflog-group N); repeat for several groups. The nflog collector runs when one is given.").PlaceHolder("N").StringsVar(&f.NflogGroups)
-	app.Flag("nflog.group-by", "Comma-separated keys that logged packets are summed by after group and prefix, in Graphite hierarchy order: family, proto, sport, dport, src, dst, in, out, hook, mark. Empty: by group and prefix only.").Default("").StringVar(&f.NflogGroupBy)
+	app.Flag("nflog.group-by", "Comma-separated keys that logged packets are summed by after group and prefix, in Graphite hierarchy order: family, proto, sport, dport, src, dst, src_net, dst_net (the --config.file networks), in, out, hook, mark. Empty: by group and prefix only.").Default("").StringVar(&f.NflogGroupBy)
 	app.Flag("nflog.max-series", "Most nflog series; past it new key combinations of a group are summed into one series whose prefix and keys read other.").Default(strconv.Itoa(collector.DefaultNflogMaxSeries)).StringVar(&f.NflogMaxSeries)
 	app.Flag("nflog.receive-buffer", "Receive buffer of the nflog socket (SO_RCVBUFFORCE), e.g. 64MiB.").Default("64MiB").StringVar(&f.NflogReceiveBuffer)
 	app.Flag("nflog.receive-buffer-max", "Largest size the nflog receive buffer is doubled up to, each time logged packets are lost; equal to --nflog.receive-buffer to never grow it.").Default("1GiB").StringVar(&f.NflogReceiveBufferMax)

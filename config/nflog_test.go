@@ -2,6 +2,9 @@ package config
 
 import (
 	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -38,6 +41,20 @@ func TestSettingsNflog(t *testing.T) {
 	s, err = settings(t, "--nflog.conntrack-invalid")
 	if err != nil || !s.Collectors.Nflog || !s.Nflog.ConntrackInvalid || len(s.Nflog.Groups) != 0 {
 		t.Errorf("--nflog.conntrack-invalid: %v %+v", err, s.Nflog)
+	}
+	// The file's networks name the src_net and dst_net keys, as for
+	// conntrack flows.
+	file := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(file, []byte("networks:\n  lan: [192.0.2.0/24]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err = settings(t, "--nflog.group=5", "--nflog.group-by=src_net,dst_net", "--config.file="+file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.Nflog.GroupBy, []string{"src_net", "dst_net"}) || s.Nflog.Networks == nil ||
+		s.Nflog.Networks.Lookup(netip.MustParseAddr("192.0.2.7")) != "lan" || s.Nflog.Networks != s.Conntrack.Flow.Networks {
+		t.Errorf("src_net,dst_net with a networks file: %+v", s.Nflog)
 	}
 	if _, err := settings(t, "--nflog.group-by=prefix"); err == nil {
 		t.Error("--nflog.group-by=prefix accepted")

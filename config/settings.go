@@ -172,6 +172,7 @@ func (f *Flags) Settings(toolkit *web.FlagConfig) (*Settings, error) {
 	if s.Nflog, err = f.nflog(); err != nil {
 		return nil, err
 	}
+	s.Nflog.Networks = file.Networks
 	s.Collectors.Nflog = len(s.Nflog.Groups) > 0 || s.Nflog.ConntrackInvalid
 	if s.Graphite, err = f.graphite(); err != nil {
 		return nil, err

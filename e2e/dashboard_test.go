@@ -281,7 +281,9 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 		"netfilter_nfacct_quota_bytes", "netfilter_exporter_collector_success", "netfilter_conntrack_events_lost_total",
 		"netfilter_conntrack_destroy_events_total", "netfilter_conntrack_entries",
 		"netfilter_nftables_counter_bytes_total", "netfilter_nftables_quota_used_bytes",
-		"netfilter_nftables_quota_limit_bytes", "netfilter_nftables_quota_exhausted"} {
+		"netfilter_nftables_quota_limit_bytes", "netfilter_nftables_quota_exhausted",
+		"netfilter_nflog_packets_total", "netfilter_nflog_bytes_total", "netfilter_nflog_packets_lost_total",
+		"netfilter_conntrack_invalid_packets_total"} {
 		if !used[want] {
 			t.Errorf("no dashboard query uses %s", want)
 		}
@@ -337,7 +339,9 @@ func TestExampleGraphiteDashboard(t *testing.T) {
 		"netfilter.nftables.inet.filter.web.bytes", "netfilter.nftables.inet.filter.web.pkts",
 		"netfilter.nftables.inet.filter.web.quota.limit", "netfilter.nftables.inet.filter.web.quota.exhausted",
 		"netfilter.conntrack.ipv4.tcp.443.orig.bytes", "netfilter.conntrack.ipv4.tcp.443.flows",
-		"netfilter.conntrack_stats.entries", "netfilter.exporter.collector.nftables.success"} {
+		"netfilter.conntrack_stats.entries", "netfilter.exporter.collector.nftables.success",
+		"netfilter.nflog.5.SSH%20Attempt.pkts", "netfilter.exporter.nflog.lost.5",
+		"netfilter.conntrack.invalid.ipv4.tcp.invalid%20tcp%20flag%20combination.in"} {
 		found := false
 		for _, pat := range patterns {
 			found = found || graphiteMatch(pat, want)

@@ -184,7 +184,8 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 	// The same datagrams, counted by an nf_tables named counter whose
 	// dotted name is one escaped level in Graphite, and by two quotas for
 	// the dashboards' quota panels: e2e.q stays under its limit, e2e.full
-	// (an over quota, 4 datagrams) is exhausted. No verdict: they only count.
+	// (an over quota, 4 datagrams) is exhausted; and logged to nflog group
+	// 5 for the dashboards' NFLOG panels. No verdict: they only count.
 	netnstest.NftLoad(t, b, `table inet e2e {
 	counter e2e.udp { }
 	quota e2e.q { until 1 mbytes }
@@ -194,6 +195,7 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 		udp dport 9000 counter name "e2e.udp"
 		udp dport 9000 quota name "e2e.q"
 		udp dport 9000 quota name "e2e.full"
+		udp dport 9000 log prefix "e2e " group 5
 	}
 }`)
 	// Quota objects of both units, with names of one and two levels, for
@@ -216,13 +218,22 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logs.Close()
-	// One exporter with dotted paths, one with tagged series.
+	// One exporter with dotted paths, one with tagged series. The first
+	// counts nflog group 5 and conntrack's invalid packets (a group has one
+	// listener).
 	mon.Start(t, logs, binary, "--netns="+b.Path(), "--web.listen-address=127.0.0.1:9862",
-		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s")
+		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s", "--nflog.group=5", "--nflog.conntrack-invalid")
 	mon.Start(t, logs, binary, "--netns="+b.Path(), "--web.listen-address=127.0.0.1:9863",
 		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s",
 		"--graphite.tagged", "--graphite.prefix=tagged", "--no-collector.conntrack")
 	waitListening(t, mon, "127.0.0.1:9862")
+	// The nflog listener binds its groups after the server is up.
+	eventually(t, 10*time.Second, func() string {
+		if body := waitMetrics(t, mon.HTTPClient(), "http://127.0.0.1:9862/metrics"); !strings.Contains(body, "\nnetfilter_nflog_listener_up 1\n") {
+			return "the nflog listener of the exporter on 127.0.0.1:9862 is not up"
+		}
+		return ""
+	})
 
 	promConf := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(promConf, []byte(`global:
@@ -286,6 +297,9 @@ scrape_configs:
 		`netfilter_conntrack_events_lost_total`:                                                          0,
 		`netfilter_nftables_counter_bytes_total{family="inet",table="e2e",name="e2e.udp"}`:               nft[1],
 		`netfilter_nftables_counter_packets_total{family="inet",table="e2e",name="e2e.udp"}`:             nft[0],
+		`netfilter_nflog_packets_total{group="5",prefix="e2e"}`:                                          nft[0],
+		`netfilter_nflog_bytes_total{group="5",prefix="e2e"}`:                                            nft[1],
+		`netfilter_nflog_packets_lost_total{group="5"}`:                                                  0,
 		`netfilter_nftables_quota_used_bytes{family="inet",table="e2e",name="e2e.q"}`:                    float64(quotas["e2e.q"].Used),
 		`netfilter_nftables_quota_limit_bytes{family="inet",table="e2e",name="e2e.q"}`:                   float64(quotas["e2e.q"].Limit),
 		`netfilter_nftables_quota_exhausted{family="inet",table="e2e",name="e2e.q"}`:                     0,
@@ -313,6 +327,7 @@ scrape_configs:
 		taggedWhisperPath(dir, "tagged.nfacct_packets_total;object=e2e.udp"):                               nf[0],
 		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e%2Eudp/bytes.wsp"):                      nft[1],
 		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e%2Eudp/pkts.wsp"):                       nft[0],
+		filepath.Join(dir, "whisper/netfilter/nflog/5/e2e/pkts.wsp"):                                       nft[0],
 		taggedWhisperPath(dir, "tagged.nftables_counter_bytes_total;family=inet;object=e2e.udp;table=e2e"): nft[1],
 		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e%2Eq/quota/used.wsp"):                   float64(quotas["e2e.q"].Used),
 		filepath.Join(dir, "whisper/netfilter/nftables/inet/e2e/e2e%2Efull/quota/exhausted.wsp"):           1,
@@ -324,6 +339,17 @@ scrape_configs:
 			return ""
 		})
 	}
+
+	// SYN+FIN segments, which conntrack finds invalid, for the dashboards'
+	// invalid-reason panels; the flows are counted already.
+	netnstest.SendTCPFlags(t, a, "192.0.2.1", "192.0.2.2", 80, 0x03, 5)
+	eventually(t, 30*time.Second, func() string {
+		q := `netfilter_conntrack_invalid_packets_total{family="ipv4",proto="tcp",reason="invalid tcp flag combination",direction="in"}`
+		if got, ok := promQuery(t, mon, q); !ok || got != 5 {
+			return fmt.Sprintf("Prometheus answers %s = %v (found %v), want the 5 SYN+FIN segments", q, got, ok)
+		}
+		return ""
+	})
 
 	// The dashboards, against the same Prometheus and carbon, with a TCP
 	// connection left open so that live accounting has active flows.

@@ -35,6 +35,8 @@ func TestExamplesAreChecked(t *testing.T) {
 		"prometheus.yml":                  {"TestExamplePrometheusConfig"},
 		"nfacct-iptables.sh":              {"TestExampleNfacctRecipe"},
 		"nftables.nft":                    {"TestExampleNftablesRecipe"},
+		"nftables-log-and-drop.nft":       {"TestExampleNftablesLogAndDrop"},
+		"iptables-log-and-drop.rules":     {"TestExampleIptablesLogAndDrop"},
 		"config.yml":                      {"TestExampleConfig"},
 		"alerts.yml":                      {"TestExampleAlertRules"},
 		"alerts_test.yml":                 {"TestExampleAlertRules"},
@@ -762,4 +764,152 @@ func waitMetrics(t *testing.T, c *http.Client, url string) string {
 		return ""
 	})
 	return body
+}
+
+// logAndDropRule is what one logging rule of a log-and-drop example
+// counted, by its own counter.
+type logAndDropRule struct {
+	group, prefix  string
+	packets, bytes float64
+}
+
+// checkLogAndDrop sends a peer's traffic into firewall namespace fw, whose
+// policy an example loaded (the peer is 192.0.2.1, fw 192.0.2.2): SSH
+// connections (accepted and logged to group 1), UDP datagrams to a closed
+// port (dropped by the policy and logged to group 2) and SYN+FIN segments
+// (invalid, logged to group 2 and dropped). An exporter counting groups 1
+// and 2 must then show, for each logging rule that rules returns, exactly
+// what the rule counted; with --nflog.conntrack-invalid, the SYN+FIN
+// segments by their reason.
+func checkLogAndDrop(t *testing.T, peer, fw *netnstest.NS, rules func() []logAndDropRule) {
+	t.Helper()
+	ssh := fw.Listen(t, "tcp4", ":22")
+	go func() {
+		for {
+			c, err := ssh.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	e := startExporter(t, "--netns="+fw.Path(), "--collector.disable-defaults", "--nflog.group=1", "--nflog.group=2", "--nflog.conntrack-invalid")
+	eventually(t, 10*time.Second, func() string {
+		if _, mfs := e.scrape(t); mustValue(t, mfs, "netfilter_nflog_listener_up", nil) != 1 {
+			return "the nflog listener is not up"
+		}
+		return ""
+	})
+	for range 3 {
+		c := peer.Dial(t, "tcp4", "192.0.2.2:22")
+		c.Close()
+	}
+	udp := peer.Dial(t, "udp4", "192.0.2.2:9999")
+	for range 4 {
+		if _, err := udp.Write([]byte("refused")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	netnstest.SendTCPFlags(t, peer, "192.0.2.1", "192.0.2.2", 80, 0x03, 5)
+	var want []logAndDropRule
+	eventually(t, 30*time.Second, func() string {
+		want = rules()
+		_, mfs := e.scrape(t)
+		diff := ""
+		for _, r := range want {
+			labels := map[string]string{"group": r.group, "prefix": r.prefix}
+			p, _ := value(mfs, "netfilter_nflog_packets_total", labels)
+			b, _ := value(mfs, "netfilter_nflog_bytes_total", labels)
+			if p != r.packets || b != r.bytes || r.packets == 0 {
+				diff += fmt.Sprintf("\ngroup %s prefix %q: /metrics %v packets %v bytes, the rule %v and %v", r.group, r.prefix, p, b, r.packets, r.bytes)
+			}
+		}
+		if n, _ := value(mfs, "netfilter_conntrack_invalid_packets_total",
+			map[string]string{"family": "ipv4", "proto": "tcp", "reason": "invalid tcp flag combination", "direction": "in"}); n != 5 {
+			diff += fmt.Sprintf("\n%v invalid tcp flag combination, want the 5 SYN+FIN segments", n)
+		}
+		if lost, _ := sum(mfs, "netfilter_nflog_packets_lost_total", nil); lost != 0 {
+			diff += fmt.Sprintf("\n%v lost", lost)
+		}
+		return diff
+	})
+	t.Logf("the exporter counted what the rules did: %+v", want)
+}
+
+// TestExampleNftablesLogAndDrop checks the nftables log-and-drop policy
+// with nft -c, loads it twice (it must be reloadable) in a firewall
+// namespace, and checks the exporter's counts against the rules' named
+// counters.
+func TestExampleNftablesLogAndDrop(t *testing.T) {
+	netnstest.Require(t, "nft")
+	peer, fw := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, peer, fw, "192.0.2.1/24", "192.0.2.2/24")
+	const file = "examples/nftables-log-and-drop.nft"
+	fw.Run(t, "nft", "-c", "-f", file)
+	if out := fw.Run(t, "nft", "list", "ruleset"); out != "" {
+		t.Fatalf("nft -c changed the ruleset:\n%s", out)
+	}
+	fw.Run(t, "nft", "-f", file)
+	fw.Run(t, "nft", "-f", file)
+	checkLogAndDrop(t, peer, fw, func() []logAndDropRule {
+		by := map[string]netnstest.NftCounter{}
+		for _, c := range netnstest.NftCounters(t, fw) {
+			by[c.Name] = c
+		}
+		var rules []logAndDropRule
+		for _, r := range []struct{ group, prefix, counter string }{
+			{"1", "SSH Attempt", "ssh_attempts"}, {"2", "Input Invalid", "invalid"}, {"2", "Input Default DROP", "default_drop"},
+		} {
+			c, ok := by[r.counter]
+			if !ok {
+				t.Fatalf("%s has no counter %s", file, r.counter)
+			}
+			rules = append(rules, logAndDropRule{r.group, r.prefix, float64(c.Packets), float64(c.Bytes)})
+		}
+		return rules
+	})
+}
+
+// iptablesNflogRule finds the NFLOG rules of iptables-save -c output.
+var iptablesNflogRule = regexp.MustCompile(`(?m)^\[(\d+):(\d+)\] -A INPUT .*-j NFLOG --nflog-prefix "?(.*?)"? --nflog-group (\d+)$`)
+
+// TestExampleIptablesLogAndDrop checks the iptables log-and-drop policy
+// with iptables-restore --test, loads it twice in a firewall namespace,
+// and checks the exporter's counts against each NFLOG rule's counter.
+func TestExampleIptablesLogAndDrop(t *testing.T) {
+	netnstest.Require(t, "iptables", "iptables-restore", "iptables-save")
+	peer, fw := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, peer, fw, "192.0.2.1/24", "192.0.2.2/24")
+	const file = "examples/iptables-log-and-drop.rules"
+	restore := func(args ...string) {
+		t.Helper()
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd := exec.Command("ip", append([]string{"netns", "exec", fw.Name, "iptables-restore"}, args...)...)
+		cmd.Stdin = f
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("iptables-restore %s < %s: %v\n%s", strings.Join(args, " "), file, err, out)
+		}
+	}
+	restore("--test")
+	if out := fw.Run(t, "iptables-save"); strings.Contains(out, "-A INPUT") {
+		t.Fatalf("iptables-restore --test changed the rules:\n%s", out)
+	}
+	restore()
+	restore()
+	checkLogAndDrop(t, peer, fw, func() []logAndDropRule {
+		var rules []logAndDropRule
+		for _, m := range iptablesNflogRule.FindAllStringSubmatch(fw.Run(t, "iptables-save", "-c"), -1) {
+			p, _ := strconv.ParseFloat(m[1], 64)
+			b, _ := strconv.ParseFloat(m[2], 64)
+			rules = append(rules, logAndDropRule{m[4], m[3], p, b})
+		}
+		if len(rules) != 3 {
+			t.Fatalf("%d NFLOG rules in iptables-save -c, want 3: %v", len(rules), rules)
+		}
+		return rules
+	})
 }

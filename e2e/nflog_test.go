@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -206,4 +208,76 @@ func TestExporterNflogStoppedDuringABurst(t *testing.T) {
 	if lost == 0 {
 		t.Error("nothing lost with a 64 KiB buffer while stopped: the test proves nothing")
 	}
+}
+
+// TestExporterNflogNetworks logs UDP datagrams from two peers on two
+// networks to group 5 and sums them with --nflog.group-by=src_net,dst_net
+// over the networks of --config.file: each pair of networks holds exactly
+// what the rule counted for its source, and the Graphite path names them.
+func TestExporterNflogNetworks(t *testing.T) {
+	netnstest.Require(t, "nft")
+	lan, dmz, b := netnstest.New(t), netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, lan, b, "192.0.2.1/24", "192.0.2.2/24")
+	netnstest.Link(t, dmz, b, "198.51.100.1/24", "198.51.100.2/24")
+	netnstest.NftLoad(t, b, `
+table inet logging {
+	counter from_lan { }
+	counter from_dmz { }
+	chain input {
+		type filter hook input priority 0; policy accept;
+		ip saddr 192.0.2.0/24 udp dport 9001 counter name "from_lan" log prefix "udp in " group 5
+		ip saddr 198.51.100.0/24 udp dport 9001 counter name "from_dmz" log prefix "udp in " group 5
+	}
+}
+`)
+	b.ListenPacket(t, "udp4", ":9001")
+	file := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(file, []byte("networks:\n  lan: [192.0.2.0/24]\n  dmz: [198.51.100.0/24]\n  self: [192.0.2.2/32, 198.51.100.2/32]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCarbon(t)
+	e := startExporter(t, "--netns="+b.Path(), "--collector.disable-defaults", "--config.file="+file,
+		"--nflog.group=5", "--nflog.group-by=src_net,dst_net",
+		"--graphite.address="+c.l.Addr().String(), "--graphite.interval=300ms")
+	eventually(t, 10*time.Second, func() string {
+		if _, mfs := e.scrape(t); mustValue(t, mfs, "netfilter_nflog_listener_up", nil) != 1 {
+			return "the nflog listener is not up"
+		}
+		return ""
+	})
+	for i, from := range []struct {
+		ns  *netnstest.NS
+		dst string
+		n   int
+	}{{lan, "192.0.2.2:9001", 7}, {dmz, "198.51.100.2:9001", 4}} {
+		conn := from.ns.Dial(t, "udp4", from.dst)
+		for range from.n {
+			if _, err := conn.Write(make([]byte, 20+i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 30*time.Second, func() string {
+		counters := map[string]netnstest.NftCounter{}
+		for _, c := range netnstest.NftCounters(t, b) {
+			counters[c.Name] = c
+		}
+		_, mfs := e.scrape(t)
+		diff := ""
+		for _, w := range []struct{ net, counter string }{{"lan", "from_lan"}, {"dmz", "from_dmz"}} {
+			labels := map[string]string{"group": "5", "prefix": "udp in", "src_net": w.net, "dst_net": "self"}
+			p, _ := value(mfs, "netfilter_nflog_packets_total", labels)
+			by, _ := value(mfs, "netfilter_nflog_bytes_total", labels)
+			if ref := counters[w.counter]; p != float64(ref.Packets) || by != float64(ref.Bytes) || ref.Packets == 0 {
+				diff += fmt.Sprintf(" %s->self: %v packets %v bytes, the rule counted %d and %d;", w.net, p, by, ref.Packets, ref.Bytes)
+			}
+		}
+		if _, n := sum(mfs, "netfilter_nflog_packets_total", nil); n != 2 && diff == "" {
+			diff = fmt.Sprintf(" %d series, want 2", n)
+		}
+		return diff
+	})
+	c.waitFor(t, 20*time.Second, func(path string, v float64, _ int64) bool {
+		return path == "netfilter.nflog.5.udp%20in.dmz.self.pkts" && v == 4
+	})
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -128,12 +130,14 @@ type Stats struct {
 	BufferGrowths uint64
 }
 
-// group is the state of one bound group. next is owned by Run.
+// group is the state of one bound group. next and the pending counts, of
+// the datagram being decoded, are owned by Run.
 type group struct {
-	id       uint16
-	next     uint32
-	received atomic.Uint64
-	lost     atomic.Uint64
+	id                           uint16
+	next                         uint32
+	pendingReceived, pendingLost uint64
+	received                     atomic.Uint64
+	lost                         atomic.Uint64
 }
 
 // Listener receives the packets logged to its groups.
@@ -151,6 +155,14 @@ type Listener struct {
 	bufSize   int
 	lastLost  uint64
 	lastCheck time.Time
+
+	// file holds the socket once bound, for the network poller; rc
+	// reads it with readFn, which leaves its result in readN and readErr.
+	file    *os.File
+	rc      syscall.RawConn
+	readFn  func(fd uintptr) bool
+	readN   int
+	readErr error
 
 	closed       atomic.Bool
 	datagrams    atomic.Uint64
@@ -186,17 +198,52 @@ func Listen(cfg *Config) (*Listener, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	// A receive timeout lets Run notice that its context is done.
-	if err := setTimeout(fd, 250*time.Millisecond); err != nil {
+	// Run waits for datagrams in Go's network poller, not in a blocking
+	// recvfrom: a goroutine parked there leaves its P idle, where one in
+	// a blocking system call keeps the runtime's sysmon thread waking
+	// every 20us to retake it, which cost more than decoding the packets.
+	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return nil, err
+		return nil, fmt.Errorf("making the nflog socket non-blocking: %w", err)
+	}
+	l.file = os.NewFile(uintptr(fd), "nflog")
+	rc, err := l.file.SyscallConn()
+	if err != nil {
+		l.file.Close()
+		return nil, fmt.Errorf("nflog socket: %w", err)
+	}
+	l.rc = rc
+	// One function for every read: a closure made per call would be
+	// allocated per datagram.
+	l.readFn = func(fd uintptr) bool {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&l.buf[0])),
+			uintptr(len(l.buf)), unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		if errno == unix.EAGAIN {
+			return false // wait until the socket is readable
+		}
+		l.readN, l.readErr = int(n), nil
+		if errno != 0 {
+			l.readErr = errno
+		}
+		return true
 	}
 	l.packets = make([]Packet, 0, 256)
 	return l, nil
 }
 
-// recv receives one datagram into l.buf and returns its whole length,
-// which is larger than l.buf when it was cut short.
+// poll waits in the network poller until a datagram is received into
+// l.buf and returns its whole length, which is larger than l.buf when it
+// was cut short.
+func (l *Listener) poll() (int, error) {
+	if err := l.rc.Read(l.readFn); err != nil {
+		return 0, err
+	}
+	return l.readN, l.readErr
+}
+
+// recv receives one datagram into l.buf, blocking, while the groups are
+// bound, and returns its whole length, which is larger than l.buf when it
+// was cut short.
 func (l *Listener) recv() (int, error) {
 	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(l.fd), uintptr(unsafe.Pointer(&l.buf[0])),
 		uintptr(len(l.buf)), unix.MSG_TRUNC, 0, 0)
@@ -211,18 +258,32 @@ func (l *Listener) recv() (int, error) {
 // prefixes are reused after fn returns. A message that does not decode is
 // counted and skipped.
 func (l *Listener) Run(ctx context.Context, fn func([]Packet)) error {
+	if l.closed.Load() {
+		return errClosed
+	}
 	for _, d := range l.pending {
 		l.datagram(d, fn)
 	}
 	l.pending = nil
+	// A deadline in the past wakes the poller when ctx is done; a new Run
+	// starts without one.
+	if err := l.file.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("nflog socket: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = l.file.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	for ctx.Err() == nil {
 		if l.closed.Load() {
 			return errClosed
 		}
-		n, err := l.recv()
+		n, err := l.poll()
 		switch {
 		case err == nil:
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue
+		case errors.Is(err, os.ErrClosed):
+			return errClosed
+		case errors.Is(err, unix.EINTR):
 			l.grow(false)
 			continue
 		case errors.Is(err, unix.ENOBUFS):
@@ -247,6 +308,11 @@ func (l *Listener) Run(ctx context.Context, fn func([]Packet)) error {
 func (l *Listener) datagram(b []byte, fn func([]Packet)) {
 	l.datagrams.Add(1)
 	l.packets = l.packets[:0]
+	// The sequence numbers are accounted as the packets are decoded, while
+	// each is in cache, into counts of the group's own that are added to
+	// its atomic counters once fn has returned: one addition per group
+	// and datagram, not per packet.
+	var g *group
 	for len(b) > 0 {
 		m, rest, ok := nlwire.NextMessage(b)
 		if !ok {
@@ -260,54 +326,47 @@ func (l *Listener) datagram(b []byte, fn func([]Packet)) {
 			}
 			continue
 		}
-		if n := len(l.packets); n < cap(l.packets) {
+		n := len(l.packets)
+		if n < cap(l.packets) {
 			l.packets = l.packets[:n+1]
 		} else {
 			l.packets = append(l.packets, Packet{})
 		}
-		if err := Decode(m.Type, m.Payload, &l.packets[len(l.packets)-1]); err != nil {
-			l.packets = l.packets[:len(l.packets)-1]
+		p := &l.packets[n]
+		if err := Decode(m.Type, m.Payload, p); err != nil {
+			l.packets = l.packets[:n]
 			l.decodeErrors.Add(1)
+			continue
 		}
-	}
-	if len(l.packets) == 0 {
-		return
-	}
-	fn(l.packets)
-	// Counted per run of packets of one group (a datagram usually holds
-	// one group's): one atomic addition per run, not per packet.
-	var g *group
-	var received, lost uint64
-	flush := func() {
-		if g != nil {
-			// Lost before received: Stats reads them the other way
-			// round, so it never sees a gap without its packet.
-			g.lost.Add(lost)
-			g.received.Add(received)
-		}
-		received, lost = 0, 0
-	}
-	for i := range l.packets {
-		p := &l.packets[i]
 		if g == nil || g.id != p.Group {
-			flush()
 			if g = l.group(p.Group); g == nil {
 				continue
 			}
 		}
-		received++
+		g.pendingReceived++
 		if p.HasSeq {
 			// The gap, modulo 2^32; a number behind the expected one
 			// (never seen from the kernel) counts no loss.
 			if gap := p.Seq - g.next; gap > 0 && gap < 1<<31 {
-				lost += uint64(gap)
+				g.pendingLost += uint64(gap)
 			}
 			if p.Seq-g.next < 1<<31 {
 				g.next = p.Seq + 1
 			}
 		}
 	}
-	flush()
+	if len(l.packets) > 0 {
+		fn(l.packets)
+	}
+	for i := range l.groups {
+		if g := &l.groups[i]; g.pendingReceived != 0 {
+			// Lost before received: Stats reads them the other way
+			// round, so it never sees a gap without its packet.
+			g.lost.Add(g.pendingLost)
+			g.received.Add(g.pendingReceived)
+			g.pendingLost, g.pendingReceived = 0, 0
+		}
+	}
 }
 
 // group returns the state of group id; nil if it is not one of ours.
@@ -389,6 +448,9 @@ func (l *Listener) Groups() []uint16 {
 func (l *Listener) Close() error {
 	if l.closed.Swap(true) {
 		return nil
+	}
+	if l.file != nil {
+		return l.file.Close()
 	}
 	return unix.Close(l.fd)
 }

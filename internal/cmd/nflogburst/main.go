@@ -14,6 +14,11 @@
 // namespaces it makes, in the benchmark range 198.18.0.0/15.
 //
 //	go run ./internal/cmd/nflogburst -n 1000000 -runs 3
+//
+// exporter@PATH measures another exporter binary in the same run, e.g. the
+// build of an older commit beside the current one:
+//
+//	go run ./internal/cmd/nflogburst -runs 3 -tools exporter@/tmp/before,exporter,bare
 package main
 
 import (
@@ -45,7 +50,7 @@ import (
 
 var (
 	n        = flag.Int("n", 1000000, "packets in the burst")
-	tools    = flag.String("tools", "exporter,bare,ulogd", "listeners to measure, in order: exporter, bare, ulogd")
+	tools    = flag.String("tools", "exporter,bare,ulogd", "listeners to measure, in order: exporter, bare, ulogd, or exporter@PATH (another exporter binary, e.g. an older build, measured in the same run)")
 	exporter = flag.String("exporter", "./netfilter_exporter", "exporter binary")
 	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
 	runs     = flag.Int("runs", 1, "measure every listener this many times, in turn, and print the median and range of each")
@@ -160,7 +165,13 @@ type listener struct {
 
 func measure(tool string) (r result, err error) {
 	r.tool = tool
-	id := fmt.Sprintf("nflogburst-%d-%s", os.Getpid(), tool)
+	// Namespace names: the tool's, without the path of exporter@PATH.
+	id := fmt.Sprintf("nflogburst-%d-%s", os.Getpid(), strings.Map(func(r rune) rune {
+		if r == '/' || r == '@' || r == '.' {
+			return '_'
+		}
+		return r
+	}, tool))
 	sender, logger := id+"-s", id+"-l"
 	for _, ns := range []string{sender, logger} {
 		if err := run("ip", "netns", "add", ns); err != nil {
@@ -186,12 +197,14 @@ func measure(tool string) (r result, err error) {
 	}
 	defer os.RemoveAll(dir)
 	var l *listener
-	switch tool {
-	case "exporter":
-		l, err = startExporter(logger)
-	case "bare":
+	switch {
+	case tool == "exporter":
+		l, err = startExporter(logger, *exporter)
+	case strings.HasPrefix(tool, "exporter@"):
+		l, err = startExporter(logger, strings.TrimPrefix(tool, "exporter@"))
+	case tool == "bare":
 		l, err = startBare(logger)
-	case "ulogd":
+	case tool == "ulogd":
 		l, err = startUlogd(logger, dir)
 	default:
 		err = fmt.Errorf("unknown listener %q", tool)
@@ -342,7 +355,7 @@ func stopper(cmd *exec.Cmd, then func()) func() {
 	}
 }
 
-func startExporter(ns string) (*listener, error) {
+func startExporter(ns, binary string) (*listener, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -352,7 +365,7 @@ func startExporter(ns string) (*listener, error) {
 	args := []string{"--web.listen-address=" + addr, "--netns=/var/run/netns/" + ns, "--log.level=warn",
 		"--collector.disable-defaults", "--nflog.group=" + strconv.Itoa(group)}
 	args = append(args, strings.Fields(*expArgs)...)
-	cmd := exec.Command(*exporter, args...)
+	cmd := exec.Command(binary, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
