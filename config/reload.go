@@ -57,9 +57,9 @@ func keyText(keys []flow.Key) string {
 	return string(append(b, ']'))
 }
 
-// ReloadMetricPrefix begins the names of the Reloader's metric families,
+// reloadMetricPrefix begins the names of the Reloader's metric families,
 // those of Prometheus with the exporter's namespace.
-const ReloadMetricPrefix = "netfilter_exporter_config_"
+const reloadMetricPrefix = "netfilter_exporter_config_"
 
 // Reloader applies the configuration file again on SIGHUP and POST
 // /-/reload, one reload at a time: Flags.Reload checks it, then the apply
@@ -86,11 +86,11 @@ type Reloader struct {
 func NewReloader(f *Flags, running *Settings, apply func(*Settings) error, reg prometheus.Registerer, logger *slog.Logger) (*Reloader, error) {
 	r := &Reloader{flags: f, running: running, apply: apply, logger: logger, now: time.Now}
 	r.successful = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: ReloadMetricPrefix + "last_reload_successful",
+		Name: reloadMetricPrefix + "last_reload_successful",
 		Help: "Whether the last configuration reload attempt (SIGHUP, POST /-/reload) was successful; the start counts as one.",
 	})
 	r.timestamp = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: ReloadMetricPrefix + "last_reload_success_timestamp_seconds",
+		Name: reloadMetricPrefix + "last_reload_success_timestamp_seconds",
 		Help: "Timestamp of the last successful configuration reload; the start counts as one.",
 	})
 	r.successful.Set(1)

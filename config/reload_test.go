@@ -195,7 +195,7 @@ func TestReloader(t *testing.T) {
 	if ok, at := metrics(); ok != 1 || at < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("at start: successful %v, timestamp %v; want 1 and the start's time", ok, at)
 	}
-	if n, err := testutil.GatherAndCount(reg, ReloadMetricPrefix+"last_reload_successful", ReloadMetricPrefix+"last_reload_success_timestamp_seconds"); err != nil || n != 2 {
+	if n, err := testutil.GatherAndCount(reg, reloadMetricPrefix+"last_reload_successful", reloadMetricPrefix+"last_reload_success_timestamp_seconds"); err != nil || n != 2 {
 		t.Errorf("registered families: %d, %v; want both", n, err)
 	}
 	write := func(content string) {

@@ -71,28 +71,44 @@ func (a *aggregator) reconfigure(u Update) Reconfigured {
 	from := a.cfg
 	a.cfg.Networks, a.cfg.Ports, a.cfg.Filter, a.cfg.EventFilter = u.Networks, u.Ports, u.Filter, u.EventFilter
 	var r Reconfigured
-	next := make(map[seriesKey]*series, len(a.series))
+	moved := false
 	for k, s := range a.series {
 		nk, ok := a.rekey(&from, k)
-		if !ok {
+		switch {
+		case !ok:
+			delete(a.series, k)
 			a.dropSeries(s)
 			r.Removed++
-			continue
+		case nk != k:
+			// The id of its network or range moved: the map is made
+			// again below, once every series has its new key.
+			s.key = nk
+			moved = true
+			r.Kept++
+		default:
+			r.Kept++
 		}
-		s.key = nk
-		next[nk] = s
-		r.Kept++
 	}
-	a.series = next
+	if moved {
+		next := make(map[seriesKey]*series, len(a.series))
+		for _, s := range a.series {
+			next[s.key] = s
+		}
+		a.series = next
+	}
 	a.other = nil
 	for _, s := range a.series {
 		if a.allOther(&s.key) {
 			a.other = s
 		}
 	}
-	// Ids of networks and ranges may have moved: the order is made again.
 	a.sortSeries()
-	slices.SortFunc(a.order, func(x, y *series) int { return a.compare(&x.key, &y.key) })
+	// Network ids follow the names' order, so the series stay in order
+	// unless ranges were listed in another order.
+	cmpSeries := func(x, y *series) int { return a.compare(&x.key, &y.key) }
+	if moved && !slices.IsSortedFunc(a.order, cmpSeries) {
+		slices.SortFunc(a.order, cmpSeries)
+	}
 	a.layout++
 	a.newEpoch()
 	return r

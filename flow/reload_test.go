@@ -289,3 +289,46 @@ func TestReconfigureEventFilter(t *testing.T) {
 		t.Errorf("EventFilter after a refused reload is not the program still running")
 	}
 }
+
+// BenchmarkReconfigure measures a reload over 100,000 series (one per
+// source address in lan) that all continue, while another network is
+// renamed back and forth: lan's id stays, or moves (its series get new
+// keys). It is the time the aggregator is locked, in which events and dumps
+// wait.
+func BenchmarkReconfigure(b *testing.B) {
+	nets := func(name string) *Networks {
+		n, err := NewNetworks(map[string][]netip.Prefix{"lan": prefixes("10.0.0.0/8"), name: prefixes("192.168.0.0/16")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	for _, bc := range []struct {
+		name  string
+		other [2]string
+	}{
+		{"ids unchanged", [2]string{"dmz", "aaa"}},
+		{"ids moved", [2]string{"dmz", "zzz"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			u := []Update{{Networks: nets(bc.other[0])}, {Networks: nets(bc.other[1])}}
+			a := mustAggregator(b, Config{GroupBy: []Key{KeySrcNet, KeySrc}, MaxSeries: 200_000, Networks: u[0].Networks})
+			for i := range 100_000 {
+				d := tcp4(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String(), "198.51.100.1", 1, 2)
+				a.Add(&d)
+			}
+			if _, err := a.Read(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				if r := a.reconfigure(u[i%2]); r.Kept != 100_000 {
+					b.Fatalf("reconfigure = %+v, want every series kept", r)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100_000), "ns/series")
+		})
+	}
+}
