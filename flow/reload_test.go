@@ -150,26 +150,49 @@ func TestReconfigure(t *testing.T) {
 }
 
 // TestReconfigureOrder checks that the series of a reading stay in key
-// order once a reload has moved the ids of networks: as a new aggregator
-// with the reloaded configuration orders them.
+// order once a reload has moved the ids of networks or port ranges: as a new
+// aggregator with the reloaded configuration orders them.
 func TestReconfigureOrder(t *testing.T) {
-	u := reloadConfig(t, map[string][]netip.Prefix{"b": prefixes("10.0.0.0/8"), "c": prefixes("192.168.0.0/16")}, nil, nil)
-	a := mustAggregator(t, Config{GroupBy: []Key{KeySrcNet}, Networks: u.Networks})
-	u2 := reloadConfig(t, map[string][]netip.Prefix{"a": prefixes("172.16.0.0/12"), "c": prefixes("10.0.0.0/8"), "d": prefixes("192.168.0.0/16")}, nil, nil)
-	fresh := mustAggregator(t, Config{GroupBy: []Key{KeySrcNet}, Networks: u2.Networks})
-	for _, src := range []string{"10.0.0.1", "192.168.0.1"} {
-		d := tcp4(src, "198.51.100.1", 1, 2)
-		a.Add(&d)
+	tests := []struct {
+		name     string
+		from, to Update
+	}{
+		{
+			name: "networks renamed around",
+			from: reloadConfig(t, map[string][]netip.Prefix{"b": prefixes("10.0.0.0/8"), "c": prefixes("192.168.0.0/16")}, nil, nil),
+			to:   reloadConfig(t, map[string][]netip.Prefix{"a": prefixes("172.16.0.0/12"), "c": prefixes("10.0.0.0/8"), "d": prefixes("192.168.0.0/16")}, nil, nil),
+		},
+		{
+			name: "ranges listed in another order",
+			from: reloadConfig(t, nil, []PortRange{{1000, 1999}, {2000, 2999}, {3000, 3999}}, nil),
+			to:   reloadConfig(t, nil, []PortRange{{3000, 3999}, {1000, 1999}, {2000, 2999}}, nil),
+		},
 	}
-	read(t, a)
-	a.reconfigure(u2)
-	for _, src := range []string{"10.0.0.1", "192.168.0.1", "172.16.0.1"} {
-		d := tcp4(src, "198.51.100.1", 1, 2)
-		a.Add(&d)
-		fresh.Add(&d)
-	}
-	if got, want := valuesOf(read(t, a)), valuesOf(read(t, fresh)); !cmp.Equal(got, want) {
-		t.Errorf("series after the reload in the order %q, want %q", got, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keys := []Key{KeySrcNet, KeyDPort}
+			a := mustAggregator(t, Config{GroupBy: keys, Networks: tt.from.Networks, Ports: tt.from.Ports})
+			fresh := mustAggregator(t, Config{GroupBy: keys, Networks: tt.to.Networks, Ports: tt.to.Ports})
+			send := func(as ...*aggregator) {
+				// 203.0.113.1 is in no network: the series whose
+				// networks read other are in both.
+				for _, src := range []string{"10.0.0.1", "192.168.0.1", "172.16.0.1", "203.0.113.1"} {
+					for _, port := range []uint16{1500, 2500, 3500} {
+						d := tcp4(src, "198.51.100.1", 1, port)
+						for _, x := range as {
+							x.Add(&d)
+						}
+					}
+				}
+			}
+			send(a)
+			read(t, a)
+			a.reconfigure(tt.to)
+			send(a, fresh)
+			if got, want := valuesOf(read(t, a)), valuesOf(read(t, fresh)); !cmp.Equal(got, want) {
+				t.Errorf("series after the reload in the order %q, want %q", got, want)
+			}
+		})
 	}
 }
 
