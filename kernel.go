@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/collector"
@@ -34,10 +35,19 @@ type kernel struct {
 
 	tasks   *task.Group // of the namespace open now; nil while none is
 	closers []io.Closer
+
+	// mu guards filters and ctc, which a reload changes while the
+	// namespace follower may open the collectors again.
+	mu sync.Mutex
+	// filters are the conntrack settings of the latest configuration
+	// file: the start's until a reload (s keeps the start's).
+	filters *config.Conntrack
+	// ctc is the conntrack collector of the namespace open now.
+	ctc *collector.Conntrack
 }
 
 func newKernel(s *config.Settings, logger *slog.Logger) (*kernel, error) {
-	k := &kernel{s: s, logger: logger}
+	k := &kernel{s: s, logger: logger, filters: &s.Conntrack}
 	if s.Collectors.Conntrack {
 		cfg := s.Conntrack.Flow
 		cfg.PollInterval, cfg.EnableAccounting, cfg.Logger = s.Conntrack.PollInterval, s.Conntrack.EnableAccounting, logger
@@ -139,7 +149,10 @@ func (k *kernel) nfacct(fd int) (collector.Collector, error) {
 // listener and, with live accounting, the table dumper, and starts it.
 func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 	s := &k.s.Conntrack
-	if sum := s.FilterSummary(); sum != "" {
+	k.mu.Lock()
+	sum := k.filters.FilterSummary()
+	k.mu.Unlock()
+	if sum != "" {
 		k.logger.Info(sum)
 	}
 	err := k.ct.Open(fd, func() (flow.Conns, error) {
@@ -150,7 +163,7 @@ func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 			NoENOBUFS:     s.NoENOBUFS,
 			Reliable:      s.Reliable,
 			Method:        s.Method,
-			Filter:        s.EventFilter,
+			Filter:        k.ct.EventFilter(),
 		})
 		if err != nil {
 			return flow.Conns{}, err
@@ -178,14 +191,49 @@ func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 	}
 	k.tasks.Go("conntrack accounting", k.ct.Run)
 	c := collector.NewConntrack(k.ct)
-	if accept, deny := s.Flow.Filter.Rules(); accept+deny > 0 {
-		if s.EventFilter != nil {
-			c.FilterPlaces("kernel", "userspace")
-		} else {
-			c.FilterPlaces("userspace")
+	k.mu.Lock()
+	c.FilterPlaces(filterPlaces(k.filters)...)
+	k.ctc = c
+	k.mu.Unlock()
+	return c, nil
+}
+
+// filterPlaces returns where the filters of s run, for
+// netfilter_conntrack_filter_info: none without filters.
+func filterPlaces(s *config.Conntrack) []string {
+	accept, deny := s.Flow.Filter.Rules()
+	switch {
+	case accept+deny == 0:
+		return nil
+	case s.EventFilter != nil:
+		return []string{"kernel", "userspace"}
+	}
+	return []string{"userspace"}
+}
+
+// reload applies the settings of a reloaded configuration file: the
+// conntrack pipeline swaps its networks, ports and filters, keeping its
+// series and baseline (flow.Pipeline.Reconfigure). It is the apply function
+// of the config.Reloader.
+func (k *kernel) reload(s *config.Settings) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ct != nil {
+		c := &s.Conntrack
+		r, err := k.ct.Reconfigure(flow.Update{Networks: c.Flow.Networks, Ports: c.Flow.Ports, Filter: c.Flow.Filter, EventFilter: c.Flow.EventFilter})
+		if err != nil {
+			return fmt.Errorf("conntrack: %w", err)
+		}
+		k.logger.Info("conntrack accounting reconfigured: series whose keys read the same continue, the others start anew", "series_kept", r.Kept, "series_removed", r.Removed)
+		if sum := c.FilterSummary(); sum != "" {
+			k.logger.Info(sum)
+		}
+		if k.ctc != nil {
+			k.ctc.FilterPlaces(filterPlaces(c)...)
 		}
 	}
-	return c, nil
+	k.filters = &s.Conntrack
+	return nil
 }
 
 // follow returns the task that watches the --netns path: when the

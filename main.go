@@ -127,15 +127,23 @@ func run(args []string, stderr io.Writer) int {
 	logger := promslog.New(&cl.log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, settings, logger); err != nil {
+	// SIGHUP reloads the configuration file; caught from here on, so that
+	// one sent during the start waits for the reloader instead of killing
+	// the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := serve(ctx, cl.flags, settings, hup, logger); err != nil {
 		logger.Error("exiting", "err", err)
 		return 1
 	}
 	return 0
 }
 
-// serve builds the exporter from s and runs it until ctx is done.
-func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
+// serve builds the exporter from s, which f gave, and runs it until ctx is
+// done, reloading the configuration file on every signal of hup and POST
+// /-/reload.
+func serve(ctx context.Context, f *config.Flags, s *config.Settings, hup <-chan os.Signal, logger *slog.Logger) error {
 	logger.Info("starting "+exporterName, "version", version.Info(), "build_context", version.BuildContext())
 	for _, w := range s.Warnings {
 		logger.Warn(w)
@@ -185,6 +193,22 @@ func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
 	// One snapshot at start, so that /-/ready does not wait for a scrape.
 	tasks.Go("first snapshot", func(ctx context.Context) error { set.Snapshot(ctx); return nil })
 
+	reloader, err := config.NewReloader(f, s, k.reload, reg, logger)
+	if err != nil {
+		return fmt.Errorf("registering the reload metrics: %w", err)
+	}
+	tasks.Go("SIGHUP reloader", func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				// Reload logs its outcome.
+				_ = reloader.Reload()
+			}
+		}
+	})
+
 	if s.Graphite.Address != "" {
 		gcfg := s.Graphite
 		gcfg.Registerer = reg
@@ -194,7 +218,7 @@ func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
 		}
 		tasks.Go("graphite writer", w.Run)
 	}
-	err = serveHTTP(ctx, s.Web, set, topPage{k.ct}, reg, set, logger)
+	err = serveHTTP(ctx, s.Web, set, topPage{k.ct}, reg, set, reloader.Reload, logger)
 	// The tasks stop (the Graphite writer pushes its last snapshot) while
 	// the collectors still work; then the collectors close.
 	tasks.Stop()
@@ -202,8 +226,9 @@ func serve(ctx context.Context, s *config.Settings, logger *slog.Logger) error {
 }
 
 // serveHTTP serves /metrics (snapshots of src, after the families of reg),
-// /-/healthy, /-/ready and the landing page until ctx is done.
-func serveHTTP(ctx context.Context, w config.Web, src exposition.Source, top exposition.TopSource, reg *prometheus.Registry, ready health.Readiness, logger *slog.Logger) error {
+// /-/healthy, /-/ready, /-/reload (calling reload) and the landing page
+// until ctx is done.
+func serveHTTP(ctx context.Context, w config.Web, src exposition.Source, top exposition.TopSource, reg *prometheus.Registry, ready health.Readiness, reload func() error, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle(w.TelemetryPath, promhttp.InstrumentMetricHandler(reg, exposition.NewHandler(src, exposition.HandlerOpts{
 		Gatherer:      reg,
@@ -214,6 +239,7 @@ func serveHTTP(ctx context.Context, w config.Web, src exposition.Source, top exp
 		Logger:        logger,
 	})))
 	health.Register(mux, "Netfilter Exporter", ready)
+	mux.Handle(health.ReloadPath, health.Reload(w.EnableLifecycle, reload))
 	topHandler := exposition.NewTopHandler(top, exposition.TopHandlerOpts{Logger: logger})
 	mux.Handle("/top", topHandler)
 	mux.Handle("/top.json", topHandler)

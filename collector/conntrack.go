@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 	"github.com/netfilter-exporter/netfilter_exporter/flow"
@@ -29,7 +30,7 @@ type Conntrack struct {
 	growths, method, filterInfo                                 *tree.Desc
 
 	// filterPlaces are where the filters run, set by FilterPlaces.
-	filterPlaces []string
+	filterPlaces atomic.Pointer[[]string]
 
 	live *liveFamilies
 	fams *flowFamilies
@@ -93,8 +94,10 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	if c.top != nil {
 		c.top.add(b)
 	}
-	for _, p := range c.filterPlaces {
-		b.Add(c.filterInfo, 1, nil, p)
+	if places := c.filterPlaces.Load(); places != nil {
+		for _, p := range *places {
+			b.Add(c.filterInfo, 1, nil, p)
+		}
 	}
 	b.Add(c.events, float64(ls.Events), []string{"exporter", "conntrack", "destroy_events"})
 	b.Add(c.overruns, float64(ls.Overruns), []string{"exporter", "conntrack", "listener_overruns"})
@@ -185,7 +188,7 @@ func (c *ConntrackStats) Update(ctx context.Context, b *tree.Builder) error {
 
 // FilterPlaces says where the config file's filters run ("kernel",
 // "userspace"), for netfilter_conntrack_filter_info; none without filters.
-// Call it before the first Update.
+// It may be called while Update runs: a reload changes the filters.
 func (c *Conntrack) FilterPlaces(places ...string) {
-	c.filterPlaces = places
+	c.filterPlaces.Store(&places)
 }

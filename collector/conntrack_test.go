@@ -39,6 +39,9 @@ func (f *fakeListener) Stats() (ctnl.ListenerStats, error) { return f.stats, f.e
 // before anything else happens.
 func (f *fakeListener) Drained() time.Time { return time.Now() }
 
+// SetFilter accepts any filter: the fake has no kernel to run it.
+func (f *fakeListener) SetFilter(*ctnl.EventFilter) error { return nil }
+
 // runConntrack returns the collector of a pipeline configured by cfg that
 // listens to l, once l has delivered its batches.
 func runConntrack(t testing.TB, cfg flow.Config, l *fakeListener) *Conntrack {

@@ -2,7 +2,10 @@
 // flags.go), the YAML configuration file given by --config.file (Load and
 // Parse, in file.go and yaml.go), and the two merged and checked once
 // (Flags.Settings, in settings.go), for --config.check and a start alike;
-// flags given on the command line win over the file.
+// flags given on the command line win over the file. A reload (SIGHUP, POST
+// /-/reload) reads the file again with the same code (Flags.Reload and
+// Reloader, in reload.go) and changes what the file sets: the networks,
+// ports and filters; the flags stay as they were at start.
 //
 // The file names networks for the src_net and dst_net keys, lists the ports
 // the port keys read as, holds the accept and deny rules of the conntrack

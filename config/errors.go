@@ -55,6 +55,8 @@ var (
 	// errAliasCycle is an alias inside the node it names, which would
 	// expand forever.
 	errAliasCycle = errors.New("is inside its own anchor")
+	// errRestart is a setting of the file that a reload cannot change.
+	errRestart = errors.New("cannot change on a reload: restart the exporter to apply it")
 	// errFlag is a flag given a value it does not take.
 	errFlag = errors.New("invalid flag value")
 )

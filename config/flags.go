@@ -36,6 +36,8 @@ type Flags struct {
 	MaxRequests   string
 	WriteTimeout  time.Duration
 	ScrapeTimeout time.Duration
+	// EnableLifecycle turns on POST /-/reload.
+	EnableLifecycle bool
 
 	NetNS            string
 	CollectorTimeout time.Duration
@@ -109,6 +111,7 @@ func AddFlags(app *kingpin.Application) *Flags {
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.TelemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit. When every slot is taken, a client that has stopped reading for 1s is cut off to make room.").Default("40").StringVar(&f.MaxRequests)
 	app.Flag("web.write-timeout", "Longest time a client may take to read each 64 KiB of a /metrics response before it is cut off; the deadline is renewed after every chunk, so a slow client that keeps reading gets the whole body.").Default(exposition.DefaultWriteTimeout.String()).DurationVar(&f.WriteTimeout)
+	app.Flag("web.enable-lifecycle", "Reload --config.file on POST or PUT /-/reload, as SIGHUP does; without it /-/reload answers 403.").BoolVar(&f.EnableLifecycle)
 	app.Flag("web.scrape-timeout", "Longest time one /metrics request may take, from its arrival to its last byte.").Default(exposition.DefaultScrapeTimeout.String()).DurationVar(&f.ScrapeTimeout)
 
 	app.Flag("netns", "Network namespace file to watch instead of the exporter's own, e.g. /var/run/netns/fw. The exporter follows it: when the namespace is deleted its collectors fail, and when one appears again at the path they reopen in it.").PlaceHolder("PATH").StringVar(&f.NetNS)

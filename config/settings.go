@@ -47,6 +47,8 @@ type Web struct {
 	MaxRequests   int
 	WriteTimeout  time.Duration
 	ScrapeTimeout time.Duration
+	// EnableLifecycle serves POST /-/reload (--web.enable-lifecycle).
+	EnableLifecycle bool
 }
 
 // collectors returns which collectors run: each as its flag says, and with
@@ -217,7 +219,7 @@ func (f *Flags) nflog() (Nflog, error) {
 
 // web checks the web server's flags.
 func (f *Flags) web(toolkit *web.FlagConfig) (Web, error) {
-	w := Web{Toolkit: toolkit, TelemetryPath: f.TelemetryPath, WriteTimeout: f.WriteTimeout, ScrapeTimeout: f.ScrapeTimeout}
+	w := Web{Toolkit: toolkit, TelemetryPath: f.TelemetryPath, WriteTimeout: f.WriteTimeout, ScrapeTimeout: f.ScrapeTimeout, EnableLifecycle: f.EnableLifecycle}
 	if !strings.HasPrefix(f.TelemetryPath, "/") || strings.HasPrefix(f.TelemetryPath, "/-/") {
 		return w, fmt.Errorf("--web.telemetry-path: %w %s: must start with / and not with /-/ (the health endpoints)", errFlag, quote(f.TelemetryPath))
 	}
@@ -373,6 +375,7 @@ func (f *Flags) conntrack(file *File) (Conntrack, error) {
 		if c.EventFilter, err = c.Flow.Filter.EventFilter(); err != nil {
 			return c, fmt.Errorf("--config.file: filters: %w", err)
 		}
+		c.Flow.EventFilter = c.EventFilter
 	}
 	if err := c.Flow.Validate(); err != nil {
 		return c, fmt.Errorf("conntrack settings: %w", err)

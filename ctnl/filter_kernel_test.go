@@ -2,6 +2,7 @@ package ctnl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -198,5 +199,94 @@ func TestKernelListenerEventFilter(t *testing.T) {
 	st, err := l.Stats()
 	if err != nil || st.Events != 10 || st.Lost != 0 {
 		t.Errorf("listener stats %+v, %v: want 10 events counted, none lost", st, err)
+	}
+}
+
+// TestKernelListenerSetFilter replaces the program of a listening socket
+// and removes it, as a reload does: each phase's events are judged by the
+// filter set then, and none is lost.
+func TestKernelListenerSetFilter(t *testing.T) {
+	netnstest.Require(t, "conntrack", "sysctl")
+	ns := netnstest.New(t)
+	ns.Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_events=1")
+	h, err := netns.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	deny := func(prefix string) *EventFilter {
+		f, err := CompileEventFilter(nil, []FilterRule{{Src: []netip.Prefix{netip.MustParsePrefix(prefix)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	l, err := Listen(ListenConfig{NetNS: h.FD(), ReadBuffer: 4 << 20, Filter: deny("10.9.0.0/16")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var got []string
+	go func() {
+		_ = l.Run(ctx, func(fs []Flow) {
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range fs {
+				got = append(got, fs[i].Orig.Src.String())
+			}
+		})
+	}()
+	// phase ends one flow from 10.8.0.n and one from 10.9.0.n and returns
+	// the sources delivered, once want of them have come.
+	phase := func(n, want int) []string {
+		mu.Lock()
+		got = nil
+		mu.Unlock()
+		for _, src := range []string{fmt.Sprintf("10.8.0.%d", n), fmt.Sprintf("10.9.0.%d", n)} {
+			ns.Run(t, "conntrack", "-I", "-t", "120", "-s", src, "-d", "10.0.0.1", "-p", "udp", "--sport", "1000", "--dport", "53")
+		}
+		ns.Run(t, "conntrack", "-F")
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			k := len(got)
+			mu.Unlock()
+			if k >= want || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // anything more would be a filter's failure
+		mu.Lock()
+		defer mu.Unlock()
+		out := slices.Clone(got)
+		slices.Sort(out)
+		return out
+	}
+	if out := phase(1, 1); !slices.Equal(out, []string{"10.8.0.1"}) {
+		t.Errorf("with 10.9.0.0/16 denied, the listener delivered %q, want only 10.8.0.1", out)
+	}
+	if err := l.SetFilter(deny("10.8.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	if out := phase(2, 1); !slices.Equal(out, []string{"10.9.0.2"}) {
+		t.Errorf("once the filter denies 10.8.0.0/16 instead, the listener delivered %q, want only 10.9.0.2", out)
+	}
+	if err := l.SetFilter(nil); err != nil {
+		t.Fatal(err)
+	}
+	if out := phase(3, 2); !slices.Equal(out, []string{"10.8.0.3", "10.9.0.3"}) {
+		t.Errorf("without a filter, the listener delivered %q, want 10.8.0.3 and 10.9.0.3", out)
+	}
+	if err := l.SetFilter(nil); err != nil {
+		t.Errorf("removing a filter twice: %v, want no error", err)
+	}
+	cancel()
+	l.Close()
+	if err := l.SetFilter(deny("10.9.0.0/16")); !errors.Is(err, errListenerClosed) {
+		t.Errorf("SetFilter after Close = %v, want %v", err, errListenerClosed)
 	}
 }

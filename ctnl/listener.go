@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -137,6 +138,10 @@ type Listener struct {
 	events       atomic.Uint64
 	decodeErrors atomic.Uint64
 	overruns     atomic.Uint64
+
+	// closeMu keeps SetFilter from reaching a socket Close has closed
+	// (its descriptor may be another file's by then).
+	closeMu sync.Mutex
 }
 
 // Listen opens a netlink socket in the configured namespace and joins the
@@ -310,8 +315,23 @@ func (l *Listener) Stats() (ListenerStats, error) {
 	return s, nil
 }
 
+// SetFilter replaces the event filter the socket runs (ListenConfig.Filter)
+// with f, or removes it when f is nil, while Run may be receiving: events
+// queued already were judged by the former filter, those queued afterwards
+// by f. If it fails, the former filter stays.
+func (l *Listener) SetFilter(f *EventFilter) error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	if l.closed.Load() {
+		return errListenerClosed
+	}
+	return l.sock.setFilter(f)
+}
+
 // Close closes the socket. Call it after Run has returned.
 func (l *Listener) Close() error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
 	if l.closed.Swap(true) {
 		return nil
 	}

@@ -5,6 +5,7 @@ package ctnl
 // opening of the Listener's and the Dumper's sockets.
 
 import (
+	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -42,6 +43,9 @@ type socket interface {
 	setReadBuffer(bytes int) error
 	// readBuffer returns the receive buffer the kernel granted (SO_RCVBUF).
 	readBuffer() (int, error)
+	// setFilter replaces the socket's event filter with f's program, or
+	// detaches it when f is nil or keeps every event.
+	setFilter(f *EventFilter) error
 	// newRing sets up an io_uring multishot receive of the socket into
 	// slots provided buffers (a power of two). It fails with
 	// errRingUnavailable wrapped where the kernel does not allow one. The
@@ -94,6 +98,19 @@ func (s netlinkSocket) setReadBuffer(bytes int) error {
 
 func (s netlinkSocket) readBuffer() (int, error) {
 	return unix.GetsockoptInt(int(s), unix.SOL_SOCKET, unix.SO_RCVBUF)
+}
+
+func (s netlinkSocket) setFilter(f *EventFilter) error {
+	if f == nil || len(f.Program) == 0 {
+		// ENOENT: no filter was attached, which is what was asked.
+		if err := unix.SetsockoptInt(int(s), unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("detaching the event filter: %w", err)
+		}
+		return nil
+	}
+	// SO_ATTACH_FILTER replaces the program attached, in one step: no
+	// event is judged by neither.
+	return attachFilter(int(s), f)
 }
 
 func (s netlinkSocket) newRing(slots int) (ring, error) {

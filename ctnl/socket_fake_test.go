@@ -52,6 +52,7 @@ type fakeSocket struct {
 	answer   func(req []byte) []step
 	requests [][]byte
 	closes   int
+	filters  []*EventFilter // what setFilter was called with
 }
 
 var _ socket = (*fakeSocket)(nil)
@@ -200,6 +201,13 @@ func (s *fakeSocket) readBuffer() (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.rcvbuf, nil
+}
+
+func (s *fakeSocket) setFilter(f *EventFilter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.filters = append(s.filters, f)
+	return nil
 }
 
 func (s *fakeSocket) newRing(slots int) (ring, error) {

@@ -104,6 +104,8 @@ type exporter struct {
 	// while the exporter is past its signal handling and exiting, would
 	// kill it.
 	terminated atomic.Bool
+	// done is closed once the process has exited.
+	done chan struct{}
 }
 
 // terminate sends SIGTERM to the exporter, once; the cleanup then waits
@@ -142,14 +144,17 @@ func startExporter(t testing.TB, args ...string) *exporter {
 func startExporterCmd(t testing.TB, command func(args ...string) *exec.Cmd, args ...string) *exporter {
 	t.Helper()
 	addr := freeAddr(t)
-	e := &exporter{url: "http://" + addr, stderr: &lockedBuffer{}}
+	e := &exporter{url: "http://" + addr, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	e.cmd = command(append([]string{"--web.listen-address=" + addr}, args...)...)
 	e.cmd.Stderr = e.stderr
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- e.cmd.Wait() }()
+	go func() {
+		exited <- e.cmd.Wait()
+		close(e.done)
+	}()
 	t.Cleanup(func() {
 		if !e.terminated.Load() {
 			_ = e.cmd.Process.Signal(syscall.SIGTERM)

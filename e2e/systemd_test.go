@@ -141,6 +141,10 @@ func TestExampleSystemdUnit(t *testing.T) {
 		t.Errorf("NoNewPrivileges=%s, want yes", v)
 	}
 	checkArgs(t, execArgs(t, lastSetting(kv, "ExecStart")))
+	// systemctl reload sends SIGHUP, which reloads --config.file.
+	if v := lastSetting(kv, "ExecReload"); v != "/bin/kill -HUP $MAINPID" {
+		t.Errorf("ExecReload=%s, want /bin/kill -HUP $MAINPID", v)
+	}
 
 	// The drop-in replaces ExecStart by the socket-activated command.
 	dropIn := unitSettings(t, dropInFile)

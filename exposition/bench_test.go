@@ -43,6 +43,9 @@ func (l *benchListener) Run(ctx context.Context, fn func([]ctnl.Flow)) error {
 func (l *benchListener) Stats() (ctnl.ListenerStats, error) { return ctnl.ListenerStats{}, nil }
 func (l *benchListener) Drained() time.Time                 { return time.Now() }
 
+// SetFilter accepts any filter: the fake has no kernel to run it.
+func (l *benchListener) SetFilter(*ctnl.EventFilter) error { return nil }
+
 // flowSource returns the conntrack collector, behind a collector Set,
 // holding n flow series grouped by family,proto,src,sport,dport, with live
 // accounting on as the exporter runs by default: 6 samples per series.

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 )
 
 // Field ids, the indexes of the keys in keys.
@@ -64,6 +66,11 @@ type Config struct {
 	// dump's processor time divided by DefaultPollCPUShare, between
 	// DefaultMinPollInterval and DefaultMaxPollInterval.
 	PollInterval time.Duration
+	// EventFilter is Filter compiled for the event socket
+	// (Filter.EventFilter), which the listeners a Pipeline's Open dials
+	// are given (Pipeline.EventFilter); nil judges every event in
+	// userspace.
+	EventFilter *ctnl.EventFilter
 	// EnableAccounting makes Pipeline.Open switch on the sysctls
 	// accounting needs, rather than only check them.
 	EnableAccounting bool
@@ -404,6 +411,12 @@ func (a *aggregator) dropSeries(s *series) {
 	if s == a.other {
 		a.other = nil
 	}
+	a.newEpoch()
+}
+
+// newEpoch makes every series a tracked flow remembers stale: its next
+// count looks its series up by its key.
+func (a *aggregator) newEpoch() {
 	if a.epoch++; a.epoch == 0 {
 		// Epochs came round: no remembered series may look current.
 		a.epoch = 1

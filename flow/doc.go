@@ -9,7 +9,10 @@
 // the listener fails, and dumps the table on an interval that adapts to the
 // table's size. Opening it in another namespace closes out the flows of the
 // previous one; the series and their sums stay. Read and Stats serve
-// scrapes.
+// scrapes. Reconfigure swaps the networks, ports and filters of a reloaded
+// configuration file while it counts (reload.go): the series whose keys read
+// the same continue, the others are removed, the flows followed keep their
+// baseline, and the listener's kernel filter is replaced.
 //
 // Its aggregation keys what a flow moved by the values of the Keys the user
 // groups by (family, proto, dport by default), after mapping addresses to

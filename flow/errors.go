@@ -27,6 +27,9 @@ var (
 	// errListenerStopped is returned for a listener that stopped without
 	// an error before its context was done.
 	errListenerStopped = errors.New("stopped receiving")
+	// errEventFilter is a Reconfigure whose event filter the kernel
+	// refused.
+	errEventFilter = errors.New("replacing the kernel's event filter")
 	// errNotOpen is returned by Run before Open has succeeded.
 	errNotOpen = errors.New("conntrack accounting has no kernel clients: Open first")
 )

@@ -12,6 +12,10 @@ import (
 type FakeListener struct {
 	Batches [][]ctnl.Flow
 	Done    chan struct{}
+	// Filters are what SetFilter was called with; SetFilterErr is what it
+	// returns.
+	Filters      []*ctnl.EventFilter
+	SetFilterErr error
 }
 
 // Run delivers the batches and closes Done.
@@ -30,6 +34,15 @@ func (f *FakeListener) Stats() (ctnl.ListenerStats, error) { return ctnl.Listene
 // Drained says every event was delivered: the fake delivers its batches
 // before anything else happens.
 func (f *FakeListener) Drained() time.Time { return time.Now() }
+
+// SetFilter records f, unless SetFilterErr is set.
+func (f *FakeListener) SetFilter(ef *ctnl.EventFilter) error {
+	if f.SetFilterErr != nil {
+		return f.SetFilterErr
+	}
+	f.Filters = append(f.Filters, ef)
+	return nil
+}
 
 // FakeDumper is a conntrack table: dumps list it (less the hidden entries,
 // as a dump racing with the table may miss some), lookups find it all.

@@ -281,19 +281,21 @@ func destroyed[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delt
 }
 
 // beginDump starts a dump of the table and returns its number, counted from
-// 1. The first dump is the baseline: the flows it lists count only what they
-// move from then on.
-func (a *aggregator) beginDump() uint32 {
+// 1, and the filter to pass to the kernel with it, so that it skips entries
+// the filters would reject. The first dump is the baseline: the flows it
+// lists count only what they move from then on.
+func (a *aggregator) beginDump() (uint32, ctnl.DumpFilter) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	filter := dumpFilterFor(a.cfg.Filter)
 	if a.live == nil {
-		return 0
+		return 0, filter
 	}
 	a.live.started++
 	a.live.entries = 0
 	a.live.v4.beginDump()
 	a.live.v6.beginDump()
-	return a.live.started
+	return a.live.started, filter
 }
 
 // countDumped counts what the entries of a running dump moved since a dump last

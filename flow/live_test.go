@@ -59,7 +59,7 @@ func runSteps(t *testing.T, a *aggregator, steps []step) {
 	for i, s := range steps {
 		switch {
 		case s.dump != nil:
-			n := a.beginDump()
+			n, _ := a.beginDump()
 			a.countDestroyed(s.midDump)
 			a.countDumped(s.dump)
 			a.markGone(a.missing())

@@ -19,6 +19,10 @@ type Listener interface {
 	// Drained returns a time before which every event queued for the
 	// listener has been delivered.
 	Drained() time.Time
+	// SetFilter replaces the program the kernel runs on the listener's
+	// events (nil: none) while Run may be receiving; if it fails, the
+	// former program stays.
+	SetFilter(f *ctnl.EventFilter) error
 }
 
 // Dumper reads the conntrack table; *ctnl.Dumper is one.
@@ -86,15 +90,25 @@ type Pipeline struct {
 
 	up atomic.Bool
 
+	// reconf serializes Open and Reconfigure.
+	reconf sync.Mutex
+
 	mu sync.Mutex
 	// cur is what the latest Open made; nil before.
 	cur *session
+	// running is the session Run is receiving with; nil while none is.
+	running *session
+	// eventFilter is the program the listeners are to run on their
+	// events (EventFilter); nil judges every event in userspace.
+	eventFilter *ctnl.EventFilter
 }
 
 // session is the pipeline in one namespace: its clients and its dumps.
 type session struct {
 	conns Conns
 	poll  *poller // nil without live accounting
+	// filter is the program the listener runs; guarded by Pipeline.mu.
+	filter *ctnl.EventFilter
 }
 
 // New returns a Pipeline configured by cfg, after checking it.
@@ -108,12 +122,22 @@ func New(cfg Config) (*Pipeline, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Pipeline{
-		agg:    agg,
-		logger: logger,
-		runLog: logger.With("collector", "conntrack"),
-		enable: cfg.EnableAccounting,
-		poll:   newPollConfig(cfg.PollInterval, dumpFilterFor(cfg.Filter)),
+		agg:         agg,
+		logger:      logger,
+		runLog:      logger.With("collector", "conntrack"),
+		enable:      cfg.EnableAccounting,
+		poll:        newPollConfig(cfg.PollInterval),
+		eventFilter: cfg.EventFilter,
 	}, nil
+}
+
+// EventFilter returns the program the kernel is to run on the events of a
+// listener that Open's dial makes: Config.EventFilter, or what the latest
+// Reconfigure set. Call it from dial.
+func (p *Pipeline) EventFilter() *ctnl.EventFilter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.eventFilter
 }
 
 // Open makes the pipeline count in the network namespace netns (0: the
@@ -125,8 +149,11 @@ func New(cfg Config) (*Pipeline, error) {
 // pipeline was open in another namespace, its flows are forgotten first: the
 // flows still followed count as ended, closed out with what the dumps saw of
 // them, and the next dump is a baseline again; series and their sums stay.
-// Call Open while no Run is running; it returns the error of dial.
+// Call Open while no Run is running; it returns the error of dial, which
+// gives its listener the program EventFilter returns.
 func (p *Pipeline) Open(netns int, dial func() (Conns, error)) error {
+	p.reconf.Lock()
+	defer p.reconf.Unlock()
 	p.mu.Lock()
 	reopen := p.cur != nil
 	p.cur = nil
@@ -144,6 +171,8 @@ func (p *Pipeline) Open(netns int, dial func() (Conns, error)) error {
 		s.poll = &poller{d: c.Dumper, l: c.Listener, agg: p.agg, cfg: p.poll}
 	}
 	p.mu.Lock()
+	// No Reconfigure ran since dial asked for the filter.
+	s.filter = p.eventFilter
 	p.cur = s
 	p.mu.Unlock()
 	return nil
@@ -160,6 +189,22 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if s == nil {
 		return errNotOpen
 	}
+	p.mu.Lock()
+	p.running = s
+	if s.filter != p.eventFilter {
+		// A Reconfigure came between Open and Run.
+		if err := s.conns.Listener.SetFilter(p.eventFilter); err != nil {
+			p.runLog.Error("the kernel's event filter was not replaced: it judges events by the former filters, userspace by the new ones", "err", err)
+		} else {
+			s.filter = p.eventFilter
+		}
+	}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running = nil
+		p.mu.Unlock()
+	}()
 	var wg sync.WaitGroup
 	if s.poll != nil {
 		wg.Go(func() { s.poll.run(ctx, p.runLog) })

@@ -33,16 +33,13 @@ type pollConfig struct {
 	interval                 time.Duration
 	cpuShare                 float64
 	minInterval, maxInterval time.Duration
-	// filter is passed to the kernel with every dump, so that it skips
-	// entries the filters would reject.
-	filter ctnl.DumpFilter
 }
 
-// newPollConfig returns the dump configuration of interval (0: adaptive)
-// and filter, with the default bounds.
-func newPollConfig(interval time.Duration, filter ctnl.DumpFilter) pollConfig {
+// newPollConfig returns the dump configuration of interval (0: adaptive),
+// with the default bounds.
+func newPollConfig(interval time.Duration) pollConfig {
 	return pollConfig{
-		interval: interval, filter: filter,
+		interval: interval,
 		cpuShare: DefaultPollCPUShare, minInterval: DefaultMinPollInterval, maxInterval: DefaultMaxPollInterval,
 	}
 }
@@ -109,8 +106,8 @@ func (p *poller) round(ctx context.Context) (ctnl.DumpStats, error) {
 	// round's.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	dump := p.agg.beginDump()
-	st, err := p.d.Dump(ctx, p.cfg.filter, func(fs []ctnl.Flow) error {
+	dump, filter := p.agg.beginDump()
+	st, err := p.d.Dump(ctx, filter, func(fs []ctnl.Flow) error {
 		p.agg.countDumped(fs)
 		return nil
 	})
