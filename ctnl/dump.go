@@ -108,8 +108,13 @@ type Dumper struct {
 	closed  atomic.Bool
 }
 
-// NewDumper opens a Dumper in the configured namespace.
-func NewDumper(cfg DumpConfig) (*Dumper, error) {
+// DialDumper opens a Dumper in the namespace cfg names. cfg may be nil (the
+// caller's namespace, the defaults).
+func DialDumper(config *DumpConfig) (*Dumper, error) {
+	var cfg DumpConfig
+	if config != nil {
+		cfg = *config
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}

@@ -139,9 +139,14 @@ type Listener struct {
 	overruns     atomic.Uint64
 }
 
-// Listen opens a netlink socket in the configured namespace and joins the
-// conntrack DESTROY group.
-func Listen(cfg ListenConfig) (*Listener, error) {
+// Listen opens a netlink socket in the namespace cfg names and joins the
+// conntrack DESTROY group. cfg may be nil (the caller's namespace, the
+// defaults); the Listener keeps a copy of it.
+func Listen(config *ListenConfig) (*Listener, error) {
+	var cfg ListenConfig
+	if config != nil {
+		cfg = *config
+	}
 	switch cfg.Method {
 	case "", MethodAuto, MethodIOURing, MethodRecvmmsg:
 	default:

@@ -53,7 +53,7 @@ func TestKernelDestroyEventsMatchConntrackList(t *testing.T) {
 			t.Fatalf("ReadSysctl(%s) = %v, %v; want true after sysctl -w", s, on, err)
 		}
 	}
-	l, err := ctnl.Listen(ctnl.ListenConfig{NetNS: h.FD(), ReadBuffer: 8 << 20})
+	l, err := ctnl.Listen(&ctnl.ListenConfig{NetNS: h.FD(), ReadBuffer: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

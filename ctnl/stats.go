@@ -50,9 +50,9 @@ type TableStats struct {
 
 var errClosed = errors.New("conntrack client is closed")
 
-// Client makes conntrack requests. It is safe for concurrent use; requests
+// Conn makes conntrack requests. It is safe for concurrent use; requests
 // are serialised.
-type Client struct {
+type Conn struct {
 	mu      sync.Mutex
 	dial    func() (*netlink.Conn, error)
 	timeout time.Duration
@@ -65,10 +65,10 @@ type Client struct {
 	c *netlink.Conn
 }
 
-// Config says where a Client talks and how long it waits.
+// Config says where a Conn talks and how long it waits.
 type Config struct {
 	// NetNS is an open file descriptor of the network namespace to talk to,
-	// which must stay open as long as the Client: it may dial again. Zero
+	// which must stay open as long as the Conn: it may dial again. Zero
 	// means the caller's namespace.
 	NetNS int
 	// Timeout bounds each request; zero means DefaultTimeout.
@@ -78,9 +78,9 @@ type Config struct {
 // DefaultTimeout bounds a request when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
 
-// Dial opens a Client as cfg says (nil: the caller's namespace, the default
+// Dial opens a Conn as cfg says (nil: the caller's namespace, the default
 // timeout).
-func Dial(cfg *Config) (*Client, error) {
+func Dial(cfg *Config) (*Conn, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -89,14 +89,14 @@ func Dial(cfg *Config) (*Client, error) {
 		timeout = DefaultTimeout
 	}
 	fd := cfg.NetNS
-	return newClient(func() (*netlink.Conn, error) {
+	return newConn(func() (*netlink.Conn, error) {
 		return netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fd})
 	}, timeout)
 }
 
-// newClient returns a Client whose sockets dial opens.
-func newClient(dial func() (*netlink.Conn, error), timeout time.Duration) (*Client, error) {
-	c := &Client{dial: dial, timeout: timeout}
+// newConn returns a Conn whose sockets dial opens.
+func newConn(dial func() (*netlink.Conn, error), timeout time.Duration) (*Conn, error) {
+	c := &Conn{dial: dial, timeout: timeout}
 	if err := c.open(); err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func newClient(dial func() (*netlink.Conn, error), timeout time.Duration) (*Clie
 }
 
 // open dials the socket. c.mu is held or c is not shared yet.
-func (c *Client) open() error {
+func (c *Conn) open() error {
 	nc, err := c.dial()
 	if err != nil {
 		return fmt.Errorf("opening conntrack netlink socket: %w", netns.CapabilityHint(err, "CAP_NET_ADMIN"))
@@ -114,7 +114,7 @@ func (c *Client) open() error {
 }
 
 // drop closes the socket; the next request dials a new one.
-func (c *Client) drop() error {
+func (c *Conn) drop() error {
 	if c.c == nil {
 		return nil
 	}
@@ -123,8 +123,8 @@ func (c *Client) drop() error {
 	return err
 }
 
-// Close closes the Client.
-func (c *Client) Close() error {
+// Close closes the Conn.
+func (c *Conn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
@@ -132,7 +132,7 @@ func (c *Client) Close() error {
 }
 
 // TableStats reads the table's global and per-CPU statistics.
-func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
+func (c *Conn) TableStats(ctx context.Context) (TableStats, error) {
 	var s TableStats
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -226,11 +226,11 @@ func eachBE32(data []byte, fn func(typ uint16, v uint32)) error {
 	return nil
 }
 
-// query sends one request and returns the answer, bounded by the Client's
+// query sends one request and returns the answer, bounded by the Conn's
 // timeout and ctx. After a failure the socket is dropped, so that what the
 // kernel still sends for this request never reaches the next one. c.mu is
 // held.
-func (c *Client) query(ctx context.Context, typ netfilter.MessageType, flags netlink.HeaderFlags) ([]netlink.Message, error) {
+func (c *Conn) query(ctx context.Context, typ netfilter.MessageType, flags netlink.HeaderFlags) ([]netlink.Message, error) {
 	if c.closed {
 		return nil, errClosed
 	}
