@@ -37,12 +37,6 @@ const (
 	dumpPoll = 250 * time.Millisecond
 )
 
-var (
-	errDumperClosed = errors.New("conntrack dumper is closed")
-	errDumpBusy     = errors.New("a dump or lookup is already running on this dumper")
-	errLookupTuple  = errors.New("lookup needs an IPv4 or IPv6 original tuple")
-)
-
 // DumpFilter asks the kernel to leave out of a dump the entries that cannot
 // match. The kernel filters by exact values only.
 type DumpFilter struct {

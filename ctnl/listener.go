@@ -19,11 +19,6 @@ const (
 	DefaultBatch = 256
 )
 
-var (
-	errListenerClosed = errors.New("conntrack listener is closed")
-	errMethod         = errors.New("unknown receive method")
-)
-
 // ListenConfig configures a Listener.
 type ListenConfig struct {
 	// NetNS is an open file descriptor of the network namespace to listen

@@ -2,7 +2,6 @@ package ctnl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -46,8 +45,6 @@ type TableStats struct {
 	// The per-CPU counters, summed; all only ever grow.
 	Found, Invalid, Insert, InsertFailed, Drop, EarlyDrop, Error, SearchRestart, ClashResolve, ChainTooLong uint64
 }
-
-var errClosed = errors.New("conntrack client is closed")
 
 // Conn makes conntrack requests. It is safe for concurrent use; requests
 // are serialised.

@@ -1,7 +1,6 @@
 package ctnl
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,8 +20,6 @@ const (
 	// listener existed, 0 none.
 	SysctlEvents = "net/netfilter/nf_conntrack_events"
 )
-
-var errSysctlValue = errors.New("unexpected sysctl value")
 
 // ReadSysctl reads a boolean sysctl under /proc/sys, such as SysctlAcct, in
 // the network namespace whose descriptor is fd (0: the caller's).

@@ -3,7 +3,6 @@ package nfacct
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -17,8 +16,6 @@ import (
 
 // DefaultTimeout bounds every request when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
-
-var errClosed = errors.New("nfacct connection is closed")
 
 // Config configures a Conn or a Listener.
 type Config struct {
@@ -124,10 +121,6 @@ func sizeDumps(c *netlink.Conn, timeout time.Duration) error {
 	}
 	return nil
 }
-
-// errNoAck reports an answer to sizeDumps' request that is not an
-// acknowledgement.
-var errNoAck = errors.New("no acknowledgement of a no-op request")
 
 // newConn returns a Conn whose sockets dial opens.
 func newConn(dial func() (*netlink.Conn, error), timeout time.Duration) (*Conn, error) {

@@ -20,12 +20,6 @@ import (
 // DefaultTimeout bounds every request when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
 
-var (
-	errClosed      = errors.New("nf_tables connection is closed")
-	errInterrupted = errors.New("nf_tables dump interrupted: the ruleset changed while it was read")
-	errUnexpected  = errors.New("unexpected nf_tables message")
-)
-
 // Config configures a Conn.
 type Config struct {
 	// NetNS is an open file descriptor of the network namespace to talk to
