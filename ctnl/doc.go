@@ -28,6 +28,6 @@
 // an answer arriving late is never read as the next one's.
 //
 // AccountingSettings reads, and with enable sets, the sysctls accounting
-// depends on (SysctlAcct, SysctlTimestamp, SysctlEvents) in a namespace;
-// ReadSysctl, WriteSysctl and their Int variants read and set one.
+// depends on (nf_conntrack_acct, nf_conntrack_timestamp and
+// nf_conntrack_events) in a namespace.
 package ctnl

@@ -40,7 +40,6 @@ var (
 	// take (EventFilter).
 	errFilter = errors.New("conntrack filter rule the kernel program cannot take")
 
-	// errSysctlValue is a sysctl that reads as neither a boolean nor a
-	// number, as ReadSysctl or ReadSysctlInt expects.
+	// errSysctlValue is a sysctl that does not read as a number.
 	errSysctlValue = errors.New("unexpected sysctl value")
 )
