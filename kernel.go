@@ -156,7 +156,7 @@ func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 		k.logger.Info(sum)
 	}
 	err := k.ct.Open(fd, func() (flow.Conns, error) {
-		l, err := ctnl.Listen(ctnl.ListenConfig{
+		l, err := ctnl.Listen(&ctnl.ListenConfig{
 			NetNS:         fd,
 			ReadBuffer:    s.ReceiveBuffer,
 			MaxReadBuffer: s.ReceiveBufferMax,
@@ -175,7 +175,7 @@ func (k *kernel) conntrack(fd int) (collector.Collector, error) {
 		}
 		c := flow.Conns{Listener: l}
 		if s.Flow.Live {
-			d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: fd, Timeout: k.s.Collectors.NetlinkTimeout, ReadSize: s.DumpReadSize})
+			d, err := ctnl.DialDumper(&ctnl.DumpConfig{NetNS: fd, Timeout: k.s.Collectors.NetlinkTimeout, ReadSize: s.DumpReadSize})
 			if err != nil {
 				l.Close()
 				return flow.Conns{}, err

@@ -151,7 +151,7 @@ func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
 		}
 	}
 	var self tree.Builder
-	total := 0
+	taken := make([]*tree.Builder, 0, len(s.names)+1)
 	for _, name := range s.names {
 		r, ok := byName[name]
 		if !ok {
@@ -162,42 +162,19 @@ func (s *Set) Snapshot(ctx context.Context) *tree.Snapshot {
 		if r.err != nil {
 			success = 0
 			s.logger.Error("collector failed", "collector", name, "duration_seconds", r.duration.Seconds(), "err", r.err)
-		} else {
-			total += r.samples.Len()
+			if r.samples != nil {
+				r.samples.Release()
+			}
+		} else if r.samples != nil {
+			taken = append(taken, r.samples)
 		}
 		self.Add(successDesc, success, []string{"exporter", "collector", name, "success"}, name)
 		self.Add(durationDesc, r.duration.Seconds(), []string{"exporter", "collector", name, "duration_seconds"}, name)
 	}
-	// The first collector's samples are taken as they are when they are in
-	// one block (see tree.Builder.Grow) with room for the rest; otherwise
-	// everything is copied once into a slice of the final size.
-	total += self.Len()
-	for i, name := range s.names {
-		r := byName[name]
-		if r.samples == nil {
-			continue
-		}
-		if r.err == nil {
-			if i == 0 {
-				if base := r.samples.Detach(); base != nil && cap(base) >= total {
-					snap.Samples = base
-				} else if base != nil {
-					snap.Samples = append(make([]tree.Sample, 0, total), base...)
-				}
-			}
-			if snap.Samples == nil {
-				snap.Samples = make([]tree.Sample, 0, total)
-			}
-			snap.Samples = r.samples.AppendTo(snap.Samples)
-			snap.Tables = append(snap.Tables, r.samples.Tables()...)
-		}
-		r.samples.Release()
-	}
-	if snap.Samples == nil {
-		snap.Samples = make([]tree.Sample, 0, total)
-	}
-	snap.Samples = self.AppendTo(snap.Samples)
-	self.Release()
+	// The collectors' samples in order, then the Set's own; the first
+	// collector's are taken as they are when they are in one block (see
+	// tree.Builder.Grow) with room for the rest.
+	snap.Append(append(taken, &self)...)
 	return snap
 }
 

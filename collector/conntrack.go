@@ -120,7 +120,7 @@ func (c *Conntrack) Update(ctx context.Context, b *tree.Builder) error {
 	return nil
 }
 
-// ConntrackTableReader reads conntrack table statistics; *ctnl.Client is one.
+// ConntrackTableReader reads conntrack table statistics; *ctnl.Conn is one.
 type ConntrackTableReader interface {
 	TableStats(ctx context.Context) (ctnl.TableStats, error)
 }

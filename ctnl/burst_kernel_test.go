@@ -31,7 +31,7 @@ func queuedBurst(tb testing.TB, cfg ctnl.ListenConfig, n int) *ctnl.Listener {
 	}
 	tb.Cleanup(func() { h.Close() })
 	cfg.NetNS = h.FD()
-	l, err := ctnl.Listen(cfg)
+	l, err := ctnl.Listen(&cfg)
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) {
 		netnstest.Unavailable(tb, "%s unavailable here: %v", cfg.Method, err)
 	}

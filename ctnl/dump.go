@@ -37,12 +37,6 @@ const (
 	dumpPoll = 250 * time.Millisecond
 )
 
-var (
-	errDumperClosed = errors.New("conntrack dumper is closed")
-	errDumpBusy     = errors.New("a dump or lookup is already running on this dumper")
-	errLookupTuple  = errors.New("lookup needs an IPv4 or IPv6 original tuple")
-)
-
 // DumpFilter asks the kernel to leave out of a dump the entries that cannot
 // match. The kernel filters by exact values only.
 type DumpFilter struct {
@@ -108,8 +102,13 @@ type Dumper struct {
 	closed  atomic.Bool
 }
 
-// NewDumper opens a Dumper in the configured namespace.
-func NewDumper(cfg DumpConfig) (*Dumper, error) {
+// DialDumper opens a Dumper in the namespace cfg names. cfg may be nil (the
+// caller's namespace, the defaults).
+func DialDumper(config *DumpConfig) (*Dumper, error) {
+	var cfg DumpConfig
+	if config != nil {
+		cfg = *config
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}

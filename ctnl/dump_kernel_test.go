@@ -64,7 +64,7 @@ func TestKernelDumpMatchesConntrackList(t *testing.T) {
 	}
 	// A small read buffer: the kernel then sends one entry or a few per
 	// read, and the dump must still put them together.
-	d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: h.FD(), ReadSize: 4096})
+	d, err := ctnl.DialDumper(&ctnl.DumpConfig{NetNS: h.FD(), ReadSize: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestKernelDumpMarkFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: h.FD(), Timeout: 2 * time.Second})
+	d, err := ctnl.DialDumper(&ctnl.DumpConfig{NetNS: h.FD(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

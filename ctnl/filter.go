@@ -2,15 +2,12 @@ package ctnl
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 
 	"golang.org/x/net/bpf"
 )
-
-var errFilter = errors.New("conntrack filter rule the kernel program cannot take")
 
 // FilterPorts is a range of ports, Lo to Hi inclusive.
 type FilterPorts struct {

@@ -153,7 +153,7 @@ func TestKernelListenerEventFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Listen(ListenConfig{NetNS: h.FD(), ReadBuffer: 4 << 20, Filter: f})
+	l, err := Listen(&ListenConfig{NetNS: h.FD(), ReadBuffer: 4 << 20, Filter: f})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package ctnl
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 
@@ -60,14 +59,6 @@ const (
 
 	ctaTimestampStart = 1
 	ctaTimestampStop  = 2
-)
-
-var (
-	errTruncated  = errors.New("truncated netlink message")
-	errAttribute  = errors.New("malformed conntrack attribute")
-	errNoTuple    = errors.New("conntrack event without an original tuple")
-	errBadFamily  = errors.New("unsupported address family")
-	errAddrLength = errors.New("address of the wrong length")
 )
 
 // Tuple is one direction of a connection.

@@ -20,11 +20,6 @@ const (
 	DefaultBatch = 256
 )
 
-var (
-	errListenerClosed = errors.New("conntrack listener is closed")
-	errMethod         = errors.New("unknown receive method")
-)
-
 // ListenConfig configures a Listener.
 type ListenConfig struct {
 	// NetNS is an open file descriptor of the network namespace to listen
@@ -144,9 +139,14 @@ type Listener struct {
 	closeMu sync.Mutex
 }
 
-// Listen opens a netlink socket in the configured namespace and joins the
-// conntrack DESTROY group.
-func Listen(cfg ListenConfig) (*Listener, error) {
+// Listen opens a netlink socket in the namespace cfg names and joins the
+// conntrack DESTROY group. cfg may be nil (the caller's namespace, the
+// defaults); the Listener keeps a copy of it.
+func Listen(config *ListenConfig) (*Listener, error) {
+	var cfg ListenConfig
+	if config != nil {
+		cfg = *config
+	}
 	switch cfg.Method {
 	case "", MethodAuto, MethodIOURing, MethodRecvmmsg:
 	default:

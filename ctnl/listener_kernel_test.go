@@ -48,12 +48,12 @@ func TestKernelDestroyEventsMatchConntrackList(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	for _, s := range []string{ctnl.SysctlAcct, ctnl.SysctlTimestamp} {
-		if on, err := ctnl.ReadSysctl(h.FD(), s); err != nil || !on {
-			t.Fatalf("ReadSysctl(%s) = %v, %v; want true after sysctl -w", s, on, err)
+	for _, s := range ctnl.AccountingSettings(h.FD(), false)[:2] {
+		if s.Err != nil || s.Value != 1 {
+			t.Fatalf("%s = %d, %v; want 1 after sysctl -w", s.Name, s.Value, s.Err)
 		}
 	}
-	l, err := ctnl.Listen(ctnl.ListenConfig{NetNS: h.FD(), ReadBuffer: 8 << 20})
+	l, err := ctnl.Listen(&ctnl.ListenConfig{NetNS: h.FD(), ReadBuffer: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

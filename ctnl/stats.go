@@ -2,17 +2,15 @@ package ctnl
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 
-	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/netns"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlconn"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
@@ -48,27 +46,16 @@ type TableStats struct {
 	Found, Invalid, Insert, InsertFailed, Drop, EarlyDrop, Error, SearchRestart, ClashResolve, ChainTooLong uint64
 }
 
-var errClosed = errors.New("conntrack client is closed")
-
-// Client makes conntrack requests. It is safe for concurrent use; requests
+// Conn makes conntrack requests. It is safe for concurrent use; requests
 // are serialised.
-type Client struct {
-	mu      sync.Mutex
-	dial    func() (*netlink.Conn, error)
-	timeout time.Duration
-	closed  bool
-	// c is nil after a request failed: its answer, or the rest of it, may
-	// still arrive (a deadline that passed while the kernel was busy) and
-	// would be read as the answer to the next request, which netlink
-	// refuses as a mismatched sequence, request after request. The next
-	// request dials a fresh socket.
-	c *netlink.Conn
+type Conn struct {
+	sock *nlconn.Conn[*netlink.Conn]
 }
 
-// Config says where a Client talks and how long it waits.
+// Config says where a Conn talks and how long it waits.
 type Config struct {
 	// NetNS is an open file descriptor of the network namespace to talk to,
-	// which must stay open as long as the Client: it may dial again. Zero
+	// which must stay open as long as the Conn: it may dial again. Zero
 	// means the caller's namespace.
 	NetNS int
 	// Timeout bounds each request; zero means DefaultTimeout.
@@ -78,9 +65,9 @@ type Config struct {
 // DefaultTimeout bounds a request when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
 
-// Dial opens a Client as cfg says (nil: the caller's namespace, the default
+// Dial opens a Conn as cfg says (nil: the caller's namespace, the default
 // timeout).
-func Dial(cfg *Config) (*Client, error) {
+func Dial(cfg *Config) (*Conn, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -89,54 +76,34 @@ func Dial(cfg *Config) (*Client, error) {
 		timeout = DefaultTimeout
 	}
 	fd := cfg.NetNS
-	return newClient(func() (*netlink.Conn, error) {
+	return newConn(func() (*netlink.Conn, error) {
 		return netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fd})
 	}, timeout)
 }
 
-// newClient returns a Client whose sockets dial opens.
-func newClient(dial func() (*netlink.Conn, error), timeout time.Duration) (*Client, error) {
-	c := &Client{dial: dial, timeout: timeout}
-	if err := c.open(); err != nil {
+// newConn returns a Conn whose sockets dial opens.
+func newConn(dial func() (*netlink.Conn, error), timeout time.Duration) (*Conn, error) {
+	sock, err := nlconn.New(func() (*netlink.Conn, error) {
+		nc, err := dial()
+		if err != nil {
+			return nil, fmt.Errorf("opening conntrack netlink socket: %w", netns.CapabilityHint(err, "CAP_NET_ADMIN"))
+		}
+		return nc, nil
+	}, timeout, errClosed)
+	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	return &Conn{sock: sock}, nil
 }
 
-// open dials the socket. c.mu is held or c is not shared yet.
-func (c *Client) open() error {
-	nc, err := c.dial()
-	if err != nil {
-		return fmt.Errorf("opening conntrack netlink socket: %w", netns.CapabilityHint(err, "CAP_NET_ADMIN"))
-	}
-	c.c = nc
-	return nil
-}
-
-// drop closes the socket; the next request dials a new one.
-func (c *Client) drop() error {
-	if c.c == nil {
-		return nil
-	}
-	err := c.c.Close()
-	c.c = nil
-	return err
-}
-
-// Close closes the Client.
-func (c *Client) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	return c.drop()
+// Close closes the Conn. It may be called more than once.
+func (c *Conn) Close() error {
+	return c.sock.Close()
 }
 
 // TableStats reads the table's global and per-CPU statistics.
-func (c *Client) TableStats(ctx context.Context) (TableStats, error) {
+func (c *Conn) TableStats(ctx context.Context) (TableStats, error) {
 	var s TableStats
-	c.mu.Lock()
-	defer c.mu.Unlock()
-
 	// The kernel marks this single answer multi-part and sends no DONE;
 	// asking for an acknowledgement as well ends the reply.
 	global, err := c.query(ctx, msgCTGetStats, netlink.Request|netlink.Dump|netlink.Acknowledge)
@@ -226,14 +193,10 @@ func eachBE32(data []byte, fn func(typ uint16, v uint32)) error {
 	return nil
 }
 
-// query sends one request and returns the answer, bounded by the Client's
+// query sends one request and returns the answer, bounded by the Conn's
 // timeout and ctx. After a failure the socket is dropped, so that what the
-// kernel still sends for this request never reaches the next one. c.mu is
-// held.
-func (c *Client) query(ctx context.Context, typ netfilter.MessageType, flags netlink.HeaderFlags) ([]netlink.Message, error) {
-	if c.closed {
-		return nil, errClosed
-	}
+// kernel still sends for this request never reaches the next one.
+func (c *Conn) query(ctx context.Context, typ netfilter.MessageType, flags netlink.HeaderFlags) ([]netlink.Message, error) {
 	req, err := netfilter.MarshalNetlink(netfilter.Header{
 		SubsystemID: netfilter.NFSubsysCTNetlink,
 		MessageType: typ,
@@ -243,22 +206,12 @@ func (c *Client) query(ctx context.Context, typ netfilter.MessageType, flags net
 	if err != nil {
 		return nil, err
 	}
-	if c.c == nil {
-		if err := c.open(); err != nil {
-			return nil, err
-		}
-	}
-	stop, err := deadline.Bound(ctx, c.c, c.timeout)
+	var msgs []netlink.Message
+	err = c.sock.Do(ctx, func(nc *netlink.Conn) error {
+		msgs, err = nc.Execute(req)
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	msgs, err := c.c.Execute(req)
-	stop()
-	if err != nil {
-		c.drop()
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w: %w", ctx.Err(), err)
-		}
 		return nil, err
 	}
 	return msgs, nil

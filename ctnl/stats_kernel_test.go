@@ -49,7 +49,7 @@ func TestKernelTableStats(t *testing.T) {
 // TestKernelTableStatsAfterTimeout provokes real timeouts: readings with
 // deadlines of a few microseconds, many of which expire after the request
 // was sent, so that the kernel's answer arrives after the reader gave up
-// and waits in the socket. Each must leave the Client working: the reading
+// and waits in the socket. Each must leave the Conn working: the reading
 // after it, with time enough, must succeed. (Before the socket was replaced
 // after a failure, it failed with "mismatched sequence in netlink reply",
 // and so did every reading after it.)

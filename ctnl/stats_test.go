@@ -119,7 +119,7 @@ func TestTableStatsAfterLateAnswer(t *testing.T) {
 	// second reading does.
 	for _, late := range []int{1, 2, 3} {
 		var sockets []*statsSocket
-		c, err := newClient(func() (*netlink.Conn, error) {
+		c, err := newConn(func() (*netlink.Conn, error) {
 			s := &statsSocket{}
 			if len(sockets) == 0 {
 				s.lateAt = late

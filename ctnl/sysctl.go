@@ -1,7 +1,6 @@
 package ctnl
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,38 +11,19 @@ import (
 
 // Settings that make DESTROY events carry what accounting needs.
 const (
-	// SysctlAcct makes conntrack count packets and bytes per direction.
-	SysctlAcct = "net/netfilter/nf_conntrack_acct"
-	// SysctlTimestamp makes conntrack record start and stop times.
-	SysctlTimestamp = "net/netfilter/nf_conntrack_timestamp"
-	// SysctlEvents decides which flows send events: 1 every flow, 2 (the
+	// sysctlAcct makes conntrack count packets and bytes per direction.
+	sysctlAcct = "net/netfilter/nf_conntrack_acct"
+	// sysctlTimestamp makes conntrack record start and stop times.
+	sysctlTimestamp = "net/netfilter/nf_conntrack_timestamp"
+	// sysctlEvents decides which flows send events: 1 every flow, 2 (the
 	// default since Linux 5.x) only flows created while some conntrack
 	// listener existed, 0 none.
-	SysctlEvents = "net/netfilter/nf_conntrack_events"
+	sysctlEvents = "net/netfilter/nf_conntrack_events"
 )
 
-var errSysctlValue = errors.New("unexpected sysctl value")
-
-// ReadSysctl reads a boolean sysctl under /proc/sys, such as SysctlAcct, in
-// the network namespace whose descriptor is fd (0: the caller's).
-func ReadSysctl(fd int, name string) (bool, error) {
-	v, err := ReadSysctlInt(fd, name)
-	if err != nil {
-		return false, err
-	}
-	switch v {
-	case 0:
-		return false, nil
-	case 1:
-		return true, nil
-	default:
-		return false, fmt.Errorf("%w %d in %s: want 0 or 1", errSysctlValue, v, name)
-	}
-}
-
-// ReadSysctlInt reads an integer sysctl under /proc/sys, such as
-// SysctlEvents, in the network namespace whose descriptor is fd (0: the caller's).
-func ReadSysctlInt(fd int, name string) (int, error) {
+// readSysctlInt reads an integer sysctl under /proc/sys, such as
+// sysctlEvents, in the network namespace whose descriptor is fd (0: the caller's).
+func readSysctlInt(fd int, name string) (int, error) {
 	var data []byte
 	err := netns.Do(fd, func() (err error) {
 		data, err = os.ReadFile("/proc/sys/" + name)
@@ -59,17 +39,8 @@ func ReadSysctlInt(fd int, name string) (int, error) {
 	return v, nil
 }
 
-// WriteSysctl sets a boolean sysctl under /proc/sys in the network namespace whose descriptor is fd.
-func WriteSysctl(fd int, name string, on bool) error {
-	v := 0
-	if on {
-		v = 1
-	}
-	return WriteSysctlInt(fd, name, v)
-}
-
-// WriteSysctlInt sets an integer sysctl under /proc/sys in the network namespace whose descriptor is fd.
-func WriteSysctlInt(fd int, name string, v int) error {
+// writeSysctlInt sets an integer sysctl under /proc/sys in the network namespace whose descriptor is fd.
+func writeSysctlInt(fd int, name string, v int) error {
 	err := netns.Do(fd, func() error {
 		return os.WriteFile("/proc/sys/"+name, []byte(strconv.Itoa(v)+"\n"), 0o644)
 	})
@@ -104,11 +75,11 @@ func (s Setting) OK() bool {
 // those that are not; they apply to flows created afterwards.
 func AccountingSettings(fd int, enable bool) []Setting {
 	var out []Setting
-	for _, name := range []string{SysctlAcct, SysctlTimestamp, SysctlEvents} {
+	for _, name := range []string{sysctlAcct, sysctlTimestamp, sysctlEvents} {
 		s := Setting{Name: strings.ReplaceAll(name, "/", "."), Want: 1}
-		s.Value, s.Err = ReadSysctlInt(fd, name)
+		s.Value, s.Err = readSysctlInt(fd, name)
 		if enable && s.Err == nil && s.Value != s.Want {
-			if s.Err = WriteSysctlInt(fd, name, s.Want); s.Err == nil {
+			if s.Err = writeSysctlInt(fd, name, s.Want); s.Err == nil {
 				s.Value, s.Switched = s.Want, true
 			}
 		}

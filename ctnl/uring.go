@@ -2,7 +2,6 @@ package ctnl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -57,8 +56,6 @@ const (
 // cache line. Buffers 4 KiB apart would all map to the same few cache sets,
 // and the few lines of each datagram would evict each other.
 const ringStride = slotSize + 64
-
-var errRingUnavailable = errors.New("io_uring receive ring unavailable")
 
 // ring is an io_uring multishot receive of one socket: recvRing, or a
 // test's fake (see socket). Run's loop calls arm, enter and reap once per

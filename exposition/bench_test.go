@@ -192,7 +192,9 @@ func (s *sharedSource) Snapshot(context.Context) *tree.Snapshot {
 		b.AddShared(s.replyBytes, e.rb, e.head, e.reply)
 	}
 	// As a Set takes the samples of a grown Builder: as they are.
-	return &tree.Snapshot{Samples: b.Detach()}
+	snap := &tree.Snapshot{}
+	snap.Append(&b)
+	return snap
 }
 
 // BenchmarkScrape measures whole scrapes through the Handler over loopback

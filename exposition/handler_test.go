@@ -57,7 +57,9 @@ func (s *countingSource) Snapshot(context.Context) *tree.Snapshot {
 	for i, id := range s.fill {
 		b.Add(fillDesc, float64(i)*1e6, nil, id)
 	}
-	return &tree.Snapshot{Samples: b.AppendTo(nil)}
+	snap := &tree.Snapshot{}
+	snap.Append(&b)
+	return snap
 }
 
 // serve runs h on a loopback listener until the test ends.

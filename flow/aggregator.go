@@ -52,7 +52,7 @@ type Config struct {
 	// Ports lists the ports the sport and dport keys read as; nil makes
 	// ports read as their number.
 	Ports *Ports
-	// Filter decides which deltas count; nil counts every Delta.
+	// Filter decides which deltas count; nil counts every delta.
 	Filter *Filter
 	// Top configures the top talkers; off when Top.Count is 0.
 	Top TopConfig
@@ -284,8 +284,8 @@ func (a *aggregator) sinceStart() time.Duration {
 	return 0
 }
 
-// Add counts one Delta; a nil Delta is ignored.
-func (a *aggregator) Add(d *Delta) {
+// Add counts one delta; a nil delta is ignored.
+func (a *aggregator) Add(d *delta) {
 	if d == nil {
 		return
 	}
@@ -295,8 +295,8 @@ func (a *aggregator) Add(d *Delta) {
 	a.mu.Unlock()
 }
 
-// AddBatch counts every Delta of ds, taking the lock once.
-func (a *aggregator) AddBatch(ds []Delta) {
+// AddBatch counts every delta of ds, taking the lock once.
+func (a *aggregator) AddBatch(ds []delta) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	for i := range ds {
@@ -306,8 +306,8 @@ func (a *aggregator) AddBatch(ds []Delta) {
 }
 
 // add counts d at time now, unless the Filter rejects it. a.mu must be held.
-func (a *aggregator) add(d *Delta, now time.Duration) {
-	if a.cfg.Filter != nil && !a.cfg.Filter.Match(d) {
+func (a *aggregator) add(d *delta, now time.Duration) {
+	if a.cfg.Filter != nil && !a.cfg.Filter.match(d) {
 		a.filtered++
 		return
 	}
@@ -316,7 +316,7 @@ func (a *aggregator) add(d *Delta, now time.Duration) {
 
 // count adds d to its series at time now and returns the series. a.mu must
 // be held.
-func (a *aggregator) count(d *Delta, now time.Duration) *series {
+func (a *aggregator) count(d *delta, now time.Duration) *series {
 	if a.top != nil {
 		a.top.add(d)
 	}
@@ -427,7 +427,7 @@ func (a *aggregator) newEpoch() {
 }
 
 // key sets k to the series key of d; k must be zero.
-func (a *aggregator) key(d *Delta, k *seriesKey) {
+func (a *aggregator) key(d *delta, k *seriesKey) {
 	for _, f := range a.fields {
 		switch f {
 		case fieldFamily:

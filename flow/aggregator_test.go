@@ -86,8 +86,8 @@ func TestLabelValues(t *testing.T) {
 	dnat.ReplySrc, dnat.ReplySPort = addr("192.168.10.5"), 8080
 	both := tcp4("192.168.1.2", "203.0.113.1", 40000, 80)
 	both.ReplySrc, both.ReplyDst = addr("192.168.10.5"), addr("203.0.113.1")
-	noReply := Delta{Family: familyIPv4, Proto: ProtoTCP, Src: addr("192.168.1.2"), Dst: addr("198.51.100.1")}
-	v6 := Delta{Family: familyIPv6, Proto: ProtoICMPv6, Src: addr("fd00::10"), Dst: addr("2001:db8::1")}
+	noReply := delta{Family: familyIPv4, Proto: ProtoTCP, Src: addr("192.168.1.2"), Dst: addr("198.51.100.1")}
+	v6 := delta{Family: familyIPv6, Proto: ProtoICMPv6, Src: addr("fd00::10"), Dst: addr("2001:db8::1")}
 	v6.ReplySrc, v6.ReplyDst = v6.Dst, v6.Src
 
 	tests := []struct {
@@ -95,39 +95,39 @@ func TestLabelValues(t *testing.T) {
 		groupBy string
 		ports   *Ports
 		nets    *Networks
-		d       Delta
+		d       delta
 		want    []string
 	}{
 		{name: "default", groupBy: DefaultGroupBy, d: tcp4("192.0.2.1", "192.0.2.2", 40000, 443), want: []string{"ipv4", "tcp", "443"}},
 		{name: "order", groupBy: "dport,proto,family", d: tcp4("192.0.2.1", "192.0.2.2", 40000, 443), want: []string{"443", "tcp", "ipv4"}},
 		{name: "ipv6", groupBy: "family,proto", d: v6, want: []string{"ipv6", "icmpv6"}},
-		{name: "unknown family", groupBy: "family", d: Delta{Family: 2}, want: []string{"2"}},
-		{name: "udp", groupBy: "proto", d: Delta{Proto: ProtoUDP}, want: []string{"udp"}},
-		{name: "icmp", groupBy: "proto", d: Delta{Proto: ProtoICMP}, want: []string{"icmp"}},
-		{name: "sctp", groupBy: "proto", d: Delta{Proto: ProtoSCTP}, want: []string{"sctp"}},
-		{name: "gre", groupBy: "proto", d: Delta{Proto: ProtoGRE}, want: []string{"gre"}},
-		{name: "udplite", groupBy: "proto", d: Delta{Proto: ProtoUDPLite}, want: []string{"udplite"}},
-		{name: "dccp", groupBy: "proto", d: Delta{Proto: ProtoDCCP}, want: []string{"dccp"}},
-		{name: "unnamed proto", groupBy: "proto", d: Delta{Proto: 50}, want: []string{"50"}},
+		{name: "unknown family", groupBy: "family", d: delta{Family: 2}, want: []string{"2"}},
+		{name: "udp", groupBy: "proto", d: delta{Proto: ProtoUDP}, want: []string{"udp"}},
+		{name: "icmp", groupBy: "proto", d: delta{Proto: ProtoICMP}, want: []string{"icmp"}},
+		{name: "sctp", groupBy: "proto", d: delta{Proto: ProtoSCTP}, want: []string{"sctp"}},
+		{name: "gre", groupBy: "proto", d: delta{Proto: ProtoGRE}, want: []string{"gre"}},
+		{name: "udplite", groupBy: "proto", d: delta{Proto: ProtoUDPLite}, want: []string{"udplite"}},
+		{name: "dccp", groupBy: "proto", d: delta{Proto: ProtoDCCP}, want: []string{"dccp"}},
+		{name: "unnamed proto", groupBy: "proto", d: delta{Proto: 50}, want: []string{"50"}},
 		{name: "ports", groupBy: "sport,dport", d: tcp4("192.0.2.1", "192.0.2.2", 40000, 0), want: []string{"40000", "0"}},
-		{name: "no ports icmp", groupBy: "proto,sport,dport", d: Delta{Proto: ProtoICMP, SPort: 3, DPort: 4}, want: []string{"icmp", "none", "none"}},
-		{name: "no ports esp", groupBy: "proto,dport", d: Delta{Proto: 50, DPort: 4}, want: []string{"50", "none"}},
+		{name: "no ports icmp", groupBy: "proto,sport,dport", d: delta{Proto: ProtoICMP, SPort: 3, DPort: 4}, want: []string{"icmp", "none", "none"}},
+		{name: "no ports esp", groupBy: "proto,dport", d: delta{Proto: 50, DPort: 4}, want: []string{"50", "none"}},
 		{name: "port list single", groupBy: "sport,dport", ports: ports, d: tcp4("192.0.2.1", "192.0.2.2", 22, 443), want: []string{"22", "443"}},
 		{name: "port list range", groupBy: "dport", ports: ports, d: tcp4("192.0.2.1", "192.0.2.2", 1, 8080), want: []string{"8000-8100"}},
 		{name: "port list other", groupBy: "sport,dport", ports: ports, d: tcp4("192.0.2.1", "192.0.2.2", 40000, 80), want: []string{"other", "other"}},
-		{name: "port list icmp", groupBy: "dport", ports: ports, d: Delta{Proto: ProtoICMP}, want: []string{"none"}},
+		{name: "port list icmp", groupBy: "dport", ports: ports, d: delta{Proto: ProtoICMP}, want: []string{"none"}},
 		{name: "addresses v4", groupBy: "src,dst", d: tcp4("192.0.2.1", "198.51.100.7", 1, 2), want: []string{"192.0.2.1", "198.51.100.7"}},
 		{name: "addresses v6", groupBy: "src,dst", d: v6, want: []string{"fd00::10", "2001:db8::1"}},
 		{name: "addresses mapped", groupBy: "src,dst", d: tcp4("::ffff:192.0.2.1", "::ffff:c633:6407", 1, 2), want: []string{"192.0.2.1", "198.51.100.7"}},
-		{name: "address zone dropped", groupBy: "src", d: Delta{Src: addr("fe80::1%eth0")}, want: []string{"fe80::1"}},
-		{name: "address missing", groupBy: "src", d: Delta{}, want: []string{"invalid"}},
+		{name: "address zone dropped", groupBy: "src", d: delta{Src: addr("fe80::1%eth0")}, want: []string{"fe80::1"}},
+		{name: "address missing", groupBy: "src", d: delta{}, want: []string{"invalid"}},
 		{name: "networks", groupBy: "src_net,dst_net", nets: nets, d: tcp4("192.168.10.9", "192.168.1.1", 1, 2), want: []string{"srv", "lan"}},
 		{name: "networks other", groupBy: "src_net,dst_net", nets: nets, d: tcp4("10.0.0.1", "::ffff:192.168.10.1", 1, 2), want: []string{"other", "srv"}},
 		{name: "networks v6", groupBy: "src_net,dst_net", nets: nets, d: v6, want: []string{"host", "other"}},
 		{name: "no networks", groupBy: "src_net", d: tcp4("192.168.10.9", "192.168.1.1", 1, 2), want: []string{"other"}},
-		{name: "zone", groupBy: "zone", d: Delta{Zone: 7}, want: []string{"7"}},
-		{name: "mark", groupBy: "mark", d: Delta{Mark: 0x1f}, want: []string{"0x1f"}},
-		{name: "mark zero", groupBy: "mark", d: Delta{}, want: []string{"0x0"}},
+		{name: "zone", groupBy: "zone", d: delta{Zone: 7}, want: []string{"7"}},
+		{name: "mark", groupBy: "mark", d: delta{Mark: 0x1f}, want: []string{"0x1f"}},
+		{name: "mark zero", groupBy: "mark", d: delta{}, want: []string{"0x0"}},
 		{name: "nat none", groupBy: "nat", d: tcp4("192.0.2.1", "192.0.2.2", 1, 2), want: []string{"none"}},
 		{name: "nat none v6", groupBy: "nat", d: v6, want: []string{"none"}},
 		{name: "nat no reply tuple", groupBy: "nat", d: noReply, want: []string{"none"}},
@@ -166,8 +166,8 @@ func TestUpdateSamples(t *testing.T) {
 	d2.Final = true
 	d3 := tcp4("192.0.2.1", "192.0.2.2", 40000, 80)
 	d3.OrigPackets, d3.OrigBytes, d3.Final = 1, 60, true
-	d4 := Delta{Family: familyIPv6, Proto: ProtoUDP, DPort: 53, OrigPackets: 1, OrigBytes: 80, ReplyPackets: 1, ReplyBytes: 300, Final: true}
-	a.AddBatch([]Delta{d4, d1, d3})
+	d4 := delta{Family: familyIPv6, Proto: ProtoUDP, DPort: 53, OrigPackets: 1, OrigBytes: 80, ReplyPackets: 1, ReplyBytes: 300, Final: true}
+	a.AddBatch([]delta{d4, d1, d3})
 	a.Add(&d2)
 
 	got := read(t, a)
@@ -201,10 +201,10 @@ func TestUpdateSamples(t *testing.T) {
 func TestDurationHistogram(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort}})
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	flow := func(family, proto uint8, d time.Duration, final bool) Delta {
-		return Delta{Family: family, Proto: proto, Start: t0.UnixNano(), Stop: t0.Add(d).UnixNano(), Final: final}
+	flow := func(family, proto uint8, d time.Duration, final bool) delta {
+		return delta{Family: family, Proto: proto, Start: t0.UnixNano(), Stop: t0.Add(d).UnixNano(), Final: final}
 	}
-	a.AddBatch([]Delta{
+	a.AddBatch([]delta{
 		flow(familyIPv4, ProtoTCP, 500*time.Microsecond, true),
 		flow(familyIPv4, ProtoTCP, time.Millisecond, true), // on the bound: le="0.001"
 		flow(familyIPv4, ProtoTCP, 2*time.Second, true),
@@ -300,7 +300,7 @@ func TestOverflowMergesIntoAllOtherSeries(t *testing.T) {
 	d1.OrigBytes = 100
 	d2 := tcp4("192.0.2.1", "192.0.2.2", 1, 22) // past the limit
 	d2.OrigBytes = 10
-	a.AddBatch([]Delta{d1, d2})
+	a.AddBatch([]delta{d1, d2})
 	got := read(t, a).Series
 	if len(got) != 1 {
 		t.Fatalf("got %d series, want one: %+v", len(got), got)
@@ -315,12 +315,12 @@ func TestSeriesTTL(t *testing.T) {
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyDPort}, SeriesTTL: 10 * time.Second, MaxSeries: 3})
 	a.now = func() time.Time { return now }
 	a.start = now
-	at := func(sec int, ds ...Delta) {
+	at := func(sec int, ds ...delta) {
 		now = a.start.Add(time.Duration(sec) * time.Second)
 		a.AddBatch(ds)
 	}
 	ports := func() []string { return valuesOf(read(t, a)) }
-	d := func(port uint16) Delta { return Delta{Proto: ProtoTCP, DPort: port, OrigBytes: 1, Final: true} }
+	d := func(port uint16) delta { return delta{Proto: ProtoTCP, DPort: port, OrigBytes: 1, Final: true} }
 
 	at(0, d(80), d(443), d(22)) // 22 overflows
 	at(5, d(443))
@@ -354,7 +354,7 @@ func TestFilteredDeltas(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := mustAggregator(t, Config{GroupBy: []Key{KeyZone}, Filter: f})
-	a.AddBatch([]Delta{{Zone: 7, OrigBytes: 5, Final: true}, {Zone: 8, OrigBytes: 6, Final: true}, {Zone: 7}})
+	a.AddBatch([]delta{{Zone: 7, OrigBytes: 5, Final: true}, {Zone: 8, OrigBytes: 6, Final: true}, {Zone: 7}})
 	got := read(t, a)
 	if _, ok := seriesOf(got, "7"); ok {
 		t.Error("filtered zone 7 has a series")
@@ -424,7 +424,7 @@ func TestAddDoesNotAllocate(t *testing.T) {
 	d.ReplyDst = addr("203.0.113.1")
 	d.Final, d.Start, d.Stop = true, 1e9, 11e9
 	a.Add(&d)
-	batch := []Delta{d, d, d}
+	batch := []delta{d, d, d}
 	if n := testing.AllocsPerRun(100, func() { a.Add(&d); a.AddBatch(batch) }); n != 0 {
 		t.Errorf("Add allocates %v times per call", n)
 	}
@@ -444,7 +444,7 @@ func TestConcurrentRead(t *testing.T) {
 			}
 		})
 	}
-	batch := make([]Delta, 64)
+	batch := make([]delta, 64)
 	for i := range 200 {
 		for j := range batch {
 			batch[j] = tcp4(fmt.Sprintf("192.0.2.%d", j), "192.0.2.1", 1, uint16(i%7))
@@ -479,7 +479,7 @@ func TestRandomDeltas(t *testing.T) {
 			a := mustAggregator(t, Config{GroupBy: keys, MaxSeries: maxSeries, Networks: nets, Ports: ports})
 			var sum float64
 			for range 2000 {
-				d := Delta{Family: uint8(r.IntN(8)), Proto: uint8(r.IntN(256)), Src: pick(addrs...), Dst: pick(addrs...),
+				d := delta{Family: uint8(r.IntN(8)), Proto: uint8(r.IntN(256)), Src: pick(addrs...), Dst: pick(addrs...),
 					SPort: uint16(r.IntN(5)), DPort: uint16(r.IntN(5)), ReplySrc: pick(addrs...), ReplyDst: pick(addrs...),
 					Zone: uint16(r.IntN(3)), Mark: uint32(r.IntN(3)), OrigBytes: uint64(r.IntN(1000)), Final: r.IntN(2) == 0}
 				if r.IntN(4) == 0 {

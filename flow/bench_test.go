@@ -16,9 +16,9 @@ import (
 
 // benchFlows returns n flows spread over about series distinct
 // family/proto/dport series.
-func benchFlows(n, series int) []Delta {
+func benchFlows(n, series int) []delta {
 	r := rand.New(rand.NewPCG(3, 4))
-	ds := make([]Delta, n)
+	ds := make([]delta, n)
 	for i := range ds {
 		d := &ds[i]
 		d.Family, d.Proto = familyIPv4, ProtoTCP
@@ -89,9 +89,9 @@ func BenchmarkRead(b *testing.B) {
 // added since the last read) and with 1,000 new series before each read.
 func BenchmarkReadInto(b *testing.B) {
 	const n = 100000
-	ds := make([]Delta, n+1000*1000)
+	ds := make([]delta, n+1000*1000)
 	for i := range ds {
-		ds[i] = Delta{Family: familyIPv4, Proto: ProtoTCP,
+		ds[i] = delta{Family: familyIPv4, Proto: ProtoTCP,
 			Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), DPort: 443, OrigBytes: 1}
 	}
 	for _, added := range []int{0, 1000} {
@@ -116,9 +116,9 @@ func BenchmarkReadInto(b *testing.B) {
 
 func BenchmarkSeriesMemory(b *testing.B) {
 	const n = 100000
-	ds := make([]Delta, n)
+	ds := make([]delta, n)
 	for i := range ds {
-		ds[i] = Delta{Family: familyIPv4, Proto: ProtoTCP,
+		ds[i] = delta{Family: familyIPv4, Proto: ProtoTCP,
 			Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), DPort: 443, OrigBytes: 1}
 	}
 	for b.Loop() {

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Address families of a Delta, as conntrack reports them in Delta.Family.
+// Address families of a delta, as conntrack reports them in delta.Family.
 const (
 	familyIPv4 uint8 = 4
 	familyIPv6 uint8 = 6
@@ -25,11 +25,11 @@ const (
 	ProtoUDPLite uint8 = 136
 )
 
-// Delta is what one flow moved since its previous Delta, or during its whole
+// delta is what one flow moved since its previous delta, or during its whole
 // life when it is the only one. Addresses and ports are those of the original
 // direction; the Reply fields hold the reply direction tuple, which differs
 // from the swapped original tuple when the flow is NATed.
-type Delta struct {
+type delta struct {
 	// Family is 4 (IPv4) or 6 (IPv6), as conntrack reports it.
 	Family uint8
 	// Proto is the IP protocol number.
@@ -55,7 +55,7 @@ type Delta struct {
 	// since the Unix epoch (as conntrack reports them); zero when
 	// nf_conntrack_timestamp is off.
 	Start, Stop int64
-	// Final marks the last Delta of a flow: it counts as one flow and
+	// Final marks the last delta of a flow: it counts as one flow and
 	// observes the flow's duration.
 	Final bool
 
@@ -135,8 +135,8 @@ var natNames = [...]string{natNone: "none", natSNAT: "snat", natDNAT: "dnat", na
 // natClass classifies the NAT of d from its tuples: source NAT when the reply
 // goes to another address or port than the original came from, destination
 // NAT when the reply comes from another address or port than the original
-// went to. A Delta without a reply tuple is not NATed.
-func natClass(d *Delta) uint8 {
+// went to. A delta without a reply tuple is not NATed.
+func natClass(d *delta) uint8 {
 	if d.natSet {
 		return d.nat
 	}

@@ -14,8 +14,8 @@ type MarkMatch struct {
 	Value, Mask uint32
 }
 
-// Rule matches a Delta when every field it sets matches; a field matches when
-// one of its values does. A Rule that sets no field matches every Delta.
+// Rule matches a delta when every field it sets matches; a field matches when
+// one of its values does. A Rule that sets no field matches every delta.
 // Ports match only protocols that have ports: tcp, udp, udplite, sctp and
 // dccp.
 type Rule struct {
@@ -92,9 +92,9 @@ func cloneRules(kind string, rules []Rule) ([]Rule, error) {
 	return out, nil
 }
 
-// Match reports whether d is to be counted. A nil Filter accepts every
-// Delta; a nil Delta is never counted.
-func (f *Filter) Match(d *Delta) bool {
+// match reports whether d is to be counted. A nil Filter accepts every
+// delta; a nil delta is never counted.
+func (f *Filter) match(d *delta) bool {
 	if d == nil {
 		return false
 	}
@@ -122,7 +122,7 @@ func (f *Filter) Match(d *Delta) bool {
 }
 
 // match reports whether d matches every field r sets.
-func (r *Rule) match(d *Delta) bool {
+func (r *Rule) match(d *delta) bool {
 	if len(r.Proto) > 0 && !slices.Contains(r.Proto, d.Proto) {
 		return false
 	}
@@ -175,7 +175,7 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// narrowing is what every Delta a Filter accepts has in common, as far as
+// narrowing is what every delta a Filter accepts has in common, as far as
 // the kernel can filter a table dump by it: exact values only.
 type narrowing struct {
 	// Family is familyIPv4 or familyIPv6 when every accepted flow has that
@@ -187,7 +187,7 @@ type narrowing struct {
 	Zone *uint16
 }
 
-// narrowing returns what every Delta f accepts has in common. Only the
+// narrowing returns what every delta f accepts has in common. Only the
 // accept rules narrow: a deny rule takes flows out, it never says what is
 // left. A nil Filter, or one without accept rules, narrows nothing.
 func (f *Filter) narrowing() narrowing {

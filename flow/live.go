@@ -203,7 +203,7 @@ func since(last, now [4]uint64) (d [4]uint64, reset bool) {
 }
 
 // deltaOf fills d with the keys of e and the counters c.
-func deltaOf(e *ctnl.Flow, c [4]uint64, d *Delta) {
+func deltaOf(e *ctnl.Flow, c [4]uint64, d *delta) {
 	// Field by field: a composite literal would be built aside and then
 	// copied with write barriers, as the addresses hold pointers.
 	d.Family, d.Proto = e.Family, e.Orig.Proto
@@ -227,7 +227,7 @@ func (a *aggregator) countDestroyed(es []ctnl.Flow) {
 	if a.live != nil {
 		a.live.prefetch(es)
 	}
-	var d Delta
+	var d delta
 	for i := range es {
 		e := &es[i]
 		deltaOf(e, countsOf(e), &d)
@@ -236,7 +236,7 @@ func (a *aggregator) countDestroyed(es []ctnl.Flow) {
 			a.add(&d, now)
 			continue
 		}
-		if a.cfg.Filter != nil && !a.cfg.Filter.Match(&d) {
+		if a.cfg.Filter != nil && !a.cfg.Filter.match(&d) {
 			a.filtered++
 			continue
 		}
@@ -250,7 +250,7 @@ func (a *aggregator) countDestroyed(es []ctnl.Flow) {
 
 // destroyed counts the DESTROY event of e, whose key is k; d holds e's keys
 // and final counters. a.mu must be held.
-func destroyed[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
+func destroyed[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delta, now time.Duration) {
 	l := a.live
 	final := countsOf(e)
 	r, added := t.put(&k)
@@ -310,7 +310,7 @@ func (a *aggregator) countDumped(es []ctnl.Flow) {
 	if a.live == nil {
 		return
 	}
-	var d Delta
+	var d delta
 	for i := range es {
 		e := &es[i]
 		if e.Family == familyIPv6 {
@@ -324,7 +324,7 @@ func (a *aggregator) countDumped(es []ctnl.Flow) {
 // dumped counts the dumped entry e, whose key is k. A flow followed already,
 // whose mark has not changed, goes straight to the series it remembers;
 // others are keyed and filtered first. a.mu must be held.
-func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
+func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delta, now time.Duration) {
 	l := a.live
 	r := t.next(&k)
 	if r != nil && (r.state == stateLive || r.state == stateGone) && r.mark == e.Mark && r.epoch == a.epoch {
@@ -349,7 +349,7 @@ func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, 
 		}
 	}
 	deltaOf(e, [4]uint64{}, d)
-	if a.cfg.Filter != nil && !a.cfg.Filter.Match(d) {
+	if a.cfg.Filter != nil && !a.cfg.Filter.match(d) {
 		if r != nil && (r.state == stateLive || r.state == stateGone) {
 			// Its mark changed to one the filters reject: follow it
 			// without counting it.
@@ -363,7 +363,7 @@ func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, 
 
 // observe counts the dumped entry e, whose key is k; d holds e's keys. a.mu
 // must be held.
-func observe[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *Delta, now time.Duration) {
+func observe[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delta, now time.Duration) {
 	l := a.live
 	cur := countsOf(e)
 	r, added := t.put(&k)
@@ -496,7 +496,7 @@ func (a *aggregator) endDump(complete bool, closeThrough uint32) {
 		}
 		return true, was == stateGone && r.state == stateClosed
 	}
-	var d Delta
+	var d delta
 	l.v4.sweep(func(k *key4, r *record) bool {
 		keep, closing := visit(r)
 		if closing {
@@ -535,7 +535,7 @@ func (a *aggregator) endDump(complete bool, closeThrough uint32) {
 
 // closeOut ends the flow of e, whose record is r, with nothing more to add:
 // what it moved until a dump last saw it is counted already.
-func (a *aggregator) closeOut(e ctnl.Flow, r *record, d *Delta, now time.Duration) {
+func (a *aggregator) closeOut(e ctnl.Flow, r *record, d *delta, now time.Duration) {
 	deltaOf(&e, [4]uint64{}, d)
 	d.natSet, d.nat = true, r.nat
 	d.Final = true
@@ -565,7 +565,7 @@ func (a *aggregator) resetLive() {
 		return
 	}
 	now := a.sinceStart()
-	var d Delta
+	var d delta
 	for i := range l.v4.recs {
 		s := &l.v4.recs[i]
 		if s.rec.state == stateLive || s.rec.state == stateGone {

@@ -108,7 +108,7 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := ctnl.NewDumper(ctnl.DumpConfig{NetNS: h.FD(), ReadSize: readSize()})
+	d, err := ctnl.DialDumper(&ctnl.DumpConfig{NetNS: h.FD(), ReadSize: readSize()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func (tk *talkers) prefix(a netip.Addr) netip.Addr {
 }
 
 // add counts d.
-func (tk *talkers) add(d *Delta) {
+func (tk *talkers) add(d *delta) {
 	var k topKey
 	if tk.src {
 		k[0] = tk.prefix(d.Src)

@@ -49,14 +49,14 @@ func TestCarbonStoresEveryElement(t *testing.T) {
 		if keepInPath[b] {
 			fmt.Fprintf(&raw, "raw.h%02x.a%cb 1 %d\n", b, byte(b), ts)
 		}
-		line, _ := FormatLine("esc", []string{fmt.Sprintf("h%02x", b), "a" + string([]byte{byte(b)}) + "b"}, 1, ts)
+		line, _ := formatLine("esc", []string{fmt.Sprintf("h%02x", b), "a" + string([]byte{byte(b)}) + "b"}, 1, ts)
 		escaped.WriteString(line)
 	}
 	// Tag values: every byte inside a value and first in it, escaped,
 	// and the two carbon's tag parser refuses, raw.
 	for b := range 256 {
 		for _, v := range []string{"a" + string([]byte{byte(b)}) + "b", string([]byte{byte(b)}) + "x"} {
-			fmt.Fprintf(&raw, "tag.h%02x;v=%s 1 %d\n", b, EscapeTagValue(v), ts)
+			fmt.Fprintf(&raw, "tag.h%02x;v=%s 1 %d\n", b, escapeTagValue(v), ts)
 		}
 	}
 	fmt.Fprintf(&raw, "tagraw.tilde;v=~x 1 %d\ntagraw.semicolon;v=a;b 1 %d\n", ts, ts)
@@ -85,7 +85,7 @@ func TestCarbonStoresEveryElement(t *testing.T) {
 		if keepInPath[b] {
 			want = append(want, fmt.Sprintf("raw/h%02x/a%cb", b, byte(b)))
 		}
-		want = append(want, fmt.Sprintf("esc/h%02x/%s", b, EscapeElement("a"+string([]byte{byte(b)})+"b")))
+		want = append(want, fmt.Sprintf("esc/h%02x/%s", b, escapeElement("a"+string([]byte{byte(b)})+"b")))
 	}
 	want = append(want, "broken/new_connection/ok", "broken/empty/a/b", "broken/dot/a/b", "broken/slash/a/b")
 	sendLines(t, c.addr, fmt.Sprintf("broken.slash.a/b 1 %d\n", ts))

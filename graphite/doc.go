@@ -36,13 +36,14 @@
 // literally and that carbon-c-relay passes by default (A-Z a-z 0-9 and
 // # - : _), so that a name
 // such as web:8080 reaches carbon as ulogd2 sends it; every other byte is
-// written %XX, '%' itself included, and an empty element is "%" (see
-// EscapeElement). A value such as an IP address or a rule comment can
-// never add levels, and the mapping is injective: two different lists of
-// elements never give one path. Tag values are escaped the same way, with
-// fewer bytes to escape (see EscapeTagValue). As a backstop, when two
-// samples of one snapshot still have the same path (a collector's mistake),
-// the first is sent, the others are left out, logged once and counted.
+// written %XX, '%' itself included, and an empty element is "%". A value
+// such as an IP address or a rule comment can never add levels, and the
+// mapping is injective: two different lists of elements never give one
+// path. Tag values are escaped the same way, with fewer bytes to escape
+// (';', '%', a leading '~', whitespace, control and non-ASCII bytes). As a
+// backstop, when two samples of one snapshot still have the same path (a
+// collector's mistake), the first is sent, the others are left out, logged
+// once and counted.
 //
 // In Delta mode counters are sent as the increase since the previous snapshot
 // instead of their running total; gauges are always sent as they are.

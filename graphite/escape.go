@@ -4,17 +4,17 @@ import (
 	"strings"
 )
 
-// EscapeByte is the byte that starts an escape in a Graphite path element or
+// escapeByte is the byte that starts an escape in a Graphite path element or
 // tag value: a byte that must not appear as it is there is written as
-// EscapeByte followed by its value in two upper-case hexadecimal digits
-// ("sp ace" becomes "sp%20ace"), and EscapeByte itself is always escaped
+// escapeByte followed by its value in two upper-case hexadecimal digits
+// ("sp ace" becomes "sp%20ace"), and escapeByte itself is always escaped
 // ("%" becomes "%25"), so two different elements never give one path.
-const EscapeByte = '%'
+const escapeByte = '%'
 
-// EmptyElement is what an empty path element is sent as: carbon would
+// emptyElement is what an empty path element is sent as: carbon would
 // otherwise fold the empty level away ("a..b" is stored as "a.b"). No other
 // element escapes to it, as an escape is always followed by two hex digits.
-const EmptyElement = "%"
+const emptyElement = "%"
 
 // keepInPath[c] is true for the bytes a path element keeps as they are:
 // carbon stores them in a whisper file name unchanged and graphite-web's
@@ -69,24 +69,24 @@ var keepInTag = func() (t [256]bool) {
 	for c := 0x21; c < 0x7f; c++ {
 		t[c] = true
 	}
-	t[';'], t[EscapeByte] = false, false
+	t[';'], t[escapeByte] = false, false
 	return t
 }()
 
 const hexDigits = "0123456789ABCDEF"
 
-// appendEscaped appends b as an escape: EscapeByte and two hex digits.
+// appendEscaped appends b as an escape: escapeByte and two hex digits.
 func appendEscaped(dst []byte, b byte) []byte {
-	return append(dst, EscapeByte, hexDigits[b>>4], hexDigits[b&0xf])
+	return append(dst, escapeByte, hexDigits[b>>4], hexDigits[b&0xf])
 }
 
 // appendElement appends e to dst as one Graphite path element: the bytes
-// keepInPath keeps as they are, every other byte escaped (see EscapeByte),
-// and an empty element as EmptyElement. The mapping is injective and
+// keepInPath keeps as they are, every other byte escaped (see escapeByte),
+// and an empty element as emptyElement. The mapping is injective and
 // depends on e alone.
 func appendElement(dst []byte, e string) []byte {
 	if e == "" {
-		return append(dst, EmptyElement...)
+		return append(dst, emptyElement...)
 	}
 	for i := 0; i < len(e); i++ {
 		if c := e[i]; keepInPath[c] {
@@ -98,20 +98,11 @@ func appendElement(dst []byte, e string) []byte {
 	return dst
 }
 
-// EscapeElement returns e as one Graphite path element: A-Z a-z 0-9 and
-// # - : _ are kept as they are, every other byte is
-// written %XX (two upper-case hex digits), and an empty element is "%".
-// Two different elements never give the same result, and the result holds
-// neither a dot nor whitespace.
-func EscapeElement(e string) string {
-	return string(appendElement(make([]byte, 0, len(e)+1), e))
-}
-
-// SanitizePrefix returns prefix made safe for Graphite. The prefix may hold
-// several levels separated by dots; each level is escaped as EscapeElement
+// sanitizePrefix returns prefix made safe for Graphite. The prefix may hold
+// several levels separated by dots; each level is escaped as escapeElement
 // does, and empty levels (leading, trailing or doubled dots) are dropped. The
 // result is empty when prefix has no level at all.
-func SanitizePrefix(prefix string) string {
+func sanitizePrefix(prefix string) string {
 	var b []byte
 	for elem := range strings.SplitSeq(prefix, ".") {
 		if elem == "" {
@@ -138,12 +129,4 @@ func appendTagValue(dst []byte, v string) []byte {
 		}
 	}
 	return dst
-}
-
-// EscapeTagValue returns v as a Graphite tag value: every byte from '!' to
-// '~' is kept but ';', '%' and a leading '~', which are written %XX, as are
-// whitespace, control and non-ASCII bytes. Two different values never give
-// the same result.
-func EscapeTagValue(v string) string {
-	return string(appendTagValue(make([]byte, 0, len(v)), v))
 }

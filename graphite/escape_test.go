@@ -35,8 +35,8 @@ func TestEscapeElement(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := EscapeElement(tt.in); got != tt.want {
-				t.Errorf("EscapeElement(%q) = %q, want %q", tt.in, got, tt.want)
+			if got := escapeElement(tt.in); got != tt.want {
+				t.Errorf("escapeElement(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -54,9 +54,9 @@ func TestEscapeElementKeepsApart(t *testing.T) {
 		{"%", ""},
 		{"%41", "A"},
 	} {
-		a, b := EscapeElement(pair[0]), EscapeElement(pair[1])
+		a, b := escapeElement(pair[0]), escapeElement(pair[1])
 		if a == b {
-			t.Errorf("EscapeElement(%q) = EscapeElement(%q) = %q", pair[0], pair[1], a)
+			t.Errorf("escapeElement(%q) = escapeElement(%q) = %q", pair[0], pair[1], a)
 		}
 	}
 }
@@ -81,8 +81,8 @@ func TestEscapeTagValue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := EscapeTagValue(tt.in); got != tt.want {
-				t.Errorf("EscapeTagValue(%q) = %q, want %q", tt.in, got, tt.want)
+			if got := escapeTagValue(tt.in); got != tt.want {
+				t.Errorf("escapeTagValue(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -103,8 +103,8 @@ func TestSanitizePrefix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			if got := SanitizePrefix(tt.in); got != tt.want {
-				t.Errorf("SanitizePrefix(%q) = %q, want %q", tt.in, got, tt.want)
+			if got := sanitizePrefix(tt.in); got != tt.want {
+				t.Errorf("sanitizePrefix(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -113,7 +113,7 @@ func TestSanitizePrefix(t *testing.T) {
 // TestPathGrammarEveryByte checks every byte alone against the grammar.
 func TestPathGrammarEveryByte(t *testing.T) {
 	for c := range 256 {
-		e := EscapeElement(string([]byte{byte(c)}))
+		e := escapeElement(string([]byte{byte(c)}))
 		if err := checkElementGrammar(e); err != nil {
 			t.Errorf("byte %#02x: %q: %v", c, e, err)
 		}
@@ -121,7 +121,24 @@ func TestPathGrammarEveryByte(t *testing.T) {
 			t.Errorf("byte %#02x: %q, kept = %v", c, e, keepInPath[c])
 		}
 	}
-	if strings.ContainsAny(EscapeElement("a b.c\n"), " .\n") {
+	if strings.ContainsAny(escapeElement("a b.c\n"), " .\n") {
 		t.Error("separator left in an element")
 	}
+}
+
+// escapeElement returns e as one Graphite path element: A-Z a-z 0-9 and
+// # - : _ are kept as they are, every other byte is
+// written %XX (two upper-case hex digits), and an empty element is "%".
+// Two different elements never give the same result, and the result holds
+// neither a dot nor whitespace.
+func escapeElement(e string) string {
+	return string(appendElement(make([]byte, 0, len(e)+1), e))
+}
+
+// escapeTagValue returns v as a Graphite tag value: every byte from '!' to
+// '~' is kept but ';', '%' and a leading '~', which are written %XX, as are
+// whitespace, control and non-ASCII bytes. Two different values never give
+// the same result.
+func escapeTagValue(v string) string {
+	return string(appendTagValue(make([]byte, 0, len(v)), v))
 }

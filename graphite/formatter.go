@@ -42,7 +42,7 @@ type formatter struct {
 }
 
 func newFormatter(prefix string, mode Mode) *formatter {
-	f := &formatter{prefix: SanitizePrefix(prefix), mode: mode, seed: maphash.MakeSeed()}
+	f := &formatter{prefix: sanitizePrefix(prefix), mode: mode, seed: maphash.MakeSeed()}
 	if mode == Delta {
 		f.deltas = newDeltas()
 	}
@@ -138,7 +138,7 @@ func (f *formatter) write(snap *tree.Snapshot, ts int64, out lineSink, final boo
 
 // collides reports whether the path of line was already written for the
 // snapshot being formatted, and remembers it otherwise. Escaping is
-// injective (see EscapeElement), so two samples share a path only when their
+// injective (see appendElement), so two samples share a path only when their
 // elements are the same, which is a collector's mistake: the first one is
 // sent, the others are left out, and carbon never gets two values for one
 // path and timestamp. Paths are compared by a 64-bit hash: two different

@@ -34,7 +34,7 @@ func unescape(s string, kept func(i int, c byte) bool) (string, error) {
 	var b []byte
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c == EscapeByte {
+		if c == escapeByte {
 			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
 				return "", fmt.Errorf("%w: %q: bad escape at %d", errGrammar, s, i)
 			}
@@ -56,7 +56,7 @@ func decodeElement(e string) (string, error) {
 	if e == "" {
 		return "", fmt.Errorf("%w: empty element", errGrammar)
 	}
-	if e == EmptyElement {
+	if e == emptyElement {
 		return "", nil
 	}
 	return unescape(e, func(_ int, c byte) bool { return keepInPath[c] })
@@ -139,7 +139,7 @@ func FuzzPath(f *testing.F) {
 		pa, pb := elementList(a), elementList(b)
 		var paths [2]string
 		for i, elems := range [][]string{pa, pb} {
-			line, ok := FormatLine("netfilter", elems, 1, 1700000000)
+			line, ok := formatLine("netfilter", elems, 1, 1700000000)
 			if len(elems) == 0 {
 				if ok {
 					t.Fatalf("line for no element: %q", line)

@@ -9,7 +9,7 @@ import (
 )
 
 // appendPath appends the full dotted path of a point to dst: prefix, which
-// must already have been through SanitizePrefix, then the elements of path
+// must already have been through sanitizePrefix, then the elements of path
 // and of leaf (a tree.Desc's Leaf, nil for most).
 func appendPath(dst []byte, prefix string, path, leaf []string) []byte {
 	dst = append(dst, prefix...)
@@ -26,23 +26,10 @@ func appendPath(dst []byte, prefix string, path, leaf []string) []byte {
 	return dst
 }
 
-// FormatPath returns the Graphite path of a point: the sanitised prefix
-// followed by one escaped level per element of path, separated by dots.
-func FormatPath(prefix string, path []string) string {
-	return string(appendPath(nil, SanitizePrefix(prefix), path, nil))
-}
-
-// FormatValue returns v as carbon expects it: integers without exponent or
-// decimals, other values with the fewest digits that represent them exactly.
-// It must not be called with NaN or an infinity, which Graphite cannot store.
-func FormatValue(v float64) string {
-	return string(appendValue(nil, v))
-}
-
 // maxExactInt is 2^53: every integer of smaller magnitude is a float64.
 const maxExactInt = 1 << 53
 
-// appendValue appends v as FormatValue returns it. Counters are integers:
+// appendValue appends v as formatValue returns it. Counters are integers:
 // they take the integer path, which writes the same digits as
 // strconv.AppendFloat(dst, v, 'f', -1, 64) several times faster.
 func appendValue(dst []byte, v float64) []byte {
@@ -111,16 +98,6 @@ func appendTaggedLine(dst []byte, prefix string, s *tree.Sample, v float64, ts i
 	dst = append(dst, ' ')
 	dst = strconv.AppendInt(dst, ts, 10)
 	return append(dst, '\n')
-}
-
-// FormatLine returns the plaintext line of one point, terminated by a newline.
-// prefix is sanitised as SanitizePrefix does. ok is false, and the line empty,
-// when v is NaN or infinite or when path has no element.
-func FormatLine(prefix string, path []string, v float64, ts int64) (line string, ok bool) {
-	if !finite(v) || len(path) == 0 {
-		return "", false
-	}
-	return string(appendLine(nil, SanitizePrefix(prefix), path, nil, v, ts)), true
 }
 
 func finite(v float64) bool {

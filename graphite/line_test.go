@@ -28,8 +28,8 @@ func TestFormatPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := FormatPath(tt.prefix, tt.path); got != tt.want {
-				t.Errorf("FormatPath(%q, %q) = %q, want %q", tt.prefix, tt.path, got, tt.want)
+			if got := formatPath(tt.prefix, tt.path); got != tt.want {
+				t.Errorf("formatPath(%q, %q) = %q, want %q", tt.prefix, tt.path, got, tt.want)
 			}
 		})
 	}
@@ -52,8 +52,8 @@ func TestFormatValue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			if got := FormatValue(tt.in); got != tt.want {
-				t.Errorf("FormatValue(%v) = %q, want %q", tt.in, got, tt.want)
+			if got := formatValue(tt.in); got != tt.want {
+				t.Errorf("formatValue(%v) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -94,9 +94,9 @@ func TestFormatLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := FormatLine("netfilter", tt.path, tt.v, 1700000000)
+			got, ok := formatLine("netfilter", tt.path, tt.v, 1700000000)
 			if got != tt.want || ok != tt.wantOK {
-				t.Errorf("FormatLine = %q, %v; want %q, %v", got, ok, tt.want, tt.wantOK)
+				t.Errorf("formatLine = %q, %v; want %q, %v", got, ok, tt.want, tt.wantOK)
 			}
 		})
 	}
@@ -123,4 +123,27 @@ func TestTaggedLines(t *testing.T) {
 	if got != want {
 		t.Errorf("tagged lines:\n%s\nwant:\n%s", got, want)
 	}
+}
+
+// formatPath returns the Graphite path of a point: the sanitised prefix
+// followed by one escaped level per element of path, separated by dots.
+func formatPath(prefix string, path []string) string {
+	return string(appendPath(nil, sanitizePrefix(prefix), path, nil))
+}
+
+// formatValue returns v as carbon expects it: integers without exponent or
+// decimals, other values with the fewest digits that represent them exactly.
+// It must not be called with NaN or an infinity, which Graphite cannot store.
+func formatValue(v float64) string {
+	return string(appendValue(nil, v))
+}
+
+// formatLine returns the plaintext line of one point, terminated by a newline.
+// prefix is sanitised as sanitizePrefix does. ok is false, and the line empty,
+// when v is NaN or infinite or when path has no element.
+func formatLine(prefix string, path []string, v float64, ts int64) (line string, ok bool) {
+	if !finite(v) || len(path) == 0 {
+		return "", false
+	}
+	return string(appendLine(nil, sanitizePrefix(prefix), path, nil, v, ts)), true
 }

@@ -3,9 +3,7 @@ package nfacct
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"sync"
 	"syscall"
 	"time"
 
@@ -13,13 +11,11 @@ import (
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 
-	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlconn"
 )
 
 // DefaultTimeout bounds every request when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
-
-var errClosed = errors.New("nfacct connection is closed")
 
 // Config configures a Conn or a Listener.
 type Config struct {
@@ -48,16 +44,7 @@ func (c *Config) timeout() time.Duration {
 // Conn is a request connection to nfnetlink_acct. It is safe for concurrent
 // use; requests are serialised.
 type Conn struct {
-	mu      sync.Mutex
-	dial    func() (*netlink.Conn, error)
-	timeout time.Duration
-	closed  bool
-	// c is nil after a request failed: its answer, or the rest of it, may
-	// still arrive (a deadline that passed while the kernel was busy) and
-	// would be read as the answer to the next request, which netlink
-	// refuses as a mismatched sequence, request after request. The next
-	// request dials a fresh socket.
-	c *netlink.Conn
+	sock *nlconn.Conn[*netlink.Conn]
 }
 
 // Dial opens a Conn in the namespace cfg names. cfg may be nil; its NetNS
@@ -135,36 +122,18 @@ func sizeDumps(c *netlink.Conn, timeout time.Duration) error {
 	return nil
 }
 
-// errNoAck reports an answer to sizeDumps' request that is not an
-// acknowledgement.
-var errNoAck = errors.New("no acknowledgement of a no-op request")
-
 // newConn returns a Conn whose sockets dial opens.
 func newConn(dial func() (*netlink.Conn, error), timeout time.Duration) (*Conn, error) {
-	c := &Conn{dial: dial, timeout: timeout}
-	var err error
-	if c.c, err = dial(); err != nil {
+	sock, err := nlconn.New(dial, timeout, errClosed)
+	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	return &Conn{sock: sock}, nil
 }
 
-// drop closes the socket; the next request dials a new one.
-func (c *Conn) drop() error {
-	if c.c == nil {
-		return nil
-	}
-	err := c.c.Close()
-	c.c = nil
-	return err
-}
-
-// Close closes the connection.
+// Close closes the connection. It may be called more than once.
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	return c.drop()
+	return c.sock.Close()
 }
 
 // List dumps every accounting object with its counters. It never resets
@@ -242,28 +211,11 @@ func (c *Conn) Delete(ctx context.Context, name string) error {
 // query sends req and waits for its answer, bounded by the Conn's timeout
 // and by ctx.
 func (c *Conn) query(ctx context.Context, req netlink.Message) ([]netlink.Message, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, errClosed
-	}
-	if c.c == nil {
+	var msgs []netlink.Message
+	err := c.sock.Do(ctx, func(nc *netlink.Conn) error {
 		var err error
-		if c.c, err = c.dial(); err != nil {
-			return nil, err
-		}
-	}
-	stop, err := deadline.Bound(ctx, c.c, c.timeout)
-	if err != nil {
-		return nil, err
-	}
-	msgs, err := c.c.Execute(req)
-	stop()
-	if err != nil {
-		c.drop()
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
-		}
-	}
+		msgs, err = nc.Execute(req)
+		return err
+	})
 	return msgs, err
 }

@@ -1,7 +1,6 @@
 package nfacct
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -29,15 +28,6 @@ const (
 // MaxNameLen is the longest object name the kernel accepts, in bytes
 // (NFACCT_NAME_MAX less the terminating NUL).
 const MaxNameLen = 31
-
-var (
-	errNoName       = errors.New("accounting object has no name")
-	errNameTooLong  = fmt.Errorf("accounting object name is longer than %d bytes", MaxNameLen)
-	errBadMessage   = errors.New("malformed nfacct message")
-	errBadAttribute = errors.New("malformed attribute")
-	errBadQuota     = errors.New("a quota object needs exactly one of packets or bytes as its unit")
-	errUnexpected   = errors.New("unexpected message")
-)
 
 // Flags are the flags of an accounting object (enum nfnl_acct_flags).
 type Flags uint32

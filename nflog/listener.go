@@ -173,9 +173,9 @@ type Listener struct {
 
 // Listen opens a netlink socket in the configured namespace and binds the
 // configured groups. A group bound by another socket fails with an error
-// naming its holder.
+// naming its holder; a nil cfg, like one without groups, is refused.
 func Listen(cfg *Config) (*Listener, error) {
-	if len(cfg.Groups) == 0 {
+	if cfg == nil || len(cfg.Groups) == 0 {
 		return nil, errNoGroups
 	}
 	l := &Listener{cfg: *cfg, buf: make([]byte, recvBufferSize), bufSize: cfg.ReadBuffer}

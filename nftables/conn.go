@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -13,19 +13,12 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/netfilter-exporter/netfilter_exporter/internal/deadline"
-
+	"github.com/netfilter-exporter/netfilter_exporter/internal/nlconn"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
 )
 
 // DefaultTimeout bounds every request when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
-
-var (
-	errClosed      = errors.New("nf_tables connection is closed")
-	errInterrupted = errors.New("nf_tables dump interrupted: the ruleset changed while it was read")
-	errUnexpected  = errors.New("unexpected nf_tables message")
-)
 
 // Config configures a Conn.
 type Config struct {
@@ -40,22 +33,22 @@ type Config struct {
 // Conn is a request connection to nf_tables. It is safe for concurrent use;
 // requests are serialised.
 type Conn struct {
-	mu sync.Mutex
-	// socket opens a netlink socket in the Conn's namespace.
-	socket  func() (*netlink.Conn, error)
-	timeout time.Duration
-	closed  bool
-	// c is nil after a request was cut short, which leaves a dump running
-	// in the kernel (it would refuse the next one with EBUSY); the next
-	// request dials a fresh socket.
-	c   *netlink.Conn
-	rc  syscall.RawConn
+	sock *nlconn.Conn[*socket]
+	// buf is the receive buffer, grown to the largest datagram so far;
+	// it is used only inside sock.Do, which serialises.
 	buf []byte
-	// idle is false from a request until the end of its answer.
-	idle bool
 
 	// Sizes of the previous answers, to size the next ones.
-	lastCounters, lastQuotas, lastRules int
+	lastCounters, lastQuotas, lastRules atomic.Int64
+}
+
+// socket is one netlink socket of a Conn. The socket is dropped after a
+// request was cut short, which leaves a dump running in the kernel (it
+// would refuse the next one with EBUSY); the next request dials a fresh
+// one.
+type socket struct {
+	*netlink.Conn
+	rc syscall.RawConn
 }
 
 // Dial opens a Conn in the namespace cfg names. cfg may be nil.
@@ -73,46 +66,29 @@ func Dial(cfg *Config) (*Conn, error) {
 	}, timeout)
 }
 
-// newConn returns a Conn whose sockets socket opens.
-func newConn(socket func() (*netlink.Conn, error), timeout time.Duration) (*Conn, error) {
-	c := &Conn{socket: socket, timeout: timeout, buf: make([]byte, 64<<10)}
-	if err := c.dial(); err != nil {
+// newConn returns a Conn whose sockets dial opens.
+func newConn(dial func() (*netlink.Conn, error), timeout time.Duration) (*Conn, error) {
+	sock, err := nlconn.New(func() (*socket, error) {
+		nc, err := dial()
+		if err != nil {
+			return nil, fmt.Errorf("opening nf_tables netlink socket: %w", err)
+		}
+		rc, err := nc.SyscallConn()
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("opening nf_tables netlink socket: %w", err)
+		}
+		return &socket{Conn: nc, rc: rc}, nil
+	}, timeout, errClosed)
+	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	return &Conn{sock: sock, buf: make([]byte, 64<<10)}, nil
 }
 
-// dial opens the netlink socket. c.mu is held or c is not shared yet.
-func (c *Conn) dial() error {
-	nc, err := c.socket()
-	if err != nil {
-		return fmt.Errorf("opening nf_tables netlink socket: %w", err)
-	}
-	rc, err := nc.SyscallConn()
-	if err != nil {
-		nc.Close()
-		return fmt.Errorf("opening nf_tables netlink socket: %w", err)
-	}
-	c.c, c.rc, c.idle = nc, rc, true
-	return nil
-}
-
-// Close closes the connection.
+// Close closes the connection. It may be called more than once.
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	return c.drop()
-}
-
-// drop closes the socket; the next request dials a new one.
-func (c *Conn) drop() error {
-	if c.c == nil {
-		return nil
-	}
-	err := c.c.Close()
-	c.c, c.rc = nil, nil
-	return err
+	return c.sock.Close()
 }
 
 // dump sends a dump request of type req for every family and calls fn with
@@ -130,52 +106,37 @@ func (c *Conn) drop() error {
 // instructions long, sees the new generation throughout and may miss one
 // object. nft(8) has the same blind spot.
 func (c *Conn) dump(ctx context.Context, req, answer uint16, reset func(), fn func(Family, []byte) error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return errClosed
-	}
-	if c.c == nil {
-		if err := c.dial(); err != nil {
-			return err
+	return c.sock.Do(ctx, func(s *socket) error {
+		var err error
+		var whole bool
+		interruptions := 0
+		for {
+			reset()
+			whole, err = c.dumpOnce(s, req, answer, fn)
+			if !errors.Is(err, errInterrupted) {
+				break
+			}
+			interruptions++
 		}
-	}
-	stop, err := deadline.Bound(ctx, c.c, c.timeout)
-	if err != nil {
+		if err != nil && interruptions > 0 {
+			// The deadline ended the last attempt.
+			err = fmt.Errorf("%w %d times, then: %w", errInterrupted, interruptions, err)
+		}
+		if whole {
+			// The socket is in step with the kernel: it stays.
+			return nlconn.Answered(err)
+		}
+		// Whatever stopped the reading before the end of the answer (a
+		// deadline, a malformed datagram), the socket goes.
 		return err
-	}
-	defer stop()
-	defer func() {
-		// Whatever stopped the reading before the end of the answer
-		// (a deadline, a malformed datagram, a panic), the socket goes.
-		if !c.idle {
-			c.drop()
-		}
-	}()
-	interruptions := 0
-	for {
-		reset()
-		err = c.dumpOnce(req, answer, fn)
-		if !errors.Is(err, errInterrupted) {
-			break
-		}
-		interruptions++
-	}
-	if err != nil && interruptions > 0 {
-		// The deadline ended the last attempt.
-		err = fmt.Errorf("%w %d times, then: %w", errInterrupted, interruptions, err)
-	}
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("%w: %w", ctx.Err(), err)
-	}
-	return err
+	})
 }
 
-// dumpOnce runs one dump to its end; c.idle tells whether it got there. A
-// message that does not decode is reported once the dump is over.
-func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error {
-	c.idle = false
-	sent, err := c.c.Send(netlink.Message{
+// dumpOnce runs one dump on s; whole tells whether it got to the end of
+// the answer. A message that does not decode is reported once the dump is
+// over.
+func (c *Conn) dumpOnce(s *socket, req, answer uint16, fn func(Family, []byte) error) (whole bool, err error) {
+	sent, err := s.Send(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(subsysNftables<<8 | req),
 			Flags: netlink.Request | netlink.Dump,
@@ -184,21 +145,20 @@ func (c *Conn) dumpOnce(req, answer uint16, fn func(Family, []byte) error) error
 		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
 	})
 	if err != nil {
-		return fmt.Errorf("sending nf_tables dump request: %w", err)
+		return false, fmt.Errorf("sending nf_tables dump request: %w", err)
 	}
 	r := dumpReader{seq: sent.Header.Sequence, answer: answer, fn: fn}
 	for {
-		b, err := c.recv()
+		b, err := c.recv(s)
 		if err != nil {
-			return fmt.Errorf("receiving nf_tables dump: %w", err)
+			return false, fmt.Errorf("receiving nf_tables dump: %w", err)
 		}
 		done, err := r.datagram(b)
 		if done {
-			c.idle = true
-			return err
+			return true, err
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 	}
 }
@@ -294,12 +254,13 @@ func doneError(p []byte) error {
 	return nil
 }
 
-// recv reads one datagram into c.buf, which it grows when the datagram does
-// not fit, and returns it. It waits for the socket's read deadline at most.
-func (c *Conn) recv() ([]byte, error) {
+// recv reads one datagram of s into c.buf, which it grows when the
+// datagram does not fit, and returns it. It waits for the socket's read
+// deadline at most.
+func (c *Conn) recv(s *socket) ([]byte, error) {
 	var n int
 	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
+	err := s.rc.Read(func(fd uintptr) bool {
 		// Peek at the size first: netlink drops what does not fit.
 		n, errno = recvfrom(fd, c.buf, unix.MSG_PEEK|unix.MSG_TRUNC)
 		if errno == unix.EAGAIN {

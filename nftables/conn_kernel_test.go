@@ -42,11 +42,19 @@ func TestKernelCutShortDumpRedials(t *testing.T) {
 		Header: netlink.Header{Type: netlink.HeaderType(subsysNftables<<8 | msgGetObj), Flags: netlink.Request | netlink.Dump},
 		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
 	}
-	if _, err := raw.c.Send(req); err != nil {
+	var busy error
+	err = raw.sock.Do(context.Background(), func(s *socket) error {
+		if _, err := s.Send(req); err != nil {
+			return err
+		}
+		_, busy = raw.dumpOnce(s, msgGetObj, msgNewObj, func(Family, []byte) error { return nil })
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := raw.dumpOnce(msgGetObj, msgNewObj, func(Family, []byte) error { return nil }); !errors.Is(err, syscall.EBUSY) {
-		t.Fatalf("a dump while another runs on the socket: error = %v, want EBUSY", err)
+	if !errors.Is(busy, syscall.EBUSY) {
+		t.Fatalf("a dump while another runs on the socket: error = %v, want EBUSY", busy)
 	}
 
 	c, err := Dial(&Config{NetNS: ns.FD()})
@@ -54,18 +62,27 @@ func TestKernelCutShortDumpRedials(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// current is the socket the Conn uses now.
+	current := func() *socket {
+		var cur *socket
+		if err := c.sock.Do(context.Background(), func(s *socket) error { cur = s; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return cur
+	}
+	first := current()
 	n := 0
 	err = c.dump(context.Background(), msgGetObj, msgNewObj, func() {}, func(Family, []byte) error {
 		if n++; n == 1 {
 			// What the deadline does when it passes.
-			return c.c.SetDeadline(time.Unix(1, 0))
+			return first.SetDeadline(time.Unix(1, 0))
 		}
 		return nil
 	})
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a dump whose deadline passed after %d objects: error = %v, want os.ErrDeadlineExceeded", n, err)
 	}
-	if c.c != nil {
+	if current() == first {
 		t.Fatal("the socket of a cut-short dump was kept")
 	}
 	objs, err := c.Objects(context.Background())

@@ -2,7 +2,6 @@ package nftables
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/netfilter-exporter/netfilter_exporter/internal/nlwire"
@@ -18,12 +17,6 @@ const (
 	msgGetRule = 7  // NFT_MSG_GETRULE
 	msgNewObj  = 18 // NFT_MSG_NEWOBJ: an object, as dumps answer
 	msgGetObj  = 19 // NFT_MSG_GETOBJ
-)
-
-var (
-	errTruncated  = errors.New("truncated netlink message")
-	errAttribute  = errors.New("malformed nf_tables attribute")
-	errIncomplete = errors.New("nf_tables message lacks a required attribute")
 )
 
 // nextMessage splits the first netlink message off b. It returns the rest of

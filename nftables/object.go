@@ -115,8 +115,8 @@ func (c *Conn) Objects(ctx context.Context) (Objects, error) {
 	var names interner
 	err := c.dump(ctx, msgGetObj, msgNewObj, func() {
 		objs = Objects{
-			Counters: make([]Counter, 0, c.lastCounters),
-			Quotas:   make([]Quota, 0, c.lastQuotas),
+			Counters: make([]Counter, 0, c.lastCounters.Load()),
+			Quotas:   make([]Quota, 0, c.lastQuotas.Load()),
 		}
 		names = make(interner)
 	}, func(f Family, attrs []byte) error {
@@ -125,9 +125,8 @@ func (c *Conn) Objects(ctx context.Context) (Objects, error) {
 	if err != nil {
 		return Objects{}, fmt.Errorf("dumping nf_tables objects: %w", err)
 	}
-	c.mu.Lock()
-	c.lastCounters, c.lastQuotas = len(objs.Counters), len(objs.Quotas)
-	c.mu.Unlock()
+	c.lastCounters.Store(int64(len(objs.Counters)))
+	c.lastQuotas.Store(int64(len(objs.Quotas)))
 	return objs, nil
 }
 

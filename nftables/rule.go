@@ -51,7 +51,7 @@ func (c *Conn) RuleCounters(ctx context.Context) ([]RuleCounter, error) {
 	var rules []RuleCounter
 	var names interner
 	err := c.dump(ctx, msgGetRule, msgNewRule, func() {
-		rules = make([]RuleCounter, 0, c.lastRules)
+		rules = make([]RuleCounter, 0, c.lastRules.Load())
 		names = make(interner)
 	}, func(f Family, attrs []byte) error {
 		r, ok, err := decodeRule(f, attrs, names)
@@ -63,9 +63,7 @@ func (c *Conn) RuleCounters(ctx context.Context) ([]RuleCounter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dumping nf_tables rules: %w", err)
 	}
-	c.mu.Lock()
-	c.lastRules = len(rules)
-	c.mu.Unlock()
+	c.lastRules.Store(int64(len(rules)))
 	return rules, nil
 }
 

@@ -133,7 +133,7 @@ type Sample struct {
 	// prefix, one element per level. Elements are raw values; the Graphite
 	// writer escapes them. A nil Path keeps the sample out of Graphite.
 	// When Desc.Leaf is not nil, the position is Path followed by
-	// Desc.Leaf: use GraphitePath or AppendGraphitePath to read it.
+	// Desc.Leaf: use GraphitePath to read it.
 	Path []string
 	// Value is the value of a counter or gauge.
 	Value float64
@@ -147,12 +147,12 @@ func (s *Sample) GraphitePath() []string {
 	if s.Path == nil || s.Desc == nil || s.Desc.Leaf == nil {
 		return s.Path
 	}
-	return s.AppendGraphitePath(make([]string, 0, len(s.Path)+len(s.Desc.Leaf)))
+	return s.appendGraphitePath(make([]string, 0, len(s.Path)+len(s.Desc.Leaf)))
 }
 
-// AppendGraphitePath appends the elements of the sample's Graphite path to
+// appendGraphitePath appends the elements of the sample's Graphite path to
 // dst and returns the result.
-func (s *Sample) AppendGraphitePath(dst []string) []string {
+func (s *Sample) appendGraphitePath(dst []string) []string {
 	if s.Path == nil {
 		return dst
 	}
@@ -235,8 +235,8 @@ func (b *Builder) AddHistogram(d *Desc, h HistogramValue, labelValues ...string)
 
 // Grow makes room for n more samples in one block. A collector that knows
 // how many samples it is about to add calls it first: a Builder whose
-// samples are all in one block can hand it over as it is (Detach), and a
-// large tree is then not copied into the snapshot.
+// samples are all in one block hands it over as it is (Snapshot.Append),
+// and a large tree is then not copied into the snapshot.
 func (b *Builder) Grow(n int) {
 	if n <= 0 {
 		return
@@ -260,10 +260,10 @@ func (b *Builder) Grow(n int) {
 // growSlack is the room Grow leaves past what it is asked for.
 const growSlack = 256
 
-// Detach returns the samples added so far if they are all in one block,
+// detach returns the samples added so far if they are all in one block,
 // and empties the Builder; the block is the caller's. It returns nil, and
 // changes nothing, when the samples span several blocks.
-func (b *Builder) Detach() []Sample {
+func (b *Builder) detach() []Sample {
 	if len(b.chunks) != 1 {
 		return nil
 	}
@@ -305,8 +305,8 @@ func (b *Builder) Len() int {
 	return b.n
 }
 
-// AppendTo appends the samples added so far to dst and returns the result.
-func (b *Builder) AppendTo(dst []Sample) []Sample {
+// appendTo appends the samples added so far to dst and returns the result.
+func (b *Builder) appendTo(dst []Sample) []Sample {
 	dst = slices.Grow(dst, b.n)
 	for _, c := range b.chunks {
 		dst = append(dst, *c...)
@@ -319,7 +319,7 @@ func (b *Builder) Samples() []Sample {
 	if len(b.chunks) == 1 {
 		return *b.chunks[0]
 	}
-	return b.AppendTo(nil)
+	return b.appendTo(nil)
 }
 
 // Reset drops all samples and tables, keeping the first block.
@@ -341,10 +341,40 @@ func (b *Builder) Reset() {
 
 // Release gives the Builder's memory back for other Builders to use; the
 // Builder is empty afterwards. Samples returned by Samples must not be used
-// after Release; those copied out with AppendTo may.
+// after Release; those a Snapshot took with Append may.
 func (b *Builder) Release() {
 	for _, c := range b.chunks {
 		b.put(c)
 	}
 	b.chunks, b.n, b.tables = nil, 0, nil
+}
+
+// Append adds the samples and tables of bs, in order, to the snapshot's,
+// and releases every Builder (Release). When the snapshot has no samples
+// yet and the first Builder's are all in one block (Grow) with room for
+// the others', that block becomes the snapshot's as it is; otherwise the
+// samples are copied once into a slice of the final size. Samples is never
+// nil afterwards.
+func (s *Snapshot) Append(bs ...*Builder) {
+	total := len(s.Samples)
+	for _, b := range bs {
+		total += b.n
+	}
+	if s.Samples == nil && len(bs) > 0 {
+		if base := bs[0].detach(); base != nil && cap(base) >= total {
+			s.Samples = base
+		} else if base != nil {
+			s.Samples = append(make([]Sample, 0, total), base...)
+		}
+	}
+	if s.Samples == nil {
+		s.Samples = make([]Sample, 0, total)
+	} else {
+		s.Samples = slices.Grow(s.Samples, total-len(s.Samples))
+	}
+	for _, b := range bs {
+		s.Samples = b.appendTo(s.Samples)
+		s.Tables = append(s.Tables, b.tables...)
+		b.Release()
+	}
 }

@@ -20,7 +20,7 @@ func TestBuilderKeepsOrderAcrossBlocks(t *testing.T) {
 		t.Fatalf("Len %d, want %d", b.Len(), n)
 	}
 	pre := []Sample{{Value: -1}}
-	for name, got := range map[string][]Sample{"Samples": b.Samples(), "AppendTo": b.AppendTo(pre)[1:]} {
+	for name, got := range map[string][]Sample{"Samples": b.Samples(), "appendTo": b.appendTo(pre)[1:]} {
 		if len(got) != n {
 			t.Fatalf("%s: %d samples, want %d", name, len(got), n)
 		}
@@ -102,12 +102,12 @@ func TestGrowAndDetach(t *testing.T) {
 	for i := range n {
 		b.Add(testDesc, float64(i), nil, "x")
 	}
-	s := b.Detach()
+	s := b.detach()
 	if len(s) != n || cap(s) < n+growSlack || s[n-1].Value != n-1 {
-		t.Fatalf("Detach: %d samples, cap %d", len(s), cap(s))
+		t.Fatalf("detach: %d samples, cap %d", len(s), cap(s))
 	}
-	if b.Len() != 0 || b.Detach() != nil {
-		t.Errorf("after Detach: Len %d", b.Len())
+	if b.Len() != 0 || b.detach() != nil {
+		t.Errorf("after detach: Len %d", b.Len())
 	}
 
 	var c Builder
@@ -116,8 +116,8 @@ func TestGrowAndDetach(t *testing.T) {
 	for i := 1; i <= n+1; i++ {
 		c.Add(testDesc, float64(i), nil, "x")
 	}
-	if c.Detach() != nil {
-		t.Fatal("Detach handed over samples that span several blocks")
+	if c.detach() != nil {
+		t.Fatal("detach handed over samples that span several blocks")
 	}
 	got := c.Samples()
 	if len(got) != n+2 {
@@ -195,5 +195,60 @@ func TestTableSamples(t *testing.T) {
 	b.Reset()
 	if len(b.Tables()) != 0 {
 		t.Errorf("after Reset: %d tables", len(b.Tables()))
+	}
+}
+
+// TestSnapshotAppend checks that a Snapshot takes the samples and tables of
+// its Builders in order, the first grown Builder's block as it is, and
+// that the Builders are empty afterwards.
+func TestSnapshotAppend(t *testing.T) {
+	const n = 2 * chunkLen
+	var first, second, third Builder
+	first.Grow(n)
+	for i := range n {
+		first.Add(testDesc, float64(i), nil, "x")
+	}
+	block := first.Samples()
+	for i := range 3 {
+		second.Add(testDesc, float64(n+i), nil, "x")
+	}
+	tab := &Table{}
+	second.AddTable(tab)
+	third.Add(testDesc, n+3, nil, "x")
+
+	var snap Snapshot
+	snap.Append(&first, &second, &third)
+	if len(snap.Samples) != n+4 || &snap.Samples[0] != &block[0] {
+		t.Fatalf("%d samples (want %d), first block copied: %v", len(snap.Samples), n+4, &snap.Samples[0] != &block[0])
+	}
+	for i, s := range snap.Samples {
+		if s.Value != float64(i) {
+			t.Fatalf("sample %d is %v", i, s.Value)
+		}
+	}
+	if len(snap.Tables) != 1 || snap.Tables[0] != tab {
+		t.Errorf("tables %v, want the second Builder's", snap.Tables)
+	}
+	for i, b := range []*Builder{&first, &second, &third} {
+		if b.Len() != 0 || len(b.Tables()) != 0 {
+			t.Errorf("Builder %d not released: Len %d, %d tables", i, b.Len(), len(b.Tables()))
+		}
+	}
+
+	// A first Builder without room for the rest is copied once; no
+	// Builder at all still gives a non-nil slice.
+	var small, more Builder
+	small.Add(testDesc, 0, nil, "x")
+	for i := 1; i <= chunkLen; i++ {
+		more.Add(testDesc, float64(i), nil, "x")
+	}
+	var copied Snapshot
+	copied.Append(&small, &more)
+	if len(copied.Samples) != chunkLen+1 || copied.Samples[chunkLen].Value != chunkLen {
+		t.Errorf("%d samples, want %d in order", len(copied.Samples), chunkLen+1)
+	}
+	var empty Snapshot
+	if empty.Append(); empty.Samples == nil {
+		t.Error("Append of nothing left Samples nil")
 	}
 }

@@ -1,4 +1,4 @@
-package deadline
+package nlconn
 
 import (
 	"context"
@@ -10,15 +10,15 @@ import (
 // past is a deadline in the past, set to cut pending I/O short.
 var past = time.Unix(1, 0)
 
-// Conn is the part of a connection Bound needs.
-type Conn interface {
+// deadliner is the part of a socket bound needs.
+type deadliner interface {
 	SetDeadline(time.Time) error
 }
 
-// Bound sets a deadline on conn of now+timeout or ctx's deadline, whichever
+// bound sets a deadline on conn of now+timeout or ctx's deadline, whichever
 // is earlier, and cuts the pending I/O short if ctx is cancelled. The
 // returned function must be called once the I/O is done.
-func Bound(ctx context.Context, conn Conn, timeout time.Duration) (func(), error) {
+func bound(ctx context.Context, conn deadliner, timeout time.Duration) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

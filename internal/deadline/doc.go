@@ -1,2 +1,0 @@
-// Package deadline bounds netlink requests by a timeout and a context.
-package deadline
