@@ -221,7 +221,7 @@ func TestKernelListenerSetFilter(t *testing.T) {
 		}
 		return f
 	}
-	l, err := Listen(ListenConfig{NetNS: h.FD(), ReadBuffer: 4 << 20, Filter: deny("10.9.0.0/16")})
+	l, err := Listen(&ListenConfig{NetNS: h.FD(), ReadBuffer: 4 << 20, Filter: deny("10.9.0.0/16")})
 	if err != nil {
 		t.Fatal(err)
 	}
