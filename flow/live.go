@@ -524,7 +524,7 @@ func (a *aggregator) endDump(complete bool, closeThrough uint32) {
 	l.stats.TableBytes = l.v4.bytes() + l.v6.bytes()
 	l.stats.Tracked, l.stats.Tombstones = tracked, tombs
 	if a.top != nil {
-		a.top.hot.end(complete)
+		a.top.endRound(complete)
 	}
 	if !complete {
 		for _, s := range a.series {

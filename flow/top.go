@@ -69,8 +69,12 @@ func (c *TopConfig) validate() error {
 	return nil
 }
 
-// topKey is a talker: its addresses, aggregated to their prefixes.
-type topKey [2]netip.Addr
+// topKey is a talker: its source and destination addresses, aggregated to
+// their prefixes, in their 16-byte form (IPv4 mapped); zero when not a
+// key. It holds no pointers and is 32 bytes, not the 48 of two
+// netip.Addr: the TopK holds six buckets of Capacity of them, and their
+// maps.
+type topKey [2][16]byte
 
 // talkers is the top talkers' state, and the flows of the last dump round
 // that moved the most bytes.
@@ -79,6 +83,29 @@ type talkers struct {
 	src, dst bool
 	t        *topk.TopK[topKey]
 	hot      hotFlows
+	// mask4 masks an IPv4 address to IPv4Bits.
+	mask4 uint32
+	// pend sums a dump round's deltas by talker before they reach t.
+	pend pending
+}
+
+// pendingMax bounds the talkers a round sums before it hands them to the
+// TopK: beyond, the sums so far go on and the round starts over.
+const pendingMax = 4096
+
+// pending sums deltas by talker: a dump lists every flow of the table, most
+// of them from talkers it listed already, and one look-up in a small map
+// (by a 64-bit key for IPv4) is cheaper than one in the TopK, under its
+// lock. The aggregator's mutex guards it.
+type pending struct {
+	idx4 map[uint64]int32 // IPv4 talkers by src<<32|dst, masked
+	idx6 map[topKey]int32 // the others
+	ents []pendingEntry
+}
+
+type pendingEntry struct {
+	key topKey
+	c   [4]uint64 // in record order: orig packets and bytes, reply packets and bytes
 }
 
 // newTalkers returns the top talkers of c, nil when they are off; clock
@@ -94,7 +121,11 @@ func newTalkers(c TopConfig, clock func() time.Time) (*talkers, error) {
 	if c.Flows == 0 {
 		c.Flows = DefaultTopFlows
 	}
-	tk := &talkers{cfg: c, t: t, hot: hotFlows{n: c.Flows, clock: clock}}
+	tk := &talkers{cfg: c, t: t, hot: hotFlows{n: c.Flows, clock: clock},
+		pend: pending{idx4: make(map[uint64]int32), idx6: make(map[topKey]int32)}}
+	if c.IPv4Bits > 0 {
+		tk.mask4 = ^uint32(0) << (32 - c.IPv4Bits)
+	}
 	for _, k := range c.By {
 		tk.src = tk.src || k == KeySrc
 		tk.dst = tk.dst || k == KeyDst
@@ -128,31 +159,101 @@ func (tk *talkers) add(d *Delta) {
 }
 
 func (tk *talkers) addAddrs(src, dst netip.Addr, origBytes, origPkts, replyBytes, replyPkts uint64) {
-	var k topKey
-	if tk.src {
-		k[0] = tk.prefix(src)
-	}
-	if tk.dst {
-		k[1] = tk.prefix(dst)
-	}
-	tk.t.Add(k, origBytes, origPkts, replyBytes, replyPkts)
+	tk.t.Add(tk.key(src, dst), origBytes, origPkts, replyBytes, replyPkts)
 }
 
 // dumped counts what the dumped flow e moved since the previous dump, c in
 // record order, for a flow whose delta goes to its series without passing
-// aggregator.count: to the talkers, and to the round's largest flows.
+// aggregator.count: to the talkers (summed until the round ends), and to
+// the round's largest flows.
 func (tk *talkers) dumped(e *ctnl.Flow, c *[4]uint64) {
 	if c[0]|c[1]|c[2]|c[3] == 0 {
 		return
 	}
-	tk.addAddrs(e.Orig.Src, e.Orig.Dst, c[1], c[0], c[3], c[2])
 	tk.hot.offer(e, c[1], c[3])
+	p := &tk.pend
+	src, dst := e.Orig.Src.Unmap(), e.Orig.Dst.Unmap()
+	var i int32
+	if src.Is4() && dst.Is4() {
+		var k uint64
+		if tk.src {
+			s := src.As4()
+			k = uint64((uint32(s[0])<<24|uint32(s[1])<<16|uint32(s[2])<<8|uint32(s[3]))&tk.mask4) << 32
+		}
+		if tk.dst {
+			d := dst.As4()
+			k |= uint64((uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3])) & tk.mask4)
+		}
+		var ok bool
+		if i, ok = p.idx4[k]; !ok {
+			i = tk.pendNew(src, dst)
+			p.idx4[k] = i
+		}
+	} else {
+		k := tk.key(src, dst)
+		var ok bool
+		if i, ok = p.idx6[k]; !ok {
+			i = int32(len(p.ents))
+			p.ents = append(p.ents, pendingEntry{key: k})
+			p.idx6[k] = i
+		}
+	}
+	pc := &p.ents[i].c
+	pc[0] += c[0]
+	pc[1] += c[1]
+	pc[2] += c[2]
+	pc[3] += c[3]
+	if len(p.ents) >= pendingMax {
+		tk.flush()
+	}
+}
+
+// key returns the talker of src and dst.
+func (tk *talkers) key(src, dst netip.Addr) topKey {
+	var k topKey
+	if tk.src {
+		k[0] = tk.prefix(src).As16()
+	}
+	if tk.dst {
+		k[1] = tk.prefix(dst).As16()
+	}
+	return k
+}
+
+// pendNew adds an empty pending entry for the talker of src and dst and
+// returns its index.
+func (tk *talkers) pendNew(src, dst netip.Addr) int32 {
+	p := &tk.pend
+	p.ents = append(p.ents, pendingEntry{key: tk.key(src, dst)})
+	return int32(len(p.ents) - 1)
+}
+
+// flush hands the pending sums to the TopK.
+func (tk *talkers) flush() {
+	p := &tk.pend
+	if len(p.ents) == 0 {
+		return
+	}
+	for i := range p.ents {
+		e := &p.ents[i]
+		tk.t.Add(e.key, e.c[1], e.c[0], e.c[3], e.c[2])
+	}
+	p.ents = p.ents[:0]
+	clear(p.idx4)
+	clear(p.idx6)
 }
 
 // beginRound starts a dump round, and moves the window to now.
 func (tk *talkers) beginRound() {
 	tk.t.Advance()
 	tk.hot.begin()
+}
+
+// endRound ends a dump round, complete or not: what it counted reaches the
+// TopK.
+func (tk *talkers) endRound(complete bool) {
+	tk.flush()
+	tk.hot.end(complete)
 }
 
 // advance moves the window to now, once per batch of events.
@@ -345,9 +446,9 @@ func (tk *talkers) read(live bool) TopReading {
 	for _, row := range snap.Rows {
 		t := Talker{OrigBytes: row.OrigBytes, OrigPackets: row.OrigPackets, ReplyBytes: row.ReplyBytes, ReplyPackets: row.ReplyPackets, BytesError: row.Error}
 		for _, k := range tk.cfg.By {
-			a := row.Key[0]
+			a := netip.AddrFrom16(row.Key[0]).Unmap()
 			if k == KeyDst {
-				a = row.Key[1]
+				a = netip.AddrFrom16(row.Key[1]).Unmap()
 			}
 			s := a.String()
 			if bits := tk.bits(a); bits < a.BitLen() {
