@@ -280,7 +280,8 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 		"netfilter_nfacct_quota_bytes", "netfilter_exporter_collector_success", "netfilter_conntrack_events_lost_total",
 		"netfilter_conntrack_destroy_events_total", "netfilter_conntrack_entries",
 		"netfilter_nftables_counter_bytes_total", "netfilter_nftables_quota_used_bytes",
-		"netfilter_nftables_quota_limit_bytes", "netfilter_nftables_quota_exhausted"} {
+		"netfilter_nftables_quota_limit_bytes", "netfilter_nftables_quota_exhausted",
+		"netfilter_conntrack_top_bytes", "netfilter_conntrack_top_window_seconds"} {
 		if !used[want] {
 			t.Errorf("no dashboard query uses %s", want)
 		}

@@ -218,7 +218,7 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 	defer logs.Close()
 	// One exporter with dotted paths, one with tagged series.
 	mon.Start(t, logs, binary, "--netns="+b.Path(), "--web.listen-address=127.0.0.1:9862",
-		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s")
+		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s", "--conntrack.top.count=10")
 	mon.Start(t, logs, binary, "--netns="+b.Path(), "--web.listen-address=127.0.0.1:9863",
 		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s",
 		"--graphite.tagged", "--graphite.prefix=tagged", "--no-collector.conntrack")
