@@ -333,3 +333,72 @@ func heapAlloc() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// BenchmarkDestroyedTop measures a burst of 1,000,000 DESTROY events with
+// counters, in batches of 256 as the listener delivers them, with live
+// accounting on (the default) and top talkers off and on (count 10, the
+// default capacity), side by side in each iteration, in turn first: from
+// 64 or from 65,536 sources. It reports the processor time per event of
+// each and their ratio.
+func BenchmarkDestroyedTop(b *testing.B) {
+	keys, _ := ParseGroupBy(DefaultGroupBy)
+	const n = 1 << 20
+	for _, sources := range []int{64, 65536} {
+		b.Run(fmt.Sprintf("sources=%d", sources), func(b *testing.B) {
+			es := make([]ctnl.Flow, n)
+			for i := range es {
+				var src [4]byte
+				binary.BigEndian.PutUint32(src[:], 0xc6120000|uint32(i%sources))
+				es[i] = ctnl.Flow{Family: familyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: netip.MustParseAddr("198.19.0.1"),
+					SPort: uint16(1024 + i%16384), DPort: uint16(53 + i%5)},
+					OrigPackets: 2, OrigBytes: 100 + uint64(i&1023), ReplyPackets: 1, ReplyBytes: 60}
+				es[i].Reply = ctnl.Tuple{Proto: ProtoUDP, Src: es[i].Orig.Dst, Dst: es[i].Orig.Src, SPort: es[i].Orig.DPort, DPort: es[i].Orig.SPort}
+			}
+			off, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			on, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: true, Top: TopConfig{Count: 10, By: []Key{KeySrc},
+				Window: DefaultTopWindow, Capacity: DefaultTopCapacity, IPv4Bits: DefaultTopIPv4Bits, IPv6Bits: DefaultTopIPv6Bits}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			id := uint32(0)
+			burst := func(a *aggregator) time.Duration {
+				cpu0 := ctnl.ThreadCPU()
+				for i := 0; i < n; i += 256 {
+					a.countDestroyed(es[i : i+256])
+				}
+				cpu := ctnl.ThreadCPU() - cpu0
+				// The tombstones go with the next dump.
+				a.beginDump()
+				a.endDump(true, 0)
+				return cpu
+			}
+			var cpuOff, cpuOn time.Duration
+			i := 0
+			for b.Loop() {
+				for j := range es {
+					id++
+					es[j].ID = id
+				}
+				if i%2 == 0 {
+					cpuOff += burst(off)
+					cpuOn += burst(on)
+				} else {
+					cpuOn += burst(on)
+					cpuOff += burst(off)
+				}
+				i++
+			}
+			if r := on.top.read(true); len(r.Talkers) != 10 {
+				b.Fatalf("%d talkers, want 10", len(r.Talkers))
+			}
+			b.ReportMetric(float64(cpuOff.Nanoseconds())/float64(b.N*n), "off-cpu-ns/event")
+			b.ReportMetric(float64(cpuOn.Nanoseconds())/float64(b.N*n), "on-cpu-ns/event")
+			b.ReportMetric(float64(cpuOn)/float64(cpuOff), "on/off")
+		})
+	}
+}
