@@ -39,11 +39,13 @@ func topAggregator(t testing.TB, live bool, top TopConfig, clk *topClock) *aggre
 	if top.IPv4Bits == 0 {
 		top.IPv4Bits, top.IPv6Bits = DefaultTopIPv4Bits, DefaultTopIPv6Bits
 	}
-	clk.now = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	a, err := newAggregator(Config{GroupBy: []Key{KeySrc}, MaxSeries: 1 << 20, Live: live, Top: top})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The talkers' window began at the real now, when they were made:
+	// the test's clock starts after it and moves by whole steps.
+	clk.now = time.Now().Add(time.Hour)
 	a.now = clk.Now
 	a.start = clk.now
 	if a.live != nil {
