@@ -158,6 +158,7 @@ func (tk *talkers) add(d *Delta) {
 	tk.addAddrs(d.Src, d.Dst, d.OrigBytes, d.OrigPackets, d.ReplyBytes, d.ReplyPackets)
 }
 
+// addAddrs counts a delta of the talker of src and dst in the TopK.
 func (tk *talkers) addAddrs(src, dst netip.Addr, origBytes, origPkts, replyBytes, replyPkts uint64) {
 	tk.t.Add(tk.key(src, dst), origBytes, origPkts, replyBytes, replyPkts)
 }
@@ -321,6 +322,7 @@ func (h *hotFlows) offer(e *ctnl.Flow, orig, reply uint64) {
 	h.down(0)
 }
 
+// up moves the flow at i up the heap to its place.
 func (h *hotFlows) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
@@ -332,6 +334,7 @@ func (h *hotFlows) up(i int) {
 	}
 }
 
+// down moves the flow at i down the heap to its place.
 func (h *hotFlows) down(i int) {
 	for {
 		l := 2*i + 1
@@ -462,6 +465,7 @@ func (tk *talkers) read(live bool) TopReading {
 	return r
 }
 
+// bits returns the prefix length a's family is aggregated to.
 func (tk *talkers) bits(a netip.Addr) int {
 	if a.Is4() {
 		return tk.cfg.IPv4Bits
