@@ -51,6 +51,8 @@ func newKernel(s *config.Settings, logger *slog.Logger) (*kernel, error) {
 	if s.Collectors.Conntrack {
 		cfg := s.Conntrack.Flow
 		cfg.PollInterval, cfg.EnableAccounting, cfg.Logger = s.Conntrack.PollInterval, s.Conntrack.EnableAccounting, logger
+		// As many flows as /top shows.
+		cfg.Top.Flows = exposition.DefaultTopMaxRows
 		ct, err := flow.New(cfg)
 		if err != nil {
 			return nil, err
@@ -283,13 +285,22 @@ func (t topPage) Top(context.Context) (exposition.TopReading, error) {
 		return exposition.TopReading{}, nil
 	}
 	r := t.ct.Top()
-	out := exposition.TopReading{Enabled: r.On, Tracked: r.Tracked, Capacity: r.Capacity, Window: r.Window, LiveAccounting: r.Live}
+	out := exposition.TopReading{Enabled: r.On, Tracked: r.Tracked, Capacity: r.Capacity, Window: r.Window, LiveAccounting: r.Live,
+		FlowsInterval: r.FlowsInterval}
 	for _, k := range r.Keys {
 		out.Keys = append(out.Keys, string(k))
 	}
 	for _, tk := range r.Talkers {
 		out.Rows = append(out.Rows, exposition.TopRow{Values: tk.Values, OrigBytes: tk.OrigBytes, OrigPackets: tk.OrigPackets,
 			ReplyBytes: tk.ReplyBytes, ReplyPackets: tk.ReplyPackets, BytesError: tk.BytesError})
+	}
+	for _, f := range r.Flows {
+		tf := exposition.TopFlow{Proto: flow.ProtoName(f.Proto), Src: f.Src.String(), Dst: f.Dst.String(), SrcPort: f.SPort, DstPort: f.DPort,
+			NAT: f.NAT, Bytes: f.OrigBytes + f.ReplyBytes, BytesPerSecond: f.BytesPerSecond}
+		if f.NAT {
+			tf.ReplySrc, tf.ReplyDst, tf.ReplySrcPort, tf.ReplyDstPort = f.ReplySrc.String(), f.ReplyDst.String(), f.ReplySPort, f.ReplyDPort
+		}
+		out.Flows = append(out.Flows, tf)
 	}
 	return out, nil
 }

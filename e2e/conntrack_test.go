@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -474,5 +476,184 @@ func TestExporterConntrackTopTalkers(t *testing.T) {
 	}
 	if !page.Enabled || len(page.Rows) != 2 || page.Rows[0].Key["src"] != "192.0.2.1" || page.Rows[1].Key["src"] != "2001:db8::/64" {
 		t.Errorf("/top.json = %+v, want 192.0.2.1 (1,500 bytes a way) then 2001:db8::/64 (200)", page)
+	}
+}
+
+// topPage is what the tests read of /top.json.
+type topPage struct {
+	Enabled        bool `json:"enabled"`
+	LiveAccounting bool `json:"live_accounting"`
+	Rows           []struct {
+		Key        map[string]string `json:"key"`
+		OrigBytes  uint64            `json:"orig_bytes"`
+		ReplyBytes uint64            `json:"reply_bytes"`
+	} `json:"rows"`
+	FlowsIntervalSeconds float64 `json:"flows_interval_seconds"`
+	Flows                []struct {
+		Proto   string `json:"proto"`
+		Src     string `json:"src"`
+		SrcPort uint16 `json:"src_port"`
+		Dst     string `json:"dst"`
+		DstPort uint16 `json:"dst_port"`
+		NAT     bool   `json:"nat"`
+		Reply   *struct {
+			Src     string `json:"src"`
+			SrcPort uint16 `json:"src_port"`
+			Dst     string `json:"dst"`
+			DstPort uint16 `json:"dst_port"`
+		} `json:"reply"`
+		Bytes          uint64  `json:"bytes"`
+		BytesPerSecond float64 `json:"bytes_per_second"`
+	} `json:"flows"`
+}
+
+// get returns the body of path on e.
+func (e *exporter) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get(e.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	if _, err := io.Copy(&b, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v\n%s", path, resp.StatusCode, err, b.String())
+	}
+	return b.String()
+}
+
+func (e *exporter) topJSON(t *testing.T) topPage {
+	t.Helper()
+	var p topPage
+	if err := json.Unmarshal([]byte(e.get(t, "/top.json")), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestExporterConntrackTopFlows runs a TCP transfer through a DNAT rule
+// while /top.json is read: the flow shows among the flows moving the most
+// bytes now, with its 5-tuple, the reply tuple the NAT gave it and a rate
+// above 0, and its source's talker bytes grow dump after dump; /top shows
+// it too. Without live accounting, the page says flows need it.
+func TestExporterConntrackTopFlows(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl")
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+	netnstest.TrackConnections(t, b)
+	b.Run(t, "iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "8081", "-j", "DNAT", "--to-destination", "192.0.2.2:8080")
+	e := startExporter(t, "--netns="+b.Path(), "--no-collector.nfacct", "--conntrack.group-by=src",
+		"--conntrack.top.count=5", "--conntrack.poll-interval=100ms")
+	sink(t, b.Listen(t, "tcp4", "192.0.2.2:8080"))
+
+	c := a.Dial(t, "tcp4", "192.0.2.2:8081")
+	read := drain(c)
+	sport := uint16(c.LocalAddr().(*net.TCPAddr).Port)
+	stop := make(chan struct{})
+	written := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 32<<10)
+		for {
+			select {
+			case <-stop:
+				written <- nil
+				return
+			default:
+			}
+			if _, err := c.Write(chunk); err != nil {
+				written <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+
+	var talker []uint64 // the source's bytes, read after read
+	found := false
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && (!found || len(talker) < 3) {
+		p := e.topJSON(t)
+		for _, r := range p.Rows {
+			if r.Key["src"] == "192.0.2.1" && (len(talker) == 0 || r.OrigBytes+r.ReplyBytes > talker[len(talker)-1]) {
+				talker = append(talker, r.OrigBytes+r.ReplyBytes)
+			}
+		}
+		for _, f := range p.Flows {
+			if f.Proto != "tcp" || f.Src != "192.0.2.1" || f.SrcPort != sport || f.Dst != "192.0.2.2" || f.DstPort != 8081 {
+				continue
+			}
+			found = true
+			if !f.NAT || f.Reply == nil || *f.Reply != (struct {
+				Src     string `json:"src"`
+				SrcPort uint16 `json:"src_port"`
+				Dst     string `json:"dst"`
+				DstPort uint16 `json:"dst_port"`
+			}{"192.0.2.2", 8080, "192.0.2.1", sport}) {
+				t.Errorf("flow %+v: want NAT with reply 192.0.2.2:8080 -> 192.0.2.1:%d", f, sport)
+			}
+			if f.Bytes == 0 || f.BytesPerSecond <= 0 || p.FlowsIntervalSeconds <= 0 {
+				t.Errorf("flow %+v over %vs: want bytes and a rate above 0", f, p.FlowsIntervalSeconds)
+			}
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	if !found {
+		t.Errorf("/top.json never showed the running flow 192.0.2.1:%d -> 192.0.2.2:8081:\n%s", sport, e.get(t, "/top.json"))
+	}
+	if len(talker) < 3 {
+		t.Errorf("the source's talker bytes grew in %d reads while the flow ran, want at least 3: %v", len(talker), talker)
+	}
+	page := e.get(t, "/top")
+	for _, w := range []string{"192.0.2.1:" + strconv.Itoa(int(sport)), "192.0.2.2:8081", "192.0.2.2:8080 → 192.0.2.1:" + strconv.Itoa(int(sport))} {
+		if !strings.Contains(page, w) {
+			t.Errorf("/top lacks %q:\n%s", w, page)
+		}
+	}
+	close(stop)
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	closeAndSettle(t, c, read)
+
+	off := startExporter(t, "--netns="+b.Path(), "--no-collector.nfacct", "--conntrack.top.count=5", "--conntrack.poll-interval=0")
+	if p := off.topJSON(t); p.LiveAccounting || len(p.Flows) != 0 {
+		t.Errorf("without live accounting: live_accounting %v, %d flows", p.LiveAccounting, len(p.Flows))
+	}
+	for _, w := range []string{"DESTROY events only", "Flows are shown only with live accounting"} {
+		if page := off.get(t, "/top"); !strings.Contains(page, w) {
+			t.Errorf("/top without live accounting lacks %q:\n%s", w, page)
+		}
+	}
+}
+
+// TestExporterConntrackTopWindow checks that the top talkers forget what
+// is older than their window: a talker whose flows ended is gone from
+// /metrics and /top.json once the window (6s, in steps of 1s) has passed,
+// and not before 5s.
+func TestExporterConntrackTopWindow(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl")
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+	netnstest.TrackConnections(t, b)
+	e := startExporter(t, "--netns="+b.Path(), "--no-collector.nfacct", "--conntrack.top.count=5", "--conntrack.top.window=6s", "--conntrack.poll-interval=0")
+	netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 3, 200)
+	start := time.Now() // no byte of the flow is counted before
+	_, mfs := flushAndWait(t, e, b, 1)
+	src := map[string]string{"src": "192.0.2.1"}
+	if v, _ := sum(mfs, "netfilter_conntrack_top_bytes", src); v == 0 {
+		t.Fatalf("no top talker bytes for 192.0.2.1 once its flow ended:\n%s", describe(mfs, "netfilter_conntrack_top_bytes"))
+	}
+	mfs = waitUntil(t, e, 15*time.Second, "192.0.2.1 still a top talker 15s after its flow ended, with a 6s window", func(mfs map[string]*dto.MetricFamily) bool {
+		_, n := sum(mfs, "netfilter_conntrack_top_bytes", src)
+		return n == 0
+	})
+	if gone := time.Since(start); gone < 5*time.Second {
+		t.Errorf("192.0.2.1 gone %v after its flow ended, before the 6s window less a step", gone)
+	}
+	if v := mustValue(t, mfs, "netfilter_conntrack_top_keys_tracked", nil); v != 0 {
+		t.Errorf("%v keys tracked once the window passed, want 0", v)
+	}
+	if p := e.topJSON(t); len(p.Rows) != 0 {
+		t.Errorf("/top.json rows once the window passed: %+v", p.Rows)
 	}
 }

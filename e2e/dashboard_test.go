@@ -283,7 +283,8 @@ func TestExampleGrafanaDashboard(t *testing.T) {
 		"netfilter_nftables_counter_bytes_total", "netfilter_nftables_quota_used_bytes",
 		"netfilter_nftables_quota_limit_bytes", "netfilter_nftables_quota_exhausted",
 		"netfilter_nflog_packets_total", "netfilter_nflog_bytes_total", "netfilter_nflog_packets_lost_total",
-		"netfilter_conntrack_invalid_packets_total"} {
+		"netfilter_conntrack_invalid_packets_total",
+		"netfilter_conntrack_top_bytes", "netfilter_conntrack_top_window_seconds"} {
 		if !used[want] {
 			t.Errorf("no dashboard query uses %s", want)
 		}

@@ -222,7 +222,7 @@ func TestEndToEndPrometheusAndCarbon(t *testing.T) {
 	// counts nflog group 5 and conntrack's invalid packets (a group has one
 	// listener).
 	mon.Start(t, logs, binary, "--netns="+b.Path(), "--web.listen-address=127.0.0.1:9862",
-		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s", "--nflog.group=5", "--nflog.conntrack-invalid")
+		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s", "--nflog.group=5", "--nflog.conntrack-invalid", "--conntrack.top.count=10")
 	mon.Start(t, logs, binary, "--netns="+b.Path(), "--web.listen-address=127.0.0.1:9863",
 		"--graphite.address=127.0.0.1:2003", "--graphite.interval=1s",
 		"--graphite.tagged", "--graphite.prefix=tagged", "--no-collector.conntrack")

@@ -510,7 +510,7 @@ func TestBadFlags(t *testing.T) {
 }
 
 // TestWebConfigBasicAuth checks that --web.config.file (exporter-toolkit)
-// protects /metrics.
+// protects /metrics and the top talkers' /top and /top.json alike.
 func TestWebConfigBasicAuth(t *testing.T) {
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
@@ -527,8 +527,8 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	get := func(user, pass string) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
+	get := func(path, user, pass string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 		if user != "" {
 			req.SetBasicAuth(user, pass)
 		}
@@ -540,15 +540,17 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		return resp.StatusCode
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for get("", "") == 0 && time.Now().Before(deadline) {
+	for get("/metrics", "", "") == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, tt := range []struct {
 		user, pass string
 		want       int
 	}{{"", "", http.StatusUnauthorized}, {"prometheus", "wrong", http.StatusUnauthorized}, {"prometheus", "s3cret", http.StatusOK}} {
-		if got := get(tt.user, tt.pass); got != tt.want {
-			t.Errorf("GET /metrics as %q/%q: status %d, want %d", tt.user, tt.pass, got, tt.want)
+		for _, path := range []string{"/metrics", "/top", "/top.json"} {
+			if got := get(path, tt.user, tt.pass); got != tt.want {
+				t.Errorf("GET %s as %q/%q: status %d, want %d", path, tt.user, tt.pass, got, tt.want)
+			}
 		}
 	}
 }

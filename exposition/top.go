@@ -57,7 +57,8 @@ type TopRow struct {
 }
 
 // TopFlow is one flow of the live state: its original 5-tuple, whether it
-// is NATed, and the bytes (both directions) it moved since the previous
+// is NATed and then its reply tuple (which differs from the swapped
+// original), and the bytes (both directions) it moved since the previous
 // dump.
 type TopFlow struct {
 	Proto          string
@@ -65,6 +66,10 @@ type TopFlow struct {
 	SrcPort        uint16
 	DstPort        uint16
 	NAT            bool
+	ReplySrc       string
+	ReplyDst       string
+	ReplySrcPort   uint16
+	ReplyDstPort   uint16
 	Bytes          uint64
 	BytesPerSecond float64
 }
@@ -200,14 +205,22 @@ type (
 		BytesError   uint64            `json:"bytes_error"`
 	}
 	topFlowJSON struct {
-		Proto          string  `json:"proto"`
-		Src            string  `json:"src"`
-		SrcPort        uint16  `json:"src_port"`
-		Dst            string  `json:"dst"`
-		DstPort        uint16  `json:"dst_port"`
-		NAT            bool    `json:"nat"`
-		Bytes          uint64  `json:"bytes"`
-		BytesPerSecond float64 `json:"bytes_per_second"`
+		Proto   string `json:"proto"`
+		Src     string `json:"src"`
+		SrcPort uint16 `json:"src_port"`
+		Dst     string `json:"dst"`
+		DstPort uint16 `json:"dst_port"`
+		NAT     bool   `json:"nat"`
+		// Reply is the reply tuple, only when the flow is NATed.
+		Reply          *topTupleJSON `json:"reply,omitempty"`
+		Bytes          uint64        `json:"bytes"`
+		BytesPerSecond float64       `json:"bytes_per_second"`
+	}
+	topTupleJSON struct {
+		Src     string `json:"src"`
+		SrcPort uint16 `json:"src_port"`
+		Dst     string `json:"dst"`
+		DstPort uint16 `json:"dst_port"`
 	}
 )
 
@@ -238,7 +251,11 @@ func writeTopJSON(buf *bytes.Buffer, v topView) error {
 		out.Rows = append(out.Rows, topRowJSON{k, r.OrigBytes, r.OrigPackets, r.ReplyBytes, r.ReplyPackets, r.BytesError})
 	}
 	for _, f := range v.Flows {
-		out.Flows = append(out.Flows, topFlowJSON{f.Proto, f.Src, f.SrcPort, f.Dst, f.DstPort, f.NAT, f.Bytes, f.BytesPerSecond})
+		j := topFlowJSON{Proto: f.Proto, Src: f.Src, SrcPort: f.SrcPort, Dst: f.Dst, DstPort: f.DstPort, NAT: f.NAT, Bytes: f.Bytes, BytesPerSecond: f.BytesPerSecond}
+		if f.NAT {
+			j.Reply = &topTupleJSON{f.ReplySrc, f.ReplySrcPort, f.ReplyDst, f.ReplyDstPort}
+		}
+		out.Flows = append(out.Flows, j)
 	}
 	enc := json.NewEncoder(buf)
 	enc.SetIndent("", "  ")
@@ -350,15 +367,17 @@ tr:hover td{background:#f8fafc}.err{color:#8a5a00}a{color:#0b5cad}
 {{- if .RowsOmitted}}<p>{{.RowsOmitted}} more not shown.</p>{{end}}
 {{- end}}
 <h2>Flows moving the most bytes now</h2>
-{{- if not .Flows}}
+{{- if not .LiveAccounting}}
+<p class="empty">Flows are shown only with live accounting (--conntrack.poll-interval other than 0).</p>
+{{- else if not .Flows}}
 <p class="empty">No flow moved bytes since the previous dump.</p>
 {{- else}}
 <p>Bytes moved between the last two dumps, {{dur .FlowsInterval}} apart.</p>
 <table>
-<thead><tr><th class="k">proto</th><th class="k">source</th><th class="k">destination</th><th class="k">NAT</th><th>bytes</th><th>rate</th></tr></thead>
+<thead><tr><th class="k">proto</th><th class="k">source</th><th class="k">destination</th><th class="k">NAT (reply tuple)</th><th>bytes</th><th>rate</th></tr></thead>
 <tbody>
 {{- range .Flows}}
-<tr><td class="k">{{.Proto}}</td><td class="k">{{hostport .Src .SrcPort}}</td><td class="k">{{hostport .Dst .DstPort}}</td><td class="k">{{if .NAT}}yes{{else}}no{{end}}</td><td title="{{.Bytes}} bytes">{{bytes .Bytes}}</td><td>{{bps .BytesPerSecond}}</td></tr>
+<tr><td class="k">{{.Proto}}</td><td class="k">{{hostport .Src .SrcPort}}</td><td class="k">{{hostport .Dst .DstPort}}</td><td class="k">{{if .NAT}}{{hostport .ReplySrc .ReplySrcPort}} → {{hostport .ReplyDst .ReplyDstPort}}{{else}}no{{end}}</td><td title="{{.Bytes}} bytes">{{bytes .Bytes}}</td><td>{{bps .BytesPerSecond}}</td></tr>
 {{- end}}
 </tbody>
 </table>

@@ -41,7 +41,8 @@ func sampleTop() TopReading {
 		},
 		FlowsInterval: 10 * time.Second,
 		Flows: []TopFlow{
-			{Proto: "tcp", Src: "192.0.2.10", SrcPort: 40212, Dst: "203.0.113.5", DstPort: 443, NAT: true, Bytes: 80_000_000, BytesPerSecond: 8_000_000},
+			{Proto: "tcp", Src: "192.0.2.10", SrcPort: 40212, Dst: "203.0.113.5", DstPort: 443, NAT: true,
+				ReplySrc: "10.0.0.5", ReplySrcPort: 8443, ReplyDst: "198.51.100.1", ReplyDstPort: 61000, Bytes: 80_000_000, BytesPerSecond: 8_000_000},
 			{Proto: "udp", Src: "2001:db8:1::5", SrcPort: 5353, Dst: "2001:db8:2::1", DstPort: 53, Bytes: 1200, BytesPerSecond: 120},
 		},
 	}
@@ -60,7 +61,7 @@ func TestTopPage(t *testing.T) {
 	hostile.Rows = []TopRow{{Values: []string{`<script>alert("x")</script>&"'`}, OrigBytes: 1}}
 	hostile.Flows = []TopFlow{{Proto: "<b>tcp</b>", Src: "<img src=x>", Dst: "a\"b", Bytes: 1}}
 	nolive := sampleTop()
-	nolive.LiveAccounting = false
+	nolive.LiveAccounting, nolive.Flows = false, nil
 	empty := sampleTop()
 	empty.Rows, empty.Flows = nil, nil
 	for _, tc := range []struct {
@@ -76,8 +77,10 @@ func TestTopPage(t *testing.T) {
 			`<td class="k">2001:db8:1::/64</td>`, `title="4096 bytes">4.1 kB</td>`, ">exact</td>",
 			"over the last 1m;", "3 keys tracked (capacity 8192 per bucket)",
 			"192.0.2.10:40212", "[2001:db8:2::1]:53", "8.0 MB/s", "10s apart",
-		}, []string{"DESTROY events only", "<script"}},
-		{"DESTROY only", nolive, []string{"the aggregation is fed by DESTROY events only"}, nil},
+			`<td class="k">10.0.0.5:8443 → 198.51.100.1:61000</td>`, `<td class="k">no</td>`,
+		}, []string{"DESTROY events only", "<script", "only with live accounting"}},
+		{"DESTROY only", nolive, []string{"the aggregation is fed by DESTROY events only", "Flows are shown only with live accounting"},
+			[]string{"No flow moved bytes"}},
 		{"empty", empty, []string{"No traffic in the last window (1m).", "No flow moved bytes since the previous dump."}, []string{"<table>"}},
 		{"hostile", hostile, []string{
 			"&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;&#34;&#39;", "&lt;img src=x&gt;", "&lt;b&gt;tcp&lt;/b&gt;",
@@ -172,7 +175,8 @@ func TestTopJSON(t *testing.T) {
 		},
 		"flows": []any{
 			map[string]any{"proto": "tcp", "src": "192.0.2.10", "src_port": json.Number("40212"), "dst": "203.0.113.5", "dst_port": json.Number("443"),
-				"nat": true, "bytes": json.Number("80000000"), "bytes_per_second": json.Number("8000000")},
+				"nat": true, "reply": map[string]any{"src": "10.0.0.5", "src_port": json.Number("8443"), "dst": "198.51.100.1", "dst_port": json.Number("61000")},
+				"bytes": json.Number("80000000"), "bytes_per_second": json.Number("8000000")},
 			map[string]any{"proto": "udp", "src": "2001:db8:1::5", "src_port": json.Number("5353"), "dst": "2001:db8:2::1", "dst_port": json.Number("53"),
 				"nat": false, "bytes": json.Number("1200"), "bytes_per_second": json.Number("120")},
 		},
@@ -235,7 +239,7 @@ func TestTopChromium(t *testing.T) {
 		return string(out)
 	}
 	dom := run("--dump-dom")
-	for _, w := range []string{"192.0.2.10", "2001:db8:1::/64", "198.51.100.7", "[2001:db8:2::1]:53", "Top talkers"} {
+	for _, w := range []string{"192.0.2.10", "2001:db8:1::/64", "198.51.100.7", "[2001:db8:2::1]:53", "10.0.0.5:8443", "Top talkers"} {
 		if !strings.Contains(dom, w) {
 			t.Errorf("rendered page lacks %q:\n%s", w, dom)
 		}

@@ -263,7 +263,7 @@ func newAggregator(cfg Config) (*aggregator, error) {
 	}
 	a.start = a.now()
 	var err error
-	if a.top, err = newTalkers(cfg.Top); err != nil {
+	if a.top, err = newTalkers(cfg.Top, func() time.Time { return a.now() }); err != nil {
 		return nil, err
 	}
 	if cfg.Live {

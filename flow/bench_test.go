@@ -198,3 +198,207 @@ func BenchmarkAddNewSeries(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/series")
 }
+
+// BenchmarkDumpedTop measures live accounting's part of a dump of
+// 1,000,000 tracked flows with top talkers off and on (count 10, the
+// default capacity of 8192 keys), side by side in each iteration, in turn
+// first: idle, where no flow moved since the previous dump (no delta
+// reaches the talkers), and moving, where every flow moved, from 64 or
+// from 65,536 sources (over the capacity: the talkers evict). It reports
+// the processor time per entry of each and their ratio.
+func BenchmarkDumpedTop(b *testing.B) {
+	keys, _ := ParseGroupBy(DefaultGroupBy)
+	const n = 1 << 20
+	for _, bc := range []struct {
+		name    string
+		moving  bool
+		sources int
+	}{{"idle", false, 64}, {"moving/sources=64", true, 64}, {"moving/sources=65536", true, 65536}} {
+		b.Run(bc.name, func(b *testing.B) {
+			es := make([]ctnl.Flow, n)
+			for i := range es {
+				var src [4]byte
+				binary.BigEndian.PutUint32(src[:], 0xc6120000|uint32(i%bc.sources))
+				es[i] = ctnl.Flow{Family: familyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: netip.MustParseAddr("198.19.0.1"),
+					SPort: uint16(1024 + i%16384), DPort: uint16(53 + i%5)}, ID: uint32(i) * 2654435761, Start: 1, OrigPackets: 1, OrigBytes: 100}
+				es[i].Reply = ctnl.Tuple{Proto: ProtoUDP, Src: es[i].Orig.Dst, Dst: es[i].Orig.Src, SPort: es[i].Orig.DPort, DPort: es[i].Orig.SPort}
+			}
+			off, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			on, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: true, Top: TopConfig{Count: 10, By: []Key{KeySrc},
+				Window: DefaultTopWindow, Capacity: DefaultTopCapacity, IPv4Bits: DefaultTopIPv4Bits, IPv6Bits: DefaultTopIPv6Bits}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			dump := func(a *aggregator) time.Duration {
+				cpu0 := ctnl.ThreadCPU()
+				a.beginDump()
+				for i := 0; i < n; i += 256 {
+					a.countDumped(es[i : i+256])
+				}
+				a.endDump(true, 0)
+				return ctnl.ThreadCPU() - cpu0
+			}
+			dump(off)
+			dump(on)
+			runtime.GC()
+			var cpuOff, cpuOn time.Duration
+			i := 0
+			for b.Loop() {
+				if bc.moving {
+					for j := range es {
+						es[j].OrigPackets++
+						es[j].OrigBytes += 100 + uint64(j&1023)
+						es[j].ReplyPackets++
+						es[j].ReplyBytes += 60
+					}
+				}
+				if i%2 == 0 {
+					cpuOff += dump(off)
+					cpuOn += dump(on)
+				} else {
+					cpuOn += dump(on)
+					cpuOff += dump(off)
+				}
+				i++
+			}
+			if bc.moving {
+				if r := on.top.read(true); len(r.Talkers) != 10 || len(r.Flows) != DefaultTopFlows {
+					b.Fatalf("%d talkers and %d flows, want 10 and %d", len(r.Talkers), len(r.Flows), DefaultTopFlows)
+				}
+			}
+			b.ReportMetric(float64(cpuOff.Nanoseconds())/float64(b.N*n), "off-cpu-ns/entry")
+			b.ReportMetric(float64(cpuOn.Nanoseconds())/float64(b.N*n), "on-cpu-ns/entry")
+			b.ReportMetric(float64(cpuOn)/float64(cpuOff), "on/off")
+		})
+	}
+}
+
+// BenchmarkTopMemory measures the heap the top talkers take at the default
+// capacity when a table of 1,000,000 flows from 1,000,000 sources moves in
+// every step of the window: each of the six buckets full, the round's
+// pending sums and largest flows at their bounds, a reading's scratch
+// grown.
+func BenchmarkTopMemory(b *testing.B) {
+	const n = 1_000_000
+	es := make([]ctnl.Flow, n)
+	for i := range es {
+		var src [4]byte
+		binary.BigEndian.PutUint32(src[:], 0x0a000000|uint32(i))
+		es[i] = ctnl.Flow{Family: familyIPv4, Orig: ctnl.Tuple{Proto: ProtoTCP, Src: netip.AddrFrom4(src), Dst: netip.MustParseAddr("198.19.0.1"),
+			SPort: uint16(1024 + i%50000), DPort: 443}}
+		es[i].Reply = ctnl.Tuple{Proto: ProtoTCP, Src: es[i].Orig.Dst, Dst: es[i].Orig.Src, SPort: 443, DPort: es[i].Orig.SPort}
+	}
+	var used uint64
+	for b.Loop() {
+		clk := &topClock{now: time.Unix(0, 0)}
+		before := heapAlloc()
+		tk, err := newTalkers(TopConfig{Count: 10, By: []Key{KeySrc}, Window: DefaultTopWindow, Capacity: DefaultTopCapacity,
+			IPv4Bits: DefaultTopIPv4Bits, IPv6Bits: DefaultTopIPv6Bits}, clk.Now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for step := range 6 {
+			tk.beginRound()
+			// Each step in another order, so that each bucket ends up
+			// holding other sources.
+			for j := range es {
+				i := (j + step*n/6) % n
+				c := [4]uint64{1, uint64(100 + (i+step)%1400), 1, 60}
+				tk.dumped(&es[i], &c)
+			}
+			tk.endRound(true)
+			if step < 5 {
+				clk.now = clk.now.Add(DefaultTopWindow / 6)
+			}
+		}
+		r := tk.read(true)
+		if len(r.Talkers) != 10 || r.Tracked < 5*DefaultTopCapacity {
+			b.Fatalf("%d talkers, %d tracked", len(r.Talkers), r.Tracked)
+		}
+		used = heapAlloc() - before
+		runtime.KeepAlive(tk)
+	}
+	b.ReportMetric(float64(used)/(1<<20), "MB")
+}
+
+// heapAlloc returns the live heap after a collection.
+func heapAlloc() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkDestroyedTop measures a burst of 1,000,000 DESTROY events with
+// counters, in batches of 256 as the listener delivers them, with live
+// accounting on (the default) and top talkers off and on (count 10, the
+// default capacity), side by side in each iteration, in turn first: from
+// 64 or from 65,536 sources. It reports the processor time per event of
+// each and their ratio.
+func BenchmarkDestroyedTop(b *testing.B) {
+	keys, _ := ParseGroupBy(DefaultGroupBy)
+	const n = 1 << 20
+	for _, sources := range []int{64, 65536} {
+		b.Run(fmt.Sprintf("sources=%d", sources), func(b *testing.B) {
+			es := make([]ctnl.Flow, n)
+			for i := range es {
+				var src [4]byte
+				binary.BigEndian.PutUint32(src[:], 0xc6120000|uint32(i%sources))
+				es[i] = ctnl.Flow{Family: familyIPv4, Orig: ctnl.Tuple{Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: netip.MustParseAddr("198.19.0.1"),
+					SPort: uint16(1024 + i%16384), DPort: uint16(53 + i%5)},
+					OrigPackets: 2, OrigBytes: 100 + uint64(i&1023), ReplyPackets: 1, ReplyBytes: 60}
+				es[i].Reply = ctnl.Tuple{Proto: ProtoUDP, Src: es[i].Orig.Dst, Dst: es[i].Orig.Src, SPort: es[i].Orig.DPort, DPort: es[i].Orig.SPort}
+			}
+			off, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			on, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: true, Top: TopConfig{Count: 10, By: []Key{KeySrc},
+				Window: DefaultTopWindow, Capacity: DefaultTopCapacity, IPv4Bits: DefaultTopIPv4Bits, IPv6Bits: DefaultTopIPv6Bits}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			id := uint32(0)
+			burst := func(a *aggregator) time.Duration {
+				cpu0 := ctnl.ThreadCPU()
+				for i := 0; i < n; i += 256 {
+					a.countDestroyed(es[i : i+256])
+				}
+				cpu := ctnl.ThreadCPU() - cpu0
+				// The tombstones go with the next dump.
+				a.beginDump()
+				a.endDump(true, 0)
+				return cpu
+			}
+			var cpuOff, cpuOn time.Duration
+			i := 0
+			for b.Loop() {
+				for j := range es {
+					id++
+					es[j].ID = id
+				}
+				if i%2 == 0 {
+					cpuOff += burst(off)
+					cpuOn += burst(on)
+				} else {
+					cpuOn += burst(on)
+					cpuOff += burst(off)
+				}
+				i++
+			}
+			if r := on.top.read(true); len(r.Talkers) != 10 {
+				b.Fatalf("%d talkers, want 10", len(r.Talkers))
+			}
+			b.ReportMetric(float64(cpuOff.Nanoseconds())/float64(b.N*n), "off-cpu-ns/event")
+			b.ReportMetric(float64(cpuOn.Nanoseconds())/float64(b.N*n), "on-cpu-ns/event")
+			b.ReportMetric(float64(cpuOn)/float64(cpuOff), "on/off")
+		})
+	}
+}

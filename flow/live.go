@@ -227,6 +227,9 @@ func (a *aggregator) countDestroyed(es []ctnl.Flow) {
 	if a.live != nil {
 		a.live.prefetch(es)
 	}
+	if a.top != nil {
+		a.top.advance()
+	}
 	var d delta
 	for i := range es {
 		e := &es[i]
@@ -293,6 +296,9 @@ func (a *aggregator) beginDump() (uint32, ctnl.DumpFilter) {
 	}
 	a.live.started++
 	a.live.entries = 0
+	if a.top != nil {
+		a.top.beginRound()
+	}
 	a.live.v4.beginDump()
 	a.live.v6.beginDump()
 	return a.live.started, filter
@@ -341,6 +347,9 @@ func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delta, 
 			s.origBytes += c[1]
 			s.replyPackets += c[2]
 			s.replyBytes += c[3]
+			if a.top != nil {
+				a.top.dumped(e, &c)
+			}
 			s.activeNext++
 			if e.Orig.Proto == ProtoTCP && e.TCPState < tcpStates {
 				s.tcpNext(e.TCPState)
@@ -382,6 +391,9 @@ func observe[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delta,
 			l.stats.Resets++
 		}
 		d.OrigPackets, d.OrigBytes, d.ReplyPackets, d.ReplyBytes = c[0], c[1], c[2], c[3]
+	}
+	if a.top != nil {
+		a.top.hot.offer(e, d.OrigBytes, d.ReplyBytes)
 	}
 	r.nat = natClass(d)
 	r.counts, r.state, r.gen, r.tcp, r.mark = cur, stateLive, l.started, e.TCPState, e.Mark
@@ -513,6 +525,9 @@ func (a *aggregator) endDump(complete bool, closeThrough uint32) {
 	}, complete)
 	l.stats.TableBytes = l.v4.bytes() + l.v6.bytes()
 	l.stats.Tracked, l.stats.Tombstones = tracked, tombs
+	if a.top != nil {
+		a.top.endRound(complete)
+	}
 	if !complete {
 		for _, s := range a.series {
 			s.dropDump()

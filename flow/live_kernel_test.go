@@ -74,10 +74,12 @@ func bareDump(b *testing.B, h *netns.Handle) (int, time.Duration) {
 // BenchmarkKernelLiveDump measures live accounting on a namespace holding
 // NFE_BENCH_FLOWS conntrack entries (root; it raises the host's
 // nf_conntrack_max for the run). Each iteration takes one bare dump that
-// only counts messages and one dump with live accounting (decode, per-flow
-// state, series), side by side, and reports the processor time of each per
-// dump and their ratio, and the memory each tracked flow costs: in the flow
-// table (outside the Go heap) and on the heap.
+// only counts messages, one dump with live accounting (decode, per-flow
+// state, series) and one with live accounting and top talkers on at the
+// default capacity (--conntrack.top.count=10), side by side, the last two
+// in turn first, and reports the processor time of each per dump and their
+// ratios, and the memory each tracked flow costs: in the flow table
+// (outside the Go heap) and on the heap.
 //
 //	go test -run '^$' -bench KernelLiveDump -benchtime 5x ./flow/
 func BenchmarkKernelLiveDump(b *testing.B) {
@@ -101,38 +103,57 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 	defer h.Close()
 
 	keys, _ := ParseGroupBy(DefaultGroupBy)
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	p, err := New(Config{GroupBy: keys, MaxSeries: 4096, Live: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	d, err := ctnl.DialDumper(&ctnl.DumpConfig{NetNS: h.FD(), ReadSize: readSize()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
-	if err := p.Open(h.FD(), func() (Conns, error) {
-		return Conns{Listener: &FakeListener{Done: make(chan struct{})}, Dumper: d}, nil
-	}); err != nil {
-		b.Fatal(err)
-	}
-	poll := p.cur.poll
 	ctx := context.Background()
-	if _, err := poll.round(ctx); err != nil { // the baseline
-		b.Fatal(err)
+	// open returns the poller of a pipeline with its own dumper, after
+	// its baseline dump, and the heap it took.
+	open := func(top TopConfig) (*Pipeline, *poller, uint64) {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		p, err := New(Config{GroupBy: keys, MaxSeries: 4096, Live: true, Top: top})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := ctnl.DialDumper(&ctnl.DumpConfig{NetNS: h.FD(), ReadSize: readSize()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { d.Close() })
+		if err := p.Open(h.FD(), func() (Conns, error) {
+			return Conns{Listener: &FakeListener{Done: make(chan struct{})}, Dumper: d}, nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.cur.poll.round(ctx); err != nil { // the baseline
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		if ls, _ := p.agg.liveStats(); ls.Tracked != n {
+			b.Fatalf("%d flows tracked after the baseline, want %d", ls.Tracked, n)
+		}
+		return p, p.cur.poll, after.HeapAlloc - before.HeapAlloc
 	}
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
+	p, poll, heap := open(TopConfig{})
+	pTop, pollTop, _ := open(TopConfig{Count: 10, By: []Key{KeySrc}, Window: DefaultTopWindow, Capacity: DefaultTopCapacity,
+		IPv4Bits: DefaultTopIPv4Bits, IPv6Bits: DefaultTopIPv6Bits})
 	ls, _ := p.agg.liveStats()
-	if ls.Tracked != n {
-		b.Fatalf("%d flows tracked after the baseline, want %d", ls.Tracked, n)
-	}
+	d := poll.d.(*ctnl.Dumper)
 
-	var bare, decode, live time.Duration
+	var bare, decode, live, liveTop time.Duration
+	round := func(poll *poller) time.Duration {
+		st, err := poll.round(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Entries != n {
+			b.Fatalf("live dump: %d entries, want %d", st.Entries, n)
+		}
+		return st.CPU
+	}
 	b.ResetTimer()
+	i := 0
 	for b.Loop() {
 		got, cpu := bareDump(b, h)
 		if got != n {
@@ -144,24 +165,27 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 			b.Fatal(err)
 		}
 		decode += st.CPU
-		st, err = poll.round(ctx)
-		if err != nil {
-			b.Fatal(err)
+		if i%2 == 0 {
+			live += round(poll)
+			liveTop += round(pollTop)
+		} else {
+			liveTop += round(pollTop)
+			live += round(poll)
 		}
-		if st.Entries != n {
-			b.Fatalf("live dump: %d entries, want %d", st.Entries, n)
-		}
-		live += st.CPU
+		i++
 	}
 	b.StopTimer()
 	runs := float64(b.N)
 	b.ReportMetric(bare.Seconds()/runs, "bare-cpu-s/dump")
 	b.ReportMetric(decode.Seconds()/runs, "decode-cpu-s/dump")
 	b.ReportMetric(live.Seconds()/runs, "live-cpu-s/dump")
+	b.ReportMetric(liveTop.Seconds()/runs, "live-top-cpu-s/dump")
 	b.ReportMetric(float64(live)/float64(bare), "live/bare")
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/flow")
+	b.ReportMetric(float64(liveTop)/float64(live), "top-on/off")
+	b.ReportMetric(float64(heap)/float64(n), "heap-B/flow")
 	b.ReportMetric(float64(ls.TableBytes)/float64(n), "table-B/flow")
 	runtime.KeepAlive(p)
+	runtime.KeepAlive(pTop)
 }
 
 func readSize() int {

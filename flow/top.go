@@ -1,10 +1,14 @@
 package flow
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
 	"github.com/netfilter-exporter/netfilter_exporter/internal/topk"
 )
 
@@ -24,6 +28,10 @@ type TopConfig struct {
 	Capacity int
 	// IPv4Bits and IPv6Bits are the prefixes addresses are aggregated to.
 	IPv4Bits, IPv6Bits int
+	// Flows is how many flows of the last dump round a reading holds, the
+	// ones that moved the most bytes since the previous dump; 0 means
+	// DefaultTopFlows.
+	Flows int
 }
 
 // Defaults of the top talkers.
@@ -32,6 +40,8 @@ const (
 	DefaultTopCapacity = 8192
 	DefaultTopIPv4Bits = 32
 	DefaultTopIPv6Bits = 64
+	// DefaultTopFlows is as many flows as /top shows.
+	DefaultTopFlows = 100
 )
 
 // validate checks c when talkers are on.
@@ -50,31 +60,72 @@ func (c *TopConfig) validate() error {
 	if c.IPv4Bits < 0 || c.IPv4Bits > 32 || c.IPv6Bits < 0 || c.IPv6Bits > 128 {
 		return fmt.Errorf("%w: top talker prefixes /%d and /%d out of range", errTop, c.IPv4Bits, c.IPv6Bits)
 	}
+	if c.Flows < 0 {
+		return fmt.Errorf("%w: %d top flows", errTop, c.Flows)
+	}
 	if c.Capacity < c.Count {
 		return fmt.Errorf("%w: top talker capacity %d below the count %d", errTop, c.Capacity, c.Count)
 	}
 	return nil
 }
 
-// topKey is a talker: its addresses, aggregated to their prefixes.
-type topKey [2]netip.Addr
+// topKey is a talker: its source and destination addresses, aggregated to
+// their prefixes, in their 16-byte form (IPv4 mapped); zero when not a
+// key. It holds no pointers and is 32 bytes, not the 48 of two
+// netip.Addr: the TopK holds six buckets of Capacity of them, and their
+// maps.
+type topKey [2][16]byte
 
-// talkers is the top talkers' state.
+// talkers is the top talkers' state, and the flows of the last dump round
+// that moved the most bytes.
 type talkers struct {
 	cfg      TopConfig
 	src, dst bool
 	t        *topk.TopK[topKey]
+	hot      hotFlows
+	// mask4 masks an IPv4 address to IPv4Bits.
+	mask4 uint32
+	// pend sums a dump round's deltas by talker before they reach t.
+	pend pending
 }
 
-func newTalkers(c TopConfig) (*talkers, error) {
+// pendingMax bounds the talkers a round sums before it hands them to the
+// TopK: beyond, the sums so far go on and the round starts over.
+const pendingMax = 4096
+
+// pending sums deltas by talker: a dump lists every flow of the table, most
+// of them from talkers it listed already, and one look-up in a small map
+// (by a 64-bit key for IPv4) is cheaper than one in the TopK, under its
+// lock. The aggregator's mutex guards it.
+type pending struct {
+	idx4 map[uint64]int32 // IPv4 talkers by src<<32|dst, masked
+	idx6 map[topKey]int32 // the others
+	ents []pendingEntry
+}
+
+type pendingEntry struct {
+	key topKey
+	c   [4]uint64 // in record order: orig packets and bytes, reply packets and bytes
+}
+
+// newTalkers returns the top talkers of c, nil when they are off; clock
+// moves their window.
+func newTalkers(c TopConfig, clock func() time.Time) (*talkers, error) {
 	if c.Count <= 0 {
 		return nil, nil
 	}
-	t, err := topk.New[topKey](topk.Config{Capacity: c.Capacity, Window: c.Window})
+	t, err := topk.New[topKey](topk.Config{Capacity: c.Capacity, Window: c.Window, Clock: clock})
 	if err != nil {
 		return nil, fmt.Errorf("%w: top talkers: %v", errTop, err)
 	}
-	tk := &talkers{cfg: c, t: t}
+	if c.Flows == 0 {
+		c.Flows = DefaultTopFlows
+	}
+	tk := &talkers{cfg: c, t: t, hot: hotFlows{n: c.Flows, clock: clock},
+		pend: pending{idx4: make(map[uint64]int32), idx6: make(map[topKey]int32)}}
+	if c.IPv4Bits > 0 {
+		tk.mask4 = ^uint32(0) << (32 - c.IPv4Bits)
+	}
 	for _, k := range c.By {
 		tk.src = tk.src || k == KeySrc
 		tk.dst = tk.dst || k == KeyDst
@@ -89,6 +140,9 @@ func (tk *talkers) prefix(a netip.Addr) netip.Addr {
 	if a.Is6() {
 		bits = tk.cfg.IPv6Bits
 	}
+	if bits == a.BitLen() {
+		return a
+	}
 	p, err := a.Prefix(bits)
 	if err != nil {
 		return a
@@ -98,14 +152,262 @@ func (tk *talkers) prefix(a netip.Addr) netip.Addr {
 
 // add counts d.
 func (tk *talkers) add(d *delta) {
+	if d.OrigBytes|d.OrigPackets|d.ReplyBytes|d.ReplyPackets == 0 {
+		return
+	}
+	tk.addAddrs(d.Src, d.Dst, d.OrigBytes, d.OrigPackets, d.ReplyBytes, d.ReplyPackets)
+}
+
+// addAddrs counts a delta of the talker of src and dst in the TopK.
+func (tk *talkers) addAddrs(src, dst netip.Addr, origBytes, origPkts, replyBytes, replyPkts uint64) {
+	tk.t.Add(tk.key(src, dst), origBytes, origPkts, replyBytes, replyPkts)
+}
+
+// dumped counts what the dumped flow e moved since the previous dump, c in
+// record order, for a flow whose delta goes to its series without passing
+// aggregator.count: to the talkers (summed until the round ends), and to
+// the round's largest flows.
+func (tk *talkers) dumped(e *ctnl.Flow, c *[4]uint64) {
+	if c[0]|c[1]|c[2]|c[3] == 0 {
+		return
+	}
+	tk.hot.offer(e, c[1], c[3])
+	p := &tk.pend
+	src, dst := e.Orig.Src.Unmap(), e.Orig.Dst.Unmap()
+	var i int32
+	if src.Is4() && dst.Is4() {
+		var k uint64
+		if tk.src {
+			s := src.As4()
+			k = uint64((uint32(s[0])<<24|uint32(s[1])<<16|uint32(s[2])<<8|uint32(s[3]))&tk.mask4) << 32
+		}
+		if tk.dst {
+			d := dst.As4()
+			k |= uint64((uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3])) & tk.mask4)
+		}
+		var ok bool
+		if i, ok = p.idx4[k]; !ok {
+			i = tk.pendNew(src, dst)
+			p.idx4[k] = i
+		}
+	} else {
+		k := tk.key(src, dst)
+		var ok bool
+		if i, ok = p.idx6[k]; !ok {
+			i = int32(len(p.ents))
+			p.ents = append(p.ents, pendingEntry{key: k})
+			p.idx6[k] = i
+		}
+	}
+	pc := &p.ents[i].c
+	pc[0] += c[0]
+	pc[1] += c[1]
+	pc[2] += c[2]
+	pc[3] += c[3]
+	if len(p.ents) >= pendingMax {
+		tk.flush()
+	}
+}
+
+// key returns the talker of src and dst.
+func (tk *talkers) key(src, dst netip.Addr) topKey {
 	var k topKey
 	if tk.src {
-		k[0] = tk.prefix(d.Src)
+		k[0] = tk.prefix(src).As16()
 	}
 	if tk.dst {
-		k[1] = tk.prefix(d.Dst)
+		k[1] = tk.prefix(dst).As16()
 	}
-	tk.t.Add(k, d.OrigBytes, d.OrigPackets, d.ReplyBytes, d.ReplyPackets)
+	return k
+}
+
+// pendNew adds an empty pending entry for the talker of src and dst and
+// returns its index.
+func (tk *talkers) pendNew(src, dst netip.Addr) int32 {
+	p := &tk.pend
+	p.ents = append(p.ents, pendingEntry{key: tk.key(src, dst)})
+	return int32(len(p.ents) - 1)
+}
+
+// flush hands the pending sums to the TopK.
+func (tk *talkers) flush() {
+	p := &tk.pend
+	if len(p.ents) == 0 {
+		return
+	}
+	for i := range p.ents {
+		e := &p.ents[i]
+		tk.t.Add(e.key, e.c[1], e.c[0], e.c[3], e.c[2])
+	}
+	p.ents = p.ents[:0]
+	clear(p.idx4)
+	clear(p.idx6)
+}
+
+// beginRound starts a dump round, and moves the window to now.
+func (tk *talkers) beginRound() {
+	tk.t.Advance()
+	tk.hot.begin()
+}
+
+// endRound ends a dump round, complete or not: what it counted reaches the
+// TopK.
+func (tk *talkers) endRound(complete bool) {
+	tk.flush()
+	tk.hot.end(complete)
+}
+
+// advance moves the window to now, once per batch of events.
+func (tk *talkers) advance() { tk.t.Advance() }
+
+// hotFlow is one flow of a dump round: its tuples and what it moved since
+// the previous dump.
+type hotFlow struct {
+	bytes              uint64 // orig + reply, the heap's order
+	origBytes          uint64
+	replyBytes         uint64
+	src, dst           netip.Addr
+	replySrc, replyDst netip.Addr
+	sport, dport       uint16
+	replySPort         uint16
+	replyDPort         uint16
+	family, proto      uint8
+}
+
+// hotFlows keeps the n flows of the running dump round that moved the most
+// bytes since the previous dump, in a min-heap: a flow that moved no more
+// than the heap's least costs one comparison, so a round is never sorted.
+// When the round ends complete, they become the last round's flows. The
+// aggregator's mutex guards the heap; mu guards what a reading copies.
+type hotFlows struct {
+	n     int
+	clock func() time.Time
+	heap  []hotFlow
+	start time.Time // of the running round
+
+	mu sync.Mutex
+	// last are the flows of the last complete round, largest first;
+	// interval is the time from the start of the round before it to its
+	// own start, which their bytes were moved over.
+	last     []hotFlow
+	interval time.Duration
+	prev     time.Time // start of the last complete round
+}
+
+// begin starts a round.
+func (h *hotFlows) begin() {
+	h.heap = h.heap[:0]
+	h.start = h.clock()
+}
+
+// offer counts flow e of the running round, which moved orig and reply
+// bytes since the previous dump.
+func (h *hotFlows) offer(e *ctnl.Flow, orig, reply uint64) {
+	b := orig + reply
+	if b == 0 || len(h.heap) == h.n && b <= h.heap[0].bytes {
+		return
+	}
+	f := hotFlow{
+		bytes: b, origBytes: orig, replyBytes: reply,
+		src: e.Orig.Src, dst: e.Orig.Dst, sport: e.Orig.SPort, dport: e.Orig.DPort,
+		replySrc: e.Reply.Src, replyDst: e.Reply.Dst, replySPort: e.Reply.SPort, replyDPort: e.Reply.DPort,
+		family: e.Family, proto: e.Orig.Proto,
+	}
+	if len(h.heap) < h.n {
+		h.heap = append(h.heap, f)
+		h.up(len(h.heap) - 1)
+		return
+	}
+	h.heap[0] = f
+	h.down(0)
+}
+
+// up moves the flow at i up the heap to its place.
+func (h *hotFlows) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if h.heap[p].bytes <= h.heap[i].bytes {
+			return
+		}
+		h.heap[p], h.heap[i] = h.heap[i], h.heap[p]
+		i = p
+	}
+}
+
+// down moves the flow at i down the heap to its place.
+func (h *hotFlows) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h.heap) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h.heap) && h.heap[r].bytes < h.heap[l].bytes {
+			m = r
+		}
+		if h.heap[i].bytes <= h.heap[m].bytes {
+			return
+		}
+		h.heap[i], h.heap[m] = h.heap[m], h.heap[i]
+		i = m
+	}
+}
+
+// end ends the running round: a complete one's flows become the last
+// round's. The first complete round is the baseline, which moved nothing.
+func (h *hotFlows) end(complete bool) {
+	if !complete {
+		return
+	}
+	// At most n flows: sorting them is cheap, and done once a round.
+	slices.SortFunc(h.heap, func(x, y hotFlow) int { return cmp.Compare(y.bytes, x.bytes) })
+	h.mu.Lock()
+	h.last = append(h.last[:0], h.heap...)
+	if !h.prev.IsZero() {
+		h.interval = h.start.Sub(h.prev)
+	}
+	h.prev = h.start
+	h.mu.Unlock()
+}
+
+// read returns the last round's flows.
+func (h *hotFlows) read() ([]TopFlow, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]TopFlow, len(h.last))
+	for i := range h.last {
+		f := &h.last[i]
+		out[i] = TopFlow{
+			Family: f.family, Proto: f.proto,
+			Src: f.src, Dst: f.dst, SPort: f.sport, DPort: f.dport,
+			ReplySrc: f.replySrc, ReplyDst: f.replyDst, ReplySPort: f.replySPort, ReplyDPort: f.replyDPort,
+			OrigBytes: f.origBytes, ReplyBytes: f.replyBytes,
+		}
+		d := delta{Src: f.src, Dst: f.dst, SPort: f.sport, DPort: f.dport,
+			ReplySrc: f.replySrc, ReplyDst: f.replyDst, ReplySPort: f.replySPort, ReplyDPort: f.replyDPort}
+		out[i].NAT = natClass(&d) != natNone
+		if h.interval > 0 {
+			out[i].BytesPerSecond = float64(f.bytes) / h.interval.Seconds()
+		}
+	}
+	return out, h.interval
+}
+
+// TopFlow is one of the flows that moved the most bytes between the last
+// two dumps of live accounting: its original tuple, its reply tuple (which
+// differs from the swapped original when NAT is true), and what it moved.
+// Ports are 0 for protocols without them.
+type TopFlow struct {
+	Family, Proto          uint8
+	Src, Dst               netip.Addr
+	SPort, DPort           uint16
+	ReplySrc, ReplyDst     netip.Addr
+	ReplySPort, ReplyDPort uint16
+	NAT                    bool
+	OrigBytes, ReplyBytes  uint64
+	// BytesPerSecond is both directions' bytes over the time between
+	// the two dumps' starts.
+	BytesPerSecond float64
 }
 
 // Talker is one top talker: its key values (in TopConfig.By order), what
@@ -130,6 +432,11 @@ type TopReading struct {
 	// Live tells whether live accounting feeds them (else DESTROY events
 	// alone).
 	Live bool
+	// Flows are the flows that moved the most bytes between the last two
+	// dumps, largest first, at most TopConfig.Flows; FlowsInterval is the
+	// time between those dumps' starts. Empty without live accounting.
+	Flows         []TopFlow
+	FlowsInterval time.Duration
 }
 
 // read returns the top talkers.
@@ -142,9 +449,9 @@ func (tk *talkers) read(live bool) TopReading {
 	for _, row := range snap.Rows {
 		t := Talker{OrigBytes: row.OrigBytes, OrigPackets: row.OrigPackets, ReplyBytes: row.ReplyBytes, ReplyPackets: row.ReplyPackets, BytesError: row.Error}
 		for _, k := range tk.cfg.By {
-			a := row.Key[0]
+			a := netip.AddrFrom16(row.Key[0]).Unmap()
 			if k == KeyDst {
-				a = row.Key[1]
+				a = netip.AddrFrom16(row.Key[1]).Unmap()
 			}
 			s := a.String()
 			if bits := tk.bits(a); bits < a.BitLen() {
@@ -154,9 +461,11 @@ func (tk *talkers) read(live bool) TopReading {
 		}
 		r.Talkers = append(r.Talkers, t)
 	}
+	r.Flows, r.FlowsInterval = tk.hot.read()
 	return r
 }
 
+// bits returns the prefix length a's family is aggregated to.
 func (tk *talkers) bits(a netip.Addr) int {
 	if a.Is4() {
 		return tk.cfg.IPv4Bits
@@ -165,7 +474,8 @@ func (tk *talkers) bits(a netip.Addr) int {
 }
 
 // Top returns the top talkers of the last window, largest orig+reply bytes
-// first; TopReading.On is false when they are off.
+// first, and the flows of the last dump round that moved the most bytes;
+// TopReading.On is false when they are off.
 func (p *Pipeline) Top() TopReading {
 	return p.agg.top.read(p.agg.cfg.Live)
 }

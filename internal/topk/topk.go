@@ -275,7 +275,9 @@ func (t *TopK[K]) recycle(b *bucket[K]) {
 }
 
 // evictLocked evicts the evictN entries of b with the smallest weights and
-// raises b's floor to the largest weight evicted.
+// raises b's floor to the largest weight evicted. The entries left fill the
+// holes from the end, so that at most evictN of them move (and are
+// indexed again), not every one after the first hole.
 func (t *TopK[K]) evictLocked(b *bucket[K]) {
 	w := t.weights[:0]
 	for i := range b.entries {
@@ -290,24 +292,42 @@ func (t *TopK[K]) evictLocked(b *bucket[K]) {
 			less++
 		}
 	}
+	// Mark the evicted: every entry under th, and as many at th as make
+	// k+1 (w is reused as the marks: 1 evicts).
 	ties := k + 1 - less
-	n := 0
 	for i := range b.entries {
-		e := &b.entries[i]
-		wt := e.weight()
+		wt := b.entries[i].weight()
+		w[i] = 0
 		if wt < th || (wt == th && ties > 0) {
 			if wt == th {
 				ties--
 			}
-			delete(b.idx, e.key)
-			continue
+			w[i] = 1
 		}
-		if n != i {
-			b.entries[n] = *e
-			b.idx[e.key] = int32(n)
-		}
-		n++
 	}
+	i, j := 0, len(b.entries)-1
+	for {
+		for i <= j && w[i] == 0 {
+			i++
+		}
+		for j > i && w[j] == 1 {
+			delete(b.idx, b.entries[j].key)
+			j--
+		}
+		if i > j {
+			break
+		}
+		delete(b.idx, b.entries[i].key)
+		if i == j {
+			j--
+			break
+		}
+		b.entries[i] = b.entries[j]
+		b.idx[b.entries[i].key] = int32(i)
+		i++
+		j--
+	}
+	n := j + 1
 	clear(b.entries[n:])
 	b.entries = b.entries[:n]
 	b.floor = max(b.floor, th)

@@ -41,7 +41,7 @@ import (
 
 var (
 	n        = flag.Int("n", 1000000, "flows in the burst")
-	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, exporter-recvmmsg (with --conntrack.receive-method=recvmmsg), conntrack, ulogd")
+	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, exporter-recvmmsg (with --conntrack.receive-method=recvmmsg), exporter-top (with --conntrack.top.count=10), conntrack, ulogd")
 	exporter = flag.String("exporter", "./netfilter_exporter", "exporter binary")
 	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
 	settle   = flag.Duration("settle", 3*time.Second, "a listener that counted nothing new for this long is done")
@@ -210,10 +210,13 @@ func measure(tool string) (r result, err error) {
 
 	var l listener
 	switch tool {
-	case "exporter", "exporter-recvmmsg":
+	case "exporter", "exporter-recvmmsg", "exporter-top":
 		var extra []string
-		if tool == "exporter-recvmmsg" {
+		switch tool {
+		case "exporter-recvmmsg":
 			extra = []string{"--conntrack.receive-method=recvmmsg"}
+		case "exporter-top":
+			extra = []string{"--conntrack.top.count=10"}
 		}
 		extra = append(extra, strings.Fields(*expArgs)...)
 		r.tool = "netfilter_exporter (default flags)"
