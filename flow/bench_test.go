@@ -198,3 +198,82 @@ func BenchmarkAddNewSeries(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/series")
 }
+
+// burstFlows returns n distinct UDP flows as DESTROY events or dumps report
+// them: the tuples of ctburst's burst, random kernel ids, no counters or
+// timestamps (nf_conntrack_acct and nf_conntrack_timestamp off).
+func burstFlows(n int, r *rand.Rand) []ctnl.Flow {
+	ports := [...]uint16{53, 80, 123, 443, 8080}
+	dst := netip.MustParseAddr("198.19.0.1")
+	es := make([]ctnl.Flow, n)
+	for i := range es {
+		var src [4]byte
+		binary.BigEndian.PutUint32(src[:], 0xc6120000|uint32(i>>14))
+		e := &es[i]
+		e.Family, e.ID = familyIPv4, r.Uint32()
+		e.Orig = ctnl.Tuple{Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: dst, SPort: uint16(1024 + i%16384), DPort: ports[i%len(ports)]}
+		e.Reply = ctnl.Tuple{Proto: ProtoUDP, Src: dst, Dst: e.Orig.Src, SPort: e.Orig.DPort, DPort: e.Orig.SPort}
+	}
+	return es
+}
+
+// BenchmarkDestroyBurst measures the pipeline's part of a burst of
+// 1,000,000 DESTROY events of distinct flows, in the listener's batches of
+// 256, with live accounting off and on, side by side: on, with flows no dump
+// has listed (short flows, or flows younger than the latest dump: the common
+// case) and with flows the latest dump listed. Each iteration is one burst;
+// between bursts (not timed) a dump finishes, which drops the burst's
+// tombstones, and lists the next burst's flows where they are to be seen.
+//
+//	go test -run '^$' -bench DestroyBurst -benchtime 3x ./flow/
+func BenchmarkDestroyBurst(b *testing.B) {
+	const n, batch = 1000000, 256
+	keys, _ := ParseGroupBy(DefaultGroupBy)
+	for _, bc := range []struct {
+		name       string
+		live, seen bool
+	}{
+		{"live=off", false, false},
+		{"live=on/unseen", true, false},
+		{"live=on/seen", true, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			a, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: bc.live})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(5, 6))
+			dump := func(es []ctnl.Flow) {
+				a.beginDump()
+				for i := 0; i < len(es); i += batch {
+					a.countDumped(es[i:min(i+batch, len(es))])
+				}
+				a.endDump(true, 0)
+			}
+			dump(nil) // the baseline
+			var cpu time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				es := burstFlows(n, r)
+				if bc.seen {
+					dump(es)
+				}
+				runtime.GC()
+				cpu0 := processCPU()
+				b.StartTimer()
+				for i := 0; i < n; i += batch {
+					a.countDestroyed(es[i:min(i+batch, n)])
+				}
+				b.StopTimer()
+				cpu += processCPU() - cpu0
+				dump(nil)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/event")
+			if a.live != nil {
+				b.ReportMetric(float64(a.live.v4.bytes()+a.live.v6.bytes())/float64(n), "table-B/event")
+			}
+		})
+	}
+}
