@@ -448,6 +448,9 @@ func (t *table[K]) shrink() {
 // compact squeezes the holes out of the array, keeping the order, and
 // reports whether a record moved. The index is then stale.
 func (t *table[K]) compact() (moved bool) {
+	if t.n == len(t.recs) {
+		return false // no holes: nothing to read
+	}
 	n := 0
 	for p := range t.recs {
 		if t.recs[p].rec.state == stateEmpty {
