@@ -402,3 +402,96 @@ func BenchmarkDestroyedTop(b *testing.B) {
 		})
 	}
 }
+
+// burstFlow is one flow of BenchmarkDestroyBurst's bursts: its index in
+// the burst, which makes its tuple, and its kernel id.
+type burstFlow struct{ i, id uint32 }
+
+// burstIDs returns the n flows of a burst, with random kernel ids.
+func burstIDs(n int, r *rand.Rand) []burstFlow {
+	fs := make([]burstFlow, n)
+	for i := range fs {
+		fs[i] = burstFlow{uint32(i), r.Uint32()}
+	}
+	return fs
+}
+
+// fill makes es the events or entries of fs, as the listener decodes them
+// into the one batch it reuses: UDP flows with ctburst's tuples, no counters
+// or timestamps (nf_conntrack_acct and nf_conntrack_timestamp off).
+func fill(es []ctnl.Flow, fs []burstFlow) []ctnl.Flow {
+	ports := [...]uint16{53, 80, 123, 443, 8080}
+	dst := netip.AddrFrom4([4]byte{198, 19, 0, 1})
+	es = es[:len(fs)]
+	for n, f := range fs {
+		var src [4]byte
+		binary.BigEndian.PutUint32(src[:], 0xc6120000|f.i>>14)
+		e := &es[n]
+		*e = ctnl.Flow{Family: familyIPv4, ID: f.id}
+		e.Orig = ctnl.Tuple{Proto: ProtoUDP, Src: netip.AddrFrom4(src), Dst: dst, SPort: uint16(1024 + f.i%16384), DPort: ports[f.i%uint32(len(ports))]}
+		e.Reply = ctnl.Tuple{Proto: ProtoUDP, Src: dst, Dst: e.Orig.Src, SPort: e.Orig.DPort, DPort: e.Orig.SPort}
+	}
+	return es
+}
+
+// BenchmarkDestroyBurst measures the pipeline's part of a burst of
+// 1,000,000 DESTROY events of distinct flows, in the listener's batches of
+// 256, with live accounting off and on, side by side: on, with flows no dump
+// has listed (short flows, or flows younger than the latest dump: the common
+// case) and with flows the latest dump listed, in another order (a flush
+// walks the kernel's table by reply tuple, a dump by original tuple). Each
+// iteration is one burst; between bursts (not timed) a dump finishes, which
+// drops the burst's tombstones, and lists the next burst's flows where they
+// are to be seen. ns/event includes filling the batch, the same for all.
+//
+//	go test -run '^$' -bench DestroyBurst -benchtime 3x ./flow/
+func BenchmarkDestroyBurst(b *testing.B) {
+	const n, batch = 1000000, 256
+	keys, _ := ParseGroupBy(DefaultGroupBy)
+	for _, bc := range []struct {
+		name       string
+		live, seen bool
+	}{
+		{"live=off", false, false},
+		{"live=on/unseen", true, false},
+		{"live=on/seen", true, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			a, err := newAggregator(Config{GroupBy: keys, MaxSeries: 4096, Live: bc.live})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(5, 6))
+			es := make([]ctnl.Flow, batch)
+			dump := func(fs []burstFlow) {
+				a.beginDump()
+				for i := 0; i < len(fs); i += batch {
+					a.countDumped(fill(es, fs[i:min(i+batch, len(fs))]))
+				}
+				a.endDump(true, 0)
+			}
+			dump(nil) // the baseline
+			var cpu time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				fs := burstIDs(n, r)
+				if bc.seen {
+					dump(fs)
+					r.Shuffle(len(fs), func(i, j int) { fs[i], fs[j] = fs[j], fs[i] })
+				}
+				runtime.GC()
+				cpu0 := processCPU()
+				b.StartTimer()
+				for i := 0; i < n; i += batch {
+					a.countDestroyed(fill(es, fs[i:min(i+batch, n)]))
+				}
+				b.StopTimer()
+				cpu += processCPU() - cpu0
+				dump(nil)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/event")
+		})
+	}
+}

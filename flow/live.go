@@ -70,10 +70,13 @@ const (
 )
 
 // hash returns a hash of k's kernel id and start time.
-func (k key4) hash() uint64 { return uint64(k.id)<<32 ^ uint64(k.start) }
+func (k key4) hash() uint64 { return idHash(k.id, k.start) }
 
 // hash returns a hash of k's kernel id and start time.
-func (k key6) hash() uint64 { return uint64(k.id)<<32 ^ uint64(k.start) }
+func (k key6) hash() uint64 { return idHash(k.id, k.start) }
+
+// idHash is the hash of a flow's identity: its kernel id and start time.
+func idHash(id uint32, start int64) uint64 { return uint64(id)<<32 ^ uint64(start) }
 
 // record is what is kept of a tracked flow: the counters last counted, and
 // what its series key needs beyond its identity.
@@ -136,6 +139,8 @@ type liveState struct {
 	entries        int    // entries of the dump running or last finished
 	stats          LiveStats
 	sink           uint32 // keeps prefetch's loads from being left out
+	// h4 and h6 are prefetch's scratch.
+	h4, h6 [touchMax]uint64
 }
 
 func newLiveState(now time.Time) *liveState {
@@ -143,22 +148,29 @@ func newLiveState(now time.Time) *liveState {
 }
 
 // prefetch reads the index slot where each flow of the events fs is looked
-// for, so that the memory loads of a batch overlap rather than wait one
-// after the other: on a table of a million flows nearly every lookup of an
-// event misses the caches. (Dumps read the table in order and need none.)
+// for, then the records there whose tag matches, so that the memory loads
+// of a batch overlap rather than wait one after the other: on a table of a
+// million flows nearly every lookup of an event misses the caches twice,
+// in the index and in the records. (Dumps read the table in order and need
+// none.)
+//
+// fs must hold at most touchMax events.
 func (l *liveState) prefetch(fs []ctnl.Flow) {
-	var sink uint32
+	h4, h6 := l.h4[:0], l.h6[:0]
 	for i := range fs {
 		e := &fs[i]
 		if e.Family == familyIPv6 {
-			k := key6{keyTail: keyTail{id: e.ID, start: e.Start}}
-			sink += l.v6.index[l.v6.home(&k)]
+			h6 = append(h6, idHash(e.ID, e.Start))
 		} else {
-			k := key4{keyTail: keyTail{id: e.ID, start: e.Start}}
-			sink += l.v4.index[l.v4.home(&k)]
+			h4 = append(h4, idHash(e.ID, e.Start))
 		}
 	}
-	l.sink += sink
+	if len(h4) > 0 {
+		l.sink += l.v4.touch(h4)
+	}
+	if len(h6) > 0 {
+		l.sink += l.v6.touch(h6)
+	}
 }
 
 // keyOf returns the identity of e but its addresses.
@@ -224,14 +236,14 @@ func (a *aggregator) countDestroyed(es []ctnl.Flow) {
 	now := a.sinceStart()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.live != nil {
-		a.live.prefetch(es)
-	}
 	if a.top != nil {
 		a.top.advance()
 	}
 	var d delta
 	for i := range es {
+		if a.live != nil && i%touchMax == 0 {
+			a.live.prefetch(es[i:min(i+touchMax, len(es))])
+		}
 		e := &es[i]
 		deltaOf(e, countsOf(e), &d)
 		d.Final = true

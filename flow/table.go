@@ -25,9 +25,13 @@ type flowKey interface {
 // probing, positions from the kernel's id of the entry, a keyed SipHash
 // that no packet sender can steer, and the start time, mixed with a
 // per-table seed) finds any record at once: for events, for the entries a
-// dump lists out of order, and for new ones. New records go at the end; a
-// dump that found many out of order makes endDump put the array back in
-// dump order.
+// dump lists out of order, and for new ones. Each index entry holds, in
+// the bits its position leaves free, a tag from the hash, so that a search
+// reads only the records whose tag matches: a flow that is not in the table
+// (most DESTROY events are of flows no dump listed) costs one index read,
+// not a record read for each entry of its probe run. New records go at the
+// end; a dump that found many out of order makes endDump put the array back
+// in dump order.
 //
 // The array lives outside the Go heap, in an anonymous mapping (with huge
 // pages once large) that grows in place: the garbage collector never scans
@@ -37,10 +41,14 @@ type flowKey interface {
 type table[K flowKey] struct {
 	recs []slot[K] // len: records and holes; cap: the mapping's room
 	mem  []byte    // the mapping behind recs; nil when on the heap
-	// index holds the position of each record plus one; 0 is empty.
-	index []uint32
-	seed  uint64
-	n     int // records, holes not counted
+	// index holds the position of each record plus one in its low
+	// bits, those of posMask, and a tag from the record's hash in the
+	// others; 0 is empty.
+	index   []uint32
+	idxMem  []byte // the mapping behind index; nil when on the heap
+	posMask uint32
+	seed    uint64
+	n       int // records, holes not counted
 
 	// The dump running: where the next entry is expected, the records
 	// seen in the order seen, and how many were out of place.
@@ -48,6 +56,11 @@ type table[K flowKey] struct {
 	cursor    int
 	order     []uint32
 	misplaced int
+	// removed is sweep's scratch: the positions it empties, while they
+	// are few.
+	removed []uint32
+	// touching is touch's scratch.
+	touching []uint32
 }
 
 type slot[K flowKey] struct {
@@ -64,15 +77,20 @@ const (
 	growBy     = 1.25
 	holesMax   = 0.25 // rebuild once this share of the array is holes
 	misplacMax = 0.05 // rebuild in dump order once this share came out of place
+	rebuildMin = 0.02 // a sweep that removes this share makes the index anew
+	touchMax   = 64   // hashes one touch may be given
 	// hugeMin is the smallest array backed by huge pages: getting them may
 	// make the kernel compact memory, worth it for large tables only.
 	hugeMin = 16 << 20
+	// hugeIndexMin is the smallest index in a mapping with huge pages.
+	hugeIndexMin = 2 << 20
 )
 
 func newTable[K flowKey]() *table[K] {
 	t := &table[K]{seed: rand.Uint64()}
 	t.recs = t.alloc(minRecs)
-	t.index = make([]uint32, indexSize(minRecs))
+	t.reindex()
+	t.touching = make([]uint32, 0, 4*touchMax)
 	return t
 }
 
@@ -99,45 +117,137 @@ func (t *table[K]) alloc(n int) []slot[K] {
 	return unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), n)[:0]
 }
 
+// allocIndex replaces the index with an empty one of n slots. A large
+// index gets a mapping of its own with huge pages, as the array does: every
+// event reads it at a random place, and with small pages nearly each read
+// would also miss the TLB (a page walk, dearer still in a virtual machine).
+func (t *table[K]) allocIndex(n int) {
+	if t.idxMem != nil {
+		_ = unix.Munmap(t.idxMem)
+		t.idxMem = nil
+	}
+	size := 4 * n
+	if size >= hugeIndexMin {
+		if mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err == nil {
+			_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
+			t.idxMem = mem
+			t.index = unsafe.Slice((*uint32)(unsafe.Pointer(&mem[0])), n)
+			return
+		}
+	}
+	t.index = make([]uint32, n)
+}
+
 // free gives the memory back; the table is empty and unusable afterwards.
 func (t *table[K]) free() {
 	if t.mem != nil {
 		_ = unix.Munmap(t.mem)
 	}
-	t.recs, t.mem, t.index, t.order, t.n = nil, nil, nil, nil, 0
+	if t.idxMem != nil {
+		_ = unix.Munmap(t.idxMem)
+	}
+	t.recs, t.mem, t.index, t.idxMem, t.order, t.removed, t.n = nil, nil, nil, nil, nil, nil, 0
 }
 
 // bytes returns the memory the table takes.
 func (t *table[K]) bytes() int {
-	return cap(t.recs)*int(unsafe.Sizeof(slot[K]{})) + 4*len(t.index) + 4*cap(t.order)
+	return cap(t.recs)*int(unsafe.Sizeof(slot[K]{})) + 4*len(t.index) + 4*cap(t.order) + 4*cap(t.removed)
+}
+
+// mix returns the hash of k with the table's seed.
+func (t *table[K]) mix(k *K) uint64 {
+	return t.mixHash((*k).hash())
+}
+
+// mixHash returns the hash of a key whose hash method returns h, with the
+// table's seed.
+func (t *table[K]) mixHash(h uint64) uint64 {
+	h ^= t.seed
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return h
+}
+
+// slotOf returns the index slot where the search for hash h starts (from
+// its high bits) and the tag of h (from its low bits) as index entries hold
+// it.
+func (t *table[K]) slotOf(h uint64) (int, uint32) {
+	hi, _ := bits.Mul64(h, uint64(len(t.index)))
+	return int(hi), uint32(h) &^ t.posMask
 }
 
 // home returns the index slot where the search for k starts.
 func (t *table[K]) home(k *K) int {
-	h := (*k).hash() ^ t.seed
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	hi, _ := bits.Mul64(h, uint64(len(t.index)))
-	return int(hi)
+	i, _ := t.slotOf(t.mix(k))
+	return i
+}
+
+// posOf returns the record position of index entry v, which is not 0.
+func (t *table[K]) posOf(v uint32) int {
+	return int(v&t.posMask) - 1
 }
 
 // find returns the index slot holding k's position, or the empty slot where
 // it would go, and the position (-1 when k is absent).
 func (t *table[K]) find(k *K) (slot int, pos int) {
-	i := t.home(k)
+	i, tag := t.slotOf(t.mix(k))
 	for {
 		v := t.index[i]
 		if v == 0 {
 			return i, -1
 		}
-		if t.recs[v-1].key == *k {
-			return i, int(v - 1)
+		if v&^t.posMask == tag {
+			if p := t.posOf(v); t.recs[p].key == *k {
+				return i, p
+			}
 		}
 		if i++; i == len(t.index) {
 			i = 0
 		}
 	}
+}
+
+// touch reads the memory that searches for the keys whose hash methods
+// return hs will read (the index slots where they start, then the records
+// whose tags match), and returns a sum of it, so that the searches, made
+// next, find it in the caches. Each pass does nothing but independent loads,
+// which the processor makes side by side: a search alone would wait for
+// each miss in turn, on a large table nearly one per slot and record read.
+// hs must hold at most touchMax hashes.
+func (t *table[K]) touch(hs []uint64) uint32 {
+	at := t.touching[:0]
+	for _, h := range hs {
+		i, _ := t.slotOf(t.mixHash(h))
+		at = append(at, uint32(i))
+	}
+	var sum uint32
+	for _, i := range at {
+		sum += t.index[i]
+	}
+	// Then the records each probe run points at with a matching tag.
+	recs := at[len(at):]
+	for n, i := range at {
+		_, tag := t.slotOf(t.mixHash(hs[n]))
+		for j := int(i); ; {
+			v := t.index[j]
+			if v == 0 {
+				break
+			}
+			if v&^t.posMask == tag && len(recs) < cap(recs) {
+				recs = append(recs, uint32(t.posOf(v)))
+			}
+			if j++; j == len(t.index) {
+				j = 0
+			}
+		}
+	}
+	for _, p := range recs {
+		// The key and the state, which may be in two cache lines.
+		s := &t.recs[p]
+		sum += uint32(*(*byte)(unsafe.Pointer(&s.key))) + uint32(s.rec.state)
+	}
+	return sum
 }
 
 // get returns the record of k, or nil.
@@ -179,7 +289,8 @@ func (t *table[K]) put(k *K) (*record, bool) {
 	}
 	p = len(t.recs)
 	t.recs = append(t.recs, slot[K]{key: *k, rec: record{state: stateLive}})
-	t.index[i] = uint32(p + 1)
+	_, tag := t.slotOf(t.mix(k))
+	t.index[i] = uint32(p+1) | tag
 	t.n++
 	if t.dumping {
 		t.order = append(t.order, uint32(p))
@@ -195,9 +306,17 @@ func (t *table[K]) beginDump() {
 // sweep calls fn with every record, once, in array order, and removes those
 // for which it returns false. After a complete dump (ordered), a table whose
 // dump found many records out of place is put back in dump order.
+//
+// The records removed leave the index once fn has seen every record: one
+// by one when they are few, by making the index anew when they are many
+// (as after a burst of DESTROY events, whose tombstones go all at once),
+// which reads the array in order rather than the index at random.
 func (t *table[K]) sweep(fn func(k *K, r *record) (keep bool), ordered bool) {
 	t.dumping = false
 	holes := 0
+	// The positions emptied, while they are few enough to leave one by one.
+	removed, many := t.removed[:0], false
+	few := int(rebuildMin * float64(len(t.recs)))
 	for p := range t.recs {
 		s := &t.recs[p]
 		if s.rec.state == stateEmpty {
@@ -207,8 +326,15 @@ func (t *table[K]) sweep(fn func(k *K, r *record) (keep bool), ordered bool) {
 		if fn(&s.key, &s.rec) {
 			continue
 		}
-		t.remove(p)
+		// Emptied, its key kept until it has left the index.
+		s.rec = record{}
+		t.n--
 		holes++
+		if !many {
+			if many = len(removed) == few; !many {
+				removed = append(removed, uint32(p))
+			}
+		}
 	}
 	switch {
 	case ordered && float64(t.misplaced) > misplacMax*float64(t.n):
@@ -216,19 +342,31 @@ func (t *table[K]) sweep(fn func(k *K, r *record) (keep bool), ordered bool) {
 	case float64(holes) > holesMax*float64(len(t.recs)):
 		t.compact()
 		t.reindex()
+	case many:
+		t.reindex()
+		for p := range t.recs {
+			if s := &t.recs[p]; s.rec.state == stateEmpty {
+				*s = slot[K]{}
+			}
+		}
+	default:
+		for _, p := range removed {
+			t.unindex(int(p))
+		}
 	}
+	t.removed = removed[:0]
 	if cap(t.recs) > 4*minRecs && t.n < cap(t.recs)/4 {
 		t.shrink()
 	}
 }
 
-// remove empties the record at position p and its index slot, moving back
-// the index entries after it that would no longer be found (backward-shift
-// deletion: the index keeps no tombstones).
-func (t *table[K]) remove(p int) {
+// unindex takes the record at position p, emptied already but for its
+// key, out of the index and clears it, moving back the index entries after
+// it that would no longer be found (backward-shift deletion: the index keeps
+// no tombstones).
+func (t *table[K]) unindex(p int) {
 	i, _ := t.find(&t.recs[p].key)
 	t.recs[p] = slot[K]{}
-	t.n--
 	j := i
 	for {
 		if j++; j == len(t.index) {
@@ -240,7 +378,7 @@ func (t *table[K]) remove(p int) {
 		}
 		// The entry at j may move to i if its home is not in (i, j],
 		// cyclically.
-		h := t.home(&t.recs[v-1].key)
+		h := t.home(&t.recs[t.posOf(v)].key)
 		if (i <= j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
 			t.index[i] = v
 			i = j
@@ -251,10 +389,14 @@ func (t *table[K]) remove(p int) {
 
 // grow makes room for a quarter more records: holes are squeezed out in
 // place, the array's mapping is extended in place (the kernel moves page
-// tables, not pages, so the table never needs twice its memory) and the
-// index is made anew.
+// tables, not pages, so the table never needs twice its memory) and, when it
+// is too small for the array's room, the index is made anew twice as large:
+// a table that grows by a quarter at a time then remakes its index once per
+// doubling, not at every step (each remake reads every record), at the cost
+// of an index up to twice its smallest size (4 to 8 bytes a record). When
+// records moved, it is made anew at its size.
 func (t *table[K]) grow() {
-	t.compact()
+	moved := t.compact()
 	n := len(t.recs)
 	want := max(int(float64(n)*growBy)+1, minRecs)
 	if want > cap(t.recs) {
@@ -279,7 +421,12 @@ func (t *table[K]) grow() {
 			}
 		}
 	}
-	t.reindex()
+	switch need := indexSize(cap(t.recs)); {
+	case need > len(t.index):
+		t.reindexTo(max(need, 2*len(t.index)))
+	case moved:
+		t.reindexTo(len(t.index))
+	}
 }
 
 // shrink gives back the memory of a table that emptied, leaving room for a
@@ -298,15 +445,24 @@ func (t *table[K]) shrink() {
 	t.reindex()
 }
 
-// compact squeezes the holes out of the array, keeping the order.
-func (t *table[K]) compact() {
+// compact squeezes the holes out of the array, keeping the order, and
+// reports whether a record moved. The index is then stale.
+func (t *table[K]) compact() (moved bool) {
+	if t.n == len(t.recs) {
+		return false // no holes: nothing to read
+	}
 	n := 0
 	for p := range t.recs {
 		if t.recs[p].rec.state == stateEmpty {
 			continue
 		}
-		t.recs[n] = t.recs[p]
+		if n != p {
+			t.recs[n] = t.recs[p]
+		}
 		n++
+	}
+	if n == len(t.recs) {
+		return false
 	}
 	clear(t.recs[n:])
 	t.recs = t.recs[:n]
@@ -314,6 +470,7 @@ func (t *table[K]) compact() {
 	// costs lookups, not correctness.
 	t.order = t.order[:0]
 	t.cursor = min(t.cursor, n)
+	return true
 }
 
 // reorder puts the records the running dump saw first, in the order it saw
@@ -362,13 +519,32 @@ func (t *table[K]) reorder() {
 
 // reindex makes the index anew, sized for the array's room.
 func (t *table[K]) reindex() {
-	if size := indexSize(cap(t.recs)); size != len(t.index) {
-		t.index = make([]uint32, size)
+	t.reindexTo(indexSize(cap(t.recs)))
+}
+
+// reindexTo makes the index anew with size slots, at least those the
+// array's room needs, and with as many tag bits as positions leave: the
+// array never has more room than the index has slots. The keys of the
+// records are distinct, so each goes into the first empty slot from its
+// home without being compared.
+func (t *table[K]) reindexTo(size int) {
+	if size != len(t.index) {
+		t.allocIndex(size)
 	} else {
 		clear(t.index)
 	}
+	t.posMask = uint32(uint64(1)<<bits.Len(uint(len(t.index))) - 1)
 	for p := range t.recs {
-		i, _ := t.find(&t.recs[p].key)
-		t.index[i] = uint32(p + 1)
+		s := &t.recs[p]
+		if s.rec.state == stateEmpty {
+			continue
+		}
+		i, tag := t.slotOf(t.mix(&s.key))
+		for t.index[i] != 0 {
+			if i++; i == len(t.index) {
+				i = 0
+			}
+		}
+		t.index[i] = uint32(p+1) | tag
 	}
 }

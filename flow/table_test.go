@@ -79,7 +79,7 @@ func TestTableProbeLength(t *testing.T) {
 		if v == 0 {
 			continue
 		}
-		d := i - tb.home(&tb.recs[v-1].key)
+		d := i - tb.home(&tb.recs[tb.posOf(v)].key)
 		if d < 0 {
 			d += len(tb.index)
 		}

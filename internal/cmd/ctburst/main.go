@@ -5,7 +5,9 @@
 // peak resident memory.
 //
 // It runs, one after the other on identical bursts, netfilter_exporter (with
-// default flags), `conntrack -E -e DESTROY` and ulogd2 (NFCT, hash off,
+// default flags, or with live accounting off: -tools
+// exporter,exporter-live-off compares the two interleaved in one run),
+// `conntrack -E -e DESTROY` and ulogd2 (NFCT, hash off,
 // DESTROY only, the sample configuration's buffer sizes). It needs root and
 // raises the global nf_conntrack_max and hash size for the burst, restoring
 // them afterwards. It sets nf_conntrack_events to 1 in its namespace before
@@ -23,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -41,7 +44,7 @@ import (
 
 var (
 	n        = flag.Int("n", 1000000, "flows in the burst")
-	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, exporter-recvmmsg (with --conntrack.receive-method=recvmmsg), exporter-top (with --conntrack.top.count=10), conntrack, ulogd")
+	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, exporter-recvmmsg (with --conntrack.receive-method=recvmmsg), exporter-top (with --conntrack.top.count=10), exporter-live-off (with --conntrack.poll-interval=0), conntrack, ulogd")
 	exporter = flag.String("exporter", "./netfilter_exporter", "exporter binary")
 	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
 	settle   = flag.Duration("settle", 3*time.Second, "a listener that counted nothing new for this long is done")
@@ -49,6 +52,7 @@ var (
 	limit    = flag.Duration("timeout", 60*time.Second, "longest wait for a listener to drain")
 	acct     = flag.Bool("acct", false, "turn nf_conntrack_acct and nf_conntrack_timestamp on in the namespace before creating the flows, so that every event carries counters and timestamps, as in production")
 	runs     = flag.Int("runs", 1, "measure every listener this many times, in turn, and print the median and range of each")
+	perfOut  = flag.String("perf", "", "record each listener from the flush until it has drained with `perf record -g`, into PREFIX-<listener>-<run>.data (perf's own cost is then in the CPU figures: profile and measure in separate runs)")
 	paused   = flag.Bool("paused", false, "stop each listener (SIGSTOP) during the flush and resume it afterwards, so that drain time and CPU measure the listener alone on a full buffer; give the exporter a buffer that holds the burst")
 )
 
@@ -75,9 +79,9 @@ func main() {
 	defer restore()
 
 	var results []result
-	for range max(*runs, 1) {
+	for run := range max(*runs, 1) {
 		for _, tool := range strings.Split(*tools, ",") {
-			r, err := measure(strings.TrimSpace(tool))
+			r, err := measure(strings.TrimSpace(tool), run+1)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "ctburst: %s: %v\n", tool, err)
 				continue
@@ -195,7 +199,7 @@ type listener interface {
 	stop() string
 }
 
-func measure(tool string) (r result, err error) {
+func measure(tool string, run int) (r result, err error) {
 	r.tool = tool
 	ns, err := newNamespace(tool)
 	if err != nil {
@@ -210,13 +214,15 @@ func measure(tool string) (r result, err error) {
 
 	var l listener
 	switch tool {
-	case "exporter", "exporter-recvmmsg", "exporter-top":
+	case "exporter", "exporter-recvmmsg", "exporter-top", "exporter-live-off":
 		var extra []string
 		switch tool {
 		case "exporter-recvmmsg":
 			extra = []string{"--conntrack.receive-method=recvmmsg"}
 		case "exporter-top":
 			extra = []string{"--conntrack.top.count=10"}
+		case "exporter-live-off":
+			extra = []string{"--conntrack.poll-interval=0"}
 		}
 		extra = append(extra, strings.Fields(*expArgs)...)
 		r.tool = "netfilter_exporter (default flags)"
@@ -247,6 +253,20 @@ func measure(tool string) (r result, err error) {
 		return r, fmt.Errorf("table holds %d entries after creating %d (%v)", got, *n, err)
 	}
 
+	// The exporter's dumps (live accounting) that run during the drain
+	// are in its CPU figure: say how much of it they took.
+	dumps, _ := l.(interface{ dumpCPU() float64 })
+	var dump0 float64
+	if dumps != nil {
+		l.count() // a scrape: the event socket is empty before the flush
+		dump0 = dumps.dumpCPU()
+	}
+	var stopPerf func() error
+	if *perfOut != "" {
+		if stopPerf, err = startPerf(fmt.Sprintf("%s-%s-%d.data", *perfOut, tool, run), l.pid()); err != nil {
+			return r, err
+		}
+	}
 	cpu0, err := proc.CPUTime(l.pid())
 	if err != nil {
 		return r, err
@@ -301,8 +321,41 @@ func measure(tool string) (r result, err error) {
 		return r, err
 	}
 	r.cpu = cpu1 - cpu0
+	if dumps != nil {
+		r.note += fmt.Sprintf("table dumps %.2f CPU-s of it; ", dumps.dumpCPU()-dump0)
+	}
+	if stopPerf != nil {
+		if err := stopPerf(); err != nil {
+			return r, err
+		}
+		r.note += "perf recording; "
+	}
 	r.peakRSS, err = proc.StatusMB(l.pid(), "VmHWM")
 	return r, err
+}
+
+// startPerf starts `perf record -g` on process pid, into file out, and
+// returns the function that stops it and waits for the file.
+func startPerf(out string, pid int) (func() error, error) {
+	cmd := exec.Command("perf", "record", "-g", "-q", "-o", out, "-p", strconv.Itoa(pid))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("perf record: %w", err)
+	}
+	// perf attaches before it says so only on a terminal: give it time.
+	time.Sleep(500 * time.Millisecond)
+	return func() error {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		err := cmd.Wait()
+		// perf ends itself with the signal once the file is written.
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGINT {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("perf record: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // process is a listener that is a child process.
@@ -310,6 +363,19 @@ type process struct {
 	cmd     *exec.Cmd
 	counter func() int64
 	cleanup func() string
+}
+
+// exporterProcess is the exporter: a process whose scrapes also read the
+// processor time of its table dumps.
+type exporterProcess struct {
+	process
+	dumpSeconds *atomic.Uint64 // float64 bits
+}
+
+// dumpCPU returns the processor time of the exporter's table dumps as of
+// the latest scrape, in seconds.
+func (p *exporterProcess) dumpCPU() float64 {
+	return math.Float64frombits(p.dumpSeconds.Load())
 }
 
 func (p *process) pid() int     { return p.cmd.Process.Pid }
@@ -351,6 +417,7 @@ func startExporter(ns *namespace, extra []string) (listener, error) {
 	}
 	url := "http://" + addr + "/metrics"
 	var lost, destroys atomic.Int64
+	var dumpSeconds atomic.Uint64
 	scrape := func() (int64, error) {
 		resp, err := http.Get(url)
 		if err != nil {
@@ -369,6 +436,10 @@ func startExporter(ns *namespace, extra []string) (listener, error) {
 			if strings.HasPrefix(line, "netfilter_conntrack_events_lost_total ") {
 				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 				lost.Store(int64(v))
+			}
+			if strings.HasPrefix(line, "netfilter_conntrack_dump_cpu_seconds_total ") {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				dumpSeconds.Store(math.Float64bits(v))
 			}
 			if strings.HasPrefix(line, "netfilter_conntrack_destroy_events_total ") {
 				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
@@ -389,7 +460,7 @@ func startExporter(ns *namespace, extra []string) (listener, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var counted int64
-	return &process{
+	return &exporterProcess{dumpSeconds: &dumpSeconds, process: process{
 		cmd: cmd,
 		counter: func() int64 {
 			// Scraping costs the exporter CPU; ask only when its event
@@ -406,7 +477,7 @@ func startExporter(ns *namespace, extra []string) (listener, error) {
 			_ = sleeper.Wait()
 			return fmt.Sprintf("destroy_events_total %d, events_lost_total %d", destroys.Load(), lost.Load())
 		},
-	}, nil
+	}}, nil
 }
 
 // groupSocketRmem returns the queued bytes of the exporter's event socket,
