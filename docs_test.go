@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/netfilter-exporter/netfilter_exporter/config"
 )
 
 // markdownLink matches an inline Markdown link's target: [text](target).
@@ -142,5 +144,38 @@ func TestDocsYAMLParses(t *testing.T) {
 	}
 	if n < 4 {
 		t.Errorf("found %d yaml blocks in the README and docs/, want at least 4: is the parser still right?", n)
+	}
+}
+
+// TestUlogd2PageFilters loads the configuration file of the ulogd2 page's
+// filters table as --config.file does: the rules a migration copies must
+// be valid, and be the rules the page says (one accept, one deny).
+func TestUlogd2PageFilters(t *testing.T) {
+	text, err := os.ReadFile("docs/ulogd2-migration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(text), -1)
+	n := 0
+	for _, b := range blocks {
+		if !strings.Contains(b[1], "filters:") {
+			continue
+		}
+		n++
+		path := filepath.Join(t.TempDir(), "config.yml")
+		if err := os.WriteFile(path, []byte(b[1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := config.Load(path)
+		if err != nil {
+			t.Errorf("docs/ulogd2-migration.md: %v\n%s", err, b[1])
+			continue
+		}
+		if accept, deny := f.Filter.Rules(); accept != 1 || deny != 1 {
+			t.Errorf("docs/ulogd2-migration.md: %d accept and %d deny rules, want 1 and 1:\n%s", accept, deny, b[1])
+		}
+	}
+	if n != 1 {
+		t.Errorf("docs/ulogd2-migration.md has %d yaml blocks with filters, want 1", n)
 	}
 }

@@ -12,6 +12,7 @@ type liveFamilies struct {
 	duration    *tree.Desc
 	cpu         *tree.Desc
 	dumped      *tree.Desc
+	filtered    *tree.Desc
 	interval    *tree.Desc
 	lookups     *tree.Desc
 	tracked     *tree.Desc
@@ -35,6 +36,8 @@ func newLiveFamilies() *liveFamilies {
 			"Processor time of conntrack table dumps and lookups, kernel and exporter together.", tree.Counter),
 		dumped: tree.NewDesc(ns+"dump_entries",
 			"Entries the latest conntrack table dump listed that the filters accept.", tree.Gauge),
+		filtered: tree.NewDesc(ns+"dump_entries_filtered_total",
+			"Entries conntrack table dumps listed that the configured filters rejected, counted at every dump that listed them.", tree.Counter),
 		interval: tree.NewDesc(ns+"poll_interval_seconds",
 			"Time between the starts of two conntrack table dumps, as set or as adapted to the table.", tree.Gauge),
 		lookups: tree.NewDesc(ns+"flow_lookups_total",
@@ -62,6 +65,7 @@ func (f *liveFamilies) add(b *tree.Builder, st *flow.Stats) {
 	b.Add(f.errs, float64(ps.Errors), path("dump_errors"))
 	b.Add(f.cpu, ps.CPU.Seconds(), path("dump_cpu_seconds"))
 	b.Add(f.lookups, float64(ps.Lookups), path("flow_lookups"))
+	b.Add(f.filtered, float64(ls.Filtered), path("dump_entries_filtered"))
 	if ps.Dumped {
 		b.Add(f.duration, ps.Last.Duration.Seconds(), path("dump_duration_seconds"))
 		b.Add(f.dumped, float64(ls.Entries), path("dump_entries"))

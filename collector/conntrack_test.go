@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,31 @@ func TestConntrackSeriesSamples(t *testing.T) {
 	}
 	if _, ok := got["conntrack.ipv4.tcp.443.active"]; ok {
 		t.Error("active flows reported without live accounting")
+	}
+}
+
+// TestConntrackLiveSamples checks the names and Graphite paths of live
+// accounting's own counts, the filtered dump entries beside their
+// siblings.
+func TestConntrackLiveSamples(t *testing.T) {
+	st := flow.Stats{Live: true, Poll: flow.PollStats{Errors: 2, Lookups: 3, Dumped: true},
+		Flows: flow.LiveStats{Dumps: 4, Entries: 5, Filtered: 6, ClosedOut: 7}}
+	var b tree.Builder
+	newLiveFamilies().add(&b, &st)
+	got := map[string]string{}
+	for s := range b.All() {
+		got[s.Desc.Name] = strings.Join(s.GraphitePath(), ".") + " " + strconv.FormatFloat(s.Value, 'g', -1, 64)
+	}
+	for _, tt := range []struct{ name, want string }{
+		{"netfilter_conntrack_dumps_total", "exporter.conntrack.dumps 4"},
+		{"netfilter_conntrack_dump_errors_total", "exporter.conntrack.dump_errors 2"},
+		{"netfilter_conntrack_dump_entries", "exporter.conntrack.dump_entries 5"},
+		{"netfilter_conntrack_dump_entries_filtered_total", "exporter.conntrack.dump_entries_filtered 6"},
+		{"netfilter_conntrack_flow_lookups_total", "exporter.conntrack.flow_lookups 3"},
+		{"netfilter_conntrack_flows_closed_out_total", "exporter.conntrack.flows_closed_out 7"},
+	} {
+		if got[tt.name] != tt.want {
+			t.Errorf("%s: path and value %q, want %q", tt.name, got[tt.name], tt.want)
+		}
 	}
 }

@@ -519,3 +519,29 @@ func TestListenerCloseDuringReceive(t *testing.T) {
 		})
 	}
 }
+
+// TestNextLinger checks the adapted linger of the io_uring receive: long
+// enough for a batch at the rate events came, within its bounds.
+func TestNextLinger(t *testing.T) {
+	const ms = time.Millisecond
+	tests := []struct {
+		name          string
+		base, elapsed time.Duration
+		n, batch      int
+		want          time.Duration
+	}{
+		{"dense: a batch came sooner than the base", 2 * ms, 2 * ms, 600, 256, 2 * ms},
+		{"a quarter of a batch: four times as long", 2 * ms, 2 * ms, 64, 256, 8 * ms},
+		{"sparse: at most five times the base", 2 * ms, 2 * ms, 10, 256, 10 * ms},
+		{"no event: the longest", 2 * ms, 10 * ms, 0, 256, 10 * ms},
+		{"a full batch", 2 * ms, 5 * ms, 256, 256, 5 * ms},
+		{"linger disabled", -1, 2 * ms, 10, 256, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nextLinger(tt.base, tt.elapsed, tt.n, tt.batch); got != tt.want {
+				t.Errorf("nextLinger(%v, %v, %d, %d) = %v, want %v", tt.base, tt.elapsed, tt.n, tt.batch, got, tt.want)
+			}
+		})
+	}
+}

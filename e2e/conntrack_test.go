@@ -657,3 +657,62 @@ func TestExporterConntrackTopWindow(t *testing.T) {
 		t.Errorf("/top.json rows once the window passed: %+v", p.Rows)
 	}
 }
+
+// TestExporterConntrackDumpFiltered checks that the entries a dump lists
+// and the filters refuse are counted: real flows in a namespace, two of
+// them to denied ports, in the table when the exporter's first dump runs.
+func TestExporterConntrackDumpFiltered(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl")
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Link(t, a, b, "192.0.2.1/24", "192.0.2.2/24")
+	netnstest.TrackConnections(t, b)
+	netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9000", 1, 10)
+	netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9001", 1, 10)
+	netnstest.UDPExchange(t, a, b, "udp4", "192.0.2.2:9002", 1, 10)
+	ref := netnstest.SettledConntrackList(t, b)
+	denied, accepted := 0, 0
+	for _, e := range ref {
+		if e.Orig[3] == "9001" || e.Orig[3] == "9002" {
+			denied++
+		} else {
+			accepted++
+		}
+	}
+	if denied != 2 {
+		t.Fatalf("conntrack lists %d entries to ports 9001 and 9002, want 2: %+v", denied, ref)
+	}
+	path := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(path, []byte("filters:\n  deny:\n    - {dport: [9001, 9002]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// One dump, at start: the interval is longer than the test.
+	e := startExporter(t, "--netns="+b.Path(), "--no-collector.nfacct", "--config.file="+path,
+		"--conntrack.group-by=dport", "--conntrack.poll-interval=1h")
+	var mfs map[string]*dto.MetricFamily
+	eventually(t, 10*time.Second, func() string {
+		_, mfs = e.scrape(t)
+		if v, _ := value(mfs, "netfilter_conntrack_dumps_total", nil); v != 1 {
+			return fmt.Sprintf("dumps_total = %v, want 1; log:\n%s", v, e.stderr)
+		}
+		return ""
+	})
+	for _, tt := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"netfilter_conntrack_dump_entries_filtered_total", nil, float64(denied)},
+		{"netfilter_conntrack_dump_entries", nil, float64(accepted)},
+		{"netfilter_conntrack_flows_active", map[string]string{"dport": "9000"}, 1},
+		{"netfilter_conntrack_events_filtered_total", nil, 0},
+	} {
+		if got := mustValue(t, mfs, tt.name, tt.labels); got != tt.want {
+			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
+		}
+	}
+	for _, port := range []string{"9001", "9002"} {
+		if got := matching(mfs, "netfilter_conntrack_flows_active", map[string]string{"dport": port}); len(got) != 0 {
+			t.Errorf("a series of the denied port %s: %v", port, got)
+		}
+	}
+}

@@ -37,7 +37,7 @@ func TestExamplesAreChecked(t *testing.T) {
 		"nftables.nft":                    {"TestExampleNftablesRecipe"},
 		"nftables-log-and-drop.nft":       {"TestExampleNftablesLogAndDrop"},
 		"iptables-log-and-drop.rules":     {"TestExampleIptablesLogAndDrop"},
-		"config.yml":                      {"TestExampleConfig"},
+		"config.yml":                      {"TestExampleConfig", "TestExampleConfigAsInstalledCountsLoopback"},
 		"alerts.yml":                      {"TestExampleAlertRules"},
 		"alerts_test.yml":                 {"TestExampleAlertRules"},
 		"grafana-dashboard.json":          {"TestExampleGrafanaDashboard", "TestEndToEndPrometheusAndCarbon"},
@@ -214,6 +214,61 @@ func TestExampleConfig(t *testing.T) {
 	out, err := exec.Command(binary, "--config.file=examples/config.yml", "--config.check").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "configuration OK") {
 		t.Fatalf("--config.check examples/config.yml: %v\n%s", err, out)
+	}
+}
+
+// TestExampleConfigAsInstalledCountsLoopback installs the configuration
+// file as docs/deploy.md's systemd recipe does, runs the exporter with the
+// unit's arguments in a namespace with loopback traffic, and checks that
+// every flow is counted and nothing is filtered: a shipped example that
+// hid traffic showed dump_entries 0 and series 0.
+func TestExampleConfigAsInstalledCountsLoopback(t *testing.T) {
+	netnstest.Require(t, "iptables", "ip6tables", "conntrack", "sysctl")
+	// The file the recipe installs where the unit reads it.
+	recipe := regexp.MustCompile(`(?m)^install -D -m 0644 (\S+) ` + regexp.QuoteMeta(installedConfig) + `$`).FindStringSubmatch(string(mustRead(t, "docs/deploy.md")))
+	if recipe == nil {
+		t.Fatalf("docs/deploy.md does not install a file as %s", installedConfig)
+	}
+	var args []string
+	for _, a := range execArgs(t, lastSetting(unitSettings(t, unitFile), "ExecStart")) {
+		// The test's own listen address stands in for the unit's.
+		if !strings.HasPrefix(a, "--web.listen-address=") {
+			args = append(args, strings.Replace(a, "--config.file=examples/config.yml", "--config.file="+recipe[1], 1))
+		}
+	}
+	if !slices.Contains(args, "--config.file="+recipe[1]) {
+		t.Fatalf("the unit's arguments %q do not read %s", args, installedConfig)
+	}
+	ns := netnstest.New(t)
+	netnstest.TrackConnections(t, ns)
+	e := startExporter(t, append(args, "--netns="+ns.Path())...)
+
+	netnstest.UDPExchange(t, ns, ns, "udp4", "127.0.0.1:9000", 2, 100)
+	netnstest.UDPExchange(t, ns, ns, "udp6", "[::1]:9000", 2, 100)
+	netnstest.TCPExchange(t, ns, ns, "tcp4", "127.0.0.1:8080", 1000)
+	ref := netnstest.SettledConntrackList(t, ns)
+	if len(ref) < 3 {
+		t.Fatalf("conntrack lists %d loopback entries, want at least 3: %+v", len(ref), ref)
+	}
+	// A dump while the flows are in the table, then their DESTROY events.
+	eventually(t, 20*time.Second, func() string {
+		_, mfs := e.scrape(t)
+		if got, _ := value(mfs, "netfilter_conntrack_dump_entries", nil); int(got) < len(ref) {
+			return fmt.Sprintf("dump_entries = %v, want the %d loopback entries; log:\n%s", got, len(ref), e.stderr)
+		}
+		return ""
+	})
+	_, mfs := flushAndWait(t, e, ns, len(ref))
+	if flows, n := sum(mfs, "netfilter_conntrack_flows_total", nil); int(flows) < len(ref) || n == 0 {
+		t.Errorf("%v flows counted in %d series, want the %d loopback flows", flows, n, len(ref))
+	}
+	for _, name := range []string{"netfilter_conntrack_events_filtered_total", "netfilter_conntrack_dump_entries_filtered_total"} {
+		if got := mustValue(t, mfs, name, nil); got != 0 {
+			t.Errorf("%s = %v, want 0: the installed example filters nothing", name, got)
+		}
+	}
+	if got := matching(mfs, "netfilter_conntrack_filter_info", nil); len(got) != 0 {
+		t.Errorf("netfilter_conntrack_filter_info has %d samples, want none: no filter is configured", len(got))
 	}
 }
 

@@ -269,17 +269,33 @@ func TestUlogd2DocumentedConfigs(t *testing.T) {
 				if flows == nil {
 					t.Fatal("an NFCT stack without a LOGEMU file")
 				}
+				// With accept_src_filter, the flow comes from its first
+				// IPv4 network, and one from outside it comes before and
+				// must not be logged.
+				src, refused := "198.18.7.1", ""
+				if m := regexp.MustCompile(`(?m)^accept_src_filter=(\d+\.\d+)\.`).FindStringSubmatch(conf); m != nil {
+					src, refused = m[1]+".7.1", "198.18.7.1"
+				}
+				flow := func(src string) {
+					args := []string{"-s", src, "-d", "198.18.7.2", "-p", "udp", "--sport", "4000", "--dport", "53"}
+					_, _ = ns.Try("conntrack", append([]string{"-I", "-t", "60"}, args...)...)
+					_, _ = ns.Try("conntrack", append([]string{"-D"}, args...)...)
+				}
 				eventually(t, 20*time.Second, func() string {
 					// A flow made and ended through ctnetlink, until ulogd2
 					// (which may still be starting) has logged one.
-					args := []string{"-s", "198.18.7.1", "-d", "198.18.7.2", "-p", "udp", "--sport", "4000", "--dport", "53"}
-					_, _ = ns.Try("conntrack", append([]string{"-I", "-t", "60"}, args...)...)
-					_, _ = ns.Try("conntrack", append([]string{"-D"}, args...)...)
-					if b, _ := os.ReadFile(flows[1]); !strings.Contains(string(b), "198.18.7.1") {
-						return fmt.Sprintf("ulogd2 logged no ended flow to %s; its log:\n%s", flows[1], logs())
+					if refused != "" {
+						flow(refused)
+					}
+					flow(src)
+					if b, _ := os.ReadFile(flows[1]); !strings.Contains(string(b), "SRC="+src+" ") {
+						return fmt.Sprintf("ulogd2 logged no ended flow from %s to %s; its log:\n%s", src, flows[1], logs())
 					}
 					return ""
 				})
+				if b, _ := os.ReadFile(flows[1]); refused != "" && strings.Contains(string(b), "SRC="+refused+" ") {
+					t.Errorf("ulogd2 logged the flow from %s, which accept_src_filter refuses:\n%s", refused, b)
+				}
 			case strings.Contains(conf, ":NFLOG"):
 				group := regexp.MustCompile(`(?m)^group=(\d+)`).FindStringSubmatch(conf)
 				packets := regexp.MustCompile(`(?m)^file="([^"]+)"`).FindStringSubmatch(run)

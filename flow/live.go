@@ -113,9 +113,14 @@ type LiveStats struct {
 	// the ended ones kept until a later dump has finished.
 	Tracked, Tombstones int
 	// Dumps is the number of dumps finished; Entries is how many entries
-	// the latest one listed.
+	// the latest one listed that the filters accept.
 	Dumps   uint64
 	Entries int
+	// Filtered counts the entries that dumps (and lookups of flows a dump
+	// missed) listed and the filters rejected, once per listing: an entry
+	// rejected by every dump of its life counts once per dump. Entries
+	// the kernel's dump filter skipped are not listed, and counted nowhere.
+	Filtered uint64
 	// Resets counts flows whose counters went down: another tool zeroed
 	// them (conntrack -L -z), or a new flow took the old one's identity.
 	Resets uint64
@@ -316,11 +321,12 @@ func (a *aggregator) beginDump() (uint32, ctnl.DumpFilter) {
 	return a.live.started, filter
 }
 
-// countDumped counts what the entries of a running dump moved since a dump last
-// saw them, and counts them as active in their series. An entry the filter
-// rejects is not followed. A flow first seen in the baseline, or that began
-// before accounting began, starts from its counters as they are; a flow that
-// began since counts from zero.
+// countDumped counts what the entries of a running dump moved since a dump
+// last saw them, and counts them as active in their series. An entry the
+// filter rejects is not followed; it is counted in LiveStats.Filtered. A
+// flow first seen in the baseline, or that began before accounting began,
+// starts from its counters as they are; a flow that began since counts from
+// zero.
 func (a *aggregator) countDumped(es []ctnl.Flow) {
 	now := a.sinceStart()
 	a.mu.Lock()
@@ -371,6 +377,7 @@ func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delta, 
 	}
 	deltaOf(e, [4]uint64{}, d)
 	if a.cfg.Filter != nil && !a.cfg.Filter.match(d) {
+		l.stats.Filtered++
 		if r != nil && (r.state == stateLive || r.state == stateGone) {
 			// Its mark changed to one the filters reject: follow it
 			// without counting it.

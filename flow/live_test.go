@@ -243,6 +243,51 @@ func TestLiveFilterNotTracked(t *testing.T) {
 	if got := a.Stats().Filtered; got != 1 {
 		t.Errorf("filtered = %d, want 1 (the DESTROY; dumps do not count)", got)
 	}
+	if st, _ := a.liveStats(); st.Filtered != 1 || st.Entries != 0 {
+		t.Errorf("dump entries filtered = %d, entries = %d; want 1 and 0 (the one dumped entry)", st.Filtered, st.Entries)
+	}
+}
+
+// TestLiveDumpFilteredCounted checks that every dumped entry the filters
+// reject is counted, once per dump that lists it, and that accepted entries
+// are not.
+func TestLiveDumpFilteredCounted(t *testing.T) {
+	filter, err := NewFilter(nil, []Rule{{DPort: []PortRange{{53, 53}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustAggregator(t, Config{GroupBy: []Key{KeyProto}, MaxSeries: 10, Live: true, Filter: filter})
+	denied := func(id uint32) ctnl.Flow {
+		return liveFlow{sport: uint16(id), id: id, start: 1}.at(a, [4]uint64{1, 1, 1, 1})
+	}
+	accepted := func(id uint32) ctnl.Flow {
+		f := denied(id)
+		f.Orig.DPort = 80
+		return f
+	}
+	tests := []struct {
+		name          string
+		dump          []ctnl.Flow
+		total, active int
+	}{
+		{"baseline: two denied, one accepted", []ctnl.Flow{denied(1), denied(2), accepted(3)}, 2, 1},
+		{"the same entries again count again", []ctnl.Flow{denied(1), denied(2), accepted(3)}, 4, 1},
+		{"accepted entries only", []ctnl.Flow{accepted(3), accepted(4)}, 4, 2},
+		{"an empty dump", nil, 4, 0},
+		{"a new denied entry", []ctnl.Flow{denied(5)}, 5, 0},
+	}
+	for _, tt := range tests {
+		a.beginDump()
+		a.countDumped(tt.dump)
+		a.endDump(true, 0)
+		st, _ := a.liveStats()
+		if int(st.Filtered) != tt.total || st.Entries != tt.active {
+			t.Errorf("%s: dump entries filtered = %d, entries = %d; want %d and %d", tt.name, st.Filtered, st.Entries, tt.total, tt.active)
+		}
+	}
+	if got := a.Stats().Filtered; got != 0 {
+		t.Errorf("events filtered = %d, want 0: no DESTROY event came", got)
+	}
 }
 
 func TestFilterNarrowing(t *testing.T) {

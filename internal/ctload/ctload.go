@@ -3,6 +3,7 @@ package ctload
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"strconv"
@@ -25,6 +26,43 @@ func Create(netns, n int) error {
 // CreateTimeout is Create with entries that time out after timeout seconds,
 // for measurements that must outlast the default 600.
 func CreateTimeout(netns, n int, timeout uint32) error {
+	return create(netns, n, timeout, nil)
+}
+
+// DeniedNet and AcceptedNet are the sources of CreateMixed's entries: the
+// share it is given from DeniedNet, the rest from AcceptedNet. Both are in
+// the benchmark range 198.18.0.0/15.
+var (
+	DeniedNet   = netip.MustParsePrefix("198.18.0.0/16")
+	AcceptedNet = netip.MustParsePrefix("198.19.128.0/17")
+)
+
+// CreateMixed is Create with a share denied (0 to 1) of the n entries
+// from DeniedNet, spread evenly through the burst, and the others from
+// AcceptedNet, for measurements of filters that deny DeniedNet. It returns
+// how many entries it put in AcceptedNet.
+func CreateMixed(netns, n int, denied float64) (accepted int, err error) {
+	if denied < 0 || denied > 1 {
+		return 0, fmt.Errorf("denied share %v: want 0 to 1", denied)
+	}
+	// Entry i is accepted when the running count of accepted entries,
+	// (i+1)*(1-denied) rounded down, goes up at i; in parts per million,
+	// so that a tenth of a million is 100,000 exactly.
+	ppm := int(math.Round((1 - denied) * 1e6))
+	isAccepted := func(i int) bool {
+		return (i+1)*ppm/1e6 > i*ppm/1e6
+	}
+	for i := range n {
+		if isAccepted(i) {
+			accepted++
+		}
+	}
+	return accepted, create(netns, n, 600, isAccepted)
+}
+
+// create adds n entries that time out after timeout seconds; with
+// accepted, the entries it reports are from AcceptedNet.
+func create(netns, n int, timeout uint32, accepted func(i int) bool) error {
 	c, err := netlink.Dial(syscall.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
 	if err != nil {
 		return err
@@ -37,11 +75,20 @@ func CreateTimeout(netns, n int, timeout uint32) error {
 	const batch = 256
 	msgs := make([]netlink.Message, 0, batch)
 	ports := []uint16{53, 80, 123, 443, 8080}
+	// Each source address has 16,384 source ports: j counts the entries
+	// of one network, so that no two entries share a tuple.
+	var nth [2]int
 	for i := 0; i < n; i++ {
+		net, base := 0, uint32(0xc6120000) // 198.18.x.y
+		if accepted != nil && accepted(i) {
+			net, base = 1, 0xc6138000 // 198.19.128.0 and up
+		}
+		j := nth[net]
+		nth[net]++
 		var a [4]byte
-		binary.BigEndian.PutUint32(a[:], 0xc6120000|uint32(i>>14)) // 198.18.x.y
+		binary.BigEndian.PutUint32(a[:], base|uint32(j>>14))
 		src := netip.AddrFrom4(a)
-		f := conntrack.NewFlow(17, 0, src, dst, uint16(1024+i%16384), ports[i%len(ports)], timeout, 0)
+		f := conntrack.NewFlow(17, 0, src, dst, uint16(1024+j%16384), ports[i%len(ports)], timeout, 0)
 		attrs, err := marshalFlow(f)
 		if err != nil {
 			return err

@@ -8,7 +8,11 @@
 // default flags, or with live accounting off: -tools
 // exporter,exporter-live-off compares the two interleaved in one run),
 // `conntrack -E -e DESTROY` and ulogd2 (NFCT, hash off,
-// DESTROY only, the sample configuration's buffer sizes). It needs root and
+// DESTROY only, the sample configuration's buffer sizes). With -denied, a
+// share of the flows comes from a network that the exporter-filter tools'
+// configuration file denies (198.18.0.0/16), and the rest from
+// 198.19.128.0/17: the filtered exporter is expected to count the rest
+// exactly, and the others every flow. It needs root and
 // raises the global nf_conntrack_max and hash size for the burst, restoring
 // them afterwards. It sets nf_conntrack_events to 1 in its namespace before
 // creating the flows, so that every flow sends DESTROY whatever listeners
@@ -16,6 +20,7 @@
 // benchmark address range 198.18.0.0/15; no packet is sent.
 //
 //	go run ./internal/cmd/ctburst -n 1000000
+//	go run ./internal/cmd/ctburst -n 1000000 -denied 0.9 -poll 250ms -tools exporter-filter,exporter-filter-userspace,exporter
 package main
 
 import (
@@ -44,8 +49,11 @@ import (
 
 var (
 	n        = flag.Int("n", 1000000, "flows in the burst")
-	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, exporter-recvmmsg (with --conntrack.receive-method=recvmmsg), exporter-top (with --conntrack.top.count=10), exporter-live-off (with --conntrack.poll-interval=0), conntrack, ulogd")
+	tools    = flag.String("tools", "exporter,conntrack,ulogd", "listeners to measure, in order: exporter, exporter-recvmmsg (with --conntrack.receive-method=recvmmsg), exporter-top (with --conntrack.top.count=10), exporter-live-off (with --conntrack.poll-interval=0), exporter-filter (with -config, filters in the kernel), exporter-filter-userspace (the same with --conntrack.filter-place=userspace), baseline, baseline-filter... (those of the -baseline binary), conntrack, ulogd")
 	exporter = flag.String("exporter", "./netfilter_exporter", "exporter binary")
+	baseline = flag.String("baseline", "", "a second exporter binary, measured with the same flags as the exporter tool by the baseline tool (an older build, to compare)")
+	denied   = flag.Float64("denied", 0, "share of the flows (0 to 1) from 198.18.0.0/16, which the exporter-filter tools deny; the rest come from 198.19.128.0/17. 0 keeps every flow in 198.18.0.0/16, as without the flag")
+	config   = flag.String("config", "", "configuration file of the exporter-filter tools (default: one denying 198.18.0.0/16, written by ctburst); they are expected to count the flows outside 198.18.0.0/16")
 	expArgs  = flag.String("exporter-args", "", "extra exporter flags, space-separated")
 	settle   = flag.Duration("settle", 3*time.Second, "a listener that counted nothing new for this long is done")
 	poll     = flag.Duration("poll", 10*time.Millisecond, "how often the listener's count is read while it drains (for the exporter, a whole /metrics scrape: raise it with many series, where scrapes this often would take the CPU the listener needs)")
@@ -59,7 +67,7 @@ var (
 // result is what one listener did with one burst.
 type result struct {
 	tool          string
-	counted       int64
+	counted, want int64
 	drain         time.Duration
 	cpu           time.Duration
 	peakRSS       float64 // MB
@@ -78,6 +86,22 @@ func main() {
 	}
 	defer restore()
 
+	if *denied <= 0 && strings.Contains(*tools, "exporter-filter") {
+		fatal(errors.New("the exporter-filter tools need -denied: without it every flow is in the denied network"))
+	}
+	if *config == "" {
+		f, err := os.CreateTemp("", "ctburst-*.yml")
+		if err != nil {
+			fatal(err)
+		}
+		defer os.Remove(f.Name())
+		if _, err := fmt.Fprintf(f, "filters:\n  deny:\n    - {src: [%s]}\n", ctload.DeniedNet); err != nil {
+			fatal(err)
+		}
+		f.Close()
+		*config = f.Name()
+	}
+
 	var results []result
 	for run := range max(*runs, 1) {
 		for _, tool := range strings.Split(*tools, ",") {
@@ -93,12 +117,15 @@ func main() {
 	if *acct {
 		fmt.Print(", with counters and timestamps (nf_conntrack_acct, nf_conntrack_timestamp)")
 	}
+	if *denied > 0 {
+		fmt.Printf(", %.0f%% of the flows from %s (denied by %s)", 100**denied, ctload.DeniedNet, *config)
+	}
 	fmt.Print("\n\n")
-	fmt.Println("| listener | counted/N | drain (s) | CPU-s per 1M events | peak RSS (MB) | create (s) | flush (s) | notes |")
+	fmt.Println("| listener | counted/expected | drain (s) | CPU-s per 1M events | peak RSS (MB) | create (s) | flush (s) | notes |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range results {
 		fmt.Printf("| %s | %d/%d (%.1f%%) | %.2f | %.2f | %.1f | %.2f | %.2f | %s |\n",
-			r.tool, r.counted, *n, 100*float64(r.counted)/float64(*n), r.drain.Seconds(),
+			r.tool, r.counted, r.want, 100*float64(r.counted)/float64(r.want), r.drain.Seconds(),
 			r.cpu.Seconds()*1e6/float64(*n), r.peakRSS, r.create.Seconds(), r.flush.Seconds(), r.note)
 	}
 	if *runs > 1 {
@@ -118,7 +145,7 @@ func summarize(results []result) {
 		by[r.tool] = append(by[r.tool], r)
 	}
 	fmt.Printf("\nmedian [min-max] over %d runs\n\n", *runs)
-	fmt.Println("| listener | runs | counted/N | drain (s) | CPU-s per 1M events | peak RSS (MB) |")
+	fmt.Println("| listener | runs | counted/expected | drain (s) | CPU-s per 1M events | peak RSS (MB) |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for _, tool := range order {
 		rs := by[tool]
@@ -131,7 +158,7 @@ func summarize(results []result) {
 			return fmt.Sprintf("%.2f [%.2f-%.2f]", v[len(v)/2], v[0], v[len(v)-1])
 		}
 		fmt.Printf("| %s | %d | %s | %s | %s | %s |\n", tool, len(rs),
-			stat(func(r result) float64 { return 100 * float64(r.counted) / float64(*n) })+"%",
+			stat(func(r result) float64 { return 100 * float64(r.counted) / float64(r.want) })+"%",
 			stat(func(r result) float64 { return r.drain.Seconds() }),
 			stat(func(r result) float64 { return r.cpu.Seconds() * 1e6 / float64(*n) }),
 			stat(func(r result) float64 { return r.peakRSS }))
@@ -213,23 +240,43 @@ func measure(tool string, run int) (r result, err error) {
 	defer os.RemoveAll(dir)
 
 	var l listener
-	switch tool {
-	case "exporter", "exporter-recvmmsg", "exporter-top", "exporter-live-off":
+	// filtered tells whether the listener applies the filters of -config:
+	// it is then expected to count only the flows they accept.
+	filtered := false
+	// baseline, baseline-filter...: the exporter tools with the -baseline
+	// binary.
+	variant := tool
+	if v, ok := strings.CutPrefix(tool, "baseline"); ok {
+		variant = "exporter" + v
+	}
+	switch variant {
+	case "exporter", "exporter-recvmmsg", "exporter-top", "exporter-live-off", "exporter-filter", "exporter-filter-userspace":
 		var extra []string
-		switch tool {
+		switch variant {
 		case "exporter-recvmmsg":
 			extra = []string{"--conntrack.receive-method=recvmmsg"}
 		case "exporter-top":
 			extra = []string{"--conntrack.top.count=10"}
 		case "exporter-live-off":
 			extra = []string{"--conntrack.poll-interval=0"}
+		case "exporter-filter":
+			extra, filtered = []string{"--config.file=" + *config}, true
+		case "exporter-filter-userspace":
+			extra, filtered = []string{"--config.file=" + *config, "--conntrack.filter-place=userspace"}, true
 		}
 		extra = append(extra, strings.Fields(*expArgs)...)
-		r.tool = "netfilter_exporter (default flags)"
-		if len(extra) > 0 {
-			r.tool = "netfilter_exporter " + strings.Join(extra, " ")
+		bin, name := *exporter, "netfilter_exporter"
+		if variant != tool {
+			if *baseline == "" {
+				return r, errors.New("the baseline tool needs -baseline")
+			}
+			bin, name = *baseline, "baseline "+filepath.Base(*baseline)
 		}
-		l, err = startExporter(ns, extra)
+		r.tool = name + " (default flags)"
+		if len(extra) > 0 {
+			r.tool = name + " " + strings.Join(extra, " ")
+		}
+		l, err = startExporter(ns, bin, extra)
 	case "conntrack":
 		r.tool = "conntrack -E -e DESTROY"
 		l, err = startConntrack(ns)
@@ -245,10 +292,20 @@ func measure(tool string, run int) (r result, err error) {
 	defer func() { r.note += l.stop() }()
 
 	start := time.Now()
-	if err := ctload.Create(int(ns.f.Fd()), *n); err != nil {
+	accepted := *n
+	if *denied > 0 {
+		accepted, err = ctload.CreateMixed(int(ns.f.Fd()), *n, *denied)
+	} else {
+		err = ctload.Create(int(ns.f.Fd()), *n)
+	}
+	if err != nil {
 		return r, fmt.Errorf("creating flows: %w", err)
 	}
 	r.create = time.Since(start)
+	r.want = int64(*n)
+	if filtered {
+		r.want = int64(accepted)
+	}
 	if got, err := tableEntries(ns); err != nil || got != *n {
 		return r, fmt.Errorf("table holds %d entries after creating %d (%v)", got, *n, err)
 	}
@@ -287,6 +344,12 @@ func measure(tool string, run int) (r result, err error) {
 	}
 	flushStart := time.Now()
 	flushDone := make(chan error, 1)
+	// flushing is set while the flush runs: the kernel sends the last
+	// event as the flush ends, so no listener can be done before, and
+	// its count is not asked for (for the exporter, a scrape, whose cost
+	// would be counted as the listener's).
+	var flushing atomic.Bool
+	flushing.Store(!*paused)
 	go func() {
 		if *paused {
 			flushDone <- nil
@@ -294,20 +357,24 @@ func measure(tool string, run int) (r result, err error) {
 		}
 		err := ctload.Flush(int(ns.f.Fd()))
 		r.flush = time.Since(flushStart)
+		flushing.Store(false)
 		flushDone <- err
 	}()
 
 	last, lastChange := int64(0), time.Now()
 	for time.Since(flushStart) < *limit {
 		time.Sleep(*poll)
-		c := l.count()
+		c := int64(-1)
+		if !flushing.Load() {
+			c = l.count()
+		}
 		if c < 0 || c != last {
 			lastChange = time.Now()
 		}
 		if c >= 0 {
 			last = c
 		}
-		if c >= int64(*n) || (c >= 0 && time.Since(lastChange) > *settle) {
+		if c >= r.want || (c >= 0 && time.Since(lastChange) > *settle) {
 			break
 		}
 	}
@@ -396,7 +463,7 @@ func (p *process) stop() string {
 	return ""
 }
 
-func startExporter(ns *namespace, extra []string) (listener, error) {
+func startExporter(ns *namespace, bin string, extra []string) (listener, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -405,7 +472,7 @@ func startExporter(ns *namespace, extra []string) (listener, error) {
 	l.Close()
 	args := []string{"--web.listen-address=" + addr, "--netns=/var/run/netns/" + ns.name, "--log.level=warn"}
 	args = append(args, extra...)
-	cmd := exec.Command(*exporter, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -416,7 +483,7 @@ func startExporter(ns *namespace, extra []string) (listener, error) {
 		return nil, err
 	}
 	url := "http://" + addr + "/metrics"
-	var lost, destroys atomic.Int64
+	var lost, destroys, filteredEvents atomic.Int64
 	var dumpSeconds atomic.Uint64
 	scrape := func() (int64, error) {
 		resp, err := http.Get(url)
@@ -444,6 +511,10 @@ func startExporter(ns *namespace, extra []string) (listener, error) {
 			if strings.HasPrefix(line, "netfilter_conntrack_destroy_events_total ") {
 				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 				destroys.Store(int64(v))
+			}
+			if strings.HasPrefix(line, "netfilter_conntrack_events_filtered_total ") {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				filteredEvents.Store(int64(v))
 			}
 		}
 		return int64(flows), s.Err()
@@ -475,7 +546,7 @@ func startExporter(ns *namespace, extra []string) (listener, error) {
 		cleanup: func() string {
 			_ = sleeper.Process.Kill()
 			_ = sleeper.Wait()
-			return fmt.Sprintf("destroy_events_total %d, events_lost_total %d", destroys.Load(), lost.Load())
+			return fmt.Sprintf("destroy_events_total %d, events_filtered_total %d, events_lost_total %d", destroys.Load(), filteredEvents.Load(), lost.Load())
 		},
 	}}, nil
 }
