@@ -14,7 +14,7 @@
 // Each bucket holds at most Capacity keys. While a bucket's distinct keys
 // fit, it is exact; beyond that it is a Space-Saving summary (Metwally,
 // Agrawal and El Abbadi, 2005) with batched eviction: when a new key finds
-// the bucket full, the smallest sixteenth of the entries is evicted at once
+// the bucket full, the smallest eighth of the entries is evicted at once (at a threshold estimated from a sample of their counts)
 // and the bucket's floor becomes the largest count evicted. Every key not
 // in the bucket moved at most floor bytes in it, so a new key starts at
 // the floor, which is its error. Evicting in batches makes an Add O(1)

@@ -362,3 +362,27 @@ func TestOverCapacityZipf(t *testing.T) {
 		})
 	}
 }
+
+// TestOverCapacityScan feeds scans of eight times the capacity, in turn,
+// with deltas of few distinct sizes: every Add admits a key and the
+// weights an eviction chooses among are mostly equal, so that the sampled
+// threshold meets ties (and, with one size, falls back to the exact one).
+func TestOverCapacityScan(t *testing.T) {
+	for _, sizes := range []uint64{1, 3, 1000} {
+		t.Run(fmt.Sprintf("sizes %d", sizes), func(t *testing.T) {
+			const capacity = 1024
+			h := newHarness(t, capacity, time.Minute, 6)
+			for i := range 40 * capacity {
+				h.add(keyOf(uint64(i%(8*capacity))), 100+uint64(i)%sizes, 1, 60, 1)
+				if i%(5*capacity) == 0 {
+					h.advance(10 * time.Second)
+					h.check(10, false)
+				}
+			}
+			s := h.check(10, false)
+			if s.Exact || s.Tracked < capacity {
+				t.Fatalf("Exact %v, tracked %d", s.Exact, s.Tracked)
+			}
+		})
+	}
+}
