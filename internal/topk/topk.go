@@ -497,7 +497,7 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 	if b := t.cur; len(b.holes) == 0 {
 		t.curCopy = append(t.curCopy[:0], b.entries...)
 	} else {
-		t.curCopy = t.curCopy[:0]
+		t.curCopy = slices.Grow(t.curCopy[:0], len(b.entries)-len(b.holes))
 		for i := range b.entries {
 			if b.dead[i>>6]&(1<<(i&63)) == 0 {
 				t.curCopy = append(t.curCopy, b.entries[i])
