@@ -131,10 +131,12 @@ type TopK[K comparable] struct {
 	sealed []*bucket[K]
 	// free holds cleared buckets to reuse.
 	free []*bucket[K]
-	// weights is eviction's scratch; rnd its pivot source.
-	weights []uint64
-	select_ []uint64
-	rnd     uint64
+	// weights and selected are eviction's scratch (the weights in the
+	// entries' order, and a copy for an exact selection); rnd is its
+	// sampling and pivot source.
+	weights  []uint64
+	selected []uint64
+	rnd      uint64
 
 	// topMu serialises Snapshots, which share the scratch below.
 	topMu   sync.Mutex
@@ -350,11 +352,12 @@ func (t *TopK[K]) evictLocked(b *bucket[K]) {
 		}
 	}
 	if n <= sampleSize || lt < 0 {
-		// Exact: the want-th smallest of a copy, w being the marks below.
-		s := append(t.select_[:0], w...)
-		t.select_ = s
+		// Exact: the want-th smallest, selected in a copy so that w
+		// stays in the entries' order.
+		s := append(t.selected[:0], w...)
+		t.selected = s
 		th = t.selectKth(s, want-1)
-		lt, eq = count(w, th)
+		lt, _ = count(w, th)
 	}
 	ties := max(want-lt, 0)
 	if ties > 0 {
