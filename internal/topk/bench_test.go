@@ -116,6 +116,32 @@ func BenchmarkAddOverCapacity(b *testing.B) {
 	}
 }
 
+// BenchmarkAddScan measures an Add of a key the current bucket does not
+// hold: a scan, in turn, of 65,536 keys, eight times the capacity of 8192,
+// so that every Add admits a key and an eviction comes every few (a dump
+// round of more sources than the capacity). Evictions included,
+// amortised.
+func BenchmarkAddScan(b *testing.B) {
+	tk, err := New[key](Config{Capacity: 8192, Window: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 1 << 16
+	keys := make([]key, n)
+	for i := range keys {
+		keys[i] = keyOf(uint64(i))
+	}
+	for i := range 2 * n {
+		tk.Add(keys[i&(n-1)], 1500, 1, 60, 1)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tk.Add(keys[i&(n-1)], 100+uint64(i&1023), 1, 60, 1)
+		i++
+	}
+}
+
 // BenchmarkTop measures a Snapshot of the top 10 at capacity 8192 with
 // every bucket of the window full of distinct keys: the worst merge.
 func BenchmarkTop(b *testing.B) {

@@ -14,12 +14,15 @@
 // Each bucket holds at most Capacity keys. While a bucket's distinct keys
 // fit, it is exact; beyond that it is a Space-Saving summary (Metwally,
 // Agrawal and El Abbadi, 2005) with batched eviction: when a new key finds
-// the bucket full, the smallest sixteenth of the entries is evicted at once
-// and the bucket's floor becomes the largest count evicted. Every key not
-// in the bucket moved at most floor bytes in it, so a new key starts at
-// the floor, which is its error. Evicting in batches makes an Add O(1)
-// amortised (no heap to keep ordered) at the price of a floor slightly
-// above the single minimum that plain Space-Saving would give.
+// the bucket full, about the smallest eighth of the entries is evicted at
+// once, below a threshold estimated from a sample of their counts, and the
+// bucket's floor becomes the largest count evicted. Every key not in the
+// bucket moved at most floor bytes in it, so a new key starts at the
+// floor, which is its error. The evicted slots are holes that the next
+// new keys take, so that no entry moves until the bucket is sealed.
+// Evicting in batches makes an Add O(1) amortised (no heap to keep
+// ordered) at the price of a floor slightly above the single minimum that
+// plain Space-Saving would give.
 //
 // # Merging
 //

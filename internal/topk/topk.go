@@ -1,6 +1,7 @@
 package topk
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,6 +91,11 @@ func (e *entry[K]) weight() uint64 {
 type bucket[K comparable] struct {
 	idx     map[K]int32
 	entries []entry[K]
+	// holes are the slots of entries an eviction freed that no new key
+	// took yet, and dead marks them (a bit a slot): only the current
+	// bucket has any, a bucket being compacted when it is sealed.
+	holes []int32
+	dead  []uint64
 	// floor bounds the bytes, in this bucket, of any key it does not hold.
 	floor uint64
 	// pins counts the Tops reading the bucket outside the lock.
@@ -125,9 +131,12 @@ type TopK[K comparable] struct {
 	sealed []*bucket[K]
 	// free holds cleared buckets to reuse.
 	free []*bucket[K]
-	// weights is eviction's scratch; rnd its pivot source.
-	weights []uint64
-	rnd     uint64
+	// weights and selected are eviction's scratch (the weights in the
+	// entries' order, and a copy for an exact selection); rnd is its
+	// sampling and pivot source.
+	weights  []uint64
+	selected []uint64
+	rnd      uint64
 
 	// topMu serialises Snapshots, which share the scratch below.
 	topMu   sync.Mutex
@@ -156,7 +165,7 @@ func New[K comparable](cfg Config) (*TopK[K], error) {
 	}
 	t := &TopK[K]{
 		capacity: cfg.Capacity,
-		evictN:   max(1, cfg.Capacity/16),
+		evictN:   max(1, cfg.Capacity/evictFraction),
 		width:    cfg.Window / time.Duration(cfg.Buckets),
 		nb:       cfg.Buckets,
 		clock:    cfg.Clock,
@@ -195,15 +204,24 @@ func (t *TopK[K]) Add(key K, origBytes, origPkts, replyBytes, replyPkts uint64) 
 		t.mu.Unlock()
 		return
 	}
-	if len(b.entries) >= t.capacity {
+	if len(b.holes) == 0 && len(b.entries) >= t.capacity {
 		t.evictLocked(b)
 	}
-	b.idx[key] = int32(len(b.entries))
-	b.entries = append(b.entries, entry[K]{
+	e := entry[K]{
 		key: key,
 		c:   Counts{OrigBytes: origBytes, OrigPackets: origPkts, ReplyBytes: replyBytes, ReplyPackets: replyPkts},
 		err: b.floor,
-	})
+	}
+	if n := len(b.holes); n > 0 {
+		i := b.holes[n-1]
+		b.holes = b.holes[:n-1]
+		b.dead[i>>6] &^= 1 << (i & 63)
+		b.entries[i] = e
+		b.idx[key] = i
+	} else {
+		b.idx[key] = int32(len(b.entries))
+		b.entries = append(b.entries, e)
+	}
 	t.mu.Unlock()
 }
 
@@ -242,6 +260,7 @@ func (t *TopK[K]) advanceLocked(now time.Time) {
 			cur.floor = 0
 			continue
 		}
+		cur.compact()
 		if len(t.sealed) == 0 {
 			t.recycle(cur)
 		} else {
@@ -270,67 +289,155 @@ func (t *TopK[K]) recycle(b *bucket[K]) {
 	}
 	clear(b.idx)
 	b.entries = b.entries[:0]
+	b.holes = b.holes[:0]
+	clear(b.dead)
 	b.floor = 0
 	t.free = append(t.free, b)
 }
 
-// evictLocked evicts the evictN entries of b with the smallest weights and
-// raises b's floor to the largest weight evicted. The entries left fill the
-// holes from the end, so that at most evictN of them move (and are
-// indexed again), not every one after the first hole.
+// evictFraction is the share of a full bucket one eviction frees: an
+// eighth, so that a bucket full of keys that come once (a scan of more
+// sources than the capacity) evicts once every capacity/8 new keys.
+const evictFraction = 8
+
+// sampleSize is how many weights an eviction samples to estimate its
+// threshold; a bucket of at most that many entries is selected exactly.
+const sampleSize = 256
+
+// evictLocked evicts about evictN entries of the full bucket b, those with
+// the smallest weights, and raises b's floor to the largest weight it
+// evicted. Their slots become b's holes, which the next new keys take: no
+// entry moves, so none is indexed again.
+//
+// The threshold th is the evictN/len-quantile of a sample of sampleSize
+// weights, checked against the exact counts of the weights under and at
+// it: every entry under th is evicted and as many at th as make evictN.
+// When the estimate evicts fewer than half of evictN, or more than twice,
+// th is selected exactly from all the weights instead, so that an eviction
+// frees between evictN/2 and 2 evictN slots.
+//
+// Why the bound stays valid. The invariant is that, for bucket b, (1) any
+// key b does not hold moved at most b.floor bytes in b's step, and (2) an
+// entry's err is at least the bytes its key moved in the step before it was
+// admitted, so that its weight (err plus the bytes counted since) is at
+// least the key's true bytes in the step. Both hold for an empty bucket
+// (floor 0). Admission keeps them: a new key is one b does not hold, so by
+// (1) it moved at most floor, which becomes its err (2). Eviction keeps
+// them: an evicted key's true bytes are at most its weight (2), which is at
+// most mx, the largest weight evicted, and the floor becomes max(floor,
+// mx), never lowered, so (1) holds for it and for every key that was
+// already out. Which entries are evicted does not matter to the bound,
+// only that the floor covers every one of them; the choice of the smallest
+// weights (whether th is estimated or exact) only keeps the floor, and so
+// the errors, low.
 func (t *TopK[K]) evictLocked(b *bucket[K]) {
+	n := len(b.entries)
 	w := t.weights[:0]
 	for i := range b.entries {
 		w = append(w, b.entries[i].weight())
 	}
 	t.weights = w
-	k := min(t.evictN, len(w)) - 1
-	th := t.selectKth(w, k)
-	less := 0
-	for i := range b.entries {
-		if b.entries[i].weight() < th {
-			less++
+	want := min(t.evictN, n)
+	th, lt, eq := uint64(0), 0, 0
+	if n > sampleSize {
+		var s [sampleSize]uint64
+		for i := range s {
+			s[i] = w[t.rand()%uint64(n)]
+		}
+		slices.Sort(s[:])
+		th = s[sampleSize*want/n]
+		lt, eq = count(w, th)
+		if take := lt + min(eq, max(want-lt, 0)); take < want/2 || lt > 2*want {
+			lt = -1
 		}
 	}
-	// Mark the evicted: every entry under th, and as many at th as make
-	// k+1 (w is reused as the marks: 1 evicts).
-	ties := k + 1 - less
-	for i := range b.entries {
-		wt := b.entries[i].weight()
-		w[i] = 0
-		if wt < th || (wt == th && ties > 0) {
-			if wt == th {
-				ties--
-			}
-			w[i] = 1
+	if n <= sampleSize || lt < 0 {
+		// Exact: the want-th smallest, selected in a copy so that w
+		// stays in the entries' order.
+		s := append(t.selected[:0], w...)
+		t.selected = s
+		th = t.selectKth(s, want-1)
+		lt, _ = count(w, th)
+	}
+	ties := max(want-lt, 0)
+	if ties > 0 {
+		// Ties at th are evicted: th is the largest weight evicted.
+		b.floor = max(b.floor, th)
+	}
+	var mx uint64
+	if len(b.dead) < (n+63)/64 {
+		b.dead = make([]uint64, (t.capacity+63)/64)
+	}
+	for i, wt := range w {
+		if wt > th || wt == th && ties == 0 {
+			continue
+		}
+		if wt == th {
+			ties--
+		}
+		mx = max(mx, wt)
+		delete(b.idx, b.entries[i].key)
+		b.entries[i] = entry[K]{}
+		b.dead[i>>6] |= 1 << (i & 63)
+		b.holes = append(b.holes, int32(i))
+	}
+	b.floor = max(b.floor, mx)
+	// The last holes are taken first: the lowest slots first.
+	slices.Reverse(b.holes)
+}
+
+// count returns how many of w are under th and how many equal it.
+func count(w []uint64, th uint64) (lt, eq int) {
+	for _, x := range w {
+		if x < th {
+			lt++
+		} else if x == th {
+			eq++
 		}
 	}
+	return lt, eq
+}
+
+// rand returns the next number of t's xorshift generator.
+func (t *TopK[K]) rand() uint64 {
+	t.rnd ^= t.rnd << 13
+	t.rnd ^= t.rnd >> 7
+	t.rnd ^= t.rnd << 17
+	return t.rnd
+}
+
+// compact moves b's last entries into its holes, so that a sealed bucket
+// has none: at most evictN entries move and are indexed again, once a
+// step.
+func (b *bucket[K]) compact() {
+	if len(b.holes) == 0 {
+		return
+	}
+	isDead := func(i int) bool { return b.dead[i>>6]&(1<<(i&63)) != 0 }
 	i, j := 0, len(b.entries)-1
 	for {
-		for i <= j && w[i] == 0 {
+		for i <= j && !isDead(i) {
 			i++
 		}
-		for j > i && w[j] == 1 {
-			delete(b.idx, b.entries[j].key)
+		for j > i && isDead(j) {
 			j--
 		}
-		if i > j {
-			break
-		}
-		delete(b.idx, b.entries[i].key)
-		if i == j {
-			j--
+		if i >= j {
 			break
 		}
 		b.entries[i] = b.entries[j]
+		b.entries[j] = entry[K]{}
 		b.idx[b.entries[i].key] = int32(i)
+		b.dead[i>>6] &^= 1 << (i & 63)
+		b.dead[j>>6] |= 1 << (j & 63)
 		i++
 		j--
 	}
-	n := j + 1
-	clear(b.entries[n:])
+	// Every slot from the first dead one on is dead now.
+	n := len(b.entries) - len(b.holes)
 	b.entries = b.entries[:n]
-	b.floor = max(b.floor, th)
+	b.holes = b.holes[:0]
+	clear(b.dead)
 }
 
 // selectKth returns the k-th smallest of w (0-based), reordering w:
@@ -338,10 +445,7 @@ func (t *TopK[K]) evictLocked(b *bucket[K]) {
 func (t *TopK[K]) selectKth(w []uint64, k int) uint64 {
 	lo, hi := 0, len(w)-1
 	for lo < hi {
-		t.rnd ^= t.rnd << 13
-		t.rnd ^= t.rnd >> 7
-		t.rnd ^= t.rnd << 17
-		p := w[lo+int(t.rnd%uint64(hi-lo+1))]
+		p := w[lo+int(t.rand()%uint64(hi-lo+1))]
 		// Three-way partition: [lo,lt) < p, [lt,gt] == p, (gt,hi] > p.
 		lt, i, gt := lo, lo, hi
 		for i <= gt {
@@ -393,7 +497,16 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 
 	t.mu.Lock()
 	t.advanceLocked(now)
-	t.curCopy = append(t.curCopy[:0], t.cur.entries...)
+	if b := t.cur; len(b.holes) == 0 {
+		t.curCopy = append(t.curCopy[:0], b.entries...)
+	} else {
+		t.curCopy = slices.Grow(t.curCopy[:0], len(b.entries)-len(b.holes))
+		for i := range b.entries {
+			if b.dead[i>>6]&(1<<(i&63)) == 0 {
+				t.curCopy = append(t.curCopy, b.entries[i])
+			}
+		}
+	}
 	curFloor := t.cur.floor
 	pinned := t.pinned[:0]
 	for _, b := range t.sealed {

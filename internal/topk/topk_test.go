@@ -362,3 +362,60 @@ func TestOverCapacityZipf(t *testing.T) {
 		})
 	}
 }
+
+// TestOverCapacityScan feeds scans of eight times the capacity, in turn,
+// with deltas of few distinct sizes: every Add admits a key and the
+// weights an eviction chooses among are mostly equal, so that the sampled
+// threshold meets ties (and, with one size, falls back to the exact one).
+func TestOverCapacityScan(t *testing.T) {
+	for _, sizes := range []uint64{1, 3, 1000} {
+		t.Run(fmt.Sprintf("sizes %d", sizes), func(t *testing.T) {
+			const capacity = 1024
+			h := newHarness(t, capacity, time.Minute, 6)
+			for i := range 40 * capacity {
+				h.add(keyOf(uint64(i%(8*capacity))), 100+uint64(i)%sizes, 1, 60, 1)
+				if i%(5*capacity) == 0 {
+					h.advance(10 * time.Second)
+					h.check(10, false)
+				}
+			}
+			s := h.check(10, false)
+			if s.Exact || s.Tracked < capacity {
+				t.Fatalf("Exact %v, tracked %d", s.Exact, s.Tracked)
+			}
+		})
+	}
+}
+
+// TestEvictExactFallback makes the sampled threshold useless: with the
+// generator's state 0, every sample is the first entry's weight, the
+// largest or the smallest of the bucket, so that the estimate would evict
+// nearly everything or nearly nothing. The eviction must then select
+// exactly: an eighth evicted, the floor the largest weight evicted.
+func TestEvictExactFallback(t *testing.T) {
+	const capacity = 1024
+	for _, firstLargest := range []bool{true, false} {
+		t.Run(fmt.Sprintf("first largest %v", firstLargest), func(t *testing.T) {
+			h := newHarness(t, capacity, time.Minute, 6)
+			for i := range capacity {
+				w := uint64(i+1) * 10
+				if firstLargest {
+					w = uint64(capacity-i) * 10
+				}
+				h.add(keyOf(uint64(i)), w, 1, 0, 0)
+			}
+			h.tk.rnd = 0
+			h.add(keyOf(capacity), 1, 1, 0, 0)
+			b := h.tk.cur
+			want := capacity / evictFraction
+			if b.floor != uint64(want)*10 || len(b.holes) != want-1 {
+				t.Fatalf("floor %d, %d holes; want %d and %d", b.floor, len(b.holes), want*10, want-1)
+			}
+			h.check(10, false)
+			s := h.tk.Snapshot(0)
+			if s.Tracked != capacity-want+1 {
+				t.Fatalf("tracked %d, want %d", s.Tracked, capacity-want+1)
+			}
+		})
+	}
+}
