@@ -150,6 +150,9 @@ type Listener struct {
 	pending [][]byte
 	groups  []group
 	packets []Packet
+	// layout is where the attributes of the last packet message were,
+	// for the next one.
+	layout layout
 
 	// Buffer growth, owned by Run.
 	bufSize   int
@@ -333,7 +336,7 @@ func (l *Listener) datagram(b []byte, fn func([]Packet)) {
 			l.packets = append(l.packets, Packet{})
 		}
 		p := &l.packets[n]
-		if err := Decode(m.Type, m.Payload, p); err != nil {
+		if err := l.layout.decode(m.Payload, p); err != nil {
 			l.packets = l.packets[:n]
 			l.decodeErrors.Add(1)
 			continue
