@@ -20,7 +20,13 @@
 // into Packet values: the group, the family, the rule's prefix, hook,
 // mark, interfaces, sequence numbers and, from the copied headers, the IP
 // total length, protocol, addresses and ports. The sequence numbers are
-// accounted as each packet is decoded.
+// accounted as each packet is decoded. The messages of one rule come in
+// runs of one shape (the same attributes, of the same lengths but for the
+// payload, which is last): the decoder remembers where the last message's
+// attributes were and, when the next one's attribute headers are the same
+// at the same offsets, reads its fields from there instead of walking over
+// its attributes one after the other (about half the cost of a message).
+// Any other message is walked, and its layout remembered.
 //
 // # Loss
 //

@@ -150,11 +150,14 @@ type Listener struct {
 	pending [][]byte
 	groups  []group
 	packets []Packet
+	// layout is where the attributes of the last packet message were,
+	// for the next one.
+	layout layout
 
 	// Buffer growth, owned by Run.
-	bufSize   int
-	lastLost  uint64
-	lastCheck time.Time
+	bufSize    int
+	lastLost   uint64
+	lastGrowth time.Time
 
 	// file holds the socket once bound, for the network poller; rc
 	// reads it with readFn, which leaves its result in readN and readErr.
@@ -333,7 +336,7 @@ func (l *Listener) datagram(b []byte, fn func([]Packet)) {
 			l.packets = append(l.packets, Packet{})
 		}
 		p := &l.packets[n]
-		if err := Decode(m.Type, m.Payload, p); err != nil {
+		if err := l.layout.decode(m.Payload, p); err != nil {
 			l.packets = l.packets[:n]
 			l.decodeErrors.Add(1)
 			continue
@@ -380,13 +383,14 @@ func (l *Listener) group(id uint16) *group {
 }
 
 // grow doubles the receive buffer, up to its maximum, when packets have
-// been lost since the last check. Unless overrun is true it checks at most
-// every 100ms.
+// been lost since the last check. Unless overrun is true it grows the
+// buffer at most every 100ms. Only a growth starts those 100ms, not a
+// check that found no loss: a loss revealed by the datagram after such a
+// check, with no datagram after it, still grows the buffer.
 func (l *Listener) grow(overrun bool) {
-	if l.cfg.MaxReadBuffer <= l.bufSize || (!overrun && time.Since(l.lastCheck) < 100*time.Millisecond) {
+	if l.cfg.MaxReadBuffer <= l.bufSize || (!overrun && time.Since(l.lastGrowth) < 100*time.Millisecond) {
 		return
 	}
-	l.lastCheck = time.Now()
 	var lost uint64
 	for i := range l.groups {
 		lost += l.groups[i].lost.Load()
@@ -395,6 +399,7 @@ func (l *Listener) grow(overrun bool) {
 		return
 	}
 	l.lastLost = lost
+	l.lastGrowth = time.Now()
 	size := min(2*max(l.bufSize, 1<<20), l.cfg.MaxReadBuffer)
 	if err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err != nil {
 		return

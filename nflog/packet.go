@@ -85,10 +85,102 @@ type Packet struct {
 // Decode decodes the packet message m (without its netlink header) into p,
 // which it overwrites. It does not allocate.
 func Decode(typ uint16, payload []byte, p *Packet) error {
-	*p = Packet{}
 	if typ != typePacket {
+		*p = Packet{}
 		return fmt.Errorf("%w: type %#x", errNotPacket, typ)
 	}
+	var lo layout
+	return lo.walk(payload, p)
+}
+
+// maxLayout is the most attributes a layout remembers.
+const maxLayout = 16
+
+// layout is where the attributes of the last packet message decoded by
+// walking over them lie. The messages of one rule come in runs with the
+// same attributes, of the same lengths but for the payload, which the
+// kernel puts last: a message whose attribute headers are the remembered
+// ones at the same offsets, and whose last attribute is of the same type
+// and ends the message, has the attributes the walk would find, where the
+// layout says. Its fields are read from there, with loads that do not
+// wait for one another, where the walk is a chain of dependent ones.
+type layout struct {
+	// n is the number of attributes, 0 when no layout is remembered.
+	n int
+	// off and hdr are the offset in the payload of each attribute but the
+	// last, and its header (length and type) as the kernel wrote it.
+	off [maxLayout]uint16
+	hdr [maxLayout]uint32
+	// last is the offset of the last attribute, the payload, and lastType
+	// its type, as written.
+	last     int
+	lastType uint16
+	// The offsets of the values Decode reads, 0 when the message has no
+	// such attribute (a value is never at 0, after the nfgen header), and
+	// the length of the prefix's. payload is whether the last attribute
+	// is the payload, which a remembered layout's always is.
+	pktHdr, mark, inDev, outDev, seq, seqGlobal, prefix, prefixLen int
+	payload                                                        bool
+}
+
+// decode decodes the packet message payload into p, which it overwrites,
+// by the layout when it fits and by walking over the attributes, and
+// remembering their layout, when it does not.
+func (lo *layout) decode(payload []byte, p *Packet) error {
+	n := lo.n
+	if n == 0 || lo.last+nlwire.AttrHeaderLen > len(payload) || n > maxLayout {
+		return lo.walk(payload, p)
+	}
+	for i := range n - 1 {
+		o := int(lo.off[i])
+		if binary.NativeEndian.Uint32(payload[o:o+4]) != lo.hdr[i] {
+			return lo.walk(payload, p)
+		}
+	}
+	// The last attribute must end the message as the walk would see it:
+	// whole, and followed by nothing but its padding.
+	o := lo.last
+	l := int(binary.NativeEndian.Uint16(payload[o:]))
+	if binary.NativeEndian.Uint16(payload[o+2:]) != lo.lastType || l < nlwire.AttrHeaderLen ||
+		o+l > len(payload) || o+(l+3)&^3 < len(payload) {
+		return lo.walk(payload, p)
+	}
+	*p = Packet{Family: payload[0], Group: binary.BigEndian.Uint16(payload[2:])}
+	if o := lo.pktHdr; o != 0 {
+		p.HWProtocol = binary.BigEndian.Uint16(payload[o:])
+		p.Hook = payload[o+2]
+	}
+	if o := lo.prefix; o != 0 {
+		p.Prefix = nlwire.CString(payload[o : o+lo.prefixLen])
+	}
+	if o := lo.inDev; o != 0 {
+		p.InDev = binary.BigEndian.Uint32(payload[o:])
+	}
+	if o := lo.outDev; o != 0 {
+		p.OutDev = binary.BigEndian.Uint32(payload[o:])
+	}
+	if o := lo.mark; o != 0 {
+		p.Mark = binary.BigEndian.Uint32(payload[o:])
+	}
+	if o := lo.seq; o != 0 {
+		p.Seq, p.HasSeq = binary.BigEndian.Uint32(payload[o:]), true
+	}
+	if o := lo.seqGlobal; o != 0 {
+		p.SeqGlobal, p.HasSeqGlobal = binary.BigEndian.Uint32(payload[o:]), true
+	}
+	if l > nlwire.AttrHeaderLen {
+		p.decodeIP(payload[o+nlwire.AttrHeaderLen : o+l])
+	}
+	return nil
+}
+
+// walk decodes the packet message payload into p, which it overwrites, by
+// walking over its attributes, and remembers their layout in lo; lo
+// remembers none when the message does not decode or has more than
+// maxLayout attributes.
+func (lo *layout) walk(payload []byte, p *Packet) error {
+	*p = Packet{}
+	*lo = layout{}
 	if len(payload) < nlwire.NfgenLen {
 		return fmt.Errorf("%w: %d bytes", errTruncated, len(payload))
 	}
@@ -96,17 +188,26 @@ func Decode(typ uint16, payload []byte, p *Packet) error {
 	p.Group = binary.BigEndian.Uint16(payload[2:])
 	b := payload[nlwire.NfgenLen:]
 	var ip []byte
+	var next layout
 	for len(b) > 0 {
+		at := len(payload) - len(b)
 		t, v, rest, ok := nlwire.NextAttr(b)
 		if !ok {
 			return fmt.Errorf("%w: %s", errAttribute, nlwire.AttrProblem(b))
 		}
+		if next.n < maxLayout {
+			next.off[next.n] = uint16(at)
+			next.hdr[next.n] = binary.NativeEndian.Uint32(b)
+		}
+		next.n++
+		next.last, next.lastType, next.payload = at, binary.NativeEndian.Uint16(b[2:]), false
 		b = rest
 		if t >= 16 || decoded&(1<<t) == 0 {
 			// Most attributes of a message (hardware address and header,
 			// timestamp) are not read: one test skips each.
 			continue
 		}
+		val := at + nlwire.AttrHeaderLen
 		switch t {
 		case attrPacketHdr:
 			if len(v) < packetHdrLength {
@@ -114,6 +215,7 @@ func Decode(typ uint16, payload []byte, p *Packet) error {
 			}
 			p.HWProtocol = binary.BigEndian.Uint16(v)
 			p.Hook = v[2]
+			next.pktHdr = val
 		case attrMark, attrInDev, attrOutDev, attrSeq, attrSeqGlobal:
 			if len(v) < 4 {
 				return fmt.Errorf("%w: attribute %d of %d bytes", errAttribute, t, len(v))
@@ -121,24 +223,32 @@ func Decode(typ uint16, payload []byte, p *Packet) error {
 			n := binary.BigEndian.Uint32(v)
 			switch t {
 			case attrMark:
-				p.Mark = n
+				p.Mark, next.mark = n, val
 			case attrInDev:
-				p.InDev = n
+				p.InDev, next.inDev = n, val
 			case attrOutDev:
-				p.OutDev = n
+				p.OutDev, next.outDev = n, val
 			case attrSeq:
-				p.Seq, p.HasSeq = n, true
+				p.Seq, p.HasSeq, next.seq = n, true, val
 			default:
-				p.SeqGlobal, p.HasSeqGlobal = n, true
+				p.SeqGlobal, p.HasSeqGlobal, next.seqGlobal = n, true, val
 			}
 		case attrPrefix:
-			p.Prefix = nlwire.CString(v)
+			p.Prefix, next.prefix, next.prefixLen = nlwire.CString(v), val, len(v)
 		case attrPayload:
-			ip = v
+			ip, next.payload = v, true
 		}
 	}
 	if len(ip) > 0 {
 		p.decodeIP(ip)
+	}
+	// Only a message whose payload is its last attribute, as the kernel
+	// builds them, has its layout remembered: the payload is the one
+	// attribute whose length may change from one message to the next.
+	// The offsets, all before the last attribute's, must fit their
+	// uint16s.
+	if next.n <= maxLayout && next.payload && next.last <= 0xffff {
+		*lo = next
 	}
 	return nil
 }

@@ -350,3 +350,85 @@ func BenchmarkDatagram(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/packet")
 }
+
+// layoutMessages are messages decoded one after the other with one layout:
+// runs of one shape, payloads of other lengths, and shapes the layout must
+// not take for the remembered one.
+func layoutMessages() [][]byte {
+	real := func(seq uint32, prefixText string, payload []byte) []byte {
+		return message(afINET, 5, hdr(ethIPv4, 1), prefix(prefixText), attr(attrInDev, be32(2)),
+			attr(8, make([]byte, 12)), attr(attrSeq, be32(seq)), attr(attrSeqGlobal, be32(seq+7)),
+			attr(attrPayload, payload))
+	}
+	udp := ipv4(protoUDP, 92, 0, "198.18.0.1", "198.18.0.2", 0xc3, 0x50, 0x27, 0x0f, 0, 72, 0, 0)
+	ms := [][]byte{real(1, "burst ", udp), real(2, "burst ", udp), real(3, "burst ", udp[:21]),
+		real(4, "burst ", udp[:3]), real(5, "burst ", nil), real(6, "burst ", udp), real(7, "other rule ", udp),
+		real(8, "burst ", ipv6(protoTCP, 20, "2001:db8::1", "2001:db8::2", 0x01, 0xbb, 0x30, 0x39)),
+		message(afINET, 5, hdr(ethIPv4, 1), attr(attrPayload, udp), attr(attrSeq, be32(9))),
+		message(afINET, 5, hdr(ethIPv4, 1), attr(attrPayload, udp), attr(attrPayload, udp[:20])),
+		real(10, "burst ", udp)}
+	for _, tt := range decodeTests {
+		ms = append(ms, tt.msg, real(11, "burst ", udp))
+	}
+	// The last message again, cut short and made longer than its payload
+	// says.
+	last := ms[len(ms)-1]
+	cut := append([]byte(nil), last[:len(last)-8]...)
+	binary.NativeEndian.PutUint32(cut, uint32(len(cut)))
+	long := append(append([]byte(nil), last...), 0, 0, 0, 0, 8, 0, 1, 0)
+	binary.NativeEndian.PutUint32(long, uint32(len(long)))
+	return append(ms, cut, last, long, last)
+}
+
+// decodeWithLayout decodes each message with one layout, and each on its
+// own with Decode, and fails on the first difference.
+func decodeWithLayout(t *testing.T, ms [][]byte) {
+	var lo layout
+	for i, m := range ms {
+		if len(m) < 16 || int(binary.NativeEndian.Uint32(m)) != len(m) {
+			continue
+		}
+		var got, want Packet
+		gotErr := lo.decode(m[16:], &got)
+		wantErr := Decode(typePacket, m[16:], &want)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("message %d: error %v with the layout, %v without", i, gotErr, wantErr)
+		}
+		if gotErr != nil {
+			continue
+		}
+		if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+			t.Fatalf("message %d decoded with the layout (-Decode +layout):\n%s", i, diff)
+		}
+	}
+}
+
+func TestLayoutDecodesAsDecode(t *testing.T) {
+	ms := layoutMessages()
+	decodeWithLayout(t, ms)
+	// The layout is used for a run of one shape.
+	var lo layout
+	var p Packet
+	m := ms[0]
+	if err := lo.decode(m[16:], &p); err != nil || lo.n == 0 {
+		t.Fatalf("no layout remembered from %x: %v", m, err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = lo.decode(m[16:], &p) }); n != 0 {
+		t.Errorf("decoding by the layout allocates %v times per message", n)
+	}
+}
+
+func FuzzLayout(f *testing.F) {
+	ms := layoutMessages()
+	for i := range ms[1:] {
+		f.Add(ms[i], ms[i+1])
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		for _, m := range [][]byte{a, b} {
+			if len(m) >= 16 {
+				binary.NativeEndian.PutUint32(m, uint32(len(m)))
+			}
+		}
+		decodeWithLayout(t, [][]byte{a, b, a, b})
+	})
+}
