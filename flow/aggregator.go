@@ -317,9 +317,14 @@ func (a *aggregator) add(d *delta, now time.Duration) {
 // count adds d to its series at time now and returns the series. a.mu must
 // be held.
 func (a *aggregator) count(d *delta, now time.Duration) *series {
-	if a.top != nil {
-		a.top.add(d)
-	}
+	s := a.seriesOf(d)
+	a.countIn(s, d, now)
+	return s
+}
+
+// seriesOf returns the series of d's keys, made if it is new, or the
+// overflow series once there are MaxSeries. a.mu must be held.
+func (a *aggregator) seriesOf(d *delta) *series {
 	var k seriesKey
 	a.key(d, &k)
 	s := a.series[k]
@@ -346,18 +351,26 @@ func (a *aggregator) count(d *delta, now time.Duration) *series {
 			a.overflowed++
 		}
 	}
+	return s
+}
+
+// countIn adds d to s, its series, at time now. a.mu must be held.
+func (a *aggregator) countIn(s *series, d *delta, now time.Duration) {
+	if a.top != nil {
+		a.top.add(d)
+	}
 	s.last = now
 	s.origPackets += d.OrigPackets
 	s.origBytes += d.OrigBytes
 	s.replyPackets += d.ReplyPackets
 	s.replyBytes += d.ReplyBytes
 	if !d.Final {
-		return s
+		return
 	}
 	s.flows++
 	a.flows++
 	if d.Start == 0 || d.Stop == 0 || d.Stop < d.Start {
-		return s
+		return
 	}
 	dur := float64(d.Stop-d.Start) / 1e9
 	var h *durationHist
@@ -378,7 +391,6 @@ func (a *aggregator) count(d *delta, now time.Duration) *series {
 	i, _ := slices.BinarySearch(durationBuckets[:], dur)
 	h.counts[i]++
 	h.sum += dur
-	return s
 }
 
 // newSeries returns an empty series with an id.

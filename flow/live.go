@@ -274,6 +274,9 @@ func destroyed[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delt
 	l := a.live
 	final := countsOf(e)
 	r, added := t.put(&k)
+	// A flow followed already, whose mark has not changed, goes straight
+	// to the series it remembers, as in dumped.
+	var s *series
 	switch {
 	case added:
 		// Never seen by a dump: it began after the last one, or it was
@@ -294,9 +297,16 @@ func destroyed[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delt
 			// Closed out as ended already: add the rest only.
 			d.Final = false
 			l.stats.LateDestroys++
+		} else if r.mark == e.Mark && r.epoch == a.epoch {
+			if s = a.byID[r.aux]; s != nil && s == a.overflow {
+				a.overflowed++
+			}
 		}
 	}
-	a.count(d, now)
+	if s == nil {
+		s = a.seriesOf(d)
+	}
+	a.countIn(s, d, now)
 	r.counts, r.state, r.gen = final, stateDead, l.started
 }
 

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -345,5 +346,62 @@ func TestLiveReset(t *testing.T) {
 	})
 	if st, _ := a.liveStats(); st.ClosedOut != 1 || st.Tracked != 1 {
 		t.Errorf("stats %+v: want 1 closed out, 1 tracked", st)
+	}
+}
+
+// TestLiveDestroySeries checks the series a DESTROY event of a flow a dump
+// listed is counted in: the one the flow's keys make when the event comes,
+// whether or not it is the series the flow remembers.
+func TestLiveDestroySeries(t *testing.T) {
+	f := liveFlow{sport: 1000, id: 1, start: 5}
+	tests := []struct {
+		name string
+		// between runs after the dump listed the flow with mark 0x1 and
+		// before its DESTROY event; mark is the event's.
+		between func(a *aggregator)
+		mark    uint32
+		// want are the series (by mark) and their orig bytes and flows.
+		want map[string][2]uint64
+	}{
+		{"same mark: the remembered series", nil, 0x1, map[string][2]uint64{"0x1": {150, 1}}},
+		{"mark changed: the new mark's series", nil, 0x2, map[string][2]uint64{"0x1": {100, 0}, "0x2": {50, 1}}},
+		{"remembered series removed, its id taken by another", func(a *aggregator) {
+			a.mu.Lock()
+			for k, s := range a.series {
+				delete(a.series, k)
+				a.dropSeries(s)
+			}
+			a.mu.Unlock()
+			other := liveFlow{sport: 2000, id: 2, start: 6}.at(a, [4]uint64{1, 7, 0, 0})
+			other.Mark = 0x3
+			a.countDestroyed([]ctnl.Flow{other})
+		}, 0x1, map[string][2]uint64{"0x1": {50, 1}, "0x3": {7, 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := newAggregator(Config{GroupBy: []Key{KeyMark}, MaxSeries: 10, Live: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runSteps(t, a, []step{{dump: []ctnl.Flow{}}}) // the baseline
+			listed := f.at(a, [4]uint64{1, 100, 0, 0})
+			listed.Mark = 0x1
+			a.beginDump()
+			a.countDumped([]ctnl.Flow{listed})
+			a.endDump(true, 0)
+			if tt.between != nil {
+				tt.between(a)
+			}
+			ev := f.at(a, [4]uint64{2, 150, 0, 0})
+			ev.Mark = tt.mark
+			a.countDestroyed([]ctnl.Flow{ev})
+			got := map[string][2]uint64{}
+			for _, s := range read(t, a).Series {
+				got[s.Values[0]] = [2]uint64{s.OrigBytes, s.Flows}
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("series (orig bytes, flows) by mark: %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
