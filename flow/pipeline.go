@@ -64,6 +64,9 @@ type PollStats struct {
 	// Errors counts the dumps that failed, Lookups the flows a dump
 	// missed that were asked for one by one.
 	Errors, Lookups uint64
+	// Yields counts the times a dump due waited a sample's length because
+	// the listener was receiving a burst of events.
+	Yields uint64
 	// CPU is the processor time of every dump and lookup, kernel and
 	// exporter together.
 	CPU time.Duration

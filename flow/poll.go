@@ -23,6 +23,11 @@ const (
 	// maxLookups bounds the entries looked up one by one after a dump;
 	// the others missing are confirmed gone by the next dump.
 	maxLookups = 1024
+	// burstRate is the event rate, per second, above which a dump due
+	// waits for the burst to pass (see poller.yield); burstSample is
+	// how long the rate is measured for, at most.
+	burstRate   = 50000
+	burstSample = 100 * time.Millisecond
 )
 
 // pollConfig shapes the dumps of live accounting.
@@ -97,7 +102,50 @@ func (p *poller) run(ctx context.Context, logger *slog.Logger) {
 			return
 		case <-t.C:
 		}
+		if !p.yield(ctx, wait) {
+			return
+		}
 	}
+}
+
+// yield waits, before a dump due, while the listener receives a burst of
+// events (more than burstRate a second), for at most limit, and reports
+// whether ctx is still alive. A burst is flows ending, which the events
+// count exactly: a dump during it would list flows about to be destroyed,
+// at the price of a dump of the full table (a second or more of processor
+// time at a million flows), and take the processor the listener needs to
+// keep up. The limit keeps a steady high rate from stopping the dumps: it
+// at most doubles their interval.
+func (p *poller) yield(ctx context.Context, limit time.Duration) bool {
+	sample := min(burstSample, limit/20)
+	if sample <= 0 {
+		return ctx.Err() == nil
+	}
+	deadline := time.Now().Add(limit)
+	before := p.events()
+	for {
+		t := time.NewTimer(sample)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		now := p.events()
+		if float64(now-before) < burstRate*sample.Seconds() || !time.Now().Before(deadline) {
+			return true
+		}
+		p.mu.Lock()
+		p.st.Yields++
+		p.mu.Unlock()
+		before = now
+	}
+}
+
+// events returns how many events the listener has delivered.
+func (p *poller) events() uint64 {
+	s, _ := p.l.Stats() // Events is set even when the kernel's counts are not
+	return s.Events
 }
 
 // round runs one dump, looks up the flows it missed and ends it.
