@@ -18,6 +18,13 @@ func TestOwnProcess(t *testing.T) {
 	if cpu <= 0 {
 		t.Errorf("CPUTime = %v after 50ms of work", cpu)
 	}
+	user, sys, err := Times(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user <= 0 || user+sys < cpu {
+		t.Errorf("Times = %v user, %v kernel after 50ms of work in user mode; CPUTime %v before", user, sys, cpu)
+	}
 	rss, err := StatusMB(pid, "VmRSS")
 	if err != nil {
 		t.Fatal(err)

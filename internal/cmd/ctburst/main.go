@@ -61,6 +61,7 @@ var (
 	acct     = flag.Bool("acct", false, "turn nf_conntrack_acct and nf_conntrack_timestamp on in the namespace before creating the flows, so that every event carries counters and timestamps, as in production")
 	runs     = flag.Int("runs", 1, "measure every listener this many times, in turn, and print the median and range of each")
 	perfOut  = flag.String("perf", "", "record each listener from the flush until it has drained with `perf record -g`, into PREFIX-<listener>-<run>.data (perf's own cost is then in the CPU figures: profile and measure in separate runs)")
+	listed   = flag.Bool("listed", true, "with live accounting, flush once a dump has listed every flow created, as on a running firewall whose flows dumps have seen (the adaptive interval then puts the next dump tens of seconds away); false flushes at once, whatever dump is running")
 	paused   = flag.Bool("paused", false, "stop each listener (SIGSTOP) during the flush and resume it afterwards, so that drain time and CPU measure the listener alone on a full buffer; give the exporter a buffer that holds the burst")
 )
 
@@ -310,6 +311,18 @@ func measure(tool string, run int) (r result, err error) {
 		return r, fmt.Errorf("table holds %d entries after creating %d (%v)", got, *n, err)
 	}
 
+	if w, ok := l.(interface {
+		waitListed(int64) (bool, error)
+	}); ok && *listed {
+		waited, err := w.waitListed(r.want)
+		if err != nil {
+			return r, err
+		}
+		if waited {
+			r.note += "flushed after a dump listed the table; "
+		}
+	}
+
 	// The exporter's dumps (live accounting) that run during the drain
 	// are in its CPU figure: say how much of it they took.
 	dumps, _ := l.(interface{ dumpCPU() float64 })
@@ -324,7 +337,7 @@ func measure(tool string, run int) (r result, err error) {
 			return r, err
 		}
 	}
-	cpu0, err := proc.CPUTime(l.pid())
+	user0, sys0, err := proc.Times(l.pid())
 	if err != nil {
 		return r, err
 	}
@@ -383,11 +396,12 @@ func measure(tool string, run int) (r result, err error) {
 	}
 	r.counted = last
 	r.drain = lastChange.Sub(flushStart)
-	cpu1, err := proc.CPUTime(l.pid())
+	user1, sys1, err := proc.Times(l.pid())
 	if err != nil {
 		return r, err
 	}
-	r.cpu = cpu1 - cpu0
+	r.cpu = user1 + sys1 - user0 - sys0
+	r.note += fmt.Sprintf("user %.2f s, kernel %.2f s; ", (user1 - user0).Seconds(), (sys1 - sys0).Seconds())
 	if dumps != nil {
 		r.note += fmt.Sprintf("table dumps %.2f CPU-s of it; ", dumps.dumpCPU()-dump0)
 	}
@@ -437,6 +451,29 @@ type process struct {
 type exporterProcess struct {
 	process
 	dumpSeconds *atomic.Uint64 // float64 bits
+	// dumpEntries is what the latest dump listed, -1 while the exporter
+	// exports no dump figures (live accounting off).
+	dumpEntries *atomic.Int64
+	scrape      func() (int64, error)
+}
+
+// waitListed waits until a dump of the exporter has listed want entries,
+// unless its live accounting is off, and reports whether it was on.
+func (p *exporterProcess) waitListed(want int64) (bool, error) {
+	deadline := time.Now().Add(2 * *limit)
+	for {
+		if _, err := p.scrape(); err != nil {
+			return false, err
+		}
+		got := p.dumpEntries.Load()
+		if got < 0 || got >= want {
+			return got >= 0, nil
+		}
+		if time.Now().After(deadline) {
+			return true, fmt.Errorf("no dump listed the %d flows within %v (the latest listed %d)", want, 2**limit, got)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // dumpCPU returns the processor time of the exporter's table dumps as of
@@ -485,6 +522,7 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 	url := "http://" + addr + "/metrics"
 	var lost, destroys, filteredEvents atomic.Int64
 	var dumpSeconds atomic.Uint64
+	var dumpEntries atomic.Int64
 	scrape := func() (int64, error) {
 		resp, err := http.Get(url)
 		if err != nil {
@@ -492,6 +530,7 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 		}
 		defer resp.Body.Close()
 		var flows float64
+		entries := int64(-1)
 		s := bufio.NewScanner(resp.Body)
 		s.Buffer(make([]byte, 1<<20), 1<<20)
 		for s.Scan() {
@@ -508,6 +547,10 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 				dumpSeconds.Store(math.Float64bits(v))
 			}
+			if strings.HasPrefix(line, "netfilter_conntrack_dump_entries ") {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				entries = int64(v)
+			}
 			if strings.HasPrefix(line, "netfilter_conntrack_destroy_events_total ") {
 				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 				destroys.Store(int64(v))
@@ -517,6 +560,7 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 				filteredEvents.Store(int64(v))
 			}
 		}
+		dumpEntries.Store(entries)
 		return int64(flows), s.Err()
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -531,7 +575,7 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 		time.Sleep(20 * time.Millisecond)
 	}
 	var counted int64
-	return &exporterProcess{dumpSeconds: &dumpSeconds, process: process{
+	return &exporterProcess{dumpSeconds: &dumpSeconds, dumpEntries: &dumpEntries, scrape: scrape, process: process{
 		cmd: cmd,
 		counter: func() int64 {
 			// Scraping costs the exporter CPU; ask only when its event
