@@ -243,6 +243,8 @@ func (a *aggregator) countDestroyed(es []ctnl.Flow) {
 	defer a.mu.Unlock()
 	if a.top != nil {
 		a.top.advance()
+		a.top.beginBatch()
+		defer a.top.endBatch()
 	}
 	var d delta
 	for i := range es {

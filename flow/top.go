@@ -87,6 +87,33 @@ type talkers struct {
 	mask4 uint32
 	// pend sums a dump round's deltas by talker before they reach t.
 	pend pending
+	// batch sums a batch of DESTROY events' deltas by IPv4 talker while
+	// batching is set, so that each distinct talker of the batch costs
+	// one Add of t, not one an event.
+	batch    batchSums
+	batching bool
+}
+
+// batchSlots is the size of batchSums' table, a power of two; batchMax
+// bounds the talkers it sums before they go on to the TopK, a quarter of
+// it, so that its probes stay short.
+const (
+	batchSlots = 1024
+	batchMax   = batchSlots / 4
+)
+
+// batchSums sums deltas by IPv4 talker (its 64-bit key, as pending's) in
+// an open-addressing table that a new batch empties by moving gen on,
+// without clearing it: a look-up is one multiplication and, mostly, one
+// probe. The aggregator's mutex guards it.
+type batchSums struct {
+	gen  uint32
+	keys [batchSlots]uint64
+	// gens stamps the slots in use in the batch of gen; idx are their
+	// entries in ents.
+	gens [batchSlots]uint32
+	idx  [batchSlots]int32
+	ents []pendingEntry
 }
 
 // pendingMax bounds the talkers a round sums before it hands them to the
@@ -123,6 +150,7 @@ func newTalkers(c TopConfig, clock func() time.Time) (*talkers, error) {
 	}
 	tk := &talkers{cfg: c, t: t, hot: hotFlows{n: c.Flows, clock: clock},
 		pend: pending{idx4: make(map[uint64]int32), idx6: make(map[topKey]int32)}}
+	tk.batch.gen = 1
 	if c.IPv4Bits > 0 {
 		tk.mask4 = ^uint32(0) << (32 - c.IPv4Bits)
 	}
@@ -150,12 +178,95 @@ func (tk *talkers) prefix(a netip.Addr) netip.Addr {
 	return p.Addr()
 }
 
-// add counts d.
+// add counts d: in the batch's sums while batching, for an IPv4 talker.
 func (tk *talkers) add(d *delta) {
 	if d.OrigBytes|d.OrigPackets|d.ReplyBytes|d.ReplyPackets == 0 {
 		return
 	}
+	if tk.batching {
+		src, dst := d.Src.Unmap(), d.Dst.Unmap()
+		if src.Is4() && dst.Is4() {
+			tk.batchAdd(src, dst, d)
+			return
+		}
+	}
 	tk.addAddrs(d.Src, d.Dst, d.OrigBytes, d.OrigPackets, d.ReplyBytes, d.ReplyPackets)
+}
+
+// beginBatch starts a batch of events whose IPv4 talkers are summed until
+// endBatch.
+func (tk *talkers) beginBatch() {
+	tk.batching = true
+}
+
+// endBatch ends a batch of events: its sums reach the TopK.
+func (tk *talkers) endBatch() {
+	tk.batching = false
+	tk.flushBatch()
+}
+
+// batchAdd sums d, of the IPv4 talker of src and dst (unmapped), in the
+// batch's sums.
+func (tk *talkers) batchAdd(src, dst netip.Addr, d *delta) {
+	b := &tk.batch
+	k := tk.key4(src, dst)
+	h := uint32((k * 0x9e3779b97f4a7c15) >> (64 - 10))
+	var i int32
+	for {
+		if b.gens[h] != b.gen {
+			i = int32(len(b.ents))
+			b.ents = append(b.ents, pendingEntry{key: tk.key(src, dst)})
+			b.gens[h], b.keys[h], b.idx[h] = b.gen, k, i
+			break
+		}
+		if b.keys[h] == k {
+			i = b.idx[h]
+			break
+		}
+		h = (h + 1) & (batchSlots - 1)
+	}
+	c := &b.ents[i].c
+	c[0] += d.OrigPackets
+	c[1] += d.OrigBytes
+	c[2] += d.ReplyPackets
+	c[3] += d.ReplyBytes
+	if len(b.ents) >= batchMax {
+		tk.flushBatch()
+	}
+}
+
+// flushBatch hands the batch's sums to the TopK and empties them.
+func (tk *talkers) flushBatch() {
+	b := &tk.batch
+	if len(b.ents) == 0 {
+		return
+	}
+	for i := range b.ents {
+		e := &b.ents[i]
+		tk.t.Add(e.key, e.c[1], e.c[0], e.c[3], e.c[2])
+	}
+	b.ents = b.ents[:0]
+	b.gen++
+	if b.gen == 0 {
+		// The stamps wrapped: a slot stamped long ago would look in use.
+		clear(b.gens[:])
+		b.gen = 1
+	}
+}
+
+// key4 returns the 64-bit key of the IPv4 talker of src and dst
+// (unmapped): src<<32|dst, each masked to IPv4Bits, 0 when not a key.
+func (tk *talkers) key4(src, dst netip.Addr) uint64 {
+	var k uint64
+	if tk.src {
+		s := src.As4()
+		k = uint64((uint32(s[0])<<24|uint32(s[1])<<16|uint32(s[2])<<8|uint32(s[3]))&tk.mask4) << 32
+	}
+	if tk.dst {
+		d := dst.As4()
+		k |= uint64((uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3])) & tk.mask4)
+	}
+	return k
 }
 
 // addAddrs counts a delta of the talker of src and dst in the TopK.
@@ -176,15 +287,7 @@ func (tk *talkers) dumped(e *ctnl.Flow, c *[4]uint64) {
 	src, dst := e.Orig.Src.Unmap(), e.Orig.Dst.Unmap()
 	var i int32
 	if src.Is4() && dst.Is4() {
-		var k uint64
-		if tk.src {
-			s := src.As4()
-			k = uint64((uint32(s[0])<<24|uint32(s[1])<<16|uint32(s[2])<<8|uint32(s[3]))&tk.mask4) << 32
-		}
-		if tk.dst {
-			d := dst.As4()
-			k |= uint64((uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3])) & tk.mask4)
-		}
+		k := tk.key4(src, dst)
 		var ok bool
 		if i, ok = p.idx4[k]; !ok {
 			i = tk.pendNew(src, dst)

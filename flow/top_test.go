@@ -308,3 +308,33 @@ func TestTopOverCapacityLedger(t *testing.T) {
 		})
 	}
 }
+
+// TestTopDestroyBatchExact checks that the sums a batch of DESTROY events
+// keeps by talker reach the talkers exactly, under the capacity: batches of
+// more distinct IPv4 talkers than a batch sums at once, and IPv6 talkers
+// among them, which are not summed.
+func TestTopDestroyBatchExact(t *testing.T) {
+	for _, live := range []bool{false, true} {
+		t.Run(fmt.Sprintf("live %v", live), func(t *testing.T) {
+			clk := &topClock{}
+			a := topAggregator(t, live, TopConfig{Count: 1000, IPv4Bits: 32, IPv6Bits: 128}, clk)
+			id := uint32(0)
+			for round := range 4 {
+				batch := make([]ctnl.Flow, 0, 3*batchMax)
+				for i := range cap(batch) {
+					id++
+					src := fmt.Sprintf("10.0.%d.%d", i%700/256, i%700%256)
+					if i%13 == 0 {
+						src = fmt.Sprintf("2001:db8::%x", i%50)
+					}
+					batch = append(batch, udpFlow(src, uint16(i), id, [4]uint64{1, uint64(40 + i + round), 1, uint64(i % 7)}, ""))
+				}
+				a.countDestroyed(batch)
+			}
+			got, want := talkerBytes(a.top.read(false)), seriesBytes(t, a)
+			if diff := gocmp.Diff(want, got); diff != "" {
+				t.Errorf("talkers differ from the series (-series +talkers):\n%s", diff)
+			}
+		})
+	}
+}
