@@ -241,11 +241,7 @@ func (tk *talkers) flushBatch() {
 	if len(b.ents) == 0 {
 		return
 	}
-	for i := range b.ents {
-		e := &b.ents[i]
-		tk.t.Add(e.key, e.c[1], e.c[0], e.c[3], e.c[2])
-	}
-	b.ents = b.ents[:0]
+	b.ents = tk.addAll(b.ents)
 	b.gen++
 	if b.gen == 0 {
 		// The stamps wrapped: a slot stamped long ago would look in use.
@@ -332,17 +328,22 @@ func (tk *talkers) pendNew(src, dst netip.Addr) int32 {
 	return int32(len(p.ents) - 1)
 }
 
+// addAll hands the sums of es to the TopK and returns es emptied.
+func (tk *talkers) addAll(es []pendingEntry) []pendingEntry {
+	for i := range es {
+		e := &es[i]
+		tk.t.Add(e.key, e.c[1], e.c[0], e.c[3], e.c[2])
+	}
+	return es[:0]
+}
+
 // flush hands the pending sums to the TopK.
 func (tk *talkers) flush() {
 	p := &tk.pend
 	if len(p.ents) == 0 {
 		return
 	}
-	for i := range p.ents {
-		e := &p.ents[i]
-		tk.t.Add(e.key, e.c[1], e.c[0], e.c[3], e.c[2])
-	}
-	p.ents = p.ents[:0]
+	p.ents = tk.addAll(p.ents)
 	clear(p.idx4)
 	clear(p.idx6)
 }
