@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/netfilter-exporter/netfilter_exporter/ctnl"
+	"github.com/netfilter-exporter/netfilter_exporter/internal/task"
 )
 
 // Defaults of live accounting.
@@ -95,14 +96,7 @@ func (p *poller) run(ctx context.Context, logger *slog.Logger) {
 			logger.Info("conntrack table dumps work again")
 			failing = false
 		}
-		t := time.NewTimer(time.Until(start.Add(wait)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		if !p.yield(ctx, wait) {
+		if !task.Sleep(ctx, time.Until(start.Add(wait))) || !p.yield(ctx, wait) {
 			return
 		}
 	}
@@ -124,12 +118,8 @@ func (p *poller) yield(ctx context.Context, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	before := p.events()
 	for {
-		t := time.NewTimer(sample)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !task.Sleep(ctx, sample) {
 			return false
-		case <-t.C:
 		}
 		now := p.events()
 		if float64(now-before) < burstRate*sample.Seconds() || !time.Now().Before(deadline) {

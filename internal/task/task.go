@@ -80,12 +80,8 @@ func Retry(name string, f Func, b Backoff, logger *slog.Logger) Func {
 				wait = b.Min
 			}
 			logger.Error(name+" failed; retrying", "err", err, "retry_in", wait)
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !Sleep(ctx, wait) {
 				return nil
-			case <-t.C:
 			}
 			wait = min(2*wait, b.Max)
 		}
@@ -95,3 +91,16 @@ func Retry(name string, f Func, b Backoff, logger *slog.Logger) Func {
 // errStopped is what Retry logs for a Func that returned nil before its
 // context was done.
 var errStopped = errors.New("stopped without an error")
+
+// Sleep waits for d or until ctx is done, and reports whether ctx is still
+// alive.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

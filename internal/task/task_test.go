@@ -205,3 +205,18 @@ func TestRetryStopsWhileWaiting(t *testing.T) {
 		t.Errorf("%d runs, want 1", n)
 	}
 }
+
+func TestSleep(t *testing.T) {
+	start := time.Now()
+	if !Sleep(context.Background(), 20*time.Millisecond) {
+		t.Error("Sleep reported a live context done")
+	}
+	if took := time.Since(start); took < 20*time.Millisecond {
+		t.Errorf("Sleep(20ms) returned after %v", took)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, time.Hour) {
+		t.Error("Sleep reported a cancelled context alive")
+	}
+}
