@@ -536,27 +536,27 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 		for s.Scan() {
 			line := s.Text()
 			if strings.HasPrefix(line, "netfilter_conntrack_flows_total") {
-				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				v := sampleValue(line)
 				flows += v
 			}
 			if strings.HasPrefix(line, "netfilter_conntrack_events_lost_total ") {
-				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				v := sampleValue(line)
 				lost.Store(int64(v))
 			}
 			if strings.HasPrefix(line, "netfilter_conntrack_dump_cpu_seconds_total ") {
-				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				v := sampleValue(line)
 				dumpSeconds.Store(math.Float64bits(v))
 			}
 			if strings.HasPrefix(line, "netfilter_conntrack_dump_entries ") {
-				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				v := sampleValue(line)
 				entries = int64(v)
 			}
 			if strings.HasPrefix(line, "netfilter_conntrack_destroy_events_total ") {
-				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				v := sampleValue(line)
 				destroys.Store(int64(v))
 			}
 			if strings.HasPrefix(line, "netfilter_conntrack_events_filtered_total ") {
-				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				v := sampleValue(line)
 				filteredEvents.Store(int64(v))
 			}
 		}
@@ -593,6 +593,12 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 			return fmt.Sprintf("destroy_events_total %d, events_filtered_total %d, events_lost_total %d", destroys.Load(), filteredEvents.Load(), lost.Load())
 		},
 	}}, nil
+}
+
+// sampleValue returns the value of a sample line of the text format.
+func sampleValue(line string) float64 {
+	v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+	return v
 }
 
 // groupSocketRmem returns the queued bytes of the exporter's event socket,
