@@ -130,10 +130,8 @@ type pending struct {
 	ents []pendingEntry
 }
 
-type pendingEntry struct {
-	key topKey
-	c   [4]uint64 // in record order: orig packets and bytes, reply packets and bytes
-}
+// pendingEntry is one talker's sums, as the TopK takes them.
+type pendingEntry = topk.Item[topKey]
 
 // newTalkers returns the top talkers of c, nil when they are off; clock
 // moves their window.
@@ -215,7 +213,7 @@ func (tk *talkers) batchAdd(src, dst netip.Addr, d *delta) {
 	for {
 		if b.gens[h] != b.gen {
 			i = int32(len(b.ents))
-			b.ents = append(b.ents, pendingEntry{key: tk.key(src, dst)})
+			b.ents = append(b.ents, pendingEntry{Key: tk.key4To16(k)})
 			b.gens[h], b.keys[h], b.idx[h] = b.gen, k, i
 			break
 		}
@@ -225,11 +223,11 @@ func (tk *talkers) batchAdd(src, dst netip.Addr, d *delta) {
 		}
 		h = (h + 1) & (batchSlots - 1)
 	}
-	c := &b.ents[i].c
-	c[0] += d.OrigPackets
-	c[1] += d.OrigBytes
-	c[2] += d.ReplyPackets
-	c[3] += d.ReplyBytes
+	c := &b.ents[i].Counts
+	c.OrigPackets += d.OrigPackets
+	c.OrigBytes += d.OrigBytes
+	c.ReplyPackets += d.ReplyPackets
+	c.ReplyBytes += d.ReplyBytes
 	if len(b.ents) >= batchMax {
 		tk.flushBatch()
 	}
@@ -286,7 +284,8 @@ func (tk *talkers) dumped(e *ctnl.Flow, c *[4]uint64) {
 		k := tk.key4(src, dst)
 		var ok bool
 		if i, ok = p.idx4[k]; !ok {
-			i = tk.pendNew(src, dst)
+			i = int32(len(p.ents))
+			p.ents = append(p.ents, pendingEntry{Key: tk.key4To16(k)})
 			p.idx4[k] = i
 		}
 	} else {
@@ -294,15 +293,15 @@ func (tk *talkers) dumped(e *ctnl.Flow, c *[4]uint64) {
 		var ok bool
 		if i, ok = p.idx6[k]; !ok {
 			i = int32(len(p.ents))
-			p.ents = append(p.ents, pendingEntry{key: k})
+			p.ents = append(p.ents, pendingEntry{Key: k})
 			p.idx6[k] = i
 		}
 	}
-	pc := &p.ents[i].c
-	pc[0] += c[0]
-	pc[1] += c[1]
-	pc[2] += c[2]
-	pc[3] += c[3]
+	pc := &p.ents[i].Counts
+	pc.OrigPackets += c[0]
+	pc.OrigBytes += c[1]
+	pc.ReplyPackets += c[2]
+	pc.ReplyBytes += c[3]
 	if len(p.ents) >= pendingMax {
 		tk.flush()
 	}
@@ -320,20 +319,30 @@ func (tk *talkers) key(src, dst netip.Addr) topKey {
 	return k
 }
 
-// pendNew adds an empty pending entry for the talker of src and dst and
-// returns its index.
-func (tk *talkers) pendNew(src, dst netip.Addr) int32 {
-	p := &tk.pend
-	p.ents = append(p.ents, pendingEntry{key: tk.key(src, dst)})
-	return int32(len(p.ents) - 1)
+// key4To16 returns the talker of the 64-bit IPv4 key k (key4's): what key
+// returns for its addresses, without aggregating them again.
+func (tk *talkers) key4To16(k uint64) topKey {
+	var t topKey
+	if tk.src {
+		t[0] = mapped4(uint32(k >> 32))
+	}
+	if tk.dst {
+		t[1] = mapped4(uint32(k))
+	}
+	return t
+}
+
+// mapped4 returns the IPv4 address a in its 16-byte, IPv4-mapped form.
+func mapped4(a uint32) [16]byte {
+	var b [16]byte
+	b[10], b[11] = 0xff, 0xff
+	b[12], b[13], b[14], b[15] = byte(a>>24), byte(a>>16), byte(a>>8), byte(a)
+	return b
 }
 
 // addAll hands the sums of es to the TopK and returns es emptied.
 func (tk *talkers) addAll(es []pendingEntry) []pendingEntry {
-	for i := range es {
-		e := &es[i]
-		tk.t.Add(e.key, e.c[1], e.c[0], e.c[3], e.c[2])
-	}
+	tk.t.AddAll(es)
 	return es[:0]
 }
 

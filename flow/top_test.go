@@ -338,3 +338,24 @@ func TestTopDestroyBatchExact(t *testing.T) {
 		})
 	}
 }
+
+// TestTopKey4 checks that the talker rebuilt from an IPv4 talker's 64-bit
+// key, as the batch and round sums keep it, is the talker key makes of its
+// addresses: for each side told apart and each prefix.
+func TestTopKey4(t *testing.T) {
+	src, dst := netip.MustParseAddr("198.18.201.77"), netip.MustParseAddr("203.0.113.250")
+	for _, by := range [][]Key{{KeySrc}, {KeyDst}, {KeySrc, KeyDst}} {
+		for _, bits := range []int{0, 1, 8, 24, 31, 32} {
+			t.Run(fmt.Sprintf("%v/%d", by, bits), func(t *testing.T) {
+				tk, err := newTalkers(TopConfig{Count: 1, By: by, Window: time.Minute, Capacity: 16, IPv4Bits: bits, IPv6Bits: 64}, time.Now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := tk.key(src, dst)
+				if got := tk.key4To16(tk.key4(src, dst)); got != want {
+					t.Errorf("key4To16(key4(%v, %v)) = %x, want %x", src, dst, got, want)
+				}
+			})
+		}
+	}
+}

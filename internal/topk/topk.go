@@ -190,28 +190,48 @@ func (t *TopK[K]) Window() time.Duration { return t.window }
 // ignored. It is O(1) amortised and does not allocate once the buckets'
 // storage has grown to its working size.
 func (t *TopK[K]) Add(key K, origBytes, origPkts, replyBytes, replyPkts uint64) {
-	if origBytes|origPkts|replyBytes|replyPkts == 0 {
+	c := Counts{OrigBytes: origBytes, OrigPackets: origPkts, ReplyBytes: replyBytes, ReplyPackets: replyPkts}
+	if c == (Counts{}) {
 		return
 	}
 	t.mu.Lock()
+	t.addLocked(key, &c)
+	t.mu.Unlock()
+}
+
+// Item is one key's delta, for AddAll.
+type Item[K comparable] struct {
+	Key K
+	Counts
+}
+
+// AddAll counts the deltas of items in the current bucket, as many Adds
+// would, under one lock.
+func (t *TopK[K]) AddAll(items []Item[K]) {
+	t.mu.Lock()
+	for i := range items {
+		if it := &items[i]; it.Counts != (Counts{}) {
+			t.addLocked(it.Key, &it.Counts)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// addLocked counts c, not all zero, for key in the current bucket.
+func (t *TopK[K]) addLocked(key K, c *Counts) {
 	b := t.cur
 	if i, ok := b.idx[key]; ok {
 		e := &b.entries[i]
-		e.c.OrigBytes += origBytes
-		e.c.OrigPackets += origPkts
-		e.c.ReplyBytes += replyBytes
-		e.c.ReplyPackets += replyPkts
-		t.mu.Unlock()
+		e.c.OrigBytes += c.OrigBytes
+		e.c.OrigPackets += c.OrigPackets
+		e.c.ReplyBytes += c.ReplyBytes
+		e.c.ReplyPackets += c.ReplyPackets
 		return
 	}
 	if len(b.holes) == 0 && len(b.entries) >= t.capacity {
 		t.evictLocked(b)
 	}
-	e := entry[K]{
-		key: key,
-		c:   Counts{OrigBytes: origBytes, OrigPackets: origPkts, ReplyBytes: replyBytes, ReplyPackets: replyPkts},
-		err: b.floor,
-	}
+	e := entry[K]{key: key, c: *c, err: b.floor}
 	if n := len(b.holes); n > 0 {
 		i := b.holes[n-1]
 		b.holes = b.holes[:n-1]
@@ -222,7 +242,6 @@ func (t *TopK[K]) Add(key K, origBytes, origPkts, replyBytes, replyPkts uint64) 
 		b.idx[key] = int32(len(b.entries))
 		b.entries = append(b.entries, e)
 	}
-	t.mu.Unlock()
 }
 
 // Advance moves the window to the clock's now: buckets older than the

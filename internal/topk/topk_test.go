@@ -419,3 +419,44 @@ func TestEvictExactFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestAddAll checks that AddAll counts as the same Adds one by one do, over
+// the capacity too (the evictions' sampling is deterministic): the two
+// TopKs read the same, and zero deltas are ignored by both.
+func TestAddAll(t *testing.T) {
+	const capacity = 256
+	clk := &clock{now: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+	one, err := New[key](Config{Capacity: capacity, Window: time.Minute, Clock: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := New[key](Config{Capacity: capacity, Window: time.Minute, Clock: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	var items []Item[key]
+	for range 50 {
+		items = items[:0]
+		for range 100 {
+			it := Item[key]{Key: keyOf(r.Uint64N(4 * capacity))}
+			if r.IntN(10) > 0 {
+				it.Counts = Counts{OrigBytes: r.Uint64N(1500), OrigPackets: 1, ReplyBytes: r.Uint64N(100), ReplyPackets: 1}
+			}
+			items = append(items, it)
+			one.Add(it.Key, it.OrigBytes, it.OrigPackets, it.ReplyBytes, it.ReplyPackets)
+		}
+		all.AddAll(items)
+		clk.now = clk.now.Add(time.Second)
+		one.Advance()
+		all.Advance()
+	}
+	got, want := all.Snapshot(capacity), one.Snapshot(capacity)
+	if want.Exact || len(want.Rows) == 0 {
+		t.Fatalf("the Adds stayed exact (%v) or counted nothing (%d rows): the test does not reach the evictions", want.Exact, len(want.Rows))
+	}
+	if !slices.Equal(got.Rows, want.Rows) || got.Tracked != want.Tracked || got.Exact != want.Exact || got.MaxError != want.MaxError {
+		t.Fatalf("AddAll read %d rows (tracked %d, max error %d), the Adds %d (tracked %d, max error %d)",
+			len(got.Rows), got.Tracked, got.MaxError, len(want.Rows), want.Tracked, want.MaxError)
+	}
+}
