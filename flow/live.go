@@ -377,6 +377,9 @@ func dumped[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delta, 
 			s.origBytes += c[1]
 			s.replyPackets += c[2]
 			s.replyBytes += c[3]
+			if s == a.overflow && c[0]|c[1]|c[2]|c[3] != 0 {
+				a.overflowed++
+			}
 			if a.top != nil {
 				a.top.dumped(e, &c)
 			}

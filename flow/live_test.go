@@ -405,3 +405,49 @@ func TestLiveDestroySeries(t *testing.T) {
 		})
 	}
 }
+
+// TestLiveOverflowEvents checks that Stats.Overflowed counts every delta
+// summed into the overflow series: the dump that first keys a flow, the
+// later dumps that find it moved (not those that find it idle), and its
+// DESTROY event, whichever path each takes.
+func TestLiveOverflowEvents(t *testing.T) {
+	a, err := newAggregator(Config{GroupBy: []Key{KeyMark}, MaxSeries: 2, Live: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, a, []step{{dump: []ctnl.Flow{}}}) // the baseline
+	kept, over := liveFlow{sport: 1000, id: 1, start: 5}, liveFlow{sport: 2000, id: 2, start: 5}
+	dump := func(c [4]uint64) {
+		k, o := kept.at(a, c), over.at(a, c)
+		k.Mark, o.Mark = 0x1, 0x2
+		a.beginDump()
+		a.countDumped([]ctnl.Flow{k, o})
+		a.endDump(true, 0)
+	}
+	overflowed := func() uint64 { return read(t, a).Stats.Overflowed }
+	steps := []struct {
+		name string
+		do   func()
+		want uint64
+	}{
+		{"first dump keys the flow", func() { dump([4]uint64{1, 100, 0, 0}) }, 1},
+		{"it moved", func() { dump([4]uint64{2, 200, 0, 0}) }, 2},
+		{"it did not move", func() { dump([4]uint64{2, 200, 0, 0}) }, 2},
+		{"its DESTROY event", func() {
+			e := over.at(a, [4]uint64{3, 300, 0, 0})
+			e.Mark = 0x2
+			a.countDestroyed([]ctnl.Flow{e})
+		}, 3},
+	}
+	for _, s := range steps {
+		s.do()
+		if got := overflowed(); got != s.want {
+			t.Fatalf("after %s: %d deltas overflowed, want %d", s.name, got, s.want)
+		}
+	}
+	r := read(t, a)
+	o, ok := seriesOf(r, "other")
+	if !ok || o.OrigBytes != 300 {
+		t.Fatalf("overflow series %+v (found %v), want 300 orig bytes", o, ok)
+	}
+}
