@@ -348,14 +348,17 @@ func (a *aggregator) seriesOf(d *delta) *series {
 				a.overflow.values = a.values(nil, true)
 			}
 			s = a.overflow
-			a.overflowed++
 		}
 	}
 	return s
 }
 
-// countIn adds d to s, its series, at time now. a.mu must be held.
+// countIn adds d to s, its series, at time now, and counts it in
+// overflowed when s is the overflow series. a.mu must be held.
 func (a *aggregator) countIn(s *series, d *delta, now time.Duration) {
+	if s == a.overflow {
+		a.overflowed++
+	}
 	if a.top != nil {
 		a.top.add(d)
 	}

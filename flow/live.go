@@ -300,9 +300,7 @@ func destroyed[K flowKey](a *aggregator, t *table[K], k K, e *ctnl.Flow, d *delt
 			d.Final = false
 			l.stats.LateDestroys++
 		} else if r.mark == e.Mark && r.epoch == a.epoch {
-			if s = a.byID[r.aux]; s != nil && s == a.overflow {
-				a.overflowed++
-			}
+			s = a.byID[r.aux]
 		}
 	}
 	if s == nil {
