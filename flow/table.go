@@ -33,19 +33,19 @@ type flowKey interface {
 // end; a dump that found many out of order makes endDump put the array back
 // in dump order.
 //
-// The array lives outside the Go heap, in an anonymous mapping (with huge
-// pages once large) that grows in place: the garbage collector never scans
-// it, and the table never needs twice its memory. Pointers to records are
-// valid until the next insertion or sweep. A table is not safe
+// The array lives outside the Go heap, in an anonymous mapping of whole
+// huge pages (a mapping) that grows without copying: the garbage collector
+// never scans it, and the table never needs twice its memory. Pointers to
+// records are valid until the next insertion or sweep. A table is not safe
 // for concurrent use.
 type table[K flowKey] struct {
 	recs []slot[K] // len: records and holes; cap: the mapping's room
-	mem  []byte    // the mapping behind recs; nil when on the heap
+	mem  mapping   // the mapping behind recs; empty when on the heap
 	// index holds the position of each record plus one in its low
 	// bits, those of posMask, and a tag from the record's hash in the
 	// others; 0 is empty.
 	index   []uint32
-	idxMem  []byte // the mapping behind index; nil when on the heap
+	idxMem  mapping // the mapping behind index; empty when on the heap
 	posMask uint32
 	seed    uint64
 	n       int // records, holes not counted
@@ -79,11 +79,6 @@ const (
 	misplacMax = 0.05 // rebuild in dump order once this share came out of place
 	rebuildMin = 0.02 // a sweep that removes this share makes the index anew
 	touchMax   = 64   // hashes one touch may be given
-	// hugeMin is the smallest array backed by huge pages: getting them may
-	// make the kernel compact memory, worth it for large tables only.
-	hugeMin = 16 << 20
-	// hugeIndexMin is the smallest index in a mapping with huge pages.
-	hugeIndexMin = 2 << 20
 )
 
 func newTable[K flowKey]() *table[K] {
@@ -103,35 +98,25 @@ func indexSize(n int) int {
 // its own when it can, and records the mapping in t.mem (unmapping the old
 // one is the caller's job).
 func (t *table[K]) alloc(n int) []slot[K] {
-	size := n * int(unsafe.Sizeof(slot[K]{}))
-	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	mem, err := mapAnon(n * int(unsafe.Sizeof(slot[K]{})))
 	if err != nil {
 		// No mapping (a sandbox that forbids it): the Go heap will do.
-		t.mem = nil
+		t.mem = mapping{}
 		return make([]slot[K], 0, n)
 	}
-	if size >= hugeMin {
-		_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
-	}
 	t.mem = mem
-	return unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), n)[:0]
+	return unsafe.Slice((*slot[K])(mem.p), n)[:0]
 }
 
 // allocIndex replaces the index with an empty one of n slots. A large
 // index gets a mapping of its own with huge pages, as the array does: every
-// event reads it at a random place, and with small pages nearly each read
-// would also miss the TLB (a page walk, dearer still in a virtual machine).
+// event reads it at a random place.
 func (t *table[K]) allocIndex(n int) {
-	if t.idxMem != nil {
-		_ = unix.Munmap(t.idxMem)
-		t.idxMem = nil
-	}
-	size := 4 * n
-	if size >= hugeIndexMin {
-		if mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err == nil {
-			_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
+	t.idxMem.unmap()
+	if size := 4 * n; size >= hugePage {
+		if mem, err := mapAnon(size); err == nil {
 			t.idxMem = mem
-			t.index = unsafe.Slice((*uint32)(unsafe.Pointer(&mem[0])), n)
+			t.index = unsafe.Slice((*uint32)(mem.p), n)
 			return
 		}
 	}
@@ -140,13 +125,9 @@ func (t *table[K]) allocIndex(n int) {
 
 // free gives the memory back; the table is empty and unusable afterwards.
 func (t *table[K]) free() {
-	if t.mem != nil {
-		_ = unix.Munmap(t.mem)
-	}
-	if t.idxMem != nil {
-		_ = unix.Munmap(t.idxMem)
-	}
-	t.recs, t.mem, t.index, t.idxMem, t.order, t.removed, t.n = nil, nil, nil, nil, nil, nil, 0
+	t.mem.unmap()
+	t.idxMem.unmap()
+	t.recs, t.index, t.order, t.removed, t.n = nil, nil, nil, nil, 0
 }
 
 // bytes returns the memory the table takes.
@@ -400,25 +381,18 @@ func (t *table[K]) grow() {
 	n := len(t.recs)
 	want := max(int(float64(n)*growBy)+1, minRecs)
 	if want > cap(t.recs) {
-		size := want * int(unsafe.Sizeof(slot[K]{}))
-		mem, err := []byte(nil), error(unix.EINVAL)
-		if t.mem != nil {
-			mem, err = unix.Mremap(t.mem, size, unix.MREMAP_MAYMOVE)
+		err := error(unix.EINVAL)
+		if t.mem.p != nil {
+			err = t.mem.resize(want * int(unsafe.Sizeof(slot[K]{})))
 		}
 		if err == nil {
-			if size >= hugeMin {
-				_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
-			}
-			t.mem = mem
-			t.recs = unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), want)[:n]
+			t.recs = unsafe.Slice((*slot[K])(t.mem.p), want)[:n]
 		} else {
 			oldMem := t.mem
 			recs := t.alloc(want)[:n]
 			copy(recs, t.recs)
 			t.recs = recs
-			if oldMem != nil {
-				_ = unix.Munmap(oldMem)
-			}
+			oldMem.unmap()
 		}
 	}
 	switch need := indexSize(cap(t.recs)); {
@@ -434,13 +408,12 @@ func (t *table[K]) grow() {
 func (t *table[K]) shrink() {
 	t.compact()
 	want := max(int(float64(len(t.recs))*growBy)+1, minRecs)
-	if t.mem == nil {
+	if t.mem.p == nil {
 		recs := make([]slot[K], len(t.recs), want)
 		copy(recs, t.recs)
 		t.recs = recs
-	} else if mem, err := unix.Mremap(t.mem, want*int(unsafe.Sizeof(slot[K]{})), unix.MREMAP_MAYMOVE); err == nil {
-		t.mem = mem
-		t.recs = unsafe.Slice((*slot[K])(unsafe.Pointer(&mem[0])), want)[:len(t.recs)]
+	} else if err := t.mem.resize(want * int(unsafe.Sizeof(slot[K]{}))); err == nil {
+		t.recs = unsafe.Slice((*slot[K])(t.mem.p), want)[:len(t.recs)]
 	}
 	t.reindex()
 }
