@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -56,14 +57,9 @@ func checkHuge(t *testing.T, m mapping) {
 	if uintptr(m.p)%hugePage != 0 || m.n%hugePage != 0 {
 		t.Fatalf("mapping at %#x, %d bytes: not in whole aligned huge pages", uintptr(m.p), m.n)
 	}
-	flags, _ := vmFlags(t, m.bytes())
-	for _, f := range flags {
-		if f != "hg" {
-			continue
-		}
-		return
+	if flags, _ := vmFlags(t, m.bytes()); !slices.Contains(flags, "hg") {
+		t.Fatalf("mapping at %#x not advised for huge pages: VmFlags %v", uintptr(m.p), flags)
 	}
-	t.Fatalf("mapping at %#x not advised for huge pages: VmFlags %v", uintptr(m.p), flags)
 }
 
 func TestMappingResize(t *testing.T) {
