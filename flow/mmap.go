@@ -54,15 +54,14 @@ func mapAnon(n int) (mapping, error) {
 	if err != nil {
 		return mapping{}, err
 	}
-	start := uintptr(p)
-	aligned := (start + hugePage - 1) &^ (hugePage - 1)
-	if head := aligned - start; head > 0 {
+	head := (hugePage - uintptr(p)%hugePage) % hugePage
+	if head > 0 {
 		_ = unix.MunmapPtr(p, head)
 	}
-	if tail := start + size + hugePage - (aligned + size); tail > 0 {
-		_ = unix.MunmapPtr(unsafe.Add(p, aligned-start+size), tail)
+	if tail := hugePage - head; tail > 0 {
+		_ = unix.MunmapPtr(unsafe.Add(p, head+size), tail)
 	}
-	m := mapping{unsafe.Add(p, aligned-start), size}
+	m := mapping{unsafe.Add(p, head), size}
 	m.advise()
 	return m, nil
 }
