@@ -58,9 +58,8 @@ func mapAnon(n int) (mapping, error) {
 	if head > 0 {
 		_ = unix.MunmapPtr(p, head)
 	}
-	if tail := hugePage - head; tail > 0 {
-		_ = unix.MunmapPtr(unsafe.Add(p, head+size), tail)
-	}
+	// The tail, hugePage-head, is never empty: head is under a huge page.
+	_ = unix.MunmapPtr(unsafe.Add(p, head+size), hugePage-head)
 	m := mapping{unsafe.Add(p, head), size}
 	m.advise()
 	return m, nil
