@@ -10,7 +10,7 @@ import (
 // distinct keys: the most memory it can hold.
 func filled(tb testing.TB, capacity int) *TopK[key] {
 	clk := &clock{now: time.Unix(0, 0)}
-	tk, err := New[key](Config{Capacity: capacity, Window: time.Minute, Clock: clk.Now})
+	tk, err := New(Config[key]{Capacity: capacity, Window: time.Minute, Clock: clk.Now})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func TestMemoryBound(t *testing.T) {
 	runtime.KeepAlive(tk)
 	perKey := float64(used) / float64(capacity*DefaultBuckets)
 	t.Logf("capacity %d, %d buckets full: %.1f MB, %.0f bytes per key held (%d-byte keys)", capacity, DefaultBuckets, float64(used)/(1<<20), perKey, 17)
-	if used > 12<<20 {
-		t.Fatalf("%d bytes at capacity %d: over the 12 MB this test allows (16 MB is the floor)", used, capacity)
+	if used > 8<<20 {
+		t.Fatalf("%d bytes at capacity %d: over the 8 MB this test allows (16 MB is the floor; 5.8 MB measured with the index)", used, capacity)
 	}
 }
 
@@ -76,7 +76,7 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 // BenchmarkAdd measures an Add in the steady state: 4096 keys that fit the
 // default capacity, already held. It must not allocate.
 func BenchmarkAdd(b *testing.B) {
-	tk, err := New[key](Config{Capacity: 8192, Window: time.Minute})
+	tk, err := New(Config[key]{Capacity: 8192, Window: time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func BenchmarkAdd(b *testing.B) {
 // BenchmarkAddOverCapacity measures an Add of a Zipf workload of 100,000
 // keys at capacity 8192: evictions included, amortised.
 func BenchmarkAddOverCapacity(b *testing.B) {
-	tk, err := New[key](Config{Capacity: 8192, Window: time.Minute})
+	tk, err := New(Config[key]{Capacity: 8192, Window: time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func BenchmarkAddOverCapacity(b *testing.B) {
 // round of more sources than the capacity). Evictions included,
 // amortised.
 func BenchmarkAddScan(b *testing.B) {
-	tk, err := New[key](Config{Capacity: 8192, Window: time.Minute})
+	tk, err := New(Config[key]{Capacity: 8192, Window: time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 func TestConcurrentTop(t *testing.T) {
 	var now atomic.Int64
 	clk := func() time.Time { return time.Unix(0, now.Load()) }
-	tk, err := New[key](Config{Capacity: 64, Window: time.Minute, Clock: clk})
+	tk, err := New(Config[key]{Capacity: 64, Window: time.Minute, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,8 +41,11 @@
 //
 // A mutex guards the buckets. Add takes it (uncontended: the scrapes hold
 // it only to copy the current bucket and pin the sealed ones), looks the
-// key up in the current bucket's map and adds: no allocation once the
-// bucket's storage has grown. Sealed buckets are immutable, so Top merges
+// key up in the current bucket's index (open addressing over a table of
+// twice the capacity, which holds part of each key's hash and screens
+// most other keys without reading their entry) and adds: no allocation
+// once the bucket's storage has grown. An eviction reads the weights and
+// hashes the bucket keeps beside its entries, not the entries. Sealed buckets are immutable, so Top merges
 // them outside the lock; a sealed bucket that expires is cleared and reused
 // for the next bucket unless a Top still reads it, in which case fresh
 // storage is allocated and the old one left to the collector.

@@ -1,6 +1,7 @@
 package topk
 
 import (
+	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,8 +17,8 @@ const (
 	MaxBuckets = 64
 )
 
-// Config configures a TopK.
-type Config struct {
+// Config configures a TopK of keys of type K.
+type Config[K comparable] struct {
 	// Capacity is how many keys each bucket holds: the aggregation is
 	// exact while the distinct keys in the window fit it.
 	Capacity int
@@ -29,6 +30,10 @@ type Config struct {
 	// Clock gives the time that moves the window; nil means time.Now.
 	// Tests pass a clock they move by hand.
 	Clock func() time.Time
+	// Hash hashes a key, its upper 32 bits well mixed; nil means
+	// hash/maphash's Comparable with a random seed. A caller whose key
+	// is a few machine words passes a cheaper one.
+	Hash func(K) uint64
 }
 
 // Counts are the bytes and packets of one key, per direction.
@@ -89,8 +94,13 @@ func (e *entry[K]) weight() uint64 {
 // bucket holds the keys of one step of the window. Only the current bucket
 // changes; a sealed one is read by Top outside the lock.
 type bucket[K comparable] struct {
-	idx     map[K]int32
+	idx     index
 	entries []entry[K]
+	// weights are the entries' weights, and hashes their keys' hashes
+	// (the bits the index keeps), in their order, kept as Adds count:
+	// an eviction reads 12 bytes an entry, not the whole entry.
+	weights []uint64
+	hashes  []uint32
 	// holes are the slots of entries an eviction freed that no new key
 	// took yet, and dead marks them (a bit a slot): only the current
 	// bucket has any, a bucket being compacted when it is sealed.
@@ -104,7 +114,7 @@ type bucket[K comparable] struct {
 
 // view is a bucket as a Top reads it.
 type view[K comparable] struct {
-	idx     map[K]int32
+	idx     *index
 	entries []entry[K]
 	floor   uint64
 }
@@ -120,6 +130,7 @@ type TopK[K comparable] struct {
 	nb       int
 	window   time.Duration
 	clock    func() time.Time
+	hash     func(K) uint64
 	epoch    time.Time
 
 	mu sync.Mutex
@@ -131,23 +142,21 @@ type TopK[K comparable] struct {
 	sealed []*bucket[K]
 	// free holds cleared buckets to reuse.
 	free []*bucket[K]
-	// weights and selected are eviction's scratch (the weights in the
-	// entries' order, and a copy for an exact selection); rnd is its
-	// sampling and pivot source.
-	weights  []uint64
+	// selected is eviction's scratch, a copy of the weights for an exact
+	// selection; rnd is its sampling and pivot source.
 	selected []uint64
 	rnd      uint64
 
 	// topMu serialises Snapshots, which share the scratch below.
 	topMu   sync.Mutex
 	curCopy []entry[K]
-	curIdx  map[K]int32
+	curIdx  index
 	pinned  []*bucket[K]
 	views   []view[K]
 }
 
 // New returns an empty TopK whose first bucket starts at the clock's now.
-func New[K comparable](cfg Config) (*TopK[K], error) {
+func New[K comparable](cfg Config[K]) (*TopK[K], error) {
 	if cfg.Capacity < 1 {
 		return nil, errCapacity
 	}
@@ -163,16 +172,21 @@ func New[K comparable](cfg Config) (*TopK[K], error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.Hash == nil {
+		seed := maphash.MakeSeed()
+		cfg.Hash = func(k K) uint64 { return maphash.Comparable(seed, k) }
+	}
 	t := &TopK[K]{
 		capacity: cfg.Capacity,
 		evictN:   max(1, cfg.Capacity/evictFraction),
 		width:    cfg.Window / time.Duration(cfg.Buckets),
 		nb:       cfg.Buckets,
 		clock:    cfg.Clock,
+		hash:     cfg.Hash,
 		epoch:    cfg.Clock(),
 		sealed:   make([]*bucket[K], cfg.Buckets-1),
 		rnd:      0x9e3779b97f4a7c15,
-		curIdx:   make(map[K]int32),
+		curIdx:   newIndex(cfg.Capacity),
 	}
 	t.window = t.width * time.Duration(t.nb)
 	t.cur = t.newBucket()
@@ -217,19 +231,29 @@ func (t *TopK[K]) AddAll(items []Item[K]) {
 	t.mu.Unlock()
 }
 
+// h returns the 32 bits of key's hash the index keeps.
+func (t *TopK[K]) h(key K) uint32 {
+	return uint32(t.hash(key) >> 32)
+}
+
 // addLocked counts c, not all zero, for key in the current bucket.
 func (t *TopK[K]) addLocked(key K, c *Counts) {
 	b := t.cur
-	if i, ok := b.idx[key]; ok {
+	h := t.h(key)
+	s, i, ok := lookup(&b.idx, b.entries, key, h)
+	if ok {
 		e := &b.entries[i]
 		e.c.OrigBytes += c.OrigBytes
 		e.c.OrigPackets += c.OrigPackets
 		e.c.ReplyBytes += c.ReplyBytes
 		e.c.ReplyPackets += c.ReplyPackets
+		b.weights[i] += c.OrigBytes + c.ReplyBytes
 		return
 	}
 	if len(b.holes) == 0 && len(b.entries) >= t.capacity {
 		t.evictLocked(b)
+		// Eviction moved slots: find the key's again.
+		s, _, _ = lookup(&b.idx, b.entries, key, h)
 	}
 	e := entry[K]{key: key, c: *c, err: b.floor}
 	if n := len(b.holes); n > 0 {
@@ -237,10 +261,14 @@ func (t *TopK[K]) addLocked(key K, c *Counts) {
 		b.holes = b.holes[:n-1]
 		b.dead[i>>6] &^= 1 << (i & 63)
 		b.entries[i] = e
-		b.idx[key] = i
+		b.weights[i] = e.weight()
+		b.hashes[i] = h
+		b.idx.set(s, h, i)
 	} else {
-		b.idx[key] = int32(len(b.entries))
+		b.idx.set(s, h, int32(len(b.entries)))
 		b.entries = append(b.entries, e)
+		b.weights = append(b.weights, e.weight())
+		b.hashes = append(b.hashes, h)
 	}
 }
 
@@ -298,7 +326,7 @@ func (t *TopK[K]) newBucket() *bucket[K] {
 		t.free = t.free[:n-1]
 		return b
 	}
-	return &bucket[K]{idx: make(map[K]int32)}
+	return &bucket[K]{idx: newIndex(t.capacity)}
 }
 
 // recycle clears an expired bucket for reuse, unless a Top still reads it.
@@ -306,8 +334,10 @@ func (t *TopK[K]) recycle(b *bucket[K]) {
 	if b == nil || b.pins.Load() != 0 || len(t.free) >= 2 {
 		return
 	}
-	clear(b.idx)
+	b.idx.reset()
 	b.entries = b.entries[:0]
+	b.weights = b.weights[:0]
+	b.hashes = b.hashes[:0]
 	b.holes = b.holes[:0]
 	clear(b.dead)
 	b.floor = 0
@@ -351,11 +381,7 @@ const sampleSize = 256
 // the errors, low.
 func (t *TopK[K]) evictLocked(b *bucket[K]) {
 	n := len(b.entries)
-	w := t.weights[:0]
-	for i := range b.entries {
-		w = append(w, b.entries[i].weight())
-	}
-	t.weights = w
+	w := b.weights
 	want := min(t.evictN, n)
 	th, lt, eq := uint64(0), 0, 0
 	if n > sampleSize {
@@ -395,8 +421,9 @@ func (t *TopK[K]) evictLocked(b *bucket[K]) {
 			ties--
 		}
 		mx = max(mx, wt)
-		delete(b.idx, b.entries[i].key)
-		b.entries[i] = entry[K]{}
+		// The entry stays as it is, dead, until a new key takes it.
+		b.idx.remove(b.idx.slotAt(b.hashes[i], int32(i)))
+		b.weights[i] = 0
 		b.dead[i>>6] |= 1 << (i & 63)
 		b.holes = append(b.holes, int32(i))
 	}
@@ -444,9 +471,12 @@ func (b *bucket[K]) compact() {
 		if i >= j {
 			break
 		}
+		h := b.hashes[j]
+		b.idx.set(b.idx.slotAt(h, int32(j)), h, int32(i))
 		b.entries[i] = b.entries[j]
 		b.entries[j] = entry[K]{}
-		b.idx[b.entries[i].key] = int32(i)
+		b.weights[i] = b.weights[j]
+		b.hashes[i] = h
 		b.dead[i>>6] &^= 1 << (i & 63)
 		b.dead[j>>6] |= 1 << (j & 63)
 		i++
@@ -454,7 +484,10 @@ func (b *bucket[K]) compact() {
 	}
 	// Every slot from the first dead one on is dead now.
 	n := len(b.entries) - len(b.holes)
+	clear(b.entries[n:])
 	b.entries = b.entries[:n]
+	b.weights = b.weights[:n]
+	b.hashes = b.hashes[:n]
 	b.holes = b.holes[:0]
 	clear(b.dead)
 }
@@ -541,17 +574,19 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 			b.pins.Add(-1)
 			pinned[i] = nil
 		}
-		clear(t.curIdx)
+		t.curIdx.reset()
 		clear(t.curCopy)
 	}()
 
-	clear(t.curIdx)
+	t.curIdx.reset()
 	for i := range t.curCopy {
-		t.curIdx[t.curCopy[i].key] = int32(i)
+		key := t.curCopy[i].key
+		s, _, _ := lookup(&t.curIdx, t.curCopy, key, t.h(key))
+		t.curIdx.set(s, t.h(key), int32(i))
 	}
-	views := append(t.views[:0], view[K]{t.curIdx, t.curCopy, curFloor})
+	views := append(t.views[:0], view[K]{&t.curIdx, t.curCopy, curFloor})
 	for _, b := range pinned {
-		views = append(views, view[K]{b.idx, b.entries, b.floor})
+		views = append(views, view[K]{&b.idx, b.entries, b.floor})
 	}
 	t.views = views
 	defer clear(views)
@@ -567,8 +602,9 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 	entries:
 		for j := range v.entries {
 			e := &v.entries[j]
+			kh := t.h(e.key)
 			for _, u := range views[:i] {
-				if _, ok := u.idx[e.key]; ok {
+				if _, _, ok := lookup(u.idx, u.entries, e.key, kh); ok {
 					continue entries
 				}
 			}
@@ -581,7 +617,7 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 				r.Error += u.floor
 			}
 			for _, u := range views[i+1:] {
-				k, ok := u.idx[e.key]
+				_, k, ok := lookup(u.idx, u.entries, e.key, kh)
 				if !ok {
 					r.Error += u.floor
 					continue

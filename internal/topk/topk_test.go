@@ -2,6 +2,7 @@ package topk
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -45,7 +46,7 @@ type harness struct {
 func newHarness(t testing.TB, capacity int, window time.Duration, buckets int) *harness {
 	t.Helper()
 	clk := &clock{now: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
-	tk, err := New[key](Config{Capacity: capacity, Window: window, Buckets: buckets, Clock: clk.Now})
+	tk, err := New(Config[key]{Capacity: capacity, Window: window, Buckets: buckets, Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,23 +168,23 @@ func (h *harness) check(n int, exact bool) Snapshot[key] {
 func TestNewRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  Config
+		cfg  Config[key]
 		want error
 	}{
-		{"no capacity", Config{Window: time.Minute}, errCapacity},
-		{"no window", Config{Capacity: 1}, errWindow},
-		{"too many buckets", Config{Capacity: 1, Window: time.Minute, Buckets: 65}, errBuckets},
-		{"negative buckets", Config{Capacity: 1, Window: time.Minute, Buckets: -1}, errBuckets},
-		{"window under a nanosecond per bucket", Config{Capacity: 1, Window: 5, Buckets: 6}, errBuckets},
+		{"no capacity", Config[key]{Window: time.Minute}, errCapacity},
+		{"no window", Config[key]{Capacity: 1}, errWindow},
+		{"too many buckets", Config[key]{Capacity: 1, Window: time.Minute, Buckets: 65}, errBuckets},
+		{"negative buckets", Config[key]{Capacity: 1, Window: time.Minute, Buckets: -1}, errBuckets},
+		{"window under a nanosecond per bucket", Config[key]{Capacity: 1, Window: 5, Buckets: 6}, errBuckets},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := New[key](tc.cfg); err != tc.want {
+			if _, err := New(tc.cfg); !errors.Is(err, tc.want) {
 				t.Fatalf("New(%+v) = %v, want %v", tc.cfg, err, tc.want)
 			}
 		})
 	}
 	// 61s in 6 buckets: rounded down to whole nanoseconds per bucket.
-	tk, err := New[key](Config{Capacity: 8, Window: time.Minute + time.Second})
+	tk, err := New(Config[key]{Capacity: 8, Window: time.Minute + time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,11 +427,11 @@ func TestEvictExactFallback(t *testing.T) {
 func TestAddAll(t *testing.T) {
 	const capacity = 256
 	clk := &clock{now: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
-	one, err := New[key](Config{Capacity: capacity, Window: time.Minute, Clock: clk.Now})
+	one, err := New(Config[key]{Capacity: capacity, Window: time.Minute, Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := New[key](Config{Capacity: capacity, Window: time.Minute, Clock: clk.Now})
+	all, err := New(Config[key]{Capacity: capacity, Window: time.Minute, Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
