@@ -17,9 +17,13 @@
 // them afterwards. It sets nf_conntrack_events to 1 in its namespace before
 // creating the flows, so that every flow sends DESTROY whatever listeners
 // exist on the host when it is created. Flows are only table entries in the
-// benchmark address range 198.18.0.0/15; no packet is sent.
+// benchmark address range 198.18.0.0/15; no packet is sent, unless
+// -traffic is given: then each flow is made by a UDP packet from
+// 198.18.0.0/16 sent out of a veth device of the namespace whose peer is
+// down, so that its events carry counters; no packet leaves the namespace.
 //
 //	go run ./internal/cmd/ctburst -n 1000000
+//	go run ./internal/cmd/ctburst -n 1000000 -traffic -sources 65536 -tools exporter,exporter-top
 //	go run ./internal/cmd/ctburst -n 1000000 -denied 0.9 -poll 250ms -tools exporter-filter,exporter-filter-userspace,exporter
 package main
 
@@ -59,6 +63,8 @@ var (
 	poll     = flag.Duration("poll", 10*time.Millisecond, "how often the listener's count is read while it drains (for the exporter, a whole /metrics scrape: raise it with many series, where scrapes this often would take the CPU the listener needs)")
 	limit    = flag.Duration("timeout", 60*time.Second, "longest wait for a listener to drain")
 	acct     = flag.Bool("acct", false, "turn nf_conntrack_acct and nf_conntrack_timestamp on in the namespace before creating the flows, so that every event carries counters and timestamps, as in production")
+	traffic  = flag.Bool("traffic", false, "make the flows by sending one UDP packet for each out of a device in the namespace whose peer is down, instead of through ctnetlink, so that every DESTROY event carries counters (implies -acct), which top talkers need; once a dump has listed them (-listed), each flow sends one more, so that every DESTROY has a delta live accounting did not count yet")
+	sources  = flag.Int("sources", 64, "with -traffic, how many source addresses the flows come from, numbered up from 198.18.0.0 (at most 65,536)")
 	runs     = flag.Int("runs", 1, "measure every listener this many times, in turn, and print the median and range of each")
 	perfOut  = flag.String("perf", "", "record each listener from the flush until it has drained with `perf record -g`, into PREFIX-<listener>-<run>.data (perf's own cost is then in the CPU figures: profile and measure in separate runs)")
 	listed   = flag.Bool("listed", true, "with live accounting, flush once a dump has listed every flow created, as on a running firewall whose flows dumps have seen (the adaptive interval then puts the next dump tens of seconds away); false flushes at once, whatever dump is running")
@@ -78,6 +84,12 @@ type result struct {
 
 func main() {
 	flag.Parse()
+	if *traffic {
+		*acct = true
+		if *denied > 0 {
+			fatal(errors.New("-traffic and -denied do not go together: the traffic's sources are in the denied network"))
+		}
+	}
 	if os.Geteuid() != 0 {
 		fatal(errors.New("ctburst needs root"))
 	}
@@ -117,6 +129,9 @@ func main() {
 	fmt.Printf("\nburst of %d DESTROY events (nf_conntrack_events=1)", *n)
 	if *acct {
 		fmt.Print(", with counters and timestamps (nf_conntrack_acct, nf_conntrack_timestamp)")
+	}
+	if *traffic {
+		fmt.Printf(", flows made by one packet each from %d sources", *sources)
 	}
 	if *denied > 0 {
 		fmt.Printf(", %.0f%% of the flows from %s (denied by %s)", 100**denied, ctload.DeniedNet, *config)
@@ -195,6 +210,11 @@ func newNamespace(tool string) (*namespace, error) {
 	settings := []string{"net.netfilter.nf_conntrack_events=1"}
 	if *acct {
 		settings = append(settings, "net.netfilter.nf_conntrack_acct=1", "net.netfilter.nf_conntrack_timestamp=1")
+	}
+	if *traffic {
+		// An unreplied UDP flow times out after 30 s: the burst must
+		// outlast its creation and the wait for a dump.
+		settings = append(settings, "net.netfilter.nf_conntrack_udp_timeout=600")
 	}
 	if out, err := exec.Command("ip", append([]string{"netns", "exec", name, "sysctl", "-qw"}, settings...)...).CombinedOutput(); err != nil {
 		ns.close()
@@ -294,9 +314,12 @@ func measure(tool string, run int) (r result, err error) {
 
 	start := time.Now()
 	accepted := *n
-	if *denied > 0 {
+	switch {
+	case *traffic:
+		err = ctload.CreateTraffic(ns.name, int(ns.f.Fd()), *n, *sources)
+	case *denied > 0:
 		accepted, err = ctload.CreateMixed(int(ns.f.Fd()), *n, *denied)
-	} else {
+	default:
 		err = ctload.Create(int(ns.f.Fd()), *n)
 	}
 	if err != nil {
@@ -320,6 +343,14 @@ func measure(tool string, run int) (r result, err error) {
 		}
 		if waited {
 			r.note += "flushed after a dump listed the table; "
+			if *traffic {
+				// The dump counted every flow: one more packet
+				// each gives every DESTROY a delta to count.
+				if err := ctload.SendTraffic(int(ns.f.Fd()), *n, *sources); err != nil {
+					return r, fmt.Errorf("sending to the listed flows: %w", err)
+				}
+				r.note += "every flow sent a packet after it; "
+			}
 		}
 	}
 
@@ -520,7 +551,7 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 		return nil, err
 	}
 	url := "http://" + addr + "/metrics"
-	var lost, destroys, filteredEvents atomic.Int64
+	var lost, destroys, filteredEvents, flowBytes, talkerBytes atomic.Int64
 	var dumpSeconds atomic.Uint64
 	var dumpEntries atomic.Int64
 	scrape := func() (int64, error) {
@@ -529,7 +560,7 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 			return 0, err
 		}
 		defer resp.Body.Close()
-		var flows float64
+		var flows, seriesBytes, topBytes float64
 		entries := int64(-1)
 		s := bufio.NewScanner(resp.Body)
 		s.Buffer(make([]byte, 1<<20), 1<<20)
@@ -559,7 +590,15 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 				v := sampleValue(line)
 				filteredEvents.Store(int64(v))
 			}
+			if strings.HasPrefix(line, "netfilter_conntrack_flow_bytes_total{") {
+				seriesBytes += sampleValue(line)
+			}
+			if strings.HasPrefix(line, "netfilter_conntrack_top_bytes{") {
+				topBytes += sampleValue(line)
+			}
 		}
+		flowBytes.Store(int64(seriesBytes))
+		talkerBytes.Store(int64(topBytes))
 		dumpEntries.Store(entries)
 		return int64(flows), s.Err()
 	}
@@ -590,7 +629,14 @@ func startExporter(ns *namespace, bin string, extra []string) (listener, error) 
 		cleanup: func() string {
 			_ = sleeper.Process.Kill()
 			_ = sleeper.Wait()
-			return fmt.Sprintf("destroy_events_total %d, events_filtered_total %d, events_lost_total %d", destroys.Load(), filteredEvents.Load(), lost.Load())
+			note := fmt.Sprintf("destroy_events_total %d, events_filtered_total %d, events_lost_total %d", destroys.Load(), filteredEvents.Load(), lost.Load())
+			if b := flowBytes.Load(); b > 0 {
+				note += fmt.Sprintf(", flow series bytes %d", b)
+			}
+			if b := talkerBytes.Load(); b > 0 {
+				note += fmt.Sprintf(", top talkers' bytes %d", b)
+			}
+			return note
 		},
 	}}, nil
 }
