@@ -119,26 +119,39 @@ func BenchmarkAddOverCapacity(b *testing.B) {
 // BenchmarkAddScan measures an Add of a key the current bucket does not
 // hold: a scan, in turn, of 65,536 keys, eight times the capacity of 8192,
 // so that every Add admits a key and an eviction comes every few (a dump
-// round of more sources than the capacity). Evictions included,
-// amortised.
+// round or a DESTROY burst of more sources than the capacity). Evictions
+// included, amortised. The bytes of an Add take 1024 values, 64 (as one
+// packet of 29 to 92 bytes, ctburst -traffic's) or one, so that evictions
+// meet few or many ties at their threshold.
 func BenchmarkAddScan(b *testing.B) {
-	tk, err := New(Config[key]{Capacity: 8192, Window: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	const n = 1 << 16
-	keys := make([]key, n)
-	for i := range keys {
-		keys[i] = keyOf(uint64(i))
-	}
-	for i := range 2 * n {
-		tk.Add(keys[i&(n-1)], 1500, 1, 60, 1)
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		tk.Add(keys[i&(n-1)], 100+uint64(i&1023), 1, 60, 1)
-		i++
+	for _, tc := range []struct {
+		name  string
+		bytes func(i int) uint64
+	}{
+		{"weights=1024", func(i int) uint64 { return 100 + uint64(i&1023) }},
+		{"weights=64", func(i int) uint64 { return 29 + uint64(i%64) }},
+		{"weights=1", func(int) uint64 { return 1500 }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			tk, err := New(Config[key]{Capacity: 8192, Window: time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const n = 1 << 16
+			keys := make([]key, n)
+			for i := range keys {
+				keys[i] = keyOf(uint64(i))
+			}
+			for i := range 2 * n {
+				tk.Add(keys[i&(n-1)], tc.bytes(i), 1, 0, 0)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				tk.Add(keys[i&(n-1)], tc.bytes(i), 1, 0, 0)
+				i++
+			}
+		})
 	}
 }
 

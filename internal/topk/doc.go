@@ -45,7 +45,8 @@
 // twice the capacity, which holds part of each key's hash and screens
 // most other keys without reading their entry) and adds: no allocation
 // once the bucket's storage has grown. An eviction reads the weights and
-// hashes the bucket keeps beside its entries, not the entries. Sealed buckets are immutable, so Top merges
+// hashes the bucket keeps beside its entries (24 bytes an entry), not the
+// 64-byte entries. Sealed buckets are immutable, so Top merges
 // them outside the lock; a sealed bucket that expires is cleared and reused
 // for the next bucket unless a Top still reads it, in which case fresh
 // storage is allocated and the old one left to the collector.
