@@ -102,11 +102,15 @@ type talkers struct {
 	mask4 uint32
 	// pend sums a dump round's deltas by talker before they reach t.
 	pend pending
-	// batch sums a batch of DESTROY events' deltas by IPv4 talker while
-	// batching is set, so that each distinct talker of the batch costs
-	// one Add of t, not one an event.
+	// batch sums DESTROY events' deltas by IPv4 talker while batching
+	// is set, across batches until endBatch's conditions hand them over,
+	// so that each distinct talker costs one Add of t for many events.
 	batch    batchSums
 	batching bool
+	// clock is t's; stepEnd is when t's current step ends, before which
+	// advance has nothing to do.
+	clock   func() time.Time
+	stepEnd time.Time
 }
 
 // batchSlots is the size of batchSums' table, a power of two; batchMax
@@ -161,7 +165,7 @@ func newTalkers(c TopConfig, clock func() time.Time) (*talkers, error) {
 	if c.Flows == 0 {
 		c.Flows = DefaultTopFlows
 	}
-	tk := &talkers{cfg: c, t: t, hot: hotFlows{n: c.Flows, clock: clock},
+	tk := &talkers{cfg: c, t: t, hot: hotFlows{n: c.Flows, clock: clock}, clock: clock, stepEnd: t.StepEnd(),
 		pend: pending{idx4: make(map[uint64]int32), idx6: make(map[topKey]int32)}}
 	tk.batch.gen = 1
 	if c.IPv4Bits > 0 {
@@ -212,10 +216,13 @@ func (tk *talkers) beginBatch() {
 	tk.batching = true
 }
 
-// endBatch ends a batch of events: its sums reach the TopK.
+// endBatch ends a batch of events. Its sums stay, for the next batches to
+// add to, until they hold batchMax talkers, the window is about to move
+// (advance) or a reading wants them (Pipeline.Top): the listener delivers
+// a burst in many small batches, and a talker's sums then reach the TopK
+// once for many batches, not once for each.
 func (tk *talkers) endBatch() {
 	tk.batching = false
-	tk.flushBatch()
 }
 
 // batchAdd sums d, of the IPv4 talker of src and dst (unmapped), in the
@@ -374,7 +381,7 @@ func (tk *talkers) flush() {
 
 // beginRound starts a dump round, and moves the window to now.
 func (tk *talkers) beginRound() {
-	tk.t.Advance()
+	tk.advance()
 	tk.hot.begin()
 }
 
@@ -385,8 +392,18 @@ func (tk *talkers) endRound(complete bool) {
 	tk.hot.end(complete)
 }
 
-// advance moves the window to now, once per batch of events.
-func (tk *talkers) advance() { tk.t.Advance() }
+// advance moves the window to now, once per batch of events or dump
+// round. Sums not handed over yet belong to the current step: when the
+// window is about to move, they reach the TopK first.
+func (tk *talkers) advance() {
+	if tk.clock().Before(tk.stepEnd) {
+		return
+	}
+	tk.flushBatch()
+	tk.flush()
+	tk.t.Advance()
+	tk.stepEnd = tk.t.StepEnd()
+}
 
 // hotFlow is one flow of a dump round: its tuples and what it moved since
 // the previous dump.
@@ -605,5 +622,17 @@ func (tk *talkers) bits(a netip.Addr) int {
 // first, and the flows of the last dump round that moved the most bytes;
 // TopReading.On is false when they are off.
 func (p *Pipeline) Top() TopReading {
-	return p.agg.top.read(p.agg.cfg.Live)
+	return p.agg.readTop(p.agg.cfg.Live)
+}
+
+// readTop returns the top talkers, live telling whether live accounting
+// feeds them, with the events' sums the TopK has not been handed yet.
+func (a *aggregator) readTop(live bool) TopReading {
+	if a.top == nil {
+		return TopReading{}
+	}
+	a.mu.Lock()
+	a.top.flushBatch()
+	a.mu.Unlock()
+	return a.top.read(live)
 }

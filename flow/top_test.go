@@ -118,7 +118,7 @@ func TestTopAgreesWithSeriesLive(t *testing.T) {
 	} {
 		clk.now = clk.now.Add(time.Second)
 		step()
-		if got, want := talkerBytes(a.top.read(true)), seriesBytes(t, a); !gocmp.Equal(got, want, cmpopts.EquateEmpty()) {
+		if got, want := talkerBytes(a.readTop(true)), seriesBytes(t, a); !gocmp.Equal(got, want, cmpopts.EquateEmpty()) {
 			t.Errorf("after step %d: talkers %v, series %v", i, got, want)
 		}
 	}
@@ -139,12 +139,12 @@ func TestTopFlows(t *testing.T) {
 		}
 	}
 	dumpRound(a, flows(1)...)
-	if r := a.top.read(true); len(r.Flows) != 0 {
+	if r := a.readTop(true); len(r.Flows) != 0 {
 		t.Fatalf("after the baseline: %+v, want no flow", r.Flows)
 	}
 	clk.now = clk.now.Add(10 * time.Second)
 	dumpRound(a, flows(3)...)
-	r := a.top.read(true)
+	r := a.readTop(true)
 	want := []TopFlow{
 		{Family: familyIPv4, Proto: ProtoUDP, Src: addr("192.0.2.2"), Dst: addr("198.51.100.1"), SPort: 1002, DPort: 53,
 			ReplySrc: addr("10.0.0.9"), ReplyDst: addr("192.0.2.2"), ReplySPort: 5353, ReplyDPort: 1002, NAT: true,
@@ -161,13 +161,13 @@ func TestTopFlows(t *testing.T) {
 	a.beginDump()
 	a.countDumped(flows(100)[:1])
 	a.endDump(false, 0)
-	if r := a.top.read(true); len(r.Flows) != 2 || r.Flows[0].Src != addr("192.0.2.2") {
+	if r := a.readTop(true); len(r.Flows) != 2 || r.Flows[0].Src != addr("192.0.2.2") {
 		t.Errorf("after a failed round: %+v, want the last complete round's", r.Flows)
 	}
 	// A round where nothing moved shows no flow.
 	dumpRound(a, flows(100)...)
 	dumpRound(a, flows(100)...)
-	if r := a.top.read(true); len(r.Flows) != 0 {
+	if r := a.readTop(true); len(r.Flows) != 0 {
 		t.Errorf("after an idle round: %+v, want none", r.Flows)
 	}
 }
@@ -186,7 +186,7 @@ func TestTopWindowForgets(t *testing.T) {
 					batch = append(batch, udpFlow("192.0.2.10", uint16(1000+i), uint32(i+1), [4]uint64{1, 5000, 1, 0}, ""))
 				}
 				a.countDestroyed(batch)
-				got := talkerBytes(a.top.read(live))
+				got := talkerBytes(a.readTop(live))
 				// The window holds the steps i-5 to i: 192.0.2.10 moved at
 				// steps 0 and 1 only.
 				want := map[string][2]uint64{"192.0.2.20": {min(i+1, 6) * 1000, 0}}
@@ -195,6 +195,63 @@ func TestTopWindowForgets(t *testing.T) {
 				}
 				if !gocmp.Equal(got, want) {
 					t.Errorf("at %ds: %v, want %v", i, got, want)
+				}
+				clk.now = clk.now.Add(time.Second)
+			}
+		})
+	}
+}
+
+// TestTopSumsAcrossBatches delivers DESTROY events in many small batches,
+// as the listener does in a burst, across steps of the window, and reads
+// the talkers only now and then: the sums a batch leaves for the next ones
+// must reach the step they were counted in (handed over before the window
+// moves) and be in every reading, so that each reading equals a ledger of
+// the last window's steps, to the byte.
+func TestTopSumsAcrossBatches(t *testing.T) {
+	for _, live := range []bool{false, true} {
+		t.Run(map[bool]string{false: "DESTROY", true: "live"}[live], func(t *testing.T) {
+			clk := &topClock{}
+			a := topAggregator(t, live, TopConfig{Window: 6 * time.Second, Count: 50}, clk)
+			rng := rand.New(rand.NewPCG(5, 6))
+			ledger := map[int]map[string]uint64{} // second -> src -> orig bytes
+			id := uint32(0)
+			for sec := range 20 {
+				ledger[sec] = map[string]uint64{}
+				for range 10 {
+					var batch []ctnl.Flow
+					for range 1 + rng.IntN(4) {
+						id++
+						src := fmt.Sprintf("192.0.2.%d", rng.IntN(40))
+						b := uint64(1 + rng.IntN(2000))
+						batch = append(batch, udpFlow(src, uint16(1000+id), id, [4]uint64{1, b, 0, 0}, ""))
+						ledger[sec][src] += b
+					}
+					a.countDestroyed(batch)
+				}
+				// Readings at 2, 5 and 8 s, then none until 19 s: the
+				// sums of 12 and 13 s, out of that window, must have
+				// reached their steps before it moved on.
+				if sec != 2 && sec != 5 && sec != 8 && sec != 19 {
+					clk.now = clk.now.Add(time.Second)
+					continue
+				}
+				want := map[string][2]uint64{}
+				for s := max(0, sec-5); s <= sec; s++ {
+					for src, b := range ledger[s] {
+						w := want[src]
+						w[0] += b
+						want[src] = w
+					}
+				}
+				r := a.readTop(live)
+				if got := talkerBytes(r); !gocmp.Equal(got, want) {
+					t.Fatalf("at %ds: talkers differ from the ledger of the window (-got +want):\n%s", sec, gocmp.Diff(got, want))
+				}
+				for _, tk := range r.Talkers {
+					if tk.BytesError != 0 {
+						t.Fatalf("at %ds: %v has error %d, want 0", sec, tk.Values, tk.BytesError)
+					}
 				}
 				clk.now = clk.now.Add(time.Second)
 			}
@@ -225,7 +282,7 @@ func TestTopPrefixes(t *testing.T) {
 			for i, s := range tc.srcs {
 				a.countDestroyed([]ctnl.Flow{udpFlow(s, uint16(1000+i), uint32(i+1), [4]uint64{1, 100, 0, 0}, "")})
 			}
-			r := a.top.read(false)
+			r := a.readTop(false)
 			if got := talkerBytes(r); !gocmp.Equal(got, tc.wantTalker) {
 				t.Errorf("talkers %v, want %v", got, tc.wantTalker)
 			}
@@ -272,7 +329,7 @@ func TestTopOverCapacityLedger(t *testing.T) {
 			}
 			a.countDestroyed(batch)
 			truth := seriesBytes(t, a)
-			r := a.top.read(false)
+			r := a.readTop(false)
 			if len(r.Talkers) != k {
 				t.Fatalf("%d talkers, want %d", len(r.Talkers), k)
 			}
@@ -331,7 +388,7 @@ func TestTopDestroyBatchExact(t *testing.T) {
 				}
 				a.countDestroyed(batch)
 			}
-			got, want := talkerBytes(a.top.read(false)), seriesBytes(t, a)
+			got, want := talkerBytes(a.readTop(false)), seriesBytes(t, a)
 			if diff := gocmp.Diff(want, got); diff != "" {
 				t.Errorf("talkers differ from the series (-series +talkers):\n%s", diff)
 			}

@@ -6,10 +6,12 @@
 // A TopK is fed deltas (Add: bytes and packets per direction for one key)
 // from one goroutine and read (Top, Snapshot) from any number of others. The
 // window is made of Buckets buckets of Window/Buckets each; the clock the
-// caller gives in Config.Clock moves the window forward when Advance, Top
-// or Snapshot is called. An Add lands in the bucket that was current at the
-// latest of those calls, so the pipeline calls Advance once per batch of
-// events or per dump round.
+// caller gives in Config.Clock moves the window forward when Advance is
+// called, and only then. An Add lands in the bucket that was current at the
+// latest Advance, so the pipeline calls Advance once per batch of events or
+// per dump round, and hands over any sums it holds first when the window
+// is about to move (at StepEnd). A reading (Top, Snapshot) leaves out the buckets
+// the window ending at the clock's now has passed, and moves nothing.
 //
 // Each bucket holds at most Capacity keys. While a bucket's distinct keys
 // fit, it is exact; beyond that it is a Space-Saving summary (Metwally,

@@ -275,9 +275,20 @@ func (t *TopK[K]) addLocked(key K, c *Counts) {
 	}
 }
 
+// StepEnd returns when the current bucket's step ends: Advance moves the
+// window only at or after it. A caller that sums deltas before they reach
+// Add hands its sums over before it calls Advance at or after StepEnd, and
+// need not call Advance before.
+func (t *TopK[K]) StepEnd() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.epoch.Add(time.Duration(t.curSlot+1) * t.width)
+}
+
 // Advance moves the window to the clock's now: buckets older than the
 // window are dropped. Call it from the goroutine that calls Add, once per
-// batch: Adds go to the bucket current at the latest Advance or Top.
+// batch: Adds go to the bucket current at the latest Advance, and nothing
+// else moves the window.
 func (t *TopK[K]) Advance() {
 	now := t.clock()
 	t.mu.Lock()
@@ -540,11 +551,15 @@ func (t *TopK[K]) Tracked() int {
 	return t.Snapshot(0).Tracked
 }
 
-// Snapshot moves the window to the clock's now and merges its buckets into
-// the n top rows. It holds the lock only to copy the current bucket (at
-// most Capacity entries) and to pin the sealed ones, which it merges
-// outside the lock; concurrent Snapshots run one at a time. The cost is
-// O(Buckets² · Capacity) map look-ups at worst and O(n) allocation.
+// Snapshot merges the buckets of the window that ends at the clock's now
+// into the n top rows. It moves nothing: buckets the window has passed
+// since the latest Advance are left out, and only Advance seals and drops
+// them, so that a caller that sums deltas before they reach Add knows
+// which bucket they land in. It holds the lock only to copy the current
+// bucket (at most Capacity entries) and to pin the sealed ones, which it
+// merges outside the lock; concurrent Snapshots run one at a time. The
+// cost is O(Buckets² · Capacity) index look-ups at worst and O(n)
+// allocation.
 func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 	n = max(n, 0)
 	now := t.clock()
@@ -552,8 +567,15 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 	defer t.topMu.Unlock()
 
 	t.mu.Lock()
-	t.advanceLocked(now)
-	if b := t.cur; len(b.holes) == 0 {
+	// first is the oldest step the window ending now holds.
+	first := t.curSlot - int64(t.nb) + 1
+	if d := now.Sub(t.epoch); d >= 0 {
+		first = max(first, int64(d/t.width)-int64(t.nb)+1)
+	}
+	withCur := t.curSlot >= first
+	if b := t.cur; !withCur {
+		t.curCopy, t.curMeta = t.curCopy[:0], t.curMeta[:0]
+	} else if len(b.holes) == 0 {
 		t.curCopy = append(t.curCopy[:0], b.entries...)
 		t.curMeta = append(t.curMeta[:0], b.meta...)
 	} else {
@@ -568,8 +590,8 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 	}
 	curFloor := t.cur.floor
 	pinned := t.pinned[:0]
-	for _, b := range t.sealed {
-		if b != nil {
+	for k, b := range t.sealed {
+		if b != nil && t.curSlot-1-int64(k) >= first {
 			b.pins.Add(1)
 			pinned = append(pinned, b)
 		}
@@ -591,7 +613,10 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 		s, _, _ := lookup(&t.curIdx, t.curCopy, t.curCopy[i].key, h)
 		t.curIdx.set(s, h, int32(i))
 	}
-	views := append(t.views[:0], view[K]{&t.curIdx, t.curCopy, t.curMeta, curFloor})
+	views := t.views[:0]
+	if withCur {
+		views = append(views, view[K]{&t.curIdx, t.curCopy, t.curMeta, curFloor})
+	}
 	for _, b := range pinned {
 		views = append(views, view[K]{&b.idx, b.entries, b.meta, b.floor})
 	}

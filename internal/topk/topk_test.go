@@ -267,7 +267,8 @@ func TestWindowForgets(t *testing.T) {
 			h := newHarness(t, 4, time.Minute, 6)
 			h.add(keyOf(1), 100, 1, 0, 0)
 			h.clk.now = h.clk.now.Add(tc.after)
-			// No Advance: the Snapshot moves the window itself.
+			// No Advance: the reading leaves out what the window has
+			// passed, without moving it.
 			h.add(keyOf(2), 1, 1, 0, 0)
 			rows := h.tk.Top(10)
 			var got uint64
@@ -293,6 +294,48 @@ func TestWindowForgets(t *testing.T) {
 	h.advance(time.Minute)
 	if s := h.check(5, true); len(s.Rows) != 0 || s.Tracked != 0 {
 		t.Fatalf("after a quiet window: %+v", s)
+	}
+}
+
+// TestSnapshotMovesNothing checks that only Advance moves the window: a
+// reading after the clock has moved leaves the current bucket current, so
+// an Add after it lands where the Adds before it did, and StepEnd still
+// says when that bucket's step ended.
+func TestSnapshotMovesNothing(t *testing.T) {
+	h := newHarness(t, 4, time.Minute, 6)
+	bytesOf := func(k key) uint64 {
+		for _, r := range h.tk.Top(10) {
+			if r.Key == k {
+				return r.Bytes()
+			}
+		}
+		return 0
+	}
+	start := h.clk.now
+	if end := h.tk.StepEnd(); !end.Equal(start.Add(10 * time.Second)) {
+		t.Fatalf("StepEnd %v, want 10s after the start %v", end, start)
+	}
+	h.tk.Add(keyOf(1), 100, 1, 0, 0)
+	h.clk.now = h.clk.now.Add(10 * time.Second)
+	if got := bytesOf(keyOf(1)); got != 100 {
+		t.Fatalf("key 1: %d bytes a step later, want 100", got)
+	}
+	// Still in the first step's bucket: the reading moved nothing.
+	h.tk.Add(keyOf(2), 50, 1, 0, 0)
+	if end := h.tk.StepEnd(); !end.Equal(start.Add(10 * time.Second)) {
+		t.Fatalf("StepEnd %v after a reading, want still 10s after the start: the reading moved the window", end)
+	}
+	h.clk.now = h.clk.now.Add(55 * time.Second) // 65 s: the first step is out
+	if got, got2 := bytesOf(keyOf(1)), bytesOf(keyOf(2)); got != 0 || got2 != 0 {
+		t.Fatalf("a window after the first step: keys 1 and 2 have %d and %d bytes, want 0 and 0 (both in the first step)", got, got2)
+	}
+	h.tk.Advance()
+	if end := h.tk.StepEnd(); !end.Equal(start.Add(70 * time.Second)) {
+		t.Fatalf("StepEnd %v after Advance at 65s, want 70s after the start", end)
+	}
+	h.tk.Add(keyOf(3), 7, 1, 0, 0)
+	if rows := h.tk.Top(10); len(rows) != 1 || rows[0].Key != keyOf(3) || rows[0].Bytes() != 7 {
+		t.Fatalf("after Advance: rows %+v, want key 3 alone with 7 bytes", rows)
 	}
 }
 
