@@ -3,7 +3,6 @@ package ctload
 import (
 	"encoding/binary"
 	"fmt"
-	"net/netip"
 	"os/exec"
 	"strings"
 
@@ -16,15 +15,12 @@ import (
 // the namespace it fills: one end of a veth pair whose other end, in the
 // same namespace, stays down, so that the device drops what it transmits
 // (the kernel has no dummy device everywhere). No packet leaves the
-// namespace and none comes back.
+// namespace and none comes back. It has 198.19.0.254/24; the packets go
+// to 198.19.0.1, as Create's entries do.
 const TrafficDevice = "nfeload0"
 
-// TrafficNet is the network of TrafficDevice; CreateTraffic's packets go
-// to its address 198.19.0.1, as Create's entries do.
-var TrafficNet = netip.MustParsePrefix("198.19.0.0/24")
-
 // MaxTrafficSources bounds CreateTraffic's sources: they are numbered up
-// from 198.18.0.0, below TrafficNet.
+// from 198.18.0.0, within 198.18.0.0/16.
 const MaxTrafficSources = 1 << 16
 
 // CreateTraffic makes n UDP entries in the conntrack table of the
