@@ -607,7 +607,7 @@ func (t *TopK[K]) Snapshot(n int) Snapshot[K] {
 		clear(t.curCopy)
 	}()
 
-	t.curIdx.reset()
+	// curIdx is empty: made so, and emptied when each Snapshot returns.
 	for i := range t.curCopy {
 		h := t.curMeta[i].hash
 		s, _, _ := lookup(&t.curIdx, t.curCopy, t.curCopy[i].key, h)
