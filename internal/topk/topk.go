@@ -15,6 +15,9 @@ const (
 	DefaultBuckets = 6
 	// MaxBuckets bounds Config.Buckets.
 	MaxBuckets = 64
+	// MaxCapacity bounds Config.Capacity: an index slot holds a position
+	// in 32 bits, and the index has twice the capacity's slots.
+	MaxCapacity = 1 << 30
 )
 
 // Config configures a TopK of keys of type K.
@@ -161,7 +164,7 @@ type TopK[K comparable] struct {
 
 // New returns an empty TopK whose first bucket starts at the clock's now.
 func New[K comparable](cfg Config[K]) (*TopK[K], error) {
-	if cfg.Capacity < 1 {
+	if cfg.Capacity < 1 || cfg.Capacity > MaxCapacity {
 		return nil, errCapacity
 	}
 	if cfg.Window <= 0 {

@@ -172,6 +172,7 @@ func TestNewRefuses(t *testing.T) {
 		want error
 	}{
 		{"no capacity", Config[key]{Window: time.Minute}, errCapacity},
+		{"capacity over the index's positions", Config[key]{Capacity: MaxCapacity + 1, Window: time.Minute}, errCapacity},
 		{"no window", Config[key]{Capacity: 1}, errWindow},
 		{"too many buckets", Config[key]{Capacity: 1, Window: time.Minute, Buckets: 65}, errBuckets},
 		{"negative buckets", Config[key]{Capacity: 1, Window: time.Minute, Buckets: -1}, errBuckets},
