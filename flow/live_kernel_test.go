@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -84,6 +85,35 @@ func bareDump(b *testing.B, h *netns.Handle) (int, time.Duration) {
 //	go test -run '^$' -bench KernelLiveDump -benchtime 5x ./flow/
 func BenchmarkKernelLiveDump(b *testing.B) {
 	netnstest.Require(b)
+	benchLiveDump(b, func(ns *netnstest.NS, n int) error { return ctload.Create(ns.FD(), n) }, nil)
+}
+
+// BenchmarkKernelMovedDump is BenchmarkKernelLiveDump on a table whose
+// every flow moved since the previous dump, as on a busy firewall: the
+// flows are made by a packet each (ctload.CreateTraffic), from 64 sources
+// or from 65,536 (8 times the default capacity of the top talkers), and
+// each flow sends one more packet before each iteration's dumps, outside
+// the time measured.
+//
+//	go test -run '^$' -bench KernelMovedDump -benchtime 3x ./flow/
+func BenchmarkKernelMovedDump(b *testing.B) {
+	netnstest.Require(b, "nft")
+	for _, sources := range []int{64, 65536} {
+		b.Run(fmt.Sprintf("sources=%d", sources), func(b *testing.B) {
+			benchLiveDump(b, func(ns *netnstest.NS, n int) error {
+				ns.Run(b, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_udp_timeout=600")
+				return ctload.CreateTraffic(ns.Name, ns.FD(), n, sources)
+			}, func(ns *netnstest.NS, n int) error {
+				return ctload.SendTraffic(ns.FD(), n, sources)
+			})
+		})
+	}
+}
+
+// benchLiveDump runs BenchmarkKernelLiveDump's iterations on a table that
+// create fills with n flows; move, when not nil, runs before each
+// iteration, outside the time measured.
+func benchLiveDump(b *testing.B, create, move func(ns *netnstest.NS, n int) error) {
 	n := benchTableFlows(b)
 	restore, err := ctload.RaiseLimits(n)
 	if err != nil {
@@ -92,7 +122,7 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 	defer restore()
 	ns := netnstest.New(b)
 	ns.Run(b, "sysctl", "-q", "-w", "net.netfilter.nf_conntrack_acct=1", "net.netfilter.nf_conntrack_timestamp=1")
-	if err := ctload.Create(ns.FD(), n); err != nil {
+	if err := create(ns, n); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = ctload.Flush(ns.FD()) }()
@@ -155,6 +185,13 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
+		if move != nil {
+			b.StopTimer()
+			if err := move(ns, n); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
 		got, cpu := bareDump(b, h)
 		if got != n {
 			b.Fatalf("bare dump: %d entries, want %d", got, n)
@@ -175,6 +212,12 @@ func BenchmarkKernelLiveDump(b *testing.B) {
 		i++
 	}
 	b.StopTimer()
+	if move != nil {
+		// The flows moved: the talkers counted what they moved.
+		if r := pTop.Top(); len(r.Talkers) == 0 || r.Talkers[0].OrigBytes == 0 {
+			b.Fatalf("the flows moved, but the top talkers hold %+v", r.Talkers)
+		}
+	}
 	runs := float64(b.N)
 	b.ReportMetric(bare.Seconds()/runs, "bare-cpu-s/dump")
 	b.ReportMetric(decode.Seconds()/runs, "decode-cpu-s/dump")
